@@ -1,0 +1,22 @@
+"""ottolytics: run-history analytics for otto and other task runners.
+
+The write path (``Recorder``, the ``exec`` shim, the quick commands) uses only
+the standard library, so importing this package stays cheap. Names are
+resolved lazily so ``import ottolytics`` never pulls in pandas or DuckDB.
+"""
+
+__version__ = "0.1.0"
+
+__all__ = ["Recorder", "AsyncRecorder", "__version__"]
+
+
+def __getattr__(name):
+    if name == "Recorder":
+        from .recorder import Recorder
+
+        return Recorder
+    if name == "AsyncRecorder":
+        from .async_recorder import AsyncRecorder
+
+        return AsyncRecorder
+    raise AttributeError(f"module 'ottolytics' has no attribute {name!r}")

@@ -1,0 +1,224 @@
+"""The ``ottolytics`` command line: a thin layer over library functions.
+
+argparse (not click or typer) because the shim and the quick commands have
+start-up budgets of a few milliseconds; heavier modules are imported inside
+the commands that need them.
+"""
+
+import argparse
+import json
+import os
+import sys
+
+from . import __version__
+
+EPILOG = """\
+store: --db, else $OTTOLYTICS_DB, else $OTTO_HOME/ottolytics.db (OTTO_HOME defaults to ~/.otto)
+"""
+
+
+def _fail(message, code=1):
+    print(f"ottolytics: error: {message}", file=sys.stderr)
+    return code
+
+
+def _parse_params(values):
+    params = {}
+    for item in values or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--param {item!r}: expected KEY=VALUE")
+        params[key] = value
+    return params
+
+
+# -- commands ---------------------------------------------------------------
+
+def cmd_exec(args):
+    from .shim import exec_command
+    command = list(args.command)
+    if command and command[0] == "--":
+        command = command[1:]
+    return exec_command(command, db=args.db, project=args.project, task=args.task,
+                        run=args.run)
+
+
+def cmd_run_start(args):
+    from .runs import start_run
+    try:
+        params = _parse_params(args.param)
+    except ValueError as exc:
+        return _fail(str(exc), 2)
+    print(start_run(db=args.db, project=args.project, params=params))
+    return 0
+
+
+def cmd_run_end(args):
+    from .runs import end_run
+    status = end_run(args.run_id, db=args.db, status=args.status)
+    if status is None:
+        return _fail(f"run {args.run_id}: not found in the store; check the id "
+                     "(ottolytics history) or the --db", 1)
+    print(status)
+    return 0
+
+
+def cmd_history(args):
+    from .formatting import STATUS_SYMBOLS, duration, iso_utc, local_time, table
+    from .listing import recent_runs
+    from .migrations import StoreError
+    if args.n < 0:
+        return _fail(f"-n {args.n}: must be 0 or more", 2)
+    try:
+        runs = recent_runs(args.db, limit=args.n)
+    except StoreError as exc:
+        return _fail(str(exc))
+    if args.json:
+        for r in runs:
+            r["started_at"] = iso_utc(r["started_at"])
+            r["finished_at"] = iso_utc(r["finished_at"])
+        print(json.dumps(runs, indent=2))
+        return 0
+    if not runs:
+        print("no runs recorded yet")
+        return 0
+    rows = []
+    for r in runs:
+        counts = " ".join(f"{STATUS_SYMBOLS[s]}{r['tasks_' + s]}"
+                          for s in ("success", "failed", "skipped", "interrupted", "running")
+                          if r["tasks_" + s])
+        rows.append([local_time(r["started_at"]),
+                     f"{STATUS_SYMBOLS.get(r['status'], '?')} {r['status']}",
+                     duration(r["duration_s"]), f"{r['tasks']} {counts}".strip(),
+                     r["project"], r["run_id"]])
+    print(table(["TIMESTAMP", "STATUS", "DURATION", "TASKS", "PROJECT", "RUN"], rows))
+    return 0
+
+
+def cmd_doctor(args):
+    from .doctor import as_dicts, diagnose, healthy
+    from .timeutil import parse_duration
+    try:
+        age = parse_duration(args.max_age) if args.max_age else None
+    except ValueError as exc:
+        return _fail(f"--max-age: {exc}", 2)
+    checks = diagnose(args.db, max_run_age=age)
+    if args.json:
+        print(json.dumps({"ok": healthy(checks), "checks": as_dicts(checks)}, indent=2))
+    else:
+        for c in checks:
+            print(f"{'ok ' if c.ok else 'BAD'}  {c.name:<10} {c.detail}")
+    return 0 if healthy(checks) else 1
+
+
+def cmd_synth(args):
+    from .synth import synthesize
+    if args.runs < 1 or args.tasks_per_run < 1 or args.days <= 0:
+        return _fail("--runs, --tasks-per-run and --days must be positive", 2)
+    try:
+        summary = synthesize(args.out, runs=args.runs, tasks_per_run=args.tasks_per_run,
+                             seed=args.seed, days=args.days, force=args.force)
+    except FileExistsError as exc:
+        return _fail(str(exc), 2)
+    print(f"wrote {summary['runs']} runs and {summary['tasks']} tasks to {args.out} "
+          f"in {summary['seconds']:.1f}s")
+    return 0
+
+
+def cmd_demo(args):
+    from .demo import run_demo
+    return run_demo(home=args.otto_home)
+
+
+def cmd_bench(args):
+    from .bench import main as bench_main
+    return bench_main(quick=args.quick, only=args.only, out=args.out)
+
+
+# -- parser -----------------------------------------------------------------
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="ottolytics", description="Run-history analytics for otto and other task runners.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"ottolytics {__version__}")
+    parser.add_argument("--db", help="the store file (default: see below)")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--db", default=argparse.SUPPRESS, help="the store file")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("exec", parents=[common], help="run a command and record it as a task",
+                       description="Run CMD, stream its output, and record it as a task.")
+    p.add_argument("--project", help="project name (default: the current directory's name)")
+    p.add_argument("--task", help="task name (default: the command's name)")
+    p.add_argument("--run", help="join this run (default: $OTTOLYTICS_RUN_ID, else a new run)")
+    p.add_argument("command", nargs=argparse.REMAINDER, metavar="-- CMD ARGS")
+    p.set_defaults(func=cmd_exec)
+
+    p = sub.add_parser("run", help="start or end a run that several exec calls join")
+    run_sub = p.add_subparsers(dest="run_command", metavar="start|end")
+    rs = run_sub.add_parser("start", parents=[common], help="start a run and print its id")
+    rs.add_argument("--project", help="project name (default: the current directory's name)")
+    rs.add_argument("--param", action="append", metavar="K=V", help="a run parameter (repeatable)")
+    rs.set_defaults(func=cmd_run_start)
+    re_ = run_sub.add_parser("end", parents=[common], help="end a run")
+    re_.add_argument("run_id")
+    re_.add_argument("--status", choices=["success", "failed", "interrupted"],
+                     help="override the status derived from the run's tasks")
+    re_.set_defaults(func=cmd_run_end)
+
+    p = sub.add_parser("history", parents=[common], help="recent runs, newest first")
+    p.add_argument("-n", type=int, default=20, help="how many runs (default 20)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_history)
+
+    p = sub.add_parser("doctor", parents=[common], help="check and repair the store")
+    p.add_argument("--max-age", help="close runs older than this with no live recorder "
+                   "(default 24h; e.g. 7d)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_doctor)
+
+    p = sub.add_parser("synth", help="write a synthetic history into a new store")
+    p.add_argument("out", metavar="OUT.db")
+    p.add_argument("--runs", type=int, required=True)
+    p.add_argument("--tasks-per-run", type=int, required=True)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--days", type=float, default=90)
+    p.add_argument("--force", action="store_true", help="overwrite OUT.db if it exists")
+    p.set_defaults(func=cmd_synth)
+
+    p = sub.add_parser("demo", help="record a small demo run and show its history")
+    p.add_argument("--otto-home", help="where to keep the demo store (default ./demo-home)")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("bench", help="measure speed and size against baselines")
+    p.add_argument("--quick", action="store_true", help="smaller sizes, for a fast check")
+    p.add_argument("--only", action="append", help="run only these rows (repeatable)")
+    p.add_argument("--out", help="also write the results as JSON to this file")
+    p.set_defaults(func=cmd_bench)
+    return parser
+
+
+def main(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "func", None) is None:
+        if args.command == "run":
+            parser.parse_args(["run", "--help"])
+        parser.print_help()
+        return 2
+    if not hasattr(args, "db"):
+        args.db = None
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        # e.g. `ottolytics history | head`: stop quietly, as other CLI tools do
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

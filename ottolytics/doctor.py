@@ -1,0 +1,112 @@
+"""``ottolytics doctor``: check the store and repair what is safe to repair.
+
+It runs SQLite's integrity check, reports the schema version and the WAL
+size, replays any spooled events, marks stale runs interrupted, and reports
+the spool backlog left over. Each finding is a ``Check``; any check that is
+not ok makes the command exit non-zero.
+"""
+
+from dataclasses import asdict, dataclass
+
+from . import liveness, migrations, spool
+from .paths import db_path, spool_dirs
+from .store import Store, connect
+
+
+@dataclass
+class Check:
+    name: str
+    ok: bool
+    detail: str
+    value: object = None
+
+
+def _spool_backlog(path):
+    """(files waiting, events in them, files kept as .failed) for the store at *path*."""
+    pending = spool.pending_files(path)
+    events = 0
+    for f in pending:
+        try:
+            with open(f, "rb") as handle:
+                events += max(0, sum(1 for _ in handle) - 1)  # minus the header line
+        except OSError:
+            pass
+    failed = []
+    for directory in spool_dirs(path):
+        if directory.is_dir():
+            failed += sorted(directory.glob("*.failed"))
+    return pending, events, failed
+
+
+def diagnose(db=None, max_run_age=None):
+    """Run every check against the store at *db*; returns a list of Check."""
+    path = db_path(db)
+    checks = []
+    if not path.exists():
+        pending, events, failed = _spool_backlog(path)
+        checks.append(Check("store", False, f"{path} does not exist", str(path)))
+        checks.append(Check("spool", not pending and not failed,
+                            f"{len(pending)} files, {events} events waiting", events))
+        return checks
+    checks.append(Check("store", True, str(path), str(path)))
+    try:
+        conn = connect(path, readonly=True)
+        version = migrations.check_version(conn, path)
+        result = [r[0] for r in conn.execute("PRAGMA integrity_check").fetchall()]
+        conn.close()
+    except Exception as exc:
+        checks.append(Check("open", False,
+                            f"cannot read the store: {exc}. If it is corrupt, move it aside "
+                            f"(mv {path} {path}.corrupt); spooled events are kept and "
+                            "replayed into a fresh store at the next recording"))
+        pending, events, failed = _spool_backlog(path)
+        checks.append(Check("spool", not pending and not failed,
+                            f"{len(pending)} files, {events} events waiting", events))
+        return checks
+    ok = result == ["ok"]
+    checks.append(Check("integrity", ok, "ok" if ok else "; ".join(result[:5]),
+                        "ok" if ok else result))
+    current = migrations.CURRENT_VERSION
+    checks.append(Check("schema", True,
+                        f"v{version}" + ("" if version == current else f", migrating to v{current}"),
+                        version))
+    wal = path.with_name(path.name + "-wal")
+    wal_size = wal.stat().st_size if wal.exists() else 0
+    checks.append(Check("wal", True, f"{wal_size} bytes", wal_size))
+    try:
+        store = Store.open(path, create=False)
+    except Exception as exc:
+        checks.append(Check("write", False, f"cannot open for writing: {exc}"))
+        pending, events, failed = _spool_backlog(path)
+        checks.append(Check("spool", not pending and not failed,
+                            f"{len(pending)} files, {events} events waiting", events))
+        return checks
+    try:
+        files, applied, skipped = spool.replay(store)
+        if files:
+            checks.append(Check("replay", skipped == 0,
+                                f"replayed {applied} events from {files} spool files"
+                                + (f", skipped {skipped}" if skipped else ""), applied))
+        age = max_run_age if max_run_age is not None else liveness.DEFAULT_MAX_AGE_S
+        marked = liveness.recover_stale(store, age)
+        runs = [m for m in marked if m[1] is None]
+        checks.append(Check("stale", True,
+                            f"marked {len(runs)} runs and {len(marked) - len(runs)} tasks "
+                            "interrupted" if marked else "none", len(marked)))
+    finally:
+        store.close()
+    pending, events, failed = _spool_backlog(path)
+    detail = f"{len(pending)} files, {events} events waiting"
+    if failed:
+        detail += (f"; {len(failed)} files with events that could not be applied, kept "
+                   f"for inspection: {', '.join(str(f) for f in failed[:3])}")
+    checks.append(Check("spool", not pending and not failed, detail, events))
+    return checks
+
+
+def as_dicts(checks):
+    return [asdict(c) for c in checks]
+
+
+def healthy(checks):
+    return all(c.ok for c in checks)

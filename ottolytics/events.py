@@ -1,0 +1,206 @@
+"""Recording events and the SQL that applies them to the store.
+
+The recorder turns every call into a small event dict. Applied directly, or
+written to the spool and replayed later, an event goes through the same
+function here, so a spooled history lands exactly as a live one would.
+Every status change also writes a row in ``transitions``.
+
+Events refer to runs by their uid (made on the client, so known even when the
+store is unreachable) and to tasks by row id, or by a spool-local token when
+the task was started while spooling.
+"""
+
+import json
+
+TERMINAL_TASK = ("success", "failed", "skipped")
+
+
+def _transition(conn, run_id, task_id, old, new, at, reason=None):
+    conn.execute(
+        "INSERT INTO transitions(run_id, task_id, from_status, to_status, at, reason) "
+        "VALUES (?, ?, ?, ?, ?, ?)",
+        (run_id, task_id, old, new, at, reason),
+    )
+
+
+def set_task_status(conn, task_id, run_id, old, new, at, reason=None):
+    """Move a task to *new*, closing it if terminal, and log the transition."""
+    conn.execute(
+        "UPDATE tasks SET status = ?, finished_at = ? WHERE id = ?",
+        (new, at if new not in ("pending", "running") else None, task_id),
+    )
+    _transition(conn, run_id, task_id, old, new, at, reason)
+
+
+def set_run_status(conn, run_id, old, new, at, reason=None):
+    """Move a run to *new*, closing it if terminal, and log the transition."""
+    conn.execute(
+        "UPDATE runs SET status = ?, finished_at = ? WHERE id = ?",
+        (new, at if new != "running" else None, run_id),
+    )
+    _transition(conn, run_id, None, old, new, at, reason)
+
+
+def derive_run_status(conn, run_id):
+    """A run's status from the last attempt of each of its tasks.
+
+    failed beats interrupted beats success; a run with no finished tasks
+    succeeded. Tasks still running do not decide it.
+    """
+    rows = conn.execute(
+        "SELECT t.status FROM tasks t WHERE t.run_id = ? AND t.attempt = "
+        "(SELECT max(attempt) FROM tasks u WHERE u.run_id = t.run_id AND u.name = t.name)",
+        (run_id,),
+    ).fetchall()
+    statuses = {r[0] for r in rows}
+    if "failed" in statuses:
+        return "failed"
+    if "interrupted" in statuses:
+        return "interrupted"
+    return "success"
+
+
+def _run_start(store, conn, ev, tokens):
+    project_id = store.project_id(conn, ev["project"], ev["at"])
+    args = ev.get("args")
+    rid = conn.execute(
+        "INSERT INTO runs(uid, project_id, status, started_at, args, ottofile, user, host, "
+        "cwd, pid, pid_started_at, run_dir, source, source_ref) "
+        "VALUES (?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (ev["uid"], project_id, ev["at"], json.dumps(args) if args is not None else None,
+         ev.get("ottofile"), ev.get("user"), ev.get("host"), ev.get("cwd"), ev.get("pid"),
+         ev.get("pid_started_at"), ev.get("run_dir"), ev.get("source") or "ottolytics",
+         ev.get("source_ref")),
+    ).lastrowid
+    store._run_ids[ev["uid"]] = rid
+    _transition(conn, rid, None, None, "running", ev["at"])
+    params = ev.get("params")
+    if params:
+        _params(store, conn, {"run": ev["uid"], "params": params}, tokens)
+    return rid
+
+
+def _run_finish(store, conn, ev, tokens):
+    rid = store.run_id(conn, ev["uid"])
+    row = conn.execute("SELECT status FROM runs WHERE id = ?", (rid,)).fetchone()
+    old = row[0]
+    status = ev.get("status") or derive_run_status(conn, rid)
+    if ev.get("size_bytes") is not None:
+        conn.execute("UPDATE runs SET size_bytes = ? WHERE id = ?", (ev["size_bytes"], rid))
+    if old == status:
+        return rid
+    if old in ("success", "failed") and not ev.get("status"):
+        return rid  # ended twice: the first word stands; an explicit status still wins
+    # A run that recovery guessed was interrupted takes the real end when it comes.
+    set_run_status(conn, rid, old, status, ev["at"], ev.get("reason"))
+    return rid
+
+
+def _task_start(store, conn, ev, tokens):
+    rid = store.run_id(conn, ev["run"])
+    attempt = ev.get("attempt")
+    if attempt is None and ev.get("first_attempt"):
+        attempt = 1  # the recorder owns this run and has not seen the name before
+    if attempt is None:
+        attempt = conn.execute(
+            "SELECT coalesce(max(attempt), 0) + 1 FROM tasks WHERE run_id = ? AND name = ?",
+            (rid, ev["name"]),
+        ).fetchone()[0]
+    status = ev.get("status") or "running"
+    at = ev["at"]
+    tid = conn.execute(
+        "INSERT INTO tasks(run_id, name, attempt, status, started_at, finished_at, pid, "
+        "pid_started_at, script_path, script_hash, stdout_path, stderr_path) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (rid, ev["name"], attempt, status, at, at if status in TERMINAL_TASK else None,
+         ev.get("pid"), ev.get("pid_started_at"), ev.get("script_path"),
+         ev.get("script_hash"), ev.get("stdout_path"), ev.get("stderr_path")),
+    ).lastrowid
+    _transition(conn, rid, tid, None, status, at, ev.get("reason"))
+    deps = ev.get("deps")
+    if deps:
+        conn.executemany(
+            "INSERT OR IGNORE INTO task_deps(task_id, depends_on) VALUES (?, ?)",
+            [(tid, d) for d in deps],
+        )
+    if ev.get("tok"):
+        tokens[ev["tok"]] = tid
+    store._open_tasks[tid] = (rid, status)
+    return tid
+
+
+def _task_id(ev, tokens):
+    tid = ev.get("task")
+    if tid is None:
+        tid = tokens.get(ev.get("tok"))
+    if tid is None:
+        raise KeyError(f"task token {ev.get('tok')!r} was never started")
+    return tid
+
+
+_FINISH_SQL = (
+    "UPDATE tasks SET status = ?, finished_at = ?, exit_code = ?, signal = ?, "
+    "cpu_user_s = ?, cpu_system_s = ?, peak_rss_bytes = ?, "
+    "stdout_path = coalesce(?, stdout_path), stderr_path = coalesce(?, stderr_path) "
+    "WHERE id = ?")
+
+
+def _task_finish(store, conn, ev, tokens):
+    tid = _task_id(ev, tokens)
+    new = ev["status"]
+    values = (new, ev["at"], ev.get("exit_code"), ev.get("signal"), ev.get("cpu_user_s"),
+              ev.get("cpu_system_s"), ev.get("peak_rss_bytes"), ev.get("stdout_path"),
+              ev.get("stderr_path"), tid)
+    # The status this connection saw at start saves a read; the UPDATE checks
+    # it still holds (recovery in another process may have changed it).
+    row = store._open_tasks.pop(tid, None)
+    if row is None or conn.execute(_FINISH_SQL + " AND status = ?",
+                                   values + (row[1],)).rowcount == 0:
+        row = conn.execute("SELECT run_id, status FROM tasks WHERE id = ?", (tid,)).fetchone()
+        if row is None:
+            raise KeyError(f"task {tid} is not in the store")
+        if row[1] in TERMINAL_TASK:
+            return tid  # finished twice: the first word stands
+        conn.execute(_FINISH_SQL, values)
+    rid, old = row
+    _transition(conn, rid, tid, old, new, ev["at"], ev.get("reason"))
+    tail = ev.get("stderr_tail")
+    if tail:
+        conn.execute("INSERT OR REPLACE INTO task_stderr(task_id, tail) VALUES (?, ?)",
+                     (tid, tail))
+    return tid
+
+
+def _params(store, conn, ev, tokens):
+    rid = store.run_id(conn, ev["run"])
+    conn.executemany(
+        "INSERT OR REPLACE INTO run_params(run_id, key, value) VALUES (?, ?, ?)",
+        [(rid, str(k), None if v is None else str(v)) for k, v in ev["params"].items()],
+    )
+    return rid
+
+
+def _logs(store, conn, ev, tokens):
+    rid = store.run_id(conn, ev["run"])
+    tid = _task_id(ev, tokens) if (ev.get("task") or ev.get("tok")) else None
+    conn.executemany(
+        "INSERT INTO log_fragments(run_id, task_id, stream, seq, at, data) "
+        "VALUES (?, ?, ?, ?, ?, ?)",
+        [(rid, tid, f["stream"], f["seq"], f["at"], f["data"]) for f in ev["fragments"]],
+    )
+    return rid
+
+
+APPLY = {
+    "run_start": _run_start,
+    "run_finish": _run_finish,
+    "task_start": _task_start,
+    "task_finish": _task_finish,
+    "params": _params,
+    "logs": _logs,
+}
+
+
+def apply(store, conn, ev, tokens):
+    """Apply one event inside the caller's transaction; return the row id it touched."""
+    return APPLY[ev["e"]](store, conn, ev, tokens)

@@ -1,0 +1,224 @@
+"""Versioned, transactional schema migrations for the run store.
+
+Each migration is a list of SQL statements applied inside one ``BEGIN
+IMMEDIATE`` transaction together with its row in ``schema_migrations`` and the
+``user_version`` bump, so a migration either lands whole or not at all. Before
+an existing store is migrated, a consistent file copy is taken with SQLite's
+backup API. A store written by a newer ottolytics is refused untouched.
+
+Times in every table are unix seconds (UTC) as REAL, so sub-second precision
+costs 8 bytes. Paths below OTTO_HOME are stored relative to it.
+"""
+
+import sqlite3
+import time
+from pathlib import Path
+
+# "OTTO" in ASCII: marks a file as an ottolytics store.
+APPLICATION_ID = 0x4F54544F
+
+RUN_STATUSES = ("running", "success", "failed", "interrupted")
+TASK_STATUSES = ("pending", "running", "success", "failed", "skipped", "interrupted")
+
+
+def _in(values):
+    return "(" + ",".join(f"'{v}'" for v in values) + ")"
+
+
+V1 = [
+    """CREATE TABLE schema_migrations (
+        version INTEGER PRIMARY KEY,
+        name TEXT NOT NULL,
+        applied_at REAL NOT NULL
+    )""",
+    """CREATE TABLE projects (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        created_at REAL NOT NULL
+    )""",
+    f"""CREATE TABLE runs (
+        id INTEGER PRIMARY KEY,
+        uid TEXT NOT NULL UNIQUE,
+        project_id INTEGER NOT NULL REFERENCES projects(id),
+        status TEXT NOT NULL CHECK (status IN {_in(RUN_STATUSES)}),
+        started_at REAL NOT NULL,
+        finished_at REAL,
+        args TEXT,
+        ottofile TEXT,
+        user TEXT,
+        host TEXT,
+        cwd TEXT,
+        pid INTEGER,
+        pid_started_at REAL,
+        run_dir TEXT,
+        size_bytes INTEGER,
+        source TEXT NOT NULL DEFAULT 'ottolytics',
+        source_ref TEXT
+    )""",
+    "CREATE INDEX runs_started ON runs(started_at)",
+    "CREATE INDEX runs_project_started ON runs(project_id, started_at)",
+    "CREATE INDEX runs_active ON runs(status) WHERE status = 'running'",
+    "CREATE UNIQUE INDEX runs_source_ref ON runs(source, source_ref) WHERE source_ref IS NOT NULL",
+    f"""CREATE TABLE tasks (
+        id INTEGER PRIMARY KEY,
+        run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+        name TEXT NOT NULL,
+        attempt INTEGER NOT NULL DEFAULT 1,
+        status TEXT NOT NULL CHECK (status IN {_in(TASK_STATUSES)}),
+        started_at REAL,
+        finished_at REAL,
+        exit_code INTEGER,
+        signal INTEGER,
+        cpu_user_s REAL,
+        cpu_system_s REAL,
+        peak_rss_bytes INTEGER,
+        pid INTEGER,
+        pid_started_at REAL,
+        script_path TEXT,
+        script_hash TEXT,
+        stdout_path TEXT,
+        stderr_path TEXT,
+        UNIQUE (run_id, name, attempt)
+    )""",
+    "CREATE INDEX tasks_name_started ON tasks(name, started_at)",
+    # Bounded (4 KiB) but large next to a task row, so kept out of the hot table.
+    """CREATE TABLE task_stderr (
+        task_id INTEGER PRIMARY KEY REFERENCES tasks(id) ON DELETE CASCADE,
+        tail TEXT NOT NULL
+    )""",
+    """CREATE TABLE task_deps (
+        task_id INTEGER NOT NULL REFERENCES tasks(id) ON DELETE CASCADE,
+        depends_on TEXT NOT NULL,
+        PRIMARY KEY (task_id, depends_on)
+    ) WITHOUT ROWID""",
+    # task_id carries no foreign key: rows go with their run (indexed), which
+    # avoids a full scan of this large table for every deleted task.
+    """CREATE TABLE transitions (
+        id INTEGER PRIMARY KEY,
+        run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+        task_id INTEGER,
+        from_status TEXT,
+        to_status TEXT NOT NULL,
+        at REAL NOT NULL,
+        reason TEXT
+    )""",
+    "CREATE INDEX transitions_run ON transitions(run_id)",
+    """CREATE TABLE run_params (
+        run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+        key TEXT NOT NULL,
+        value TEXT,
+        PRIMARY KEY (run_id, key)
+    ) WITHOUT ROWID""",
+    """CREATE TABLE log_fragments (
+        id INTEGER PRIMARY KEY,
+        run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+        task_id INTEGER,
+        stream TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        at REAL NOT NULL,
+        data TEXT NOT NULL
+    )""",
+    "CREATE INDEX log_fragments_run ON log_fragments(run_id, task_id, seq)",
+    # Spool files already applied, so a replay happens exactly once even if
+    # the process dies between the commit and deleting the file.
+    """CREATE TABLE spool_replays (
+        name TEXT PRIMARY KEY,
+        events INTEGER NOT NULL,
+        replayed_at REAL NOT NULL
+    ) WITHOUT ROWID""",
+]
+
+# (version, name, statements). Append only; never edit a released entry.
+MIGRATIONS = [
+    (1, "initial schema", V1),
+]
+
+CURRENT_VERSION = MIGRATIONS[-1][0]
+
+
+class StoreError(Exception):
+    """The store cannot be used; the message says which file and what to do."""
+
+
+class SchemaTooNew(StoreError):
+    """The store was written by a newer ottolytics."""
+
+
+class NotAStore(StoreError):
+    """The file is an SQLite database, but not an ottolytics store."""
+
+
+def read_version(conn):
+    """Return (user_version, application_id, has_tables) without writing anything."""
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+    has_tables = conn.execute(
+        "SELECT count(*) FROM sqlite_master WHERE type='table'"
+    ).fetchone()[0] > 0
+    return version, app_id, has_tables
+
+
+def check_version(conn, path, migrations=MIGRATIONS):
+    """Raise if *path* cannot be used by this ottolytics; return its version."""
+    current = migrations[-1][0]
+    version, app_id, has_tables = read_version(conn)
+    if app_id not in (0, APPLICATION_ID) or (version == 0 and has_tables):
+        raise NotAStore(
+            f"{path}: is an SQLite database but not an ottolytics store; "
+            "point --db or OTTOLYTICS_DB at an ottolytics.db"
+        )
+    if version > current:
+        raise SchemaTooNew(
+            f"{path}: written by a newer ottolytics (schema v{version}, this one "
+            f"knows up to v{current}); upgrade ottolytics, the store was left unaltered"
+        )
+    return version
+
+
+def backup(conn, path, version):
+    """Copy the store beside itself before migrating it; return the copy's path."""
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+    target = Path(f"{path}.v{version}.{stamp}.bak")
+    n = 1
+    while target.exists():
+        n += 1
+        target = Path(f"{path}.v{version}.{stamp}-{n}.bak")
+    dest = sqlite3.connect(target)
+    try:
+        conn.backup(dest)
+    finally:
+        dest.close()
+    return target
+
+
+def migrate(conn, path, migrations=MIGRATIONS):
+    """Bring the store at *path* up to the newest version.
+
+    Returns the backup path when an existing store was migrated, else None.
+    *conn* must be in autocommit mode (isolation_level=None).
+    """
+    current = migrations[-1][0]
+    version = check_version(conn, path, migrations)
+    if version == current:
+        return None
+    backup_path = backup(conn, path, version) if version > 0 else None
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        # Another process may have migrated while we waited for the lock.
+        version = check_version(conn, path, migrations)
+        for number, name, statements in migrations:
+            if number <= version:
+                continue
+            for statement in statements:
+                conn.execute(statement)
+            conn.execute(
+                "INSERT INTO schema_migrations(version, name, applied_at) VALUES (?, ?, ?)",
+                (number, name, time.time()),
+            )
+            conn.execute(f"PRAGMA user_version = {int(number)}")
+        conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    return backup_path

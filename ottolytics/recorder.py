@@ -1,0 +1,443 @@
+"""The Python recording API: ``Recorder``, with ``Run`` and ``Task`` handles.
+
+    rec = ottolytics.Recorder()
+    with rec.run(project="web", params={"env": "prod"}) as run:
+        with run.task("lint"):
+            ...
+        with run.task("build", deps=["lint"]) as task:
+            if up_to_date:
+                task.skip(reason="up to date")
+
+Recording never raises into the caller and never changes the outcome of the
+code it wraps. When the store is unusable (missing or read-only directory,
+read-only or corrupt file, a lock held past every retry) events go to the
+spool, one warning line goes to stderr, and the events are replayed at the
+next successful open. Standard library only: see the README's "write path".
+"""
+
+import os
+import signal
+import sys
+import threading
+import time
+import traceback
+
+from . import events, liveness, spool
+from .ids import new_run_id, new_token
+from .paths import db_path
+from .store import Store, UnknownRun
+from .timeutil import parse_duration
+
+STDERR_TAIL_BYTES = 4096
+LOG_BATCH_BYTES = 64 * 1024
+RETRY_STORE_EVERY_S = 5.0
+
+_PROCESS = {}
+
+
+def process_identity():
+    """(pid, start time, host, user) of this process, computed once."""
+    pid = os.getpid()
+    if _PROCESS.get("pid") != pid:  # first call, or after fork
+        try:
+            import pwd
+            user = pwd.getpwuid(os.getuid()).pw_name
+        except (ImportError, KeyError):
+            user = os.environ.get("USER") or os.environ.get("LOGNAME")
+        _PROCESS.update(pid=pid, start=liveness.process_start_time(pid),
+                        host=liveness.hostname(), user=user)
+    return _PROCESS["pid"], _PROCESS["start"], _PROCESS["host"], _PROCESS["user"]
+
+
+def tail_text(data, limit=STDERR_TAIL_BYTES):
+    """The last *limit* bytes of *data* (bytes or str) as text, never split mid-character."""
+    if isinstance(data, str):
+        data = data.encode("utf-8", "replace")
+    return data[-limit:].decode("utf-8", "ignore")
+
+
+class Terminated(SystemExit):
+    """Raised in the main thread on SIGTERM while a run is recorded, so that
+    ``with`` blocks unwind and mark their run and tasks interrupted."""
+
+    def __init__(self):
+        super().__init__(128 + signal.SIGTERM)
+
+
+def _interruption(exc_type):
+    if exc_type is None:
+        return False
+    if issubclass(exc_type, (KeyboardInterrupt, Terminated)):
+        return True
+    return exc_type.__name__ == "CancelledError"  # asyncio, without importing it
+
+
+class Recorder:
+    """Records runs and tasks into the store at *db* (default: see ``paths.db_path``).
+
+    *max_run_age* (seconds, or a duration such as ``"24h"``) is how long a
+    run recorded on another host, or with no recording process, may stay
+    running before recovery calls it interrupted.
+    """
+
+    def __init__(self, db=None, *, max_run_age=None, warn=None):
+        self.db = db_path(db)
+        age = max_run_age or os.environ.get("OTTOLYTICS_MAX_RUN_AGE")
+        self.max_run_age = parse_duration(age) if age else liveness.DEFAULT_MAX_AGE_S
+        self._warn_fn = warn or (lambda msg: print(f"ottolytics: warning: {msg}",
+                                                   file=sys.stderr, flush=True))
+        self._lock = threading.RLock()
+        self._store = None
+        self._spool = None
+        self._opened = False
+        self._warned = False
+        self._next_retry = 0.0
+        self._tokens = {}
+        self._spooled_tasks = {}
+        self.recovered = []
+        self.replayed = (0, 0, 0)
+
+    # -- store or spool ---------------------------------------------------
+
+    def _open_store(self):
+        store = Store.open(self.db)
+        try:
+            self.replayed = spool.replay(store, tokens_out=self._tokens, warn=self._warn_fn)
+            self.recovered = liveness.recover_stale(store, self.max_run_age)
+        except BaseException:
+            store.close()
+            raise
+        return store
+
+    def open(self):
+        """Open the store now (it opens on first use otherwise). True if usable."""
+        with self._lock:
+            if not self._opened:
+                self._opened = True
+                try:
+                    self._store = self._open_store()
+                except Exception as exc:
+                    self._degrade(exc)
+            return self._store is not None
+
+    @property
+    def degraded(self):
+        """True while events go to the spool instead of the store."""
+        return self._spool is not None
+
+    def _degrade(self, exc):
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+        if self._spool is None:
+            self._spool = spool.SpoolWriter(self.db)
+        self._next_retry = time.monotonic() + RETRY_STORE_EVERY_S
+        self._reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+    def _try_recover_store(self):
+        """While spooling, reopen the store now and then and replay our own spool."""
+        if time.monotonic() < self._next_retry:
+            return
+        self._next_retry = time.monotonic() + RETRY_STORE_EVERY_S
+        writer = self._spool
+        writer.close()
+        try:
+            store = self._open_store()
+        except Exception:
+            writer.path = None  # continue in a fresh spool file
+            return
+        self._spool = None
+        self._store = store
+        for tok, handle in list(self._spooled_tasks.items()):
+            if tok in self._tokens:
+                handle._id = self._tokens[tok]
+                del self._spooled_tasks[tok]
+
+    def _apply(self, conn, ev):
+        return events.apply(self._store, conn, ev, self._tokens)
+
+    def emit(self, ev, handle=None):
+        """Record one event; returns the row id, or None when it was spooled."""
+        with self._lock:
+            try:
+                if not self._opened:
+                    self.open()
+                if self._spool is not None:
+                    self._try_recover_store()
+                if self._store is not None:
+                    try:
+                        return self._store.write(self._apply, ev)
+                    except UnknownRun as exc:
+                        self._warn_fn(str(exc))  # the caller's mistake: the store is fine
+                        return None
+                    except Exception as exc:
+                        self._degrade(exc)
+                if ev["e"] == "task_start":
+                    ev["tok"] = ev.get("tok") or new_token()
+                    if handle is not None:
+                        self._spooled_tasks[ev["tok"]] = handle
+                self._spool.append(ev)
+                if not self._warned:
+                    self._warned = True
+                    self._warn_fn(f"cannot record to {self.db} ({self._reason}); events are "
+                                  f"spooled to {self._spool.path} and replayed at the next "
+                                  "successful open")
+            except Exception as exc:  # recording must never break the caller
+                if not self._warned:
+                    self._warned = True
+                    self._warn_fn(f"cannot record to {self.db} or spool its events: {exc}")
+            return None
+
+    def run_exists(self, uid):
+        """True or False, or None when the store cannot be read right now."""
+        with self._lock:
+            if not self.open() or self._store is None:
+                return None
+            try:
+                return self._store.conn.execute(
+                    "SELECT 1 FROM runs WHERE uid = ?", (uid,)).fetchone() is not None
+            except Exception:
+                return None
+
+    def close(self):
+        with self._lock:
+            if self._store is not None:
+                self._store.close()
+                self._store = None
+            if self._spool is not None:
+                self._spool.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # -- handles ------------------------------------------------------------
+
+    def run(self, project=None, params=None, *, args=None, run_dir=None, uid=None, **meta):
+        """A new run handle; recording starts on ``with`` or ``start()``."""
+        project = project or os.path.basename(os.getcwd()) or "default"
+        return Run(self, project, params, args=args, run_dir=run_dir, uid=uid, meta=meta)
+
+    def attach(self, uid):
+        """A handle on a run started elsewhere (``ottolytics run start``), to add tasks."""
+        run = Run(self, None, None, uid=uid, meta={})
+        run._started = True
+        run._owned = False
+        return run
+
+
+class Run:
+    """One run: ``with rec.run(...) as run`` or ``run.start()`` / ``run.finish()``."""
+
+    def __init__(self, recorder, project, params, *, args=None, run_dir=None, uid=None,
+                 meta=None):
+        self.recorder = recorder
+        self.uid = uid or new_run_id()
+        self.project = project
+        self.params = dict(params or {})
+        self.args = list(sys.argv) if args is None else list(args)
+        self.run_dir = run_dir
+        self.meta = meta or {}
+        self.status = "running"
+        self._started = False
+        self._finished = False
+        self._owned = True
+        # False for runs whose recording process exits before the run ends
+        # (``ottolytics run start``): no pid is stored, so recovery uses the age.
+        self.live = True
+        self._names = set()
+        self._saved_sigterm = None
+
+    @property
+    def id(self):
+        return self.uid
+
+    def start(self, at=None):
+        if self._started:
+            return self
+        self._started = True
+        pid, pstart, host, user = process_identity()
+        ev = {"e": "run_start", "uid": self.uid, "project": self.project,
+              "at": time.time() if at is None else at, "args": self.args,
+              "user": user, "host": host, "cwd": os.getcwd(), "run_dir": self.run_dir,
+              "params": self.params}
+        if self.live:
+            ev["pid"], ev["pid_started_at"] = pid, pstart
+        ev.update({k: v for k, v in self.meta.items() if v is not None})
+        self.recorder.emit(ev)
+        return self
+
+    def finish(self, status=None, *, reason=None, size_bytes=None, at=None):
+        """End the run; *status* defaults to one derived from its tasks."""
+        if self._finished:
+            return
+        self._finished = True
+        ev = {"e": "run_finish", "uid": self.uid, "at": time.time() if at is None else at}
+        if status:
+            ev["status"] = status
+            self.status = status
+        if reason:
+            ev["reason"] = reason
+        if size_bytes is not None:
+            ev["size_bytes"] = size_bytes
+        self.recorder.emit(ev)
+
+    def set_params(self, params=None, **more):
+        merged = dict(params or {}, **more)
+        self.params.update(merged)
+        if self._started:
+            self.recorder.emit({"e": "params", "run": self.uid, "params": merged})
+
+    def task(self, name, deps=None, **meta):
+        """A task handle; it starts on ``with`` or ``start()``."""
+        return Task(self, name, deps, meta)
+
+    def skip_task(self, name, reason=None, deps=None):
+        """Record a task that did not run at all (e.g. up to date)."""
+        task = Task(self, name, deps, {})
+        task.start(status="skipped", reason=reason)
+        return task
+
+    def __enter__(self):
+        self.start()
+        self._install_sigterm()
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        self._restore_sigterm()
+        if _interruption(exc_type):
+            self.finish("interrupted", reason=f"{exc_type.__name__} in the recording process")
+        elif exc_type is not None:
+            self.finish("failed", reason=f"{exc_type.__name__}: {exc}"[:500])
+        elif self._owned:
+            self.finish()
+        return False
+
+    def _install_sigterm(self):
+        if threading.current_thread() is not threading.main_thread():
+            return
+        try:
+            if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+                def on_term(signum, frame):
+                    raise Terminated()
+                self._saved_sigterm = signal.signal(signal.SIGTERM, on_term)
+        except (ValueError, OSError):
+            self._saved_sigterm = None
+
+    def _restore_sigterm(self):
+        if self._saved_sigterm is not None:
+            try:
+                signal.signal(signal.SIGTERM, self._saved_sigterm)
+            except (ValueError, OSError):
+                pass
+            self._saved_sigterm = None
+
+
+class Task:
+    """One task attempt inside a run."""
+
+    def __init__(self, run, name, deps, meta):
+        self.run = run
+        self.name = name
+        self.deps = list(deps or [])
+        self.meta = meta
+        self.status = "pending"
+        self._id = None
+        self._tok = None
+        self._started = False
+        self._finished = False
+        self._logs = []
+        self._log_bytes = 0
+        self._seq = 0
+
+    def _ref(self, ev):
+        if self._id is not None:
+            ev["task"] = self._id
+        else:
+            ev["tok"] = self._tok
+        return ev
+
+    def start(self, *, status="running", reason=None, at=None):
+        if self._started:
+            return self
+        self._started = True
+        rec = self.run.recorder
+        ev = {"e": "task_start", "run": self.run.uid, "name": self.name,
+              "at": time.time() if at is None else at, "deps": self.deps, "status": status}
+        if reason:
+            ev["reason"] = reason
+        if not self.run._owned:
+            pid, pstart, _host, _user = process_identity()
+            ev["pid"], ev["pid_started_at"] = pid, pstart
+        elif self.name not in self.run._names:
+            ev["first_attempt"] = True  # no other process adds tasks to this run
+        self.run._names.add(self.name)
+        ev.update({k: v for k, v in self.meta.items() if v is not None})
+        self._id = rec.emit(ev, handle=self)
+        self._tok = ev.get("tok")
+        self.status = status
+        if status == "skipped":
+            self._finished = True
+        return self
+
+    def finish(self, exit_code=None, *, status=None, signal=None, reason=None,
+               stderr_tail=None, at=None, **resources):
+        """End the task. Without *status*: success when exit_code is 0 or None
+        and no signal killed it, else failed. *resources* may hold cpu_user_s,
+        cpu_system_s, peak_rss_bytes, stdout_path and stderr_path."""
+        if self._finished:
+            return
+        if not self._started:
+            self.start()
+        self._finished = True
+        self.flush_logs()
+        if status is None:
+            status = "success" if not exit_code and not signal else "failed"
+        ev = self._ref({"e": "task_finish", "status": status,
+                        "at": time.time() if at is None else at,
+                        "exit_code": exit_code, "signal": signal})
+        if reason:
+            ev["reason"] = reason
+        if stderr_tail:
+            ev["stderr_tail"] = tail_text(stderr_tail)
+        ev.update({k: v for k, v in resources.items() if v is not None})
+        self.status = status
+        self.run.recorder.emit(ev)
+
+    def skip(self, reason=None):
+        """Mark this started task skipped (e.g. its outputs are up to date)."""
+        self.finish(status="skipped", reason=reason)
+
+    def log(self, data, stream="stdout"):
+        """Keep a chunk of output in the store's log fragments (batched)."""
+        if isinstance(data, bytes):
+            data = data.decode("utf-8", "replace")
+        self._seq += 1
+        self._logs.append({"stream": stream, "seq": self._seq, "at": time.time(), "data": data})
+        self._log_bytes += len(data)
+        if self._log_bytes >= LOG_BATCH_BYTES:
+            self.flush_logs()
+
+    def flush_logs(self):
+        if self._logs and self._started:
+            ev = self._ref({"e": "logs", "run": self.run.uid, "fragments": self._logs})
+            self._logs, self._log_bytes = [], 0
+            self.run.recorder.emit(ev)
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, exc_type, exc, tb):
+        if self._finished:
+            return False
+        if _interruption(exc_type):
+            self.finish(status="interrupted", reason=f"{exc_type.__name__}")
+        elif exc_type is not None:
+            text = "".join(traceback.format_exception(exc_type, exc, tb))
+            self.finish(status="failed", reason=f"{exc_type.__name__}: {exc}"[:500],
+                        stderr_tail=text)
+        else:
+            self.finish(exit_code=0)
+        return False

@@ -1,0 +1,274 @@
+"""``ottolytics exec``: run a command and record it as a task.
+
+The command's stdout and stderr pass through to the terminal byte for byte
+and are also appended, unbuffered, to ``stdout.log`` and ``stderr.log`` in the
+task's directory, so ``tail -f`` follows them live. The exit code, the signal,
+CPU times and peak RSS (from the child's rusage) and the last 4 KiB of stderr
+are recorded. SIGINT, SIGTERM, SIGHUP and SIGQUIT are forwarded to the child.
+The shim exits with the child's code, or 128+N when signal N killed it;
+trouble with recording never changes that.
+"""
+
+import hashlib
+import os
+import selectors
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from .paths import runs_root, safe_component, spool_dirs, to_stored
+from .recorder import STDERR_TAIL_BYTES, Recorder, tail_text
+
+FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
+# After the child exits, how long to keep draining pipes that a grandchild holds open.
+DRAIN_GRACE_S = 0.5
+CHUNK = 65536
+RUN_ID_ENV = "OTTOLYTICS_RUN_ID"
+
+
+def run_dir_for(uid, home=None) -> Path:
+    """Where a run's logs go; derived from the id alone so any process can find it."""
+    return runs_root(home) / uid
+
+
+def _make_task_dir(run_dir: Path, task: str, db) -> Path | None:
+    """Create the task's log directory: ``tasks/<task>``, or ``<task>.N`` for a retry.
+
+    Falls back to a spool directory when OTTO_HOME is not writable; None when
+    nothing is, in which case output is only streamed.
+    """
+    bases = [run_dir] + [d / "logs" / run_dir.name for d in spool_dirs(db)[1:]]
+    name = safe_component(task)
+    for base in bases:
+        try:
+            (base / "tasks").mkdir(parents=True, exist_ok=True)
+        except OSError:
+            continue
+        for attempt in range(1, 1000):
+            candidate = base / "tasks" / (name if attempt == 1 else f"{name}.{attempt}")
+            try:
+                candidate.mkdir()
+                return candidate
+            except FileExistsError:
+                continue
+            except OSError:
+                break
+    return None
+
+
+def dir_size(path) -> int:
+    """Bytes of the files under *path*, not following symlinks."""
+    total = 0
+    for root, dirs, files in os.walk(path):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(root, name)).st_size
+            except OSError:
+                pass
+    return total
+
+
+def _in_terminal_foreground():
+    """True when a terminal's keyboard signals already reach our process group."""
+    try:
+        return os.tcgetpgrp(sys.stdin.fileno()) == os.getpgrp()
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+class _Output:
+    """One of the child's streams: to the terminal and to its log file."""
+
+    def __init__(self, terminal_fd, log_path, keep_tail):
+        self.terminal_fd = terminal_fd
+        self.log = None
+        if log_path is not None:
+            try:
+                self.log = open(log_path, "ab", buffering=0)
+            except OSError:
+                self.log = None
+        self.keep_tail = keep_tail
+        self.tail = bytearray()
+
+    def write(self, data):
+        try:
+            os.write(self.terminal_fd, data)
+        except OSError:
+            pass  # the terminal went away; the log still gets everything
+        if self.log is not None:
+            try:
+                self.log.write(data)
+            except OSError:
+                self.log = None
+        if self.keep_tail:
+            self.tail += data
+            if len(self.tail) > 2 * STDERR_TAIL_BYTES:
+                del self.tail[:-STDERR_TAIL_BYTES]
+
+    def close(self):
+        if self.log is not None:
+            self.log.close()
+
+
+def _pump(proc, outputs):
+    """Copy the child's pipes until they close; returns the child's (status, rusage)."""
+    sel = selectors.DefaultSelector()
+    for pipe, out in outputs:
+        os.set_blocking(pipe.fileno(), False)
+        sel.register(pipe.fileno(), selectors.EVENT_READ, out)
+    result = None
+    deadline = None
+    while sel.get_map():
+        timeout = 0.2 if deadline is None else max(0.0, deadline - time.monotonic())
+        for key, _ in sel.select(timeout):
+            try:
+                data = os.read(key.fd, CHUNK)
+            except BlockingIOError:
+                continue
+            if data:
+                key.data.write(data)
+            else:
+                sel.unregister(key.fd)
+        if result is None:
+            pid, status, rusage = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                result = (status, rusage)
+                deadline = time.monotonic() + DRAIN_GRACE_S
+        elif time.monotonic() >= deadline:
+            break  # a background grandchild still holds the pipes
+    sel.close()
+    if result is None:
+        _pid, status, rusage = os.wait4(proc.pid, 0)
+        result = (status, rusage)
+    proc.returncode = 0  # reaped here; keep Popen from waiting again
+    return result
+
+
+def exec_command(argv, *, db=None, project=None, task=None, run=None, home=None) -> int:
+    """Run *argv* as one recorded task; return the exit code the shim should exit with.
+
+    Without *run* (or ``$OTTOLYTICS_RUN_ID``) the command is a run of its own.
+    """
+    if not argv:
+        print("ottolytics exec: no command given; usage: ottolytics exec [options] -- CMD ...",
+              file=sys.stderr)
+        return 2
+    received = []
+    child = None
+    forward_keyboard = not _in_terminal_foreground()
+
+    def on_signal(signum, frame):
+        received.append(signum)
+        if child is not None and child.returncode is None:
+            if signum in (signal.SIGINT, signal.SIGQUIT) and not forward_keyboard:
+                return  # the terminal already sent it to the child's process group
+            try:
+                os.kill(child.pid, signum)
+            except OSError:
+                pass
+
+    saved = {s: signal.signal(s, on_signal) for s in FORWARDED}
+    try:
+        try:
+            rec = Recorder(db)
+            task_name = task or os.path.basename(argv[0]) or "command"
+            handle, owned, task_dir, th = _begin(rec, argv, project, task_name, run, home)
+        except Exception as exc:  # never let recording stop the command
+            print(f"ottolytics: warning: not recording this command: {exc}", file=sys.stderr)
+            rec = handle = th = task_dir = None
+            owned = False
+        out = _Output(1, task_dir / "stdout.log" if task_dir else None, keep_tail=False)
+        err = _Output(2, task_dir / "stderr.log" if task_dir else None, keep_tail=True)
+        env = dict(os.environ)
+        if handle is not None:
+            env[RUN_ID_ENV] = handle.uid
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            child = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     env=env)
+        except OSError as exc:
+            code = 127 if isinstance(exc, FileNotFoundError) else 126
+            message = f"ottolytics exec: {argv[0]}: {exc.strerror or exc}\n".encode()
+            err.write(message)
+            out.close()
+            err.close()
+            _end(rec, handle, owned, th, code, None, None, bytes(err.tail), None, home)
+            return code
+
+        status, rusage = _pump(child, [(child.stdout, out), (child.stderr, err)])
+        out.close()
+        err.close()
+        child.stdout.close()
+        child.stderr.close()
+        if os.WIFSIGNALED(status):
+            sig = os.WTERMSIG(status)
+            exit_code, code = None, 128 + sig
+        else:
+            sig = None
+            exit_code = code = os.waitstatus_to_exitcode(status)
+        interrupted = bool(received) and (sig is not None or code != 0)
+        reason = f"received {signal.Signals(received[0]).name}" if interrupted else None
+        _end(rec, handle, owned, th, exit_code, sig, reason, bytes(err.tail), rusage, home)
+        return code
+    finally:
+        for s, h in saved.items():
+            signal.signal(s, h)
+
+
+def _begin(rec, argv, project, task_name, run, home):
+    """Start (or join) the run and start the task; returns (run, owned, task_dir, task)."""
+    run_uid = run or os.environ.get(RUN_ID_ENV) or None
+    if run_uid and rec.run_exists(run_uid) is False:
+        print(f"ottolytics: warning: --run {run_uid}: no such run in {rec.db}; recording "
+              "this command as a run of its own", file=sys.stderr)
+        run_uid = None
+    if run_uid:
+        handle, owned = rec.attach(run_uid), False
+    else:
+        handle, owned = rec.run(project, args=list(argv)), True
+    run_dir = run_dir_for(handle.uid, home)
+    if owned:
+        handle.run_dir = to_stored(run_dir, home)
+        handle.start()
+    task_dir = _make_task_dir(run_dir, task_name, rec.db)
+    command_line = shlex.join(argv)
+    paths = {"script_hash": hashlib.sha256(command_line.encode()).hexdigest()[:8]}
+    if task_dir is not None:
+        script = task_dir / "command.sh"
+        try:
+            script.write_text(command_line + "\n")
+            paths["script_path"] = to_stored(script, home)
+        except OSError:
+            pass
+        paths["stdout_path"] = to_stored(task_dir / "stdout.log", home)
+        paths["stderr_path"] = to_stored(task_dir / "stderr.log", home)
+    th = handle.task(task_name, **paths)
+    th.start()
+    return handle, owned, task_dir, th
+
+
+def _end(rec, handle, owned, th, exit_code, sig, reason, tail, rusage, home):
+    """Record the task's end (and the run's, when the shim owns it); never raises."""
+    if th is None:
+        return
+    try:
+        resources = {}
+        if rusage is not None:
+            resources = {"cpu_user_s": rusage.ru_utime, "cpu_system_s": rusage.ru_stime,
+                         "peak_rss_bytes": rusage.ru_maxrss
+                         * (1 if sys.platform == "darwin" else 1024)}
+        th.finish(exit_code, signal=sig, status="interrupted" if reason else None,
+                  reason=reason, stderr_tail=tail_text(tail), **resources)
+        if owned:
+            run_dir = run_dir_for(handle.uid, home)
+            size = dir_size(run_dir) if run_dir.exists() else None
+            handle.finish("interrupted" if reason else None, size_bytes=size)
+        rec.close()
+    except Exception as exc:
+        print(f"ottolytics: warning: could not record the end of {th.name}: {exc}",
+              file=sys.stderr)
+

@@ -1,0 +1,233 @@
+"""The spool: where recording events go while the store cannot take them.
+
+Each recording process appends JSON lines to a file of its own, beside the
+store when that directory is writable, else in a per-user fallback directory
+(see ``paths.spool_dirs``). At the next successful open the files of processes
+that have ended are replayed through the same code as live events, in one
+transaction per file, and the file's name is written to ``spool_replays`` in
+that transaction: a file is applied exactly once even if the replaying
+process dies before deleting it.
+"""
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from . import events
+from .liveness import pid_alive, process_start_time
+from .paths import spool_dirs
+
+SPOOL_FORMAT = 1
+SUFFIX = ".jsonl"
+CLAIM = ".replaying-"
+
+# Spool files this process is still appending to (several recorders may share a pid).
+_LIVE = set()
+
+
+def _owner_name():
+    start = process_start_time(os.getpid())
+    return f"{os.getpid()}-{int(start or 0)}-{os.urandom(3).hex()}"
+
+
+class SpoolWriter:
+    """Append-only event file for one recorder; opened lazily on first event."""
+
+    def __init__(self, db):
+        self.db = Path(db)
+        self.path = None
+        self._file = None
+
+    def _open(self):
+        errors = []
+        for directory in spool_dirs(self.db):
+            try:
+                directory.mkdir(parents=True, exist_ok=True)
+                path = directory / (_owner_name() + SUFFIX)
+                f = open(path, "a", encoding="utf-8")
+                header = {"spool": SPOOL_FORMAT, "db": str(os.path.abspath(self.db)),
+                          "pid": os.getpid(), "created": time.time()}
+                f.write(json.dumps(header) + "\n")
+                f.flush()
+                self.path, self._file = path, f
+                _LIVE.add(path.name)
+                return
+            except OSError as exc:
+                errors.append(f"{directory}: {exc.strerror or exc}")
+        raise OSError("no writable spool directory (" + "; ".join(errors) + ")")
+
+    def append(self, event):
+        if self._file is None:
+            self._open()
+        self._file.write(json.dumps(event, separators=(",", ":")) + "\n")
+        self._file.flush()
+
+    def close(self):
+        if self._file is not None:
+            try:
+                os.fsync(self._file.fileno())
+            except OSError:
+                pass
+            self._file.close()
+            self._file = None
+            _LIVE.discard(self.path.name)
+
+
+def _owner_alive(name):
+    """Is the process that wrote spool file *name* still running?"""
+    parts = name.split("-")
+    try:
+        pid, start = int(parts[0]), int(parts[1])
+    except (ValueError, IndexError):
+        return False
+    if pid == os.getpid():
+        return name + SUFFIX in _LIVE  # ours: replayable once its writer is closed
+    return pid_alive(pid, start or None)
+
+
+def _claimed_by_live(path):
+    pid = path.name.rsplit(CLAIM, 1)[1]
+    return pid.isdigit() and int(pid) != os.getpid() and pid_alive(int(pid))
+
+
+def pending_files(db):
+    """Spool files for *db* waiting to be replayed (including stuck claims)."""
+    found = []
+    for directory in spool_dirs(db):
+        try:
+            names = os.listdir(directory)
+        except OSError:
+            continue
+        for name in sorted(names):
+            if name.endswith(SUFFIX) or CLAIM in name:
+                found.append(Path(directory) / name)
+    return found
+
+
+def read_events(path):
+    """Parse a spool file; returns (events, bad_line_count)."""
+    good, bad = [], 0
+    with open(path, "rb") as f:
+        lines = f.read().split(b"\n")
+    for number, raw in enumerate(lines):
+        if not raw.strip():
+            continue
+        try:
+            record = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError):
+            bad += 1  # typically the last line of a process killed mid-write
+            continue
+        if number == 0 and "spool" in record:
+            if record["spool"] > SPOOL_FORMAT:
+                raise ValueError(f"{path}: spool format {record['spool']} is newer than "
+                                 "this ottolytics; upgrade to replay it")
+            continue
+        if isinstance(record, dict) and record.get("e") in events.APPLY:
+            good.append(record)
+        else:
+            bad += 1
+    return good, bad
+
+
+def _claim_all(db, warn):
+    """Claim every replayable spool file by renaming it; return [(original, path)]."""
+    claimed = []
+    for path in pending_files(db):
+        name = path.name
+        if name.endswith(SUFFIX):
+            original = name
+            if _owner_alive(name[: -len(SUFFIX)]):
+                continue
+        else:
+            original = name.split(CLAIM, 1)[0]
+            if _claimed_by_live(path):
+                continue
+        target = path.with_name(f"{original}{CLAIM}{os.getpid()}")
+        try:
+            os.rename(path, target)
+        except OSError:
+            continue  # another process claimed it first
+        claimed.append((original, target))
+    return claimed
+
+
+def _merged_events(claimed, warn):
+    """Events of all *claimed* files in time order, each tagged with its file.
+
+    Files from different processes interleave (``run start`` in one, ``exec``
+    tasks in others), so replaying file by file could end a run before its
+    tasks arrive. A stable sort on the event time keeps each file's order.
+    """
+    merged, bad_counts, unreadable = [], {}, set()
+    for index, (original, path) in enumerate(claimed):
+        try:
+            evs, bad = read_events(path)
+        except (OSError, ValueError) as exc:
+            warn(f"cannot replay spool file {path}: {exc}")
+            unreadable.add(original)
+            continue
+        bad_counts[original] = bad
+        last_at = 0.0
+        for seq, ev in enumerate(evs):
+            last_at = ev.get("at", last_at)
+            merged.append((last_at, index, seq, original, ev))
+    merged.sort(key=lambda item: item[:3])
+    return merged, bad_counts, unreadable
+
+
+def replay(store, tokens_out=None, warn=None):
+    """Replay every finished spool file for *store*; return (files, events, skipped).
+
+    Events that cannot be applied (say, a finish whose start was lost) are
+    skipped and counted; their file is then kept as ``*.failed`` for
+    inspection instead of being deleted, so nothing is thrown away.
+    """
+    warn = warn or (lambda msg: print(f"ottolytics: warning: {msg}", file=sys.stderr))
+    claimed = _claim_all(store.path, warn)
+    if not claimed:
+        return 0, 0, 0
+    merged, bad_counts, unreadable = _merged_events(claimed, warn)
+    failures = {}
+
+    def apply_all(conn):
+        failures.clear()
+        done = {name for (name,) in conn.execute("SELECT name FROM spool_replays")
+                if name in bad_counts}
+        tokens, count = {}, 0
+        for _at, _index, _seq, original, ev in merged:
+            if original in done:
+                continue
+            conn.execute("SAVEPOINT ev")
+            try:
+                events.apply(store, conn, ev, tokens)
+                conn.execute("RELEASE ev")
+                count += 1
+            except Exception as exc:  # a bad event must not sink the others
+                conn.execute("ROLLBACK TO ev")
+                conn.execute("RELEASE ev")
+                failures.setdefault(original, []).append(f"{ev.get('e')}: {exc}")
+        conn.executemany(
+            "INSERT OR IGNORE INTO spool_replays(name, events, replayed_at) VALUES (?, ?, ?)",
+            [(name, 0, time.time()) for name in bad_counts if name not in done])
+        if tokens_out is not None:
+            tokens_out.update(tokens)
+        return count
+
+    applied = store.write(apply_all)
+    skipped = 0
+    for original, path in claimed:
+        if original in unreadable:
+            continue
+        problems = bad_counts.get(original, 0) + len(failures.get(original, ()))
+        skipped += problems
+        if problems:
+            kept = path.with_name(original + ".failed")
+            os.replace(path, kept)
+            detail = "; ".join(failures.get(original, [])[:3])
+            warn(f"spool file {original}: skipped {problems} events that could not be "
+                 f"applied ({detail or 'unreadable lines'}); kept it as {kept}")
+        else:
+            path.unlink()
+    return len(claimed) - len(unreadable), applied, skipped

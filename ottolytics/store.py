@@ -1,0 +1,184 @@
+"""The SQLite run store: connection settings and short, retried write transactions.
+
+Only the standard library's sqlite3 is used here, so the recorder, the shim
+and the quick commands start fast. Writers take ``BEGIN IMMEDIATE`` so a lock
+conflict shows up at the start of a transaction (where it can be retried)
+rather than in the middle of it.
+"""
+
+import os
+import random
+import sqlite3
+import time
+from pathlib import Path
+
+from . import migrations
+from .migrations import StoreError
+from .paths import db_path
+
+DEFAULT_BUSY_TIMEOUT_S = 5.0
+DEFAULT_ATTEMPTS = 4
+
+
+class UnknownRun(StoreError):
+    """An event names a run id the store does not hold (a caller's mistake)."""
+
+
+class StoreBusy(StoreError):
+    """The store stayed locked by another writer past every retry."""
+
+
+def busy_timeout_s():
+    """Seconds one lock wait may take: ``$OTTOLYTICS_BUSY_TIMEOUT`` or 5."""
+    try:
+        return float(os.environ.get("OTTOLYTICS_BUSY_TIMEOUT", DEFAULT_BUSY_TIMEOUT_S))
+    except ValueError:
+        return DEFAULT_BUSY_TIMEOUT_S
+
+
+def _is_lock_error(exc):
+    text = str(exc).lower()
+    return "locked" in text or "busy" in text
+
+
+def connect(path, *, readonly=False, timeout=None):
+    """Open *path* in autocommit mode with ottolytics' connection settings."""
+    timeout = busy_timeout_s() if timeout is None else timeout
+    if readonly:
+        uri = Path(os.path.abspath(path)).as_uri() + "?mode=ro"
+        conn = sqlite3.connect(uri, uri=True, timeout=timeout, isolation_level=None,
+                               check_same_thread=False)
+    else:
+        conn = sqlite3.connect(path, timeout=timeout, isolation_level=None,
+                               check_same_thread=False)
+    conn.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
+    conn.execute("PRAGMA foreign_keys = ON")
+    return conn
+
+
+def _set_wal(conn):
+    """Switch to WAL once; the mode is persistent, so later opens only read it."""
+    mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
+    if mode.lower() != "wal":
+        for attempt in range(20):
+            try:
+                conn.execute("PRAGMA journal_mode = WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if not _is_lock_error(exc) or attempt == 19:
+                    raise
+                time.sleep(0.01 + random.random() * 0.05)
+
+
+class Store:
+    """An open, migrated run store. Use :meth:`open` to get one."""
+
+    def __init__(self, conn, path):
+        self.conn = conn
+        self.path = Path(path)
+        self.attempts = DEFAULT_ATTEMPTS
+        self._project_ids = {}
+        self._run_ids = {}
+        # task id -> (run id, status) for tasks this connection started, so a
+        # finish needs no read. Only valid while this process is the writer of
+        # that task, which is the recorder's case; cleared on any rollback.
+        self._open_tasks = {}
+
+    @classmethod
+    def open(cls, db=None, *, create=True, timeout=None):
+        """Open (creating and migrating as needed) the store at *db*.
+
+        Raises StoreError subclasses or sqlite3.Error when the file cannot be
+        used; the caller decides whether to degrade (the recorder spools).
+        """
+        path = db_path(db)
+        if not path.exists():
+            if not create:
+                raise StoreError(f"{path}: no store here; record a run first or pass --db")
+            path.parent.mkdir(parents=True, exist_ok=True)
+        conn = connect(path, timeout=timeout)
+        try:
+            # Check the version before anything that could write to the file.
+            migrations.check_version(conn, path)
+            _set_wal(conn)
+            conn.execute("PRAGMA synchronous = NORMAL")
+            migrations.migrate(conn, path)
+        except BaseException:
+            conn.close()
+            raise
+        return cls(conn, path)
+
+    def close(self):
+        try:
+            self.conn.close()
+        except sqlite3.Error:
+            pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def write(self, fn, *args):
+        """Run ``fn(conn, *args)`` in a short BEGIN IMMEDIATE transaction.
+
+        A lock that outlasts the busy timeout is retried a bounded number of
+        times with jittered back-off; after that StoreBusy is raised and no
+        partial change is left behind.
+        """
+        conn = self.conn
+        for attempt in range(self.attempts):
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as exc:
+                if not _is_lock_error(exc):
+                    raise
+                time.sleep(min(0.5, 0.02 * 2 ** attempt) * (0.5 + random.random()))
+                continue
+            try:
+                result = fn(conn, *args)
+                conn.execute("COMMIT")
+                return result
+            except BaseException as exc:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                self.forget_caches()
+                if isinstance(exc, sqlite3.OperationalError) and _is_lock_error(exc):
+                    continue
+                raise
+        raise StoreBusy(
+            f"{self.path}: still locked by another writer after {self.attempts} tries; "
+            "find the process holding it (ottolytics doctor) or raise OTTOLYTICS_BUSY_TIMEOUT"
+        )
+
+    # Lookups cached per connection: ids never change once assigned.
+
+    def project_id(self, conn, name, now):
+        pid = self._project_ids.get(name)
+        if pid is None:
+            row = conn.execute("SELECT id FROM projects WHERE name = ?", (name,)).fetchone()
+            if row is None:
+                pid = conn.execute(
+                    "INSERT INTO projects(name, created_at) VALUES (?, ?)", (name, now)
+                ).lastrowid
+            else:
+                pid = row[0]
+            self._project_ids[name] = pid
+        return pid
+
+    def run_id(self, conn, uid):
+        rid = self._run_ids.get(uid)
+        if rid is None:
+            row = conn.execute("SELECT id FROM runs WHERE uid = ?", (uid,)).fetchone()
+            if row is None:
+                raise UnknownRun(f"{self.path}: no run with id {uid!r}; "
+                                 "start one with 'ottolytics run start'")
+            rid = self._run_ids[uid] = row[0]
+        return rid
+
+    def forget_caches(self):
+        """Drop cached ids, e.g. after a rolled-back transaction created some."""
+        self._project_ids.clear()
+        self._run_ids.clear()
+        self._open_tasks.clear()
