@@ -44,11 +44,19 @@ def diagnose(db=None, max_run_age=None):
     checks = []
     if not path.exists():
         pending, events, failed = _spool_backlog(path)
-        checks.append(Check("store", False, f"{path} does not exist", str(path)))
-        checks.append(Check("spool", not pending and not failed,
-                            f"{len(pending)} files, {events} events waiting", events))
-        return checks
-    checks.append(Check("store", True, str(path), str(path)))
+        if not pending:
+            checks.append(Check("store", False, f"{path} does not exist; record a run first "
+                                "or pass --db", str(path)))
+            return checks
+        try:  # spooled events are waiting for this store: create it to replay them
+            Store.open(path).close()
+        except Exception as exc:
+            checks.append(Check("store", False, f"{path}: cannot create it ({exc}); "
+                                f"{events} spooled events are waiting for it", str(path)))
+            return checks
+        checks.append(Check("store", True, f"{path} (created to replay the spool)", str(path)))
+    else:
+        checks.append(Check("store", True, str(path), str(path)))
     try:
         conn = connect(path, readonly=True)
         version = migrations.check_version(conn, path)

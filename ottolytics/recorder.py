@@ -404,6 +404,8 @@ class Task:
             ev["stderr_tail"] = tail_text(stderr_tail)
         ev.update({k: v for k, v in resources.items() if v is not None})
         self.status = status
+        if self._id is None and self._tok is None:
+            return  # the start was refused (unknown run), so there is nothing to end
         self.run.recorder.emit(ev)
 
     def skip(self, reason=None):
@@ -421,7 +423,7 @@ class Task:
             self.flush_logs()
 
     def flush_logs(self):
-        if self._logs and self._started:
+        if self._logs and self._started and (self._id is not None or self._tok is not None):
             ev = self._ref({"e": "logs", "run": self.run.uid, "fragments": self._logs})
             self._logs, self._log_bytes = [], 0
             self.run.recorder.emit(ev)

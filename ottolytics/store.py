@@ -57,17 +57,56 @@ def connect(path, *, readonly=False, timeout=None):
 
 
 def _set_wal(conn):
-    """Switch to WAL once; the mode is persistent, so later opens only read it."""
-    mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
-    if mode.lower() != "wal":
-        for attempt in range(20):
-            try:
-                conn.execute("PRAGMA journal_mode = WAL")
+    """Switch to WAL once; the mode is persistent, so later opens only read it.
+
+    The switch needs an exclusive lock, so it is retried (re-reading the mode,
+    which another process may have switched meanwhile) for up to the busy
+    timeout.
+    """
+    deadline = time.monotonic() + busy_timeout_s()
+    while True:
+        try:
+            mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
+            if mode.lower() == "wal":
                 return
-            except sqlite3.OperationalError as exc:
-                if not _is_lock_error(exc) or attempt == 19:
-                    raise
-                time.sleep(0.01 + random.random() * 0.05)
+            if conn.execute("PRAGMA journal_mode = WAL").fetchone()[0].lower() == "wal":
+                return
+        except sqlite3.OperationalError as exc:
+            if not _is_lock_error(exc):
+                raise
+        if time.monotonic() > deadline:
+            raise StoreBusy("could not switch the store to WAL mode: it stayed locked")
+        time.sleep(0.01 + random.random() * 0.05)
+
+
+def _create(path):
+    """Create a fully migrated WAL store at *path* atomically.
+
+    The store is built in a private temporary file and hard-linked into place,
+    so concurrent first writers never see (or fight over) a half-made store:
+    one link wins and the others open the winner's file.
+    """
+    tmp = path.with_name(f".{path.name}.{os.getpid()}-{random.getrandbits(32):08x}.creating")
+    try:
+        conn = connect(tmp)
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            migrations.migrate(conn, tmp)
+        finally:
+            conn.close()
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass  # another process created it first; use theirs
+        except OSError:
+            if not path.exists():  # no hard links on this filesystem
+                os.rename(tmp, path)
+    finally:
+        for suffix in ("", "-wal", "-shm"):
+            try:
+                os.unlink(f"{tmp}{suffix}")
+            except FileNotFoundError:
+                pass
 
 
 class Store:
@@ -96,6 +135,7 @@ class Store:
             if not create:
                 raise StoreError(f"{path}: no store here; record a run first or pass --db")
             path.parent.mkdir(parents=True, exist_ok=True)
+            _create(path)
         conn = connect(path, timeout=timeout)
         try:
             # Check the version before anything that could write to the file.

@@ -1,0 +1,102 @@
+import json
+import subprocess
+import sys
+
+import pytest
+
+from ottolytics import __version__
+
+HEAVY = ("pandas", "duckdb", "pyarrow", "matplotlib", "numpy")
+
+
+def test_version_and_help(cli):
+    v = cli("--version")
+    assert v.returncode == 0 and v.stdout.decode().strip() == f"ottolytics {__version__}"
+    h = cli("--help")
+    assert h.returncode == 0
+    for command in ("exec", "run", "history", "doctor", "synth"):
+        assert command.encode() in h.stdout
+
+
+def test_no_command_prints_help_and_exits_2(cli):
+    proc = cli()
+    assert proc.returncode == 2 and b"usage:" in proc.stdout
+
+
+@pytest.mark.parametrize("argv", [
+    ["exec", "--", "true"],
+    ["run", "start"],
+    ["history", "-n", "5"],
+    ["doctor"],
+])
+def test_write_path_and_quick_commands_import_nothing_heavy(argv, db):
+    code = ("import sys\nfrom ottolytics.cli import main\ncode = main(sys.argv[1:])\n"
+            f"heavy = [m for m in {HEAVY!r} if m in sys.modules]\n"
+            "print('HEAVY', heavy, file=sys.stderr)")
+    subprocess.run([sys.executable, "-m", "ottolytics", "exec", "--", "true"], check=True)
+    proc = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True)
+    assert "HEAVY []" in proc.stderr, proc.stderr
+
+
+def test_history_table_and_json(db, cli):
+    for code in (0, 1):
+        cli("exec", "--project", "web", "--task", "build", "--", sys.executable, "-c",
+            f"raise SystemExit({code})")
+    table = cli("history", "-n", "5")
+    assert table.returncode == 0
+    lines = table.stdout.decode().splitlines()
+    assert lines[0].split() == ["TIMESTAMP", "STATUS", "DURATION", "TASKS", "PROJECT", "RUN"]
+    assert "✗ failed" in lines[1] and "✓ success" in lines[2]  # newest first
+    runs = json.loads(cli("history", "--json").stdout)
+    assert [r["status"] for r in runs] == ["failed", "success"]
+    first = runs[0]
+    assert set(first) >= {"run_id", "project", "status", "started_at", "finished_at",
+                          "duration_s", "tasks", "tasks_success", "tasks_failed",
+                          "tasks_skipped", "tasks_interrupted", "tasks_running",
+                          "tasks_pending"}
+    assert first["project"] == "web" and first["tasks"] == 1 and first["tasks_failed"] == 1
+    assert first["started_at"].endswith("+00:00") and first["duration_s"] >= 0
+    assert len(json.loads(cli("history", "-n", "1", "--json").stdout)) == 1
+
+
+def test_history_errors_are_one_line(tmp_path, cli):
+    missing = cli("--db", tmp_path / "nope.db", "history")
+    assert missing.returncode == 1
+    assert missing.stderr.decode().count("\n") == 1 and b"no store yet" in missing.stderr
+    bad = cli("history", "-n", "-3")
+    assert bad.returncode == 2 and b"-n -3" in bad.stderr
+
+
+def test_history_on_empty_store(db, cli):
+    from ottolytics.store import Store
+    Store.open(db).close()
+    out = cli("history")
+    assert out.returncode == 0 and b"no runs recorded yet" in out.stdout
+    assert json.loads(cli("history", "--json").stdout) == []
+
+
+def test_doctor_healthy_and_json(db, cli):
+    cli("exec", "--", "true")
+    out = cli("doctor", "--json")
+    assert out.returncode == 0
+    report = json.loads(out.stdout)
+    assert report["ok"] is True
+    names = [c["name"] for c in report["checks"]]
+    assert names[:4] == ["store", "integrity", "schema", "wal"] and "spool" in names
+
+
+def test_doctor_marks_stale_and_reports_newer_schema(db, cli):
+    import sqlite3
+    run_id = cli("run", "start").stdout.decode().strip()
+    # Two days later nobody has ended it and no process owns it.
+    out = cli("doctor", "--max-age", "0s")
+    assert out.returncode == 0 and b"marked 1 runs" in out.stdout
+    conn = sqlite3.connect(db)
+    assert conn.execute("SELECT status FROM runs WHERE uid = ?", (run_id,)).fetchone() == (
+        "interrupted",)
+    conn.execute("PRAGMA user_version = 99")
+    conn.commit()
+    conn.close()
+    bad = cli("doctor")
+    assert bad.returncode == 1 and b"newer ottolytics" in bad.stdout
+    assert cli("doctor", "--max-age", "soon").returncode == 2

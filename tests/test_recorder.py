@@ -1,0 +1,145 @@
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+import ottolytics
+from conftest import q
+from ottolytics.migrations import CURRENT_VERSION
+
+
+
+
+def test_with_blocks_record_runs_tasks_deps_params_and_transitions(db):
+    rec = ottolytics.Recorder()
+    with rec.run(project="web", params={"env": "prod", "n": 3}) as run:
+        with run.task("lint"):
+            pass
+        with run.task("build", deps=["lint"]) as task:
+            task.skip(reason="up to date")
+    rec.close()
+    assert q(db, "SELECT r.uid, p.name, r.status FROM runs r JOIN projects p "
+                 "ON p.id = r.project_id") == [(run.uid, "web", "success")]
+    assert q(db, "SELECT name, attempt, status, exit_code FROM tasks ORDER BY id") == [
+        ("lint", 1, "success", 0), ("build", 1, "skipped", None)]
+    assert q(db, "SELECT depends_on FROM task_deps") == [("lint",)]
+    assert q(db, "SELECT key, value FROM run_params ORDER BY key") == [
+        ("env", "prod"), ("n", "3")]
+    assert q(db, "SELECT t.name, x.from_status, x.to_status, x.reason FROM transitions x "
+                 "LEFT JOIN tasks t ON t.id = x.task_id ORDER BY x.id") == [
+        (None, None, "running", None),
+        ("lint", None, "running", None), ("lint", "running", "success", None),
+        ("build", None, "running", None), ("build", "running", "skipped", "up to date"),
+        (None, "running", "success", None)]
+    started, finished = q(db, "SELECT started_at, finished_at FROM runs")[0]
+    assert finished >= started and isinstance(started, float)
+
+
+def test_exception_marks_task_and_run_failed_and_reraises(db):
+    rec = ottolytics.Recorder()
+    with pytest.raises(ValueError, match="disk on fire"):
+        with rec.run(project="web") as run:
+            with run.task("deploy"):
+                raise ValueError("disk on fire")
+    assert q(db, "SELECT status FROM tasks") == [("failed",)]
+    assert q(db, "SELECT status FROM runs") == [("failed",)]
+    tail = q(db, "SELECT tail FROM task_stderr")[0][0]
+    assert "ValueError: disk on fire" in tail and "Traceback" in tail
+
+
+def test_keyboard_interrupt_marks_interrupted(db):
+    rec = ottolytics.Recorder()
+    with pytest.raises(KeyboardInterrupt):
+        with rec.run(project="web") as run:
+            with run.task("test"):
+                raise KeyboardInterrupt
+    assert q(db, "SELECT status FROM tasks") == [("interrupted",)]
+    assert q(db, "SELECT status FROM runs") == [("interrupted",)]
+
+
+def test_sigterm_marks_interrupted_and_exits_143(tmp_path, db):
+    script = textwrap.dedent(f"""
+        import os, signal, ottolytics
+        rec = ottolytics.Recorder({str(db)!r})
+        with rec.run(project="web") as run:
+            with run.task("long"):
+                os.kill(os.getpid(), signal.SIGTERM)
+                import time; time.sleep(5)
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=30)
+    assert proc.returncode == 143
+    assert q(db, "SELECT status FROM tasks") == [("interrupted",)]
+    assert q(db, "SELECT status FROM runs") == [("interrupted",)]
+
+
+def test_explicit_start_and_finish(db):
+    rec = ottolytics.Recorder()
+    run = rec.run(project="api").start()
+    t1 = run.task("compile").start()
+    t1.finish(exit_code=2, stderr_tail=b"x" * 10000 + b"error: boom")
+    t2 = run.task("compile").start()  # a retry: attempt 2
+    t2.finish(exit_code=0)
+    run.finish()
+    assert q(db, "SELECT name, attempt, status, exit_code FROM tasks ORDER BY id") == [
+        ("compile", 1, "failed", 2), ("compile", 2, "success", 0)]
+    # The last attempt decides: the retry succeeded, so the run did.
+    assert q(db, "SELECT status FROM runs") == [("success",)]
+    tail = q(db, "SELECT tail FROM task_stderr")[0][0]
+    assert tail.endswith("error: boom") and len(tail.encode()) == 4096
+
+
+def test_skip_task_without_running_it_and_explicit_run_status(db):
+    rec = ottolytics.Recorder()
+    run = rec.run(project="api").start()
+    run.skip_task("docs", reason="no changes", deps=["build"])
+    run.finish("failed", reason="cancelled by CI")
+    assert q(db, "SELECT status, started_at = finished_at FROM tasks") == [("skipped", 1)]
+    assert q(db, "SELECT to_status, reason FROM transitions WHERE task_id IS NULL "
+                 "ORDER BY id") == [("running", None), ("failed", "cancelled by CI")]
+
+
+def test_log_fragments_are_batched(db):
+    rec = ottolytics.Recorder()
+    with rec.run(project="api") as run:
+        with run.task("gen") as task:
+            for i in range(5):
+                task.log(f"line {i}\n")
+            task.log(b"err\n", stream="stderr")
+    rows = q(db, "SELECT stream, seq, data FROM log_fragments ORDER BY seq")
+    assert [r[2] for r in rows] == [f"line {i}\n" for i in range(5)] + ["err\n"]
+    assert rows[-1][0] == "stderr"
+
+
+def test_finishing_twice_keeps_the_first(db):
+    rec = ottolytics.Recorder()
+    run = rec.run(project="api").start()
+    task = run.task("x").start()
+    task.finish(exit_code=1)
+    task._finished = False  # force a second finish through the API
+    task.finish(exit_code=0)
+    assert q(db, "SELECT status, exit_code FROM tasks") == [("failed", 1)]
+
+
+def test_attach_to_unknown_run_warns_and_does_not_degrade(db):
+    warnings = []
+    rec = ottolytics.Recorder(warn=warnings.append)
+    rec.open()
+    run = rec.attach("does-not-exist")
+    with run.task("x"):
+        pass
+    assert not rec.degraded
+    assert any("no run with id 'does-not-exist'" in w for w in warnings)
+
+
+def test_recorder_import_is_light():
+    code = ("import sys, ottolytics; r = ottolytics.Recorder; import ottolytics.recorder; "
+            "heavy = [m for m in ('pandas', 'duckdb', 'pyarrow', 'matplotlib', 'numpy') "
+            "if m in sys.modules]; print(heavy)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.stdout.strip() == "[]", out.stderr
+
+
+def test_schema_version_recorded(db):
+    ottolytics.Recorder().open()
+    assert q(db, "PRAGMA user_version") == [(CURRENT_VERSION,)]

@@ -1,0 +1,192 @@
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import q, run_cli
+
+PY = sys.executable
+
+
+
+
+def shim(*cmd, **kw):
+    return run_cli("exec", *kw.pop("opts", ()), "--", *cmd, **kw)
+
+
+@pytest.mark.parametrize("code", [0, 1, 3, 255])
+def test_exit_code_is_the_childs(db, code):
+    proc = shim(PY, "-c", f"import sys; sys.exit({code})", opts=("--task", "t"))
+    assert proc.returncode == code
+    expected = "success" if code == 0 else "failed"
+    assert q(db, "SELECT name, status, exit_code, signal FROM tasks") == [
+        ("t", expected, code, None)]
+    assert q(db, "SELECT status FROM runs") == [(expected,)]
+
+
+def test_child_killed_by_signal_exits_128_plus_n(db):
+    proc = shim(PY, "-c", "import os, signal; os.kill(os.getpid(), signal.SIGKILL)")
+    assert proc.returncode == 128 + 9
+    assert q(db, "SELECT status, exit_code, signal FROM tasks") == [("failed", None, 9)]
+
+
+def test_command_not_found_is_127_and_recorded(db):
+    proc = shim("definitely-not-a-command-xyz")
+    assert proc.returncode == 127
+    assert b"definitely-not-a-command-xyz" in proc.stderr
+    assert q(db, "SELECT status, exit_code FROM tasks") == [("failed", 127)]
+
+
+def test_output_passes_through_unchanged_and_is_logged(db, home):
+    payload = bytes(range(256)) * 64 + b"no newline at end"
+    code = ("import sys; sys.stdout.buffer.write(bytes(range(256)) * 64 + b'no newline at end');"
+            "sys.stdout.flush(); sys.stderr.buffer.write(b'E' * 5000 + b'last words')")
+    proc = shim(PY, "-c", code, opts=("--project", "p", "--task", "gen"))
+    assert proc.returncode == 0
+    assert proc.stdout == payload
+    assert proc.stderr.endswith(b"last words")
+    out_path, err_path, script = q(db, "SELECT stdout_path, stderr_path, script_path FROM tasks")[0]
+    assert not os.path.isabs(out_path), "paths under OTTO_HOME are stored relative"
+    assert (home / out_path).read_bytes() == payload
+    assert (home / err_path).read_bytes() == b"E" * 5000 + b"last words"
+    assert (home / script).read_text().startswith(PY)
+    tail = q(db, "SELECT tail FROM task_stderr")[0][0]
+    assert tail.endswith("last words") and len(tail) == 4096
+    assert q(db, "SELECT p.name, r.size_bytes > 20000 FROM runs r JOIN projects p "
+                 "ON p.id = r.project_id") == [("p", 1)]
+
+
+def test_rusage_is_recorded(db):
+    busy = "x = bytearray(50_000_000); t = __import__('time').process_time()\n" \
+           "while __import__('time').process_time() - t < 0.3: pass"
+    assert shim(PY, "-c", busy).returncode == 0
+    cpu_user, cpu_sys, rss = q(db, "SELECT cpu_user_s, cpu_system_s, peak_rss_bytes FROM tasks")[0]
+    assert cpu_user > 0 and cpu_sys >= 0
+    assert cpu_user + cpu_sys >= 0.25  # the child spun for 0.3 s of CPU
+    assert rss >= 50_000_000
+
+
+def _spawn_shim(db, *cmd, opts=()):
+    return subprocess.Popen([PY, "-m", "ottolytics", "exec", *opts, "--", *cmd],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def _wait_for(predicate, timeout=15):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError("timed out waiting")
+
+
+def _log_path(db, home, column="stdout_path"):
+    def find():
+        try:
+            rows = q(db, f"SELECT {column} FROM tasks")
+        except sqlite3.Error:
+            return None
+        return home / rows[0][0] if rows and rows[0][0] else None
+    return _wait_for(find)
+
+
+def test_logs_are_tailable_while_the_command_runs(db, home):
+    code = ("import time, sys\nfor i in range(3):\n"
+            "    print(f'step {i}', flush=True); print(f'warn {i}', file=sys.stderr, flush=True)\n"
+            "    time.sleep(0.4)\ntime.sleep(30)")
+    proc = _spawn_shim(db, PY, "-c", code)
+    try:
+        out = _log_path(db, home)
+        err = _log_path(db, home, "stderr_path")
+        _wait_for(lambda: out.exists() and "step 2" in out.read_text())
+        assert "warn 2" in err.read_text()
+        assert proc.poll() is None, "the command is still running while we read its log"
+        assert q(db, "SELECT status FROM tasks") == [("running",)]
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_signals_are_forwarded_and_the_task_is_interrupted(db, home, sig):
+    code = ("import signal, sys, time\n"
+            "def h(n, f):\n    print(f'child got {n}', flush=True); sys.exit(70)\n"
+            "signal.signal(signal.SIGTERM, h); signal.signal(signal.SIGINT, h)\n"
+            "print('ready', flush=True)\ntime.sleep(30)")
+    proc = _spawn_shim(db, PY, "-c", code)
+    out = _log_path(db, home)
+    _wait_for(lambda: out.exists() and "ready" in out.read_text())
+    proc.send_signal(sig)
+    stdout, _ = proc.communicate(timeout=20)
+    assert f"child got {int(sig)}".encode() in stdout
+    assert proc.returncode == 70
+    status, reason = q(db, "SELECT t.status, x.reason FROM tasks t JOIN transitions x "
+                           "ON x.task_id = t.id AND x.to_status = t.status")[0]
+    assert status == "interrupted" and sig.name in reason
+    assert q(db, "SELECT status FROM runs") == [("interrupted",)]
+
+
+def test_kill_9_of_the_shim_leaves_an_interrupted_run_after_reopen(db, home, cli):
+    proc = _spawn_shim(db, PY, "-c", "import time; print('go', flush=True); time.sleep(60)")
+    out = _log_path(db, home)
+    _wait_for(lambda: out.exists() and "go" in out.read_text())
+    proc.kill()
+    proc.wait()
+    # The orphaned child keeps sleeping; the shim (recording process) is gone.
+    assert q(db, "SELECT status FROM runs") == [("running",)]
+    hist = cli("history", "--json")
+    assert hist.returncode == 0
+    assert json.loads(hist.stdout)[0]["status"] == "interrupted"
+    assert q(db, "SELECT status FROM tasks") == [("interrupted",)]
+    assert q(db, "PRAGMA integrity_check") == [("ok",)]
+    reason = q(db, "SELECT reason FROM transitions WHERE task_id IS NULL "
+                   "AND to_status = 'interrupted'")[0][0]
+    assert "is gone" in reason
+
+
+def test_run_start_exec_run_end(db, cli):
+    start = cli("run", "start", "--project", "web", "--param", "branch=main")
+    assert start.returncode == 0
+    run_id = start.stdout.decode().strip()
+    assert cli("exec", "--task", "lint", "--run", run_id, "--", PY, "-c", "pass").returncode == 0
+    env = {"OTTOLYTICS_RUN_ID": run_id}
+    assert cli("exec", "--task", "test", "--", PY, "-c", "raise SystemExit(4)",
+               env=env).returncode == 4
+    assert cli("exec", "--task", "test", "--", PY, "-c", "pass", env=env).returncode == 0
+    end = cli("run", "end", run_id)
+    assert end.returncode == 0 and end.stdout.decode().strip() == "success"
+    assert q(db, "SELECT uid, status FROM runs") == [(run_id, "success")]
+    assert q(db, "SELECT name, attempt, status FROM tasks ORDER BY id") == [
+        ("lint", 1, "success"), ("test", 1, "failed"), ("test", 2, "success")]
+    assert q(db, "SELECT key, value FROM run_params") == [("branch", "main")]
+    # Retried task logs do not overwrite each other.
+    paths = [r[0] for r in q(db, "SELECT stdout_path FROM tasks WHERE name = 'test'")]
+    assert len(set(paths)) == 2
+
+
+def test_run_end_with_status_override_and_unknown_run(db, cli):
+    run_id = cli("run", "start").stdout.decode().strip()
+    assert cli("run", "end", run_id, "--status", "failed").stdout.decode().strip() == "failed"
+    missing = cli("run", "end", "nope")
+    assert missing.returncode == 1 and b"run nope: not found" in missing.stderr
+    bad = cli("run", "start", "--param", "novalue")
+    assert bad.returncode == 2 and b"KEY=VALUE" in bad.stderr
+
+
+def test_exec_with_unknown_run_records_a_run_of_its_own(db, cli):
+    cli("run", "start").check_returncode()
+    proc = cli("exec", "--run", "missing-run", "--", PY, "-c", "pass")
+    assert proc.returncode == 0
+    assert b"no such run" in proc.stderr
+    assert len(q(db, "SELECT id FROM runs")) == 2
+
+
+def test_exec_without_a_command(cli):
+    proc = cli("exec", "--")
+    assert proc.returncode == 2 and b"no command given" in proc.stderr

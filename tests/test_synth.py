@@ -1,0 +1,70 @@
+import hashlib
+import sqlite3
+
+
+from ottolytics.migrations import CURRENT_VERSION
+from ottolytics.synth import synthesize
+
+
+def digest(path):
+    conn = sqlite3.connect(path)
+    h = hashlib.sha256()
+    for table in ("projects", "runs", "tasks", "transitions", "task_deps", "task_stderr",
+                  "run_params"):
+        for row in conn.execute(f"SELECT * FROM {table} ORDER BY 1, 2"):
+            h.update(repr(row).encode())
+    conn.close()
+    return h.hexdigest()
+
+
+def test_deterministic_for_a_seed(tmp_path):
+    a, b, c = (tmp_path / n for n in ("a.db", "b.db", "c.db"))
+    synthesize(a, runs=300, tasks_per_run=8, seed=7)
+    synthesize(b, runs=300, tasks_per_run=8, seed=7)
+    synthesize(c, runs=300, tasks_per_run=8, seed=8)
+    assert digest(a) == digest(b)
+    assert digest(a) != digest(c)
+
+
+def test_contents_are_a_realistic_history(tmp_path):
+    path = tmp_path / "s.db"
+    summary = synthesize(path, runs=2000, tasks_per_run=10, seed=1, days=30)
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA user_version").fetchone() == (CURRENT_VERSION,)
+    assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    n_tasks = conn.execute("SELECT count(*) FROM tasks").fetchone()[0]
+    assert summary["tasks"] == n_tasks >= 2000 * 9
+    statuses = dict(conn.execute("SELECT status, count(*) FROM tasks GROUP BY 1"))
+    assert {"success", "failed", "skipped"} <= set(statuses)
+    assert statuses["success"] > statuses["failed"] > 0
+    assert conn.execute("SELECT count(*) FROM tasks WHERE attempt = 2").fetchone()[0] > 0
+    assert conn.execute("SELECT count(DISTINCT project_id) FROM runs").fetchone()[0] >= 3
+    assert conn.execute("SELECT count(DISTINCT host) FROM runs").fetchone()[0] >= 3
+    span = conn.execute("SELECT max(started_at) - min(started_at) FROM runs").fetchone()[0]
+    assert 29 * 86400 < span <= 30 * 86400
+    # Dependency chain: build depends on lint, test on build.
+    deps = set(conn.execute("SELECT t.name, d.depends_on FROM task_deps d "
+                            "JOIN tasks t ON t.id = d.task_id"))
+    assert ("build", "lint") in deps and ("test", "build") in deps
+    # Every task has its two transitions, every run its two.
+    assert conn.execute("SELECT count(*) FROM transitions").fetchone()[0] == \
+        2 * n_tasks + 2 * 2000
+    # Failures carry a stderr tail; durations are positive and log-normal-ish.
+    assert conn.execute("SELECT count(*) FROM tasks t LEFT JOIN task_stderr s "
+                        "ON s.task_id = t.id WHERE t.status = 'failed' "
+                        "AND s.tail IS NULL").fetchone() == (0,)
+    med = sorted(r[0] for r in conn.execute(
+        "SELECT finished_at - started_at FROM tasks WHERE name = 'build' "
+        "AND status = 'success'"))
+    assert 30 < med[len(med) // 2] < 60
+    conn.close()
+
+
+def test_refuses_to_overwrite_without_force(tmp_path, cli):
+    path = tmp_path / "s.db"
+    assert cli("synth", path, "--runs", "5", "--tasks-per-run", "3").returncode == 0
+    again = cli("synth", path, "--runs", "5", "--tasks-per-run", "3")
+    assert again.returncode == 2 and b"--force" in again.stderr
+    assert cli("synth", path, "--runs", "5", "--tasks-per-run", "3", "--force").returncode == 0
+    assert cli("synth", path, "--runs", "0", "--tasks-per-run", "3").returncode == 2
