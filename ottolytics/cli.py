@@ -5,8 +5,6 @@ start-up budgets of a few milliseconds; heavier modules are imported inside
 the commands that need them.
 """
 
-import argparse
-import json
 import os
 import sys
 
@@ -15,6 +13,47 @@ from . import __version__
 EPILOG = """\
 store: --db, else $OTTOLYTICS_DB, else $OTTO_HOME/ottolytics.db (OTTO_HOME defaults to ~/.otto)
 """
+
+
+_EXEC_OPTIONS = ("--db", "--project", "--task", "--run")
+
+
+class _Args:
+    """What argparse would give for ``exec``; see :func:`_fast_exec`."""
+
+    def __init__(self, **values):
+        self.__dict__.update(values)
+
+
+def _fast_exec(argv):
+    """Parse ``[--db X] exec [--db X] [--project P] [--task T] [--run R] -- CMD ...``
+    without importing argparse, which alone costs the shim several milliseconds.
+
+    Returns None for anything else (help, a typo, a missing ``--``) so that
+    argparse handles it with its usual messages.
+    """
+    values = dict.fromkeys(("db", "project", "task", "run"))
+    i = 0
+    seen_exec = False
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "exec" and not seen_exec:
+            seen_exec = True
+            i += 1
+            continue
+        if arg == "--" and seen_exec:
+            return _Args(command=argv[i + 1:], **values)
+        name, eq, inline = arg.partition("=")
+        if name not in _EXEC_OPTIONS or (name != "--db" and not seen_exec):
+            return None
+        if eq:
+            value, i = inline, i + 1
+        elif i + 1 < len(argv):
+            value, i = argv[i + 1], i + 2
+        else:
+            return None
+        values[name[2:]] = value
+    return None
 
 
 def _fail(message, code=1):
@@ -64,6 +103,7 @@ def cmd_run_end(args):
 
 
 def cmd_history(args):
+    import json
     from .formatting import STATUS_SYMBOLS, duration, iso_utc, local_time, table
     from .listing import recent_runs
     from .migrations import StoreError
@@ -96,6 +136,7 @@ def cmd_history(args):
 
 
 def cmd_doctor(args):
+    import json
     from .doctor import as_dicts, diagnose, healthy
     from .timeutil import parse_duration
     try:
@@ -138,6 +179,7 @@ def cmd_bench(args):
 # -- parser -----------------------------------------------------------------
 
 def build_parser():
+    import argparse
     parser = argparse.ArgumentParser(
         prog="ottolytics", description="Run-history analytics for otto and other task runners.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -200,6 +242,10 @@ def build_parser():
 
 
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
+    fast = _fast_exec(argv)
+    if fast is not None:
+        return cmd_exec(fast)
     parser = build_parser()
     args = parser.parse_args(argv)
     if getattr(args, "func", None) is None:

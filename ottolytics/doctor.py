@@ -6,6 +6,8 @@ the spool backlog left over. Each finding is a ``Check``; any check that is
 not ok makes the command exit non-zero.
 """
 
+import glob
+import os
 from dataclasses import asdict, dataclass
 
 from . import liveness, migrations, spool
@@ -33,8 +35,7 @@ def _spool_backlog(path):
             pass
     failed = []
     for directory in spool_dirs(path):
-        if directory.is_dir():
-            failed += sorted(directory.glob("*.failed"))
+        failed += sorted(glob.glob(os.path.join(glob.escape(directory), "*.failed")))
     return pending, events, failed
 
 
@@ -42,7 +43,7 @@ def diagnose(db=None, max_run_age=None):
     """Run every check against the store at *db*; returns a list of Check."""
     path = db_path(db)
     checks = []
-    if not path.exists():
+    if not os.path.exists(path):
         pending, events, failed = _spool_backlog(path)
         if not pending:
             checks.append(Check("store", False, f"{path} does not exist; record a run first "
@@ -78,8 +79,8 @@ def diagnose(db=None, max_run_age=None):
     checks.append(Check("schema", True,
                         f"v{version}" + ("" if version == current else f", migrating to v{current}"),
                         version))
-    wal = path.with_name(path.name + "-wal")
-    wal_size = wal.stat().st_size if wal.exists() else 0
+    wal = path + "-wal"
+    wal_size = os.path.getsize(wal) if os.path.exists(wal) else 0
     checks.append(Check("wal", True, f"{wal_size} bytes", wal_size))
     try:
         store = Store.open(path, create=False)

@@ -1,5 +1,6 @@
 """Recent runs for the quick ``history`` command: indexed SQL over sqlite3 only."""
 
+import os
 import time
 
 from . import liveness, migrations
@@ -15,7 +16,7 @@ def open_for_reading(db=None):
     (recovery is then skipped). Raises StoreError with a one-line message.
     """
     path = db_path(db)
-    if not path.exists():
+    if not os.path.exists(path):
         raise StoreError(f"{path}: no store yet; record a run with 'ottolytics exec -- CMD' "
                          "or pass --db")
     try:

@@ -10,7 +10,7 @@ import os
 import time
 
 from .events import derive_run_status, set_run_status, set_task_status
-from .paths import from_stored
+from .paths import task_path_from_stored
 
 DEFAULT_MAX_AGE_S = 24 * 3600
 # A pid whose start time differs by more than this is another process.
@@ -82,13 +82,15 @@ def _verdict(pid, pid_started_at, host, started_at, now, max_age_s, here):
 
 def _task_last_seen(conn, task_id, fallback):
     """When a dead task was last seen: its newest log write, else *fallback*."""
-    row = conn.execute("SELECT stdout_path, stderr_path FROM tasks WHERE id = ?",
-                       (task_id,)).fetchone()
+    row = conn.execute("SELECT t.stdout_path, t.stderr_path, r.run_dir FROM tasks t "
+                       "JOIN runs r ON r.id = t.run_id WHERE t.id = ?", (task_id,)).fetchone()
     seen = fallback
-    for stored in row or ():
+    if row is None:
+        return seen
+    for stored in row[:2]:
         if stored:
             try:
-                seen = max(seen, os.stat(from_stored(stored)).st_mtime)
+                seen = max(seen, os.stat(task_path_from_stored(stored, row[2])).st_mtime)
             except OSError:
                 pass
     return seen

@@ -20,7 +20,6 @@ import signal
 import sys
 import threading
 import time
-import traceback
 
 from . import events, liveness, spool
 from .ids import new_run_id, new_token
@@ -154,7 +153,7 @@ class Recorder:
                 del self._spooled_tasks[tok]
 
     def _apply(self, conn, ev):
-        return events.apply(self._store, conn, ev, self._tokens)
+        return events.APPLY[ev["e"]](self._store, conn, ev, self._tokens)
 
     def emit(self, ev, handle=None):
         """Record one event; returns the row id, or None when it was spooled."""
@@ -247,7 +246,7 @@ class Run:
         # False for runs whose recording process exits before the run ends
         # (``ottolytics run start``): no pid is stored, so recovery uses the age.
         self.live = True
-        self._names = set()
+        self._attempts = {}  # task name -> attempts so far, for runs we own
         self._saved_sigterm = None
 
     @property
@@ -371,10 +370,11 @@ class Task:
         if not self.run._owned:
             pid, pstart, _host, _user = process_identity()
             ev["pid"], ev["pid_started_at"] = pid, pstart
-        elif self.name not in self.run._names:
-            ev["first_attempt"] = True  # no other process adds tasks to this run
-        self.run._names.add(self.name)
-        ev.update({k: v for k, v in self.meta.items() if v is not None})
+        else:  # no other process adds tasks to a run we own: count attempts here
+            attempt = self.run._attempts.get(self.name, 0) + 1
+            self.run._attempts[self.name] = ev["attempt"] = attempt
+        if self.meta:
+            ev.update({k: v for k, v in self.meta.items() if v is not None})
         self._id = rec.emit(ev, handle=self)
         self._tok = ev.get("tok")
         self.status = status
@@ -402,7 +402,8 @@ class Task:
             ev["reason"] = reason
         if stderr_tail:
             ev["stderr_tail"] = tail_text(stderr_tail)
-        ev.update({k: v for k, v in resources.items() if v is not None})
+        if resources:
+            ev.update({k: v for k, v in resources.items() if v is not None})
         self.status = status
         if self._id is None and self._tok is None:
             return  # the start was refused (unknown run), so there is nothing to end
@@ -437,6 +438,7 @@ class Task:
         if _interruption(exc_type):
             self.finish(status="interrupted", reason=f"{exc_type.__name__}")
         elif exc_type is not None:
+            import traceback
             text = "".join(traceback.format_exception(exc_type, exc, tb))
             self.finish(status="failed", reason=f"{exc_type.__name__}: {exc}"[:500],
                         stderr_tail=text)

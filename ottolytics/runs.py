@@ -6,6 +6,8 @@ then end it. A run started this way has no recording process of its own, so
 recovery closes it only after the maximum run age.
 """
 
+import os
+
 from .recorder import Recorder
 from .shim import dir_size, run_dir_for
 from .paths import to_stored
@@ -34,7 +36,7 @@ def end_run(uid, db=None, status=None):
             return None
         run = rec.attach(uid)
         run_dir = run_dir_for(uid)
-        size = dir_size(run_dir) if run_dir.exists() else None
+        size = dir_size(run_dir) if os.path.exists(run_dir) else None
         run.finish(status, size_bytes=size)
         if exists is None:
             return status or "spooled"

@@ -9,17 +9,17 @@ The shim exits with the child's code, or 128+N when signal N killed it;
 trouble with recording never changes that.
 """
 
-import hashlib
 import os
-import selectors
+import select
 import shlex
 import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
+from os.path import basename, exists, join
 
-from .paths import runs_root, safe_component, spool_dirs, to_stored
+from .paths import (runs_root, safe_component, sha256_hex, spool_dirs, task_path_to_stored,
+                    to_stored)
 from .recorder import STDERR_TAIL_BYTES, Recorder, tail_text
 
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
@@ -29,28 +29,28 @@ CHUNK = 65536
 RUN_ID_ENV = "OTTOLYTICS_RUN_ID"
 
 
-def run_dir_for(uid, home=None) -> Path:
+def run_dir_for(uid, home=None) -> str:
     """Where a run's logs go; derived from the id alone so any process can find it."""
-    return runs_root(home) / uid
+    return join(runs_root(home), uid)
 
 
-def _make_task_dir(run_dir: Path, task: str, db) -> Path | None:
+def _make_task_dir(run_dir: str, task: str, db) -> str | None:
     """Create the task's log directory: ``tasks/<task>``, or ``<task>.N`` for a retry.
 
     Falls back to a spool directory when OTTO_HOME is not writable; None when
     nothing is, in which case output is only streamed.
     """
-    bases = [run_dir] + [d / "logs" / run_dir.name for d in spool_dirs(db)[1:]]
+    bases = [run_dir] + [join(d, "logs", basename(run_dir)) for d in spool_dirs(db)[1:]]
     name = safe_component(task)
     for base in bases:
         try:
-            (base / "tasks").mkdir(parents=True, exist_ok=True)
+            os.makedirs(join(base, "tasks"), exist_ok=True)
         except OSError:
             continue
         for attempt in range(1, 1000):
-            candidate = base / "tasks" / (name if attempt == 1 else f"{name}.{attempt}")
+            candidate = join(base, "tasks", name if attempt == 1 else f"{name}.{attempt}")
             try:
-                candidate.mkdir()
+                os.mkdir(candidate)
                 return candidate
             except FileExistsError:
                 continue
@@ -115,23 +115,26 @@ class _Output:
 
 def _pump(proc, outputs):
     """Copy the child's pipes until they close; returns the child's (status, rusage)."""
-    sel = selectors.DefaultSelector()
+    poller = select.poll()
+    by_fd = {}
     for pipe, out in outputs:
         os.set_blocking(pipe.fileno(), False)
-        sel.register(pipe.fileno(), selectors.EVENT_READ, out)
+        poller.register(pipe.fileno(), select.POLLIN)
+        by_fd[pipe.fileno()] = out
     result = None
     deadline = None
-    while sel.get_map():
+    while by_fd:
         timeout = 0.2 if deadline is None else max(0.0, deadline - time.monotonic())
-        for key, _ in sel.select(timeout):
+        for fd, _event in poller.poll(timeout * 1000):
             try:
-                data = os.read(key.fd, CHUNK)
+                data = os.read(fd, CHUNK)
             except BlockingIOError:
                 continue
             if data:
-                key.data.write(data)
+                by_fd[fd].write(data)
             else:
-                sel.unregister(key.fd)
+                poller.unregister(fd)
+                del by_fd[fd]
         if result is None:
             pid, status, rusage = os.wait4(proc.pid, os.WNOHANG)
             if pid:
@@ -139,7 +142,6 @@ def _pump(proc, outputs):
                 deadline = time.monotonic() + DRAIN_GRACE_S
         elif time.monotonic() >= deadline:
             break  # a background grandchild still holds the pipes
-    sel.close()
     if result is None:
         _pid, status, rusage = os.wait4(proc.pid, 0)
         result = (status, rusage)
@@ -180,8 +182,8 @@ def exec_command(argv, *, db=None, project=None, task=None, run=None, home=None)
             print(f"ottolytics: warning: not recording this command: {exc}", file=sys.stderr)
             rec = handle = th = task_dir = None
             owned = False
-        out = _Output(1, task_dir / "stdout.log" if task_dir else None, keep_tail=False)
-        err = _Output(2, task_dir / "stderr.log" if task_dir else None, keep_tail=True)
+        out = _Output(1, join(task_dir, "stdout.log") if task_dir else None, keep_tail=False)
+        err = _Output(2, join(task_dir, "stderr.log") if task_dir else None, keep_tail=True)
         env = dict(os.environ)
         if handle is not None:
             env[RUN_ID_ENV] = handle.uid
@@ -236,16 +238,17 @@ def _begin(rec, argv, project, task_name, run, home):
         handle.start()
     task_dir = _make_task_dir(run_dir, task_name, rec.db)
     command_line = shlex.join(argv)
-    paths = {"script_hash": hashlib.sha256(command_line.encode()).hexdigest()[:8]}
+    paths = {"script_hash": sha256_hex(command_line)[:8]}
     if task_dir is not None:
-        script = task_dir / "command.sh"
+        script = join(task_dir, "command.sh")
         try:
-            script.write_text(command_line + "\n")
-            paths["script_path"] = to_stored(script, home)
+            with open(script, "w") as f:
+                f.write(command_line + "\n")
+            paths["script_path"] = task_path_to_stored(script, run_dir, home)
         except OSError:
             pass
-        paths["stdout_path"] = to_stored(task_dir / "stdout.log", home)
-        paths["stderr_path"] = to_stored(task_dir / "stderr.log", home)
+        paths["stdout_path"] = task_path_to_stored(join(task_dir, "stdout.log"), run_dir, home)
+        paths["stderr_path"] = task_path_to_stored(join(task_dir, "stderr.log"), run_dir, home)
     th = handle.task(task_name, **paths)
     th.start()
     return handle, owned, task_dir, th
@@ -265,7 +268,7 @@ def _end(rec, handle, owned, th, exit_code, sig, reason, tail, rusage, home):
                   reason=reason, stderr_tail=tail_text(tail), **resources)
         if owned:
             run_dir = run_dir_for(handle.uid, home)
-            size = dir_size(run_dir) if run_dir.exists() else None
+            size = dir_size(run_dir) if exists(run_dir) else None
             handle.finish("interrupted" if reason else None, size_bytes=size)
         rec.close()
     except Exception as exc:

@@ -9,11 +9,10 @@ that transaction: a file is applied exactly once even if the replaying
 process dies before deleting it.
 """
 
-import json
 import os
 import sys
 import time
-from pathlib import Path
+from os.path import basename, dirname, join
 
 from . import events
 from .liveness import pid_alive, process_start_time
@@ -36,29 +35,31 @@ class SpoolWriter:
     """Append-only event file for one recorder; opened lazily on first event."""
 
     def __init__(self, db):
-        self.db = Path(db)
+        self.db = str(db)
         self.path = None
         self._file = None
 
     def _open(self):
+        import json
         errors = []
         for directory in spool_dirs(self.db):
             try:
-                directory.mkdir(parents=True, exist_ok=True)
-                path = directory / (_owner_name() + SUFFIX)
+                os.makedirs(directory, exist_ok=True)
+                path = join(directory, _owner_name() + SUFFIX)
                 f = open(path, "a", encoding="utf-8")
                 header = {"spool": SPOOL_FORMAT, "db": str(os.path.abspath(self.db)),
                           "pid": os.getpid(), "created": time.time()}
                 f.write(json.dumps(header) + "\n")
                 f.flush()
                 self.path, self._file = path, f
-                _LIVE.add(path.name)
+                _LIVE.add(basename(path))
                 return
             except OSError as exc:
                 errors.append(f"{directory}: {exc.strerror or exc}")
         raise OSError("no writable spool directory (" + "; ".join(errors) + ")")
 
     def append(self, event):
+        import json
         if self._file is None:
             self._open()
         self._file.write(json.dumps(event, separators=(",", ":")) + "\n")
@@ -72,7 +73,7 @@ class SpoolWriter:
                 pass
             self._file.close()
             self._file = None
-            _LIVE.discard(self.path.name)
+            _LIVE.discard(basename(self.path))
 
 
 def _owner_alive(name):
@@ -88,7 +89,7 @@ def _owner_alive(name):
 
 
 def _claimed_by_live(path):
-    pid = path.name.rsplit(CLAIM, 1)[1]
+    pid = basename(path).rsplit(CLAIM, 1)[1]
     return pid.isdigit() and int(pid) != os.getpid() and pid_alive(int(pid))
 
 
@@ -102,12 +103,13 @@ def pending_files(db):
             continue
         for name in sorted(names):
             if name.endswith(SUFFIX) or CLAIM in name:
-                found.append(Path(directory) / name)
+                found.append(join(directory, name))
     return found
 
 
 def read_events(path):
     """Parse a spool file; returns (events, bad_line_count)."""
+    import json
     good, bad = [], 0
     with open(path, "rb") as f:
         lines = f.read().split(b"\n")
@@ -135,7 +137,7 @@ def _claim_all(db, warn):
     """Claim every replayable spool file by renaming it; return [(original, path)]."""
     claimed = []
     for path in pending_files(db):
-        name = path.name
+        name = basename(path)
         if name.endswith(SUFFIX):
             original = name
             if _owner_alive(name[: -len(SUFFIX)]):
@@ -144,7 +146,7 @@ def _claim_all(db, warn):
             original = name.split(CLAIM, 1)[0]
             if _claimed_by_live(path):
                 continue
-        target = path.with_name(f"{original}{CLAIM}{os.getpid()}")
+        target = join(dirname(path), f"{original}{CLAIM}{os.getpid()}")
         try:
             os.rename(path, target)
         except OSError:
@@ -223,11 +225,11 @@ def replay(store, tokens_out=None, warn=None):
         problems = bad_counts.get(original, 0) + len(failures.get(original, ()))
         skipped += problems
         if problems:
-            kept = path.with_name(original + ".failed")
+            kept = join(dirname(path), original + ".failed")
             os.replace(path, kept)
             detail = "; ".join(failures.get(original, [])[:3])
             warn(f"spool file {original}: skipped {problems} events that could not be "
                  f"applied ({detail or 'unreadable lines'}); kept it as {kept}")
         else:
-            path.unlink()
+            os.unlink(path)
     return len(claimed) - len(unreadable), applied, skipped

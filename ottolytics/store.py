@@ -7,10 +7,8 @@ rather than in the middle of it.
 """
 
 import os
-import random
 import sqlite3
 import time
-from pathlib import Path
 
 from . import migrations
 from .migrations import StoreError
@@ -36,6 +34,18 @@ def busy_timeout_s():
         return DEFAULT_BUSY_TIMEOUT_S
 
 
+def _uri_path(path):
+    """Percent-encode the characters that would end an SQLite URI's path early."""
+    for ch in "%?#":
+        path = path.replace(ch, "%{:02X}".format(ord(ch)))
+    return path
+
+
+def _jitter():
+    """A number in [0, 1) for back-off jitter (cheaper to import than random)."""
+    return (time.perf_counter_ns() * 2654435761 % 4294967296) / 4294967296
+
+
 def _is_lock_error(exc):
     text = str(exc).lower()
     return "locked" in text or "busy" in text
@@ -45,7 +55,7 @@ def connect(path, *, readonly=False, timeout=None):
     """Open *path* in autocommit mode with ottolytics' connection settings."""
     timeout = busy_timeout_s() if timeout is None else timeout
     if readonly:
-        uri = Path(os.path.abspath(path)).as_uri() + "?mode=ro"
+        uri = "file:" + _uri_path(os.path.abspath(path)) + "?mode=ro"
         conn = sqlite3.connect(uri, uri=True, timeout=timeout, isolation_level=None,
                                check_same_thread=False)
     else:
@@ -76,7 +86,7 @@ def _set_wal(conn):
                 raise
         if time.monotonic() > deadline:
             raise StoreBusy("could not switch the store to WAL mode: it stayed locked")
-        time.sleep(0.01 + random.random() * 0.05)
+        time.sleep(0.01 + _jitter() * 0.05)
 
 
 def _create(path):
@@ -86,7 +96,8 @@ def _create(path):
     so concurrent first writers never see (or fight over) a half-made store:
     one link wins and the others open the winner's file.
     """
-    tmp = path.with_name(f".{path.name}.{os.getpid()}-{random.getrandbits(32):08x}.creating")
+    head, name = os.path.split(path)
+    tmp = os.path.join(head, f".{name}.{os.getpid()}-{os.urandom(4).hex()}.creating")
     try:
         conn = connect(tmp)
         try:
@@ -99,7 +110,7 @@ def _create(path):
         except FileExistsError:
             pass  # another process created it first; use theirs
         except OSError:
-            if not path.exists():  # no hard links on this filesystem
+            if not os.path.exists(path):  # no hard links on this filesystem
                 os.rename(tmp, path)
     finally:
         for suffix in ("", "-wal", "-shm"):
@@ -114,7 +125,7 @@ class Store:
 
     def __init__(self, conn, path):
         self.conn = conn
-        self.path = Path(path)
+        self.path = str(path)
         self.attempts = DEFAULT_ATTEMPTS
         self._project_ids = {}
         self._run_ids = {}
@@ -131,10 +142,10 @@ class Store:
         used; the caller decides whether to degrade (the recorder spools).
         """
         path = db_path(db)
-        if not path.exists():
+        if not os.path.exists(path):
             if not create:
                 raise StoreError(f"{path}: no store here; record a run first or pass --db")
-            path.parent.mkdir(parents=True, exist_ok=True)
+            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
             _create(path)
         conn = connect(path, timeout=timeout)
         try:
@@ -174,7 +185,7 @@ class Store:
             except sqlite3.OperationalError as exc:
                 if not _is_lock_error(exc):
                     raise
-                time.sleep(min(0.5, 0.02 * 2 ** attempt) * (0.5 + random.random()))
+                time.sleep(min(0.5, 0.02 * 2 ** attempt) * (0.5 + _jitter()))
                 continue
             try:
                 result = fn(conn, *args)

@@ -10,7 +10,9 @@ time) always gives the same store. What it contains:
 * log-normal durations per task, failures with exit codes, stderr tails and
   the odd kill by signal, downstream tasks skipped after a failure,
   up-to-date skips, retries (a second attempt), and interrupted runs;
-* a transition row for every status change, as the recorder writes.
+* status changes stored as the recorder stores them: implied by the task row
+  on the plain path, logged in ``status_log`` otherwise (skips, interruptions,
+  every run change).
 
 The store is loaded in a temporary file with its indexes dropped and
 rebuilt, then switched to WAL and renamed into place, so a crash never leaves
@@ -162,19 +164,24 @@ def _generate(conn, rng, n_runs, m, days, end):
                                                        m=rng.randrange(1, 99),
                                                        hex=f"{rng.getrandbits(32):08x}")))
                 ran = status not in ("skipped",)
+                plain = status in ("success", "failed")
                 cpu = duration * (0.6 + rnd() * 0.5) if ran else None
                 task_rows.append((
                     task_id, run_id, name, attempt, status, t_start,
                     None if status == "running" else t_end, exit_code, sig,
                     cpu, cpu * 0.15 if cpu is not None else None,
                     int((50 + rnd() * 900) * 2 ** 20) if ran else None,
-                    _script_hash(project, name, epoch)))
-                trans_id += 1
-                trans.append((trans_id, run_id, task_id, None, "running", t_start, None))
-                trans_id += 1
-                trans.append((trans_id, run_id, task_id, "running", status, t_end,
-                              "up to date" if status == "skipped" and not failed else
-                              ("dependency failed" if status == "skipped" else None)))
+                    _script_hash(project, name, epoch), 0 if plain else 1))
+                if status == "skipped":
+                    trans_id += 1
+                    trans.append((trans_id, run_id, task_id, None, "skipped", t_start,
+                                  "dependency failed" if failed else "up to date"))
+                elif status == "interrupted":
+                    trans_id += 1
+                    trans.append((trans_id, run_id, task_id, None, "running", t_start, None))
+                    trans_id += 1
+                    trans.append((trans_id, run_id, task_id, "running", "interrupted", t_end,
+                                  "recording process is gone"))
                 for dep in deps[name]:
                     dep_rows.append((task_id, dep))
                 total_tasks += 1
@@ -218,10 +225,10 @@ def _flush(conn, run_rows, task_rows, trans, dep_rows, tails, params):
         run_rows)
     conn.executemany(
         "INSERT INTO tasks(id, run_id, name, attempt, status, started_at, finished_at, "
-        "exit_code, signal, cpu_user_s, cpu_system_s, peak_rss_bytes, script_hash) "
-        "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", task_rows)
+        "exit_code, signal, cpu_user_s, cpu_system_s, peak_rss_bytes, script_hash, "
+        "status_logged) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)", task_rows)
     conn.executemany(
-        "INSERT INTO transitions(id, run_id, task_id, from_status, to_status, at, reason) "
+        "INSERT INTO status_log(id, run_id, task_id, from_status, to_status, at, reason) "
         "VALUES (?,?,?,?,?,?,?)", trans)
     conn.executemany("INSERT INTO task_deps(task_id, depends_on) VALUES (?, ?)", dep_rows)
     conn.executemany("INSERT INTO task_stderr(task_id, tail) VALUES (?, ?)", tails)

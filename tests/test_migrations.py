@@ -17,8 +17,10 @@ def test_fresh_store_is_at_current_version_with_history(db):
     assert conn.execute("PRAGMA user_version").fetchone()[0] == CURRENT_VERSION
     rows = conn.execute("SELECT version, name FROM schema_migrations ORDER BY version").fetchall()
     assert [r[0] for r in rows] == [m[0] for m in MIGRATIONS]
-    assert {"runs", "tasks", "transitions", "run_params", "task_deps", "log_fragments",
+    assert {"runs", "tasks", "status_log", "run_params", "task_deps", "log_fragments",
             "task_stderr", "projects"} <= tables(conn)
+    assert conn.execute("SELECT type FROM sqlite_master WHERE name = 'transitions'"
+                        ).fetchone() == ("view",)
     store.close()
     assert not list(db.parent.glob("*.bak")), "a new store needs no backup"
 

@@ -27,7 +27,8 @@ def test_with_blocks_record_runs_tasks_deps_params_and_transitions(db):
     assert q(db, "SELECT key, value FROM run_params ORDER BY key") == [
         ("env", "prod"), ("n", "3")]
     assert q(db, "SELECT t.name, x.from_status, x.to_status, x.reason FROM transitions x "
-                 "LEFT JOIN tasks t ON t.id = x.task_id ORDER BY x.id") == [
+                 "LEFT JOIN tasks t ON t.id = x.task_id "
+                 "ORDER BY x.at, x.from_status IS NOT NULL") == [
         (None, None, "running", None),
         ("lint", None, "running", None), ("lint", "running", "success", None),
         ("build", None, "running", None), ("build", "running", "skipped", "up to date"),
@@ -96,7 +97,7 @@ def test_skip_task_without_running_it_and_explicit_run_status(db):
     run.finish("failed", reason="cancelled by CI")
     assert q(db, "SELECT status, started_at = finished_at FROM tasks") == [("skipped", 1)]
     assert q(db, "SELECT to_status, reason FROM transitions WHERE task_id IS NULL "
-                 "ORDER BY id") == [("running", None), ("failed", "cancelled by CI")]
+                 "ORDER BY at") == [("running", None), ("failed", "cancelled by CI")]
 
 
 def test_log_fragments_are_batched(db):
@@ -143,3 +144,33 @@ def test_recorder_import_is_light():
 def test_schema_version_recorded(db):
     ottolytics.Recorder().open()
     assert q(db, "PRAGMA user_version") == [(CURRENT_VERSION,)]
+
+
+def test_transitions_view_shows_implied_and_logged_changes(db):
+    """A plain task stores no status_log rows; a recovered one logs its whole path."""
+    from ottolytics.events import set_task_status
+    rec = ottolytics.Recorder()
+    run = rec.run(project="api").start()
+    plain = run.task("plain").start()
+    plain.finish(exit_code=0)
+    late = run.task("late").start()
+    tid = late._id
+    # Recovery (another process) decides the task is gone...
+    conn = __import__("sqlite3").connect(db, isolation_level=None)
+    conn.execute("BEGIN IMMEDIATE")
+    set_task_status(conn, tid, 1, "running", "interrupted", 123.0, "process is gone")
+    conn.execute("COMMIT")
+    conn.close()
+    # ...then the real finish arrives and wins.
+    late.finish(exit_code=0)
+    run.finish()
+    rec.close()
+    assert q(db, "SELECT count(*) FROM status_log WHERE task_id = 1") == [(0,)]
+    assert q(db, "SELECT from_status, to_status, reason FROM transitions WHERE task_id = 1 "
+                 "ORDER BY at") == [(None, "running", None), ("running", "success", None)]
+    rows = q(db, "SELECT from_status, to_status, reason FROM status_log WHERE task_id = ? "
+                 "ORDER BY id", tid)
+    assert rows == [(None, "running", None), ("running", "interrupted", "process is gone"),
+                    ("interrupted", "success", None)]
+    assert q(db, "SELECT count(*) FROM transitions WHERE task_id = ?", tid) == [(3,)]
+    assert q(db, "SELECT status FROM tasks WHERE id = ?", tid) == [("success",)]

@@ -50,11 +50,13 @@ def test_output_passes_through_unchanged_and_is_logged(db, home):
     assert proc.returncode == 0
     assert proc.stdout == payload
     assert proc.stderr.endswith(b"last words")
-    out_path, err_path, script = q(db, "SELECT stdout_path, stderr_path, script_path FROM tasks")[0]
-    assert not os.path.isabs(out_path), "paths under OTTO_HOME are stored relative"
-    assert (home / out_path).read_bytes() == payload
-    assert (home / err_path).read_bytes() == b"E" * 5000 + b"last words"
-    assert (home / script).read_text().startswith(PY)
+    out_path, err_path, script, run_dir = q(
+        db, "SELECT stdout_path, stderr_path, script_path, run_dir FROM tasks, runs")[0]
+    # Under OTTO_HOME: the run directory relative to it, task files relative to that.
+    assert not os.path.isabs(run_dir) and out_path == "tasks/gen/stdout.log"
+    assert (home / run_dir / out_path).read_bytes() == payload
+    assert (home / run_dir / err_path).read_bytes() == b"E" * 5000 + b"last words"
+    assert (home / run_dir / script).read_text().startswith(PY)
     tail = q(db, "SELECT tail FROM task_stderr")[0][0]
     assert tail.endswith("last words") and len(tail) == 4096
     assert q(db, "SELECT p.name, r.size_bytes > 20000 FROM runs r JOIN projects p "
@@ -89,10 +91,11 @@ def _wait_for(predicate, timeout=15):
 def _log_path(db, home, column="stdout_path"):
     def find():
         try:
-            rows = q(db, f"SELECT {column} FROM tasks")
+            rows = q(db, f"SELECT t.{column}, r.run_dir FROM tasks t JOIN runs r "
+                         "ON r.id = t.run_id")
         except sqlite3.Error:
             return None
-        return home / rows[0][0] if rows and rows[0][0] else None
+        return home / rows[0][1] / rows[0][0] if rows and rows[0][0] else None
     return _wait_for(find)
 
 

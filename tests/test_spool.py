@@ -5,6 +5,7 @@ import os
 import shutil
 import sqlite3
 import sys
+from pathlib import Path
 
 
 import ottolytics
@@ -60,7 +61,7 @@ def test_read_only_folder(tmp_path, make_readonly, monkeypatch):
     make_writable = make_readonly(folder)
     exec_faulty(db)
     # Nothing could be written beside the store: the fallback directory holds it all.
-    fallback = spool.spool_dirs(db)[1]
+    fallback = Path(spool.spool_dirs(db)[1])
     assert list(fallback.glob("*.jsonl"))
     [log] = fallback.rglob("stderr.log")
     assert log.read_text() == "err\n"
@@ -126,7 +127,7 @@ def _spool_a_run(db, monkeypatch):
 
 def test_replay_is_exactly_once_even_after_a_crash_before_unlink(db, monkeypatch, tmp_path):
     uid = _spool_a_run(db, monkeypatch)
-    [path] = spool.pending_files(db)
+    [path] = map(Path, spool.pending_files(db))
     saved = tmp_path / "copy.jsonl"
     shutil.copy(path, saved)
     store = Store.open(db)
@@ -144,7 +145,7 @@ def test_replay_is_exactly_once_even_after_a_crash_before_unlink(db, monkeypatch
 
 def test_truncated_last_line_is_skipped_counted_and_kept(db, monkeypatch):
     _spool_a_run(db, monkeypatch)
-    [path] = spool.pending_files(db)
+    [path] = map(Path, spool.pending_files(db))
     with open(path, "ab") as f:
         f.write(b'{"e": "task_start", "run": "x", "na')  # killed mid-write
     messages = []
@@ -160,7 +161,7 @@ def test_truncated_last_line_is_skipped_counted_and_kept(db, monkeypatch):
 def test_files_from_several_processes_replay_in_time_order(db, monkeypatch):
     """run start in one file, its tasks in another, run end in a third."""
     Store.open(db).close()
-    d = spool.spool_dirs(db)[0]
+    d = Path(spool.spool_dirs(db)[0])
     d.mkdir(parents=True)
 
     def write(name, evs):

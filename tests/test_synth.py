@@ -47,9 +47,12 @@ def test_contents_are_a_realistic_history(tmp_path):
     deps = set(conn.execute("SELECT t.name, d.depends_on FROM task_deps d "
                             "JOIN tasks t ON t.id = d.task_id"))
     assert ("build", "lint") in deps and ("test", "build") in deps
-    # Every task has its two transitions, every run its two.
+    # Two status changes for every task that ran and every run; one for a skip.
+    skipped = statuses["skipped"]
     assert conn.execute("SELECT count(*) FROM transitions").fetchone()[0] == \
-        2 * n_tasks + 2 * 2000
+        2 * (n_tasks - skipped) + skipped + 2 * 2000
+    assert conn.execute("SELECT count(*) FROM transitions WHERE to_status = 'skipped' "
+                        "AND reason IN ('up to date', 'dependency failed')").fetchone() == (skipped,)
     # Failures carry a stderr tail; durations are positive and log-normal-ish.
     assert conn.execute("SELECT count(*) FROM tasks t LEFT JOIN task_stderr s "
                         "ON s.task_id = t.id WHERE t.status = 'failed' "

@@ -1,0 +1,303 @@
+"""``ottolytics bench [--quick]``: speed and size, each against a baseline measured
+side by side in the same run.
+
+Each row prints the figure, its baseline, the ratio and the goal. Timed pairs
+are interleaved in small blocks so that load from elsewhere on a shared
+machine hits both sides alike. ``--quick`` uses smaller sizes.
+"""
+
+import json
+import os
+import shutil
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+
+@dataclass
+class Row:
+    name: str
+    what: str
+    value: float
+    unit: str
+    baseline: float
+    baseline_what: str
+    goal: str
+    ok: bool | None
+    note: str = ""
+
+    @property
+    def ratio(self):
+        return self.value / self.baseline if self.baseline else float("nan")
+
+
+def _floor_conn(path):
+    """A bare sqlite3 connection with the store's settings and a minimal task table."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = NORMAL")
+    conn.execute("PRAGMA foreign_keys = ON")
+    conn.execute("PRAGMA busy_timeout = 5000")
+    conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, run_id INTEGER, name TEXT, "
+                 "status TEXT, started_at REAL, finished_at REAL, exit_code INTEGER)")
+    return conn
+
+
+def _floor_once(conn, two_commits):
+    t0 = time.perf_counter()
+    conn.execute("BEGIN IMMEDIATE")
+    rid = conn.execute("INSERT INTO t(run_id, name, status, started_at) VALUES (1, 't', "
+                       "'running', ?)", (time.time(),)).lastrowid
+    if two_commits:
+        conn.execute("COMMIT")
+        conn.execute("BEGIN IMMEDIATE")
+    conn.execute("UPDATE t SET status = 'success', finished_at = ?, exit_code = 0 "
+                 "WHERE id = ?", (time.time(), rid))
+    conn.execute("COMMIT")
+    return time.perf_counter() - t0
+
+
+def bench_recorder(work, quick):
+    """Median µs for one task's start+finish through Recorder, against bare sqlite3."""
+    from .recorder import Recorder
+    n = 3000 if quick else 20000
+    rec = Recorder(work / "rec.db")
+    run = rec.run(project="bench").start()
+    floor = _floor_conn(work / "floor.db")
+    ours, two, one = [], [], []
+    block = 100
+    for _ in range(n // block):
+        for _ in range(block):
+            t0 = time.perf_counter()
+            task = run.task("t").start()
+            task.finish(exit_code=0)
+            ours.append(time.perf_counter() - t0)
+        for _ in range(block):
+            two.append(_floor_once(floor, True))
+        for _ in range(block):
+            one.append(_floor_once(floor, False))
+    run.finish()
+    rec.close()
+    floor.close()
+    med = statistics.median(ours) * 1e6
+    two_med = statistics.median(two) * 1e6
+    one_med = statistics.median(one) * 1e6
+    return [
+        Row("recorder", "task start+finish via Recorder, median", med, "µs", two_med,
+            "bare INSERT;COMMIT + UPDATE;COMMIT", "≤ 2×", med <= 2 * two_med,
+            "two commits, as a start must be visible while the task runs"),
+        Row("recorder-1commit", "same, against a single-commit floor", med, "µs", one_med,
+            "bare INSERT+UPDATE+COMMIT", "info", None,
+            "a lower bound no live recorder can reach: it hides the running task"),
+    ]
+
+
+def _ottolytics_cmd():
+    script = Path(sys.executable).with_name("ottolytics")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "ottolytics"]
+
+
+def bench_shim(work, quick):
+    """Whole-process wall time of ``ottolytics exec -- true`` against bare python."""
+    n = 12 if quick else 40
+    env = dict(os.environ, OTTOLYTICS_DB=str(work / "shim.db"), OTTO_HOME=str(work / "home"))
+    env.pop("OTTOLYTICS_RUN_ID", None)
+    ours_cmd = _ottolytics_cmd() + ["exec", "--", "true"]
+    base_cmd = [sys.executable, "-c", "import sqlite3, subprocess"]
+    subprocess.run(ours_cmd, env=env, check=True, capture_output=True)  # create the store
+    ours, base = [], []
+    for _ in range(n):
+        for cmd, out in ((ours_cmd, ours), (base_cmd, base)):
+            t0 = time.perf_counter()
+            subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
+            out.append(time.perf_counter() - t0)
+    med, bmed = statistics.median(ours) * 1e3, statistics.median(base) * 1e3
+    return [Row("shim", "`ottolytics exec -- true`, whole process, median", med, "ms", bmed,
+                "python3 -c 'import sqlite3, subprocess'", "≤ 1.5×", med <= 1.5 * bmed)]
+
+
+_WRITER = """
+import sys, time, ottolytics
+rec = ottolytics.Recorder(sys.argv[1], warn=lambda m: print(m, file=sys.stderr))
+rec.open()
+n = int(sys.argv[2])
+t0 = time.time()
+with rec.run(project="bench") as run:
+    for i in range(n):
+        run.task("t").start().finish(exit_code=0)
+t1 = time.time()
+rec.close()
+print(t0, t1, int(rec.degraded))
+"""
+
+
+def _writers(db, processes, tasks):
+    procs = [subprocess.Popen([sys.executable, "-c", _WRITER, str(db), str(tasks)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+             for _ in range(processes)]
+    spans, errors = [], 0
+    for p in procs:
+        out, err = p.communicate()
+        if p.returncode != 0 or err.strip():
+            errors += 1
+        fields = out.split()
+        if len(fields) == 3:
+            spans.append((float(fields[0]), float(fields[1])))
+            errors += int(fields[2])
+    conn = sqlite3.connect(db)
+    rows = conn.execute("SELECT count(*) FROM tasks").fetchone()[0]
+    conn.close()
+    wall = max(s[1] for s in spans) - min(s[0] for s in spans) if spans else float("nan")
+    events = processes * (2 * tasks + 2)
+    return events / wall, processes * tasks - rows, errors
+
+
+def bench_concurrency(work, quick):
+    """Events/s with 16 writer processes, against one writer process."""
+    tasks = 200 if quick else 1000
+    from .store import Store
+    for name in ("one.db", "many.db"):
+        Store.open(work / name).close()
+    single, lost1, err1 = _writers(work / "one.db", 1, tasks * 4)
+    many, lost, errors = _writers(work / "many.db", 16, tasks)
+    return [Row("concurrency", f"16 processes × {tasks} tasks, events/s", many, "ev/s", single,
+                "1 process, events/s", "0 lost, 0 errors", lost == 0 and errors == 0
+                and lost1 == 0 and err1 == 0, f"lost rows {lost}, errors {errors}")]
+
+
+def _db_bytes(path):
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    pages = conn.execute("PRAGMA page_count").fetchone()[0]
+    free = conn.execute("PRAGMA freelist_count").fetchone()[0]
+    size = conn.execute("PRAGMA page_size").fetchone()[0]
+    conn.close()
+    return (pages - free) * size
+
+
+def bench_size(work, quick):
+    """Store bytes per recorded task (no log fragments), against a bare one-row-per-task table."""
+    from .paths import task_path_to_stored
+    from .recorder import Recorder
+    from .shim import run_dir_for
+    runs = 500 if quick else 2000
+    per_run = 10
+    rows = []
+    for label, shaped in (("size", False), ("size-exec", True)):
+        db = work / f"{label}.db"
+        rec = Recorder(db)
+        for r in range(runs):
+            with rec.run(project=f"p{r % 3}", params={"branch": "main"}) as run:
+                for i in range(per_run):
+                    extra = {}
+                    if shaped:  # the paths exec stores, made by the same functions
+                        run_dir = run_dir_for(run.uid)
+                        base = os.path.join(run_dir, "tasks", f"t{i}")
+                        extra = {f"{k}_path": task_path_to_stored(os.path.join(base, f), run_dir)
+                                 for k, f in (("stdout", "stdout.log"), ("stderr", "stderr.log"),
+                                              ("script", "command.sh"))}
+                        extra["script_hash"] = "1a2b3c4d"
+                    task = run.task(f"t{i}", deps=[f"t{i - 1}"] if i else None, **extra).start()
+                    if shaped:
+                        task.finish(0, cpu_user_s=1.25, cpu_system_s=0.25,
+                                    peak_rss_bytes=123456789)
+                    else:
+                        task.finish(0)
+        rec.close()
+        n = runs * per_run
+        ours = _db_bytes(db) / n
+        floor = _floor_conn(work / f"{label}-floor.db")
+        now = time.time()
+        floor.execute("BEGIN")
+        floor.executemany("INSERT INTO t(run_id, name, status, started_at, finished_at, "
+                          "exit_code) VALUES (?, ?, 'success', ?, ?, 0)",
+                          [(i // per_run, f"t{i % per_run}", now + i, now + i + 1)
+                           for i in range(n)])
+        floor.execute("COMMIT")
+        floor.close()
+        base = _db_bytes(work / f"{label}-floor.db") / n
+        what = ("bytes per task, Recorder API" if not shaped else
+                "bytes per task shaped like exec (paths, CPU, RSS)")
+        rows.append(Row(label, what, ours, "B", base, "bare table, one row per task",
+                        "≤ 300 B", ours <= 300,
+                        "incl. transitions, deps, params and indexes"))
+    return rows
+
+
+def bench_synth(work, quick):
+    """Seconds for ``synth`` to write N tasks, against a bare executemany of N rows."""
+    from .synth import synthesize
+    runs = 10000 if quick else 100000
+    t0 = time.perf_counter()
+    summary = synthesize(work / "synth.db", runs=runs, tasks_per_run=10, seed=1)
+    ours = time.perf_counter() - t0
+    n = summary["tasks"]
+    conn = sqlite3.connect(work / "synth-floor.db", isolation_level=None)
+    conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, run_id INTEGER, name TEXT, "
+                 "status TEXT, started_at REAL, finished_at REAL, exit_code INTEGER)")
+    t0 = time.perf_counter()
+    conn.execute("BEGIN")
+    conn.executemany("INSERT INTO t(run_id, name, status, started_at, finished_at, exit_code) "
+                     "VALUES (?, ?, 'success', ?, ?, 0)",
+                     ((i // 10, "t", float(i), i + 1.0) for i in range(n)))
+    conn.execute("COMMIT")
+    base = time.perf_counter() - t0
+    conn.close()
+    goal = 30.0 * n / 1_000_000
+    return [Row("synth", f"`synth` of {n:,} tasks (with transitions, deps, indexes)", ours, "s",
+                base, f"bare executemany of {n:,} rows", f"1M tasks < 30 s (≤ {goal:.1f} s here)",
+                ours <= goal)]
+
+
+BENCHES = {
+    "recorder": bench_recorder,
+    "shim": bench_shim,
+    "concurrency": bench_concurrency,
+    "size": bench_size,
+    "synth": bench_synth,
+}
+
+
+def _print(rows):
+    headers = ["row", "measured", "baseline", "ratio", "goal", "ok", "what"]
+    body = []
+    for r in rows:
+        body.append([r.name, f"{r.value:,.1f} {r.unit}", f"{r.baseline:,.1f} {r.unit}",
+                     f"{r.ratio:.2f}×", r.goal,
+                     "-" if r.ok is None else ("yes" if r.ok else "NO"),
+                     r.what + (f" [{r.note}]" if r.note else "")])
+    from .formatting import table
+    print(table(headers, body))
+    for r in rows:
+        print(f"  {r.name}: baseline is {r.baseline_what}")
+
+
+def main(quick=False, only=None, out=None):
+    names = only or list(BENCHES)
+    unknown = [n for n in names if n not in BENCHES]
+    if unknown:
+        print(f"ottolytics bench: unknown row {unknown[0]!r}; choose from {', '.join(BENCHES)}",
+              file=sys.stderr)
+        return 2
+    work = Path(tempfile.mkdtemp(prefix="ottolytics-bench-"))
+    rows = []
+    try:
+        for name in names:
+            print(f"measuring {name} ...", file=sys.stderr, flush=True)
+            sub = work / name
+            sub.mkdir()
+            rows += BENCHES[name](sub, quick)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    print(f"ottolytics bench{' --quick' if quick else ''}: {os.cpu_count()} cores, "
+          f"python {sys.version.split()[0]}")
+    _print(rows)
+    if out:
+        Path(out).write_text(json.dumps([dict(asdict(r), ratio=r.ratio) for r in rows], indent=2))
+    return 0 if all(r.ok is not False for r in rows) else 1
