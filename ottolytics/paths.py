@@ -8,6 +8,7 @@ pathlib alone would cost the shim about 4 ms of its start-up budget.
 """
 
 import os
+import sys
 from os.path import abspath, expanduser, isabs, join, relpath
 
 DB_FILENAME = "ottolytics.db"
@@ -121,10 +122,10 @@ def sha1_hex(text: str) -> str:
 def sha256_hex(text: str) -> str:
     """SHA-256 of *text*, without hashlib's start-up cost where a builtin exists."""
     try:
-        from _sha2 import sha256  # Python 3.12+
-    except ImportError:
-        try:
+        if sys.version_info >= (3, 12):
+            from _sha2 import sha256
+        else:
             from _sha256 import sha256
-        except ImportError:
-            from hashlib import sha256
+    except ImportError:
+        from hashlib import sha256
     return sha256(text.encode()).hexdigest()

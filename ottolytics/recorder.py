@@ -25,7 +25,6 @@ from . import events, liveness, spool
 from .ids import new_run_id, new_token
 from .paths import db_path
 from .store import Store, UnknownRun
-from .timeutil import parse_duration
 
 STDERR_TAIL_BYTES = 4096
 LOG_BATCH_BYTES = 64 * 1024
@@ -82,7 +81,11 @@ class Recorder:
     def __init__(self, db=None, *, max_run_age=None, warn=None):
         self.db = db_path(db)
         age = max_run_age or os.environ.get("OTTOLYTICS_MAX_RUN_AGE")
-        self.max_run_age = parse_duration(age) if age else liveness.DEFAULT_MAX_AGE_S
+        if age:
+            from .timeutil import parse_duration
+            self.max_run_age = parse_duration(age)
+        else:
+            self.max_run_age = liveness.DEFAULT_MAX_AGE_S
         self._warn_fn = warn or (lambda msg: print(f"ottolytics: warning: {msg}",
                                                    file=sys.stderr, flush=True))
         self._lock = threading.RLock()
@@ -93,6 +96,7 @@ class Recorder:
         self._next_retry = 0.0
         self._tokens = {}
         self._spooled_tasks = {}
+        self._batch = None
         self.recovered = []
         self.replayed = (0, 0, 0)
 
@@ -155,8 +159,53 @@ class Recorder:
     def _apply(self, conn, ev):
         return events.APPLY[ev["e"]](self._store, conn, ev, self._tokens)
 
+    def batch(self):
+        """``with rec.batch():`` applies the events inside in one transaction.
+
+        Handles started inside get their ids when the block ends. The shim
+        uses it to write a run's start with its task's start, and the task's
+        end with the run's end.
+        """
+        return _Batch(self)
+
+    def _apply_many(self, conn, evs):
+        return [events.APPLY[ev["e"]](self._store, conn, ev, self._tokens) for ev in evs]
+
+    def _flush_batch(self, pending):
+        with self._lock:
+            ids = None
+            try:
+                if not self._opened:
+                    self.open()
+                if self._spool is not None:
+                    self._try_recover_store()
+                if self._store is not None:
+                    try:
+                        ids = self._store.write(self._apply_many, [ev for ev, _h in pending])
+                    except UnknownRun as exc:
+                        self._warn_fn(str(exc))
+                        return
+                    except Exception as exc:
+                        self._degrade(exc)
+            except Exception:
+                ids = None
+            if ids is not None:
+                for (ev, handle), rid in zip(pending, ids):
+                    if handle is not None and ev["e"] == "task_start":
+                        handle._id = rid
+                return
+        for ev, handle in pending:  # spool them one by one, as emit would
+            self.emit(ev, handle)
+            if handle is not None and ev["e"] == "task_start":
+                handle._tok = ev.get("tok")
+
     def emit(self, ev, handle=None):
         """Record one event; returns the row id, or None when it was spooled."""
+        if self._batch is not None:
+            if ev["e"] == "task_start":  # later events of the batch refer to it by token
+                ev["tok"] = ev.get("tok") or new_token()
+            self._batch.append((ev, handle))
+            return None
         with self._lock:
             try:
                 if not self._opened:
@@ -225,6 +274,21 @@ class Recorder:
         run._started = True
         run._owned = False
         return run
+
+
+class _Batch:
+    def __init__(self, recorder):
+        self.recorder = recorder
+
+    def __enter__(self):
+        self.recorder._batch = []
+        return self
+
+    def __exit__(self, *exc):
+        pending, self.recorder._batch = self.recorder._batch, None
+        if pending:
+            self.recorder._flush_batch(pending)
+        return False
 
 
 class Run:

@@ -235,7 +235,6 @@ def _begin(rec, argv, project, task_name, run, home):
     run_dir = run_dir_for(handle.uid, home)
     if owned:
         handle.run_dir = to_stored(run_dir, home)
-        handle.start()
     task_dir = _make_task_dir(run_dir, task_name, rec.db)
     command_line = shlex.join(argv)
     paths = {"script_hash": sha256_hex(command_line)[:8]}
@@ -250,7 +249,10 @@ def _begin(rec, argv, project, task_name, run, home):
         paths["stdout_path"] = task_path_to_stored(join(task_dir, "stdout.log"), run_dir, home)
         paths["stderr_path"] = task_path_to_stored(join(task_dir, "stderr.log"), run_dir, home)
     th = handle.task(task_name, **paths)
-    th.start()
+    with rec.batch():  # one transaction for the run's start and the task's
+        if owned:
+            handle.start()
+        th.start()
     return handle, owned, task_dir, th
 
 
@@ -264,12 +266,15 @@ def _end(rec, handle, owned, th, exit_code, sig, reason, tail, rusage, home):
             resources = {"cpu_user_s": rusage.ru_utime, "cpu_system_s": rusage.ru_stime,
                          "peak_rss_bytes": rusage.ru_maxrss
                          * (1 if sys.platform == "darwin" else 1024)}
-        th.finish(exit_code, signal=sig, status="interrupted" if reason else None,
-                  reason=reason, stderr_tail=tail_text(tail), **resources)
+        size = None
         if owned:
             run_dir = run_dir_for(handle.uid, home)
             size = dir_size(run_dir) if exists(run_dir) else None
-            handle.finish("interrupted" if reason else None, size_bytes=size)
+        with rec.batch():  # one transaction for the task's end and the run's
+            th.finish(exit_code, signal=sig, status="interrupted" if reason else None,
+                      reason=reason, stderr_tail=tail_text(tail), **resources)
+            if owned:
+                handle.finish("interrupted" if reason else None, size_bytes=size)
         rec.close()
     except Exception as exc:
         print(f"ottolytics: warning: could not record the end of {th.name}: {exc}",

@@ -150,10 +150,11 @@ class Store:
         conn = connect(path, timeout=timeout)
         try:
             # Check the version before anything that could write to the file.
-            migrations.check_version(conn, path)
+            version = migrations.check_version(conn, path)
             _set_wal(conn)
             conn.execute("PRAGMA synchronous = NORMAL")
-            migrations.migrate(conn, path)
+            if version != migrations.CURRENT_VERSION:
+                migrations.migrate(conn, path)
         except BaseException:
             conn.close()
             raise

@@ -174,3 +174,19 @@ def test_transitions_view_shows_implied_and_logged_changes(db):
                     ("interrupted", "success", None)]
     assert q(db, "SELECT count(*) FROM transitions WHERE task_id = ?", tid) == [(3,)]
     assert q(db, "SELECT status FROM tasks WHERE id = ?", tid) == [("success",)]
+
+
+def test_batch_applies_events_in_one_transaction(db):
+    rec = ottolytics.Recorder()
+    rec.open()
+    statements = []
+    rec._store.conn.set_trace_callback(statements.append)
+    with rec.batch():
+        run = rec.run(project="api").start()
+        task = run.task("a").start()
+        task.finish(exit_code=3)  # refers to a task started in the same batch
+        run.finish()
+    assert statements.count("BEGIN IMMEDIATE") == 1
+    assert task._id is not None
+    assert q(db, "SELECT name, status, exit_code FROM tasks") == [("a", "failed", 3)]
+    assert q(db, "SELECT status FROM runs") == [("failed",)]
