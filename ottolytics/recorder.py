@@ -54,6 +54,10 @@ def tail_text(data, limit=STDERR_TAIL_BYTES):
     return data[-limit:].decode("utf-8", "ignore")
 
 
+# _write's answer when events must go to the spool.
+_SPOOL = object()
+
+
 class Terminated(SystemExit):
     """Raised in the main thread on SIGTERM while a run is recorded, so that
     ``with`` blocks unwind and mark their run and tasks interrupted."""
@@ -171,33 +175,57 @@ class Recorder:
     def _apply_many(self, conn, evs):
         return [events.APPLY[ev["e"]](self._store, conn, ev, self._tokens) for ev in evs]
 
+    def _write(self, fn, arg):
+        """Write through the store if it is usable (reopening it now and then
+        while spooling). Returns fn's result, None when the store refused a
+        caller's mistake (an unknown run), or _SPOOL when the events must go
+        to the spool."""
+        if not self._opened:
+            self.open()
+        if self._spool is not None:
+            self._try_recover_store()
+        if self._store is None:
+            return _SPOOL
+        try:
+            return self._store.write(fn, arg)
+        except UnknownRun as exc:
+            self._warn_fn(str(exc))  # the caller's mistake: the store is fine
+            return None
+        except Exception as exc:
+            self._degrade(exc)
+            return _SPOOL
+
+    def _to_spool(self, ev, handle):
+        if ev["e"] == "task_start":
+            ev["tok"] = ev.get("tok") or new_token()
+            if handle is not None:
+                handle._tok = ev["tok"]
+                self._spooled_tasks[ev["tok"]] = handle
+        self._spool.append(ev)
+        if not self._warned:
+            self._warned = True
+            self._warn_fn(f"cannot record to {self.db} ({self._reason}); events are "
+                          f"spooled to {self._spool.path} and replayed at the next "
+                          "successful open")
+
+    def _recording_failed(self, exc):
+        if not self._warned:
+            self._warned = True
+            self._warn_fn(f"cannot record to {self.db} or spool its events: {exc}")
+
     def _flush_batch(self, pending):
         with self._lock:
-            ids = None
             try:
-                if not self._opened:
-                    self.open()
-                if self._spool is not None:
-                    self._try_recover_store()
-                if self._store is not None:
-                    try:
-                        ids = self._store.write(self._apply_many, [ev for ev, _h in pending])
-                    except UnknownRun as exc:
-                        self._warn_fn(str(exc))
-                        return
-                    except Exception as exc:
-                        self._degrade(exc)
-            except Exception:
-                ids = None
-            if ids is not None:
-                for (ev, handle), rid in zip(pending, ids):
-                    if handle is not None and ev["e"] == "task_start":
-                        handle._id = rid
-                return
-        for ev, handle in pending:  # spool them one by one, as emit would
-            self.emit(ev, handle)
-            if handle is not None and ev["e"] == "task_start":
-                handle._tok = ev.get("tok")
+                ids = self._write(self._apply_many, [ev for ev, _handle in pending])
+                if ids is _SPOOL:
+                    for ev, handle in pending:
+                        self._to_spool(ev, handle)
+                elif ids is not None:
+                    for (ev, handle), rid in zip(pending, ids):
+                        if handle is not None and ev["e"] == "task_start":
+                            handle._id = rid
+            except Exception as exc:  # recording must never break the caller
+                self._recording_failed(exc)
 
     def emit(self, ev, handle=None):
         """Record one event; returns the row id, or None when it was spooled."""
@@ -208,32 +236,12 @@ class Recorder:
             return None
         with self._lock:
             try:
-                if not self._opened:
-                    self.open()
-                if self._spool is not None:
-                    self._try_recover_store()
-                if self._store is not None:
-                    try:
-                        return self._store.write(self._apply, ev)
-                    except UnknownRun as exc:
-                        self._warn_fn(str(exc))  # the caller's mistake: the store is fine
-                        return None
-                    except Exception as exc:
-                        self._degrade(exc)
-                if ev["e"] == "task_start":
-                    ev["tok"] = ev.get("tok") or new_token()
-                    if handle is not None:
-                        self._spooled_tasks[ev["tok"]] = handle
-                self._spool.append(ev)
-                if not self._warned:
-                    self._warned = True
-                    self._warn_fn(f"cannot record to {self.db} ({self._reason}); events are "
-                                  f"spooled to {self._spool.path} and replayed at the next "
-                                  "successful open")
+                result = self._write(self._apply, ev)
+                if result is not _SPOOL:
+                    return result
+                self._to_spool(ev, handle)
             except Exception as exc:  # recording must never break the caller
-                if not self._warned:
-                    self._warned = True
-                    self._warn_fn(f"cannot record to {self.db} or spool its events: {exc}")
+                self._recording_failed(exc)
             return None
 
     def run_exists(self, uid):
