@@ -266,5 +266,26 @@ def main(argv=None):
         return 0
 
 
+def entry():
+    """The ``ottolytics`` console script.
+
+    For ``exec`` it leaves through ``os._exit`` once everything is flushed:
+    the store, the spool and the log files are closed explicitly by then and
+    no atexit handlers are registered, so interpreter teardown (about 4 ms
+    with our modules loaded, a tenth of the shim's budget) buys nothing.
+    Other commands exit normally.
+    """
+    argv = sys.argv[1:]
+    code = main(argv)
+    if _fast_exec(argv) is not None:
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        except (OSError, ValueError):
+            pass
+        os._exit(code if isinstance(code, int) else 1)
+    sys.exit(code)
+
+
 if __name__ == "__main__":
     sys.exit(main())

@@ -40,9 +40,13 @@ def _make_task_dir(run_dir: str, task: str, db) -> str | None:
     Falls back to a spool directory when OTTO_HOME is not writable; None when
     nothing is, in which case output is only streamed.
     """
-    bases = [run_dir] + [join(d, "logs", basename(run_dir)) for d in spool_dirs(db)[1:]]
+    def bases():
+        yield run_dir
+        for d in spool_dirs(db)[1:]:  # only computed when OTTO_HOME is not writable
+            yield join(d, "logs", basename(run_dir))
+
     name = safe_component(task)
-    for base in bases:
+    for base in bases():
         try:
             os.makedirs(join(base, "tasks"), exist_ok=True)
         except OSError:

@@ -193,3 +193,14 @@ def test_exec_with_unknown_run_records_a_run_of_its_own(db, cli):
 def test_exec_without_a_command(cli):
     proc = cli("exec", "--")
     assert proc.returncode == 2 and b"no command given" in proc.stderr
+
+
+def test_console_entry_exits_fast_with_the_code_and_everything_recorded(db):
+    code = ("import sys; sys.argv = ['ottolytics', 'exec', '--task', 'e', '--', 'sh', '-c', "
+            "'echo out; echo err >&2; exit 3']; from ottolytics.cli import entry; entry()")
+    proc = subprocess.run([PY, "-c", code], capture_output=True, timeout=30)
+    assert proc.returncode == 3
+    assert proc.stdout == b"out\n" and proc.stderr == b"err\n"
+    assert q(db, "SELECT name, status, exit_code FROM tasks") == [("e", "failed", 3)]
+    assert q(db, "SELECT status FROM runs") == [("failed",)]
+    assert q(db, "PRAGMA integrity_check") == [("ok",)]
