@@ -34,5 +34,10 @@ def run_demo(home=None):
         code = exec_command(argv, db=db, task=task, run=run)
         print(f"  [{task} exited {code}]")
     status = end_run(run, db=db)
-    print(f"\nRun {run} ended: {status}. Its logs are under {home / 'ottolytics' / 'runs' / run}\n")
-    return cli_main(["--db", db, "history", "-n", "5"])
+    logs = home / "ottolytics" / "runs" / run
+    print(f"\nRun {run} ended: {status}. Its logs are under {logs}\n")
+    code = cli_main(["--db", db, "history", "-n", "5"])
+    print(f"\nNext: ottolytics --db {db} history --json"
+          f"\n      cat {logs / 'tasks' / 'test' / 'stderr.log'}"
+          f"\n      ottolytics --db {db} doctor")
+    return code
