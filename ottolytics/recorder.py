@@ -84,8 +84,8 @@ class Recorder:
 
     def __init__(self, db=None, *, max_run_age=None, warn=None):
         self.db = db_path(db)
-        age = max_run_age or os.environ.get("OTTOLYTICS_MAX_RUN_AGE")
-        if age:
+        age = max_run_age if max_run_age is not None else os.environ.get("OTTOLYTICS_MAX_RUN_AGE")
+        if age is not None and age != "":
             from .timeutil import parse_duration
             self.max_run_age = parse_duration(age)
         else:
