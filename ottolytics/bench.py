@@ -255,20 +255,90 @@ def bench_synth(work, quick):
                 ours <= goal)]
 
 
+def _otto_tree(home, runs, tasks_per_run):
+    """An OTTO_HOME with *runs* finished runs of *tasks_per_run* tasks, plus otto.db."""
+    from .otto_layout import Task, make_run
+    base = 1_780_000_000
+    names = [f"t{i}" for i in range(tasks_per_run)]
+    for r in range(runs):
+        cwd = f"/src/project{r % 5}"
+        tasks = [Task(n, start=i * 2, duration=2, deps=[names[i - 1]] if i else [],
+                      status="failed" if (r % 17 == 0 and i == tasks_per_run - 1) else "success")
+                 for i, n in enumerate(names)]
+        make_run(home, cwd, base + r * 60, tasks)
+
+
+def _walk_floor(home):
+    """What any importer must at least do: visit and lstat every entry of the tree."""
+    n = 0
+    for root, dirs, files in os.walk(home):
+        for name in dirs + files:
+            os.lstat(os.path.join(root, name))
+            n += 1
+    return n
+
+
+def bench_sync(work, quick):
+    """otto import of N runs x 10 tasks (files + otto.db), full and no-op."""
+    from .importers import Report
+    from .importers import otto as otto_importer
+    from .sync import sync
+    runs = 200 if quick else 1000
+    home = work / "home"
+    home.mkdir()
+    _otto_tree(home, runs, 10)
+    os.sync()
+    t0 = time.perf_counter()
+    _walk_floor(home)
+    walk = time.perf_counter() - t0
+    db = work / "sync.db"
+    t0 = time.perf_counter()
+    report = sync(db, otto_home_dir=str(home), source="otto", progress=False)
+    full = time.perf_counter() - t0
+    assert report.added.get("otto") == runs, report.as_dict()
+    noop, listing = [], []
+    for _ in range(5):
+        t0 = time.perf_counter()
+        again = sync(db, otto_home_dir=str(home), source="otto", progress=False)
+        noop.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        otto_importer.scan(str(home), Report())  # discovering the runs: the floor
+        listing.append(time.perf_counter() - t0)
+    assert not again.added and not again.updated
+    full_goal = 3.0 * runs / 1000
+    return [
+        Row("sync-full", f"otto import, {runs} runs x 10 tasks, files + otto.db", full, "s",
+            walk, "os.walk + lstat of every entry", f"1000 runs ≤ 3 s (≤ {full_goal:.2f} s here)",
+            full <= full_goal),
+        Row("sync-noop", f"no-op re-sync of the same {runs} runs", statistics.median(noop), "s",
+            statistics.median(listing), "listing the run directories",
+            "≤ 0.3 s", statistics.median(noop) <= 0.3),
+    ]
+
+
 BENCHES = {
     "recorder": bench_recorder,
     "shim": bench_shim,
     "concurrency": bench_concurrency,
     "size": bench_size,
     "synth": bench_synth,
+    "sync": bench_sync,
 }
+
+
+def _figure(value, unit):
+    """3 significant digits, in ms when a figure in seconds is under one."""
+    if unit == "s" and value < 1:
+        value, unit = value * 1000, "ms"
+    text = f"{value:,.0f}" if value >= 100 else f"{value:.3g}"
+    return f"{text} {unit}"
 
 
 def _print(rows):
     headers = ["row", "measured", "baseline", "ratio", "goal", "ok", "what"]
     body = []
     for r in rows:
-        body.append([r.name, f"{r.value:,.1f} {r.unit}", f"{r.baseline:,.1f} {r.unit}",
+        body.append([r.name, _figure(r.value, r.unit), _figure(r.baseline, r.unit),
                      f"{r.ratio:.2f}×", r.goal,
                      "-" if r.ok is None else ("yes" if r.ok else "NO"),
                      r.what + (f" [{r.note}]" if r.note else "")])

@@ -152,6 +152,22 @@ def cmd_doctor(args):
     return 0 if healthy(checks) else 1
 
 
+def cmd_sync(args):
+    import json
+    from .migrations import StoreError
+    from .sync import summary_lines, sync
+    try:
+        report = sync(args.db, otto_home_dir=args.otto_home, source=args.source,
+                      paths=args.paths)
+    except (StoreError, OSError) as exc:
+        return _fail(str(exc))
+    if args.json:
+        print(json.dumps(report.as_dict(), indent=2))
+    else:
+        print("\n".join(summary_lines(report, verbose=args.verbose)))
+    return 0
+
+
 def cmd_synth(args):
     from .synth import synthesize
     if args.runs < 1 or args.tasks_per_run < 1 or args.days <= 0:
@@ -219,6 +235,20 @@ def build_parser():
                    "(default 24h; e.g. 7d)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_doctor)
+
+    p = sub.add_parser("sync", parents=[common],
+                       help="import history that otto, workflow-manager and oneshot wrote",
+                       description="Import existing histories, incrementally: a second sync "
+                       "adds nothing. Without PATH: otto under OTTO_HOME, plus "
+                       "~/.workflow-manager/executions.db and ~/.oneshot when they exist.")
+    p.add_argument("paths", nargs="*", metavar="PATH",
+                   help="an OTTO_HOME, an executions.db, or a oneshot directory or session file")
+    p.add_argument("--otto-home", help="OTTO_HOME to import (default $OTTO_HOME or ~/.otto)")
+    p.add_argument("--source", choices=["otto", "workflow-manager", "oneshot"],
+                   help="import only this source, or read PATHs as this source")
+    p.add_argument("-v", "--verbose", action="store_true", help="list every skipped item")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(func=cmd_sync)
 
     p = sub.add_parser("synth", help="write a synthetic history into a new store")
     p.add_argument("out", metavar="OUT.db")

@@ -147,9 +147,28 @@ V1 = [
     ) WITHOUT ROWID""",
 ]
 
+# Imported histories (ottolytics sync): which values were inferred rather
+# than measured, and what each source has already been read up to.
+V2 = [
+    # Comma-separated column names whose values a heuristic derived (see the
+    # README's sync section), NULL when every value was measured.
+    "ALTER TABLE runs ADD COLUMN derived TEXT",
+    "ALTER TABLE tasks ADD COLUMN derived TEXT",
+    """CREATE TABLE sync_state (
+        source TEXT NOT NULL,
+        ref TEXT NOT NULL,
+        signature TEXT,
+        run_uid TEXT,
+        final INTEGER NOT NULL DEFAULT 0,
+        synced_at REAL NOT NULL,
+        PRIMARY KEY (source, ref)
+    ) WITHOUT ROWID""",
+]
+
 # (version, name, statements). Append only; never edit a released entry.
 MIGRATIONS = [
     (1, "initial schema", V1),
+    (2, "sync: derived values and sync state", V2),
 ]
 
 CURRENT_VERSION = MIGRATIONS[-1][0]

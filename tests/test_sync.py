@@ -1,0 +1,79 @@
+import json
+import sqlite3
+
+from conftest import q
+from ottolytics.otto_layout import Task, make_run
+from ottolytics.sync import _Progress, default_locations, guess_source, summary_lines, sync
+from ottolytics.importers import Report
+
+
+def test_default_locations_pick_up_the_sources_that_exist(home, tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert default_locations() == {"otto": str(home)}
+    (tmp_path / ".workflow-manager").mkdir()
+    sqlite3.connect(tmp_path / ".workflow-manager" / "executions.db").close()
+    (tmp_path / ".oneshot").mkdir()
+    assert set(default_locations()) == {"otto", "workflow-manager", "oneshot"}
+
+
+def test_guess_source(home, tmp_path):
+    make_run(home, "/src/web", 1_790_000_000, [Task("a")])
+    assert guess_source(str(home)) == "otto"
+    db = tmp_path / "executions.db"
+    sqlite3.connect(db).close()
+    assert guess_source(str(db)) == "workflow-manager"
+    session = tmp_path / "s"
+    session.mkdir()
+    (session / "oneshot.json").write_text("{}")
+    assert guess_source(str(session)) == "oneshot"
+    assert guess_source(str(session / "oneshot.json")) == "oneshot"
+    (tmp_path / "x.txt").write_text("")
+    assert guess_source(str(tmp_path / "x.txt")) is None
+
+
+def test_unknown_or_missing_paths_are_reported_not_fatal(tmp_path, db):
+    (tmp_path / "x.txt").write_text("")
+    report = sync(db, paths=[str(tmp_path / "x.txt"), str(tmp_path / "gone.db")])
+    reasons = [r for _s, _p, r in report.skipped]
+    assert "cannot tell which source this is; pass --source" in reasons
+    assert "does not exist" in reasons
+
+
+def test_source_filter_and_cli_errors(home, db, cli):
+    make_run(home, "/src/web", 1_790_000_000, [Task("a")])
+    assert sync(db, source="oneshot").added == {}
+    assert sync(db, source="otto").added == {"otto": 1}
+    bad = cli("sync", "--source", "jenkins")
+    assert bad.returncode == 2 and b"invalid choice" in bad.stderr
+    unusable = cli("--db", "/proc/nope/ottolytics.db", "sync")
+    assert unusable.returncode == 1 and unusable.stderr.decode().startswith("ottolytics: error:")
+
+
+def test_summary_lines():
+    report = Report()
+    report.count("added", "otto", 3)
+    report.skip("otto", "/h/web-1/latest", "run directory name is not a unix timestamp")
+    assert summary_lines(report) == ["otto: 3 added, 0 updated, 0 unchanged, 1 skipped",
+                                     "1 items skipped with a warning; run with -v to see them"]
+    assert summary_lines(report, verbose=True)[-1] == \
+        "  skipped /h/web-1/latest: run directory name is not a unix timestamp"
+    assert summary_lines(Report()) == ["nothing to import"]
+
+
+def test_progress_bar_only_when_enabled():
+    off = _Progress(False)
+    assert off.start("otto") is None
+    on = _Progress(True)
+    advance = on.start("otto")
+    advance(2)
+    assert on.bar is not None and on.bar.tasks[0].completed == 2
+    on.stop()
+
+
+def test_imported_runs_show_in_history(home, db, cli):
+    make_run(home, "/src/web", 1_790_000_000, [Task("a"), Task("b", status="failed")])
+    assert cli("sync").returncode == 0
+    runs = json.loads(cli("history", "--json").stdout)
+    assert runs[0]["project"] == "web" and runs[0]["status"] == "failed"
+    assert runs[0]["tasks_success"] == 1 and runs[0]["tasks_failed"] == 1
+    assert q(db, "PRAGMA integrity_check") == [("ok",)]
