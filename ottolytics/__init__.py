@@ -7,7 +7,7 @@ resolved lazily so ``import ottolytics`` never pulls in pandas or DuckDB.
 
 __version__ = "0.1.0"
 
-__all__ = ["Recorder", "AsyncRecorder", "__version__"]
+__all__ = ["Recorder", "AsyncRecorder", "open", "History", "__version__"]
 
 
 def __getattr__(name):
@@ -15,6 +15,10 @@ def __getattr__(name):
         from .recorder import Recorder
 
         return Recorder
+    if name in ("open", "History"):
+        from . import history
+
+        return getattr(history, name)
     if name == "AsyncRecorder":
         from .async_recorder import AsyncRecorder
 

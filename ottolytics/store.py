@@ -10,7 +10,7 @@ import os
 import sqlite3
 import time
 
-from . import migrations
+from . import inprocess, migrations
 from .migrations import StoreError
 from .paths import db_path
 
@@ -54,13 +54,14 @@ def _is_lock_error(exc):
 def connect(path, *, readonly=False, timeout=None):
     """Open *path* in autocommit mode with ottolytics' connection settings."""
     timeout = busy_timeout_s() if timeout is None else timeout
-    if readonly:
-        uri = "file:" + _uri_path(os.path.abspath(path)) + "?mode=ro"
-        conn = sqlite3.connect(uri, uri=True, timeout=timeout, isolation_level=None,
-                               check_same_thread=False)
-    else:
-        conn = sqlite3.connect(path, timeout=timeout, isolation_level=None,
-                               check_same_thread=False)
+    with inprocess.lock:  # never while DuckDB has this store attached (see inprocess)
+        if readonly:
+            uri = "file:" + _uri_path(os.path.abspath(path)) + "?mode=ro"
+            conn = sqlite3.connect(uri, uri=True, timeout=timeout, isolation_level=None,
+                                   check_same_thread=False, factory=inprocess.TrackedConnection)
+        else:
+            conn = sqlite3.connect(path, timeout=timeout, isolation_level=None,
+                                   check_same_thread=False, factory=inprocess.TrackedConnection)
     conn.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
     conn.execute("PRAGMA foreign_keys = ON")
     return conn

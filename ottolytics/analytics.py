@@ -1,0 +1,446 @@
+"""The questions users ask of their history; each answer is a DataFrame.
+
+Aggregations run in DuckDB over the stores (only the columns and rows they
+need cross from SQLite), so a million tasks aggregate in a fraction of a
+second without loading them into pandas. History's methods call these.
+"""
+
+import hashlib
+import math
+import os
+import re
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pandas as pd
+
+from .history import _ts
+
+FREQS = {None: None, "H": "hour", "h": "hour", "hour": "hour", "D": "day", "day": "day",
+         "W": "week", "week": "week", "M": "month", "MS": "month", "month": "month"}
+GROUPABLE = ("project", "task", "host", "status", "run_id")
+
+
+def _period(freq, column="started_at"):
+    if freq not in FREQS:
+        raise ValueError(f"freq {freq!r}: use one of D, W, M, H or None")
+    unit = FREQS[freq]
+    return None if unit is None else f"date_trunc('{unit}', {column})"
+
+
+def _by(by, allowed=GROUPABLE):
+    cols = [by] if isinstance(by, str) else list(by or ())
+    bad = [c for c in cols if c not in allowed]
+    if bad:
+        raise ValueError(f"by={bad[0]!r}: group by any of {', '.join(allowed)}")
+    return cols
+
+
+def success_rate(h, by=("project", "task"), freq="W"):
+    """Counts of runs, successes, failures, skips and interruptions, and the rate
+    success / (success + failed), per group and period. Grouping by task counts
+    task attempts; otherwise whole runs."""
+    cols = _by(by)
+    level = "task" in cols
+    period = _period(freq)
+    keys = ([f"{period} AS period"] if period else []) + cols
+    group = ", ".join(str(i + 1) for i in range(len(keys)))
+    source = h.tasks_sql if level else h.runs_sql
+    skipped = "count(*) FILTER (WHERE status = 'skipped')" if level else "0"
+    sql = lambda a: (  # noqa: E731
+        f"SELECT {', '.join(keys)}, count(DISTINCT run_id) AS runs, count(*) AS total, "
+        f"count(*) FILTER (WHERE status = 'success') AS successes, "
+        f"count(*) FILTER (WHERE status = 'failed') AS failures, {skipped} AS skips, "
+        f"count(*) FILTER (WHERE status = 'interrupted') AS interrupted, "
+        f"count(*) FILTER (WHERE status = 'success') / nullif(count(*) FILTER (WHERE status IN "
+        f"('success', 'failed')), 0) AS rate "
+        f"FROM ({source(a)}) GROUP BY {group} ORDER BY {group}")
+    return h.query(sql)
+
+
+def duration_stats(h, by=("project", "task")):
+    """count, mean, p50, p90, p95 and max of finished durations (seconds) per group."""
+    cols = _by(by)
+    source = h.tasks_sql if "task" in cols else h.runs_sql
+    keys = ", ".join(cols) if cols else "'all' AS scope"
+    group = ", ".join(str(i + 1) for i in range(max(1, len(cols))))
+    sql = lambda a: (  # noqa: E731
+        f"SELECT {keys}, count(duration_s) AS count, avg(duration_s) AS mean, "
+        f"quantile_cont(duration_s, 0.5) AS p50, quantile_cont(duration_s, 0.9) AS p90, "
+        f"quantile_cont(duration_s, 0.95) AS p95, max(duration_s) AS max "
+        f"FROM ({source(a)}) WHERE status IN ('success', 'failed') "
+        f"GROUP BY {group} ORDER BY {group}")
+    return h.query(sql)
+
+
+def duration_trend(h, task, freq="D"):
+    """p25, p50, p75 and p95 of *task*'s successful durations per period."""
+    period = _period(freq) or "date_trunc('day', started_at)"
+    one = h.with_filters(task=[task] if isinstance(task, str) else task)
+    sql = lambda a: (  # noqa: E731
+        f"SELECT {period} AS period, count(*) AS count, "
+        f"quantile_cont(duration_s, 0.25) AS p25, quantile_cont(duration_s, 0.5) AS p50, "
+        f"quantile_cont(duration_s, 0.75) AS p75, quantile_cont(duration_s, 0.95) AS p95 "
+        f"FROM ({one.tasks_sql(a)}) WHERE status = 'success' GROUP BY 1 ORDER BY 1")
+    return one.query(sql)
+
+
+def flaky(h, window=20):
+    """Tasks ranked by how flaky they are over their last *window* runs.
+
+    * flip_rate: changes between success and failure from run to run / (runs - 1);
+    * retry_passes: runs where an attempt failed and a later attempt passed;
+    * mixed_hashes: script hashes that both passed and failed (same code, both outcomes);
+    * score: the mean of flip_rate, retry_passes / runs and mixed_hashes / hashes.
+    Tasks that never failed in the window are left out.
+    """
+    if window < 2:
+        raise ValueError("window must be at least 2 runs")
+    sql = lambda a: f"""  -- noqa
+        WITH t AS (SELECT * FROM ({h.tasks_sql(a)}) WHERE status IN ('success', 'failed')),
+        per_run AS (
+            SELECT project, task, run_id, run_started_at,
+                   arg_max(status, attempt)::VARCHAR AS outcome,
+                   bool_or(status = 'failed') AND arg_max(status, attempt) = 'success' AS retry_pass
+            FROM t GROUP BY ALL),
+        ranked AS (
+            SELECT *, row_number() OVER (PARTITION BY project, task
+                                         ORDER BY run_started_at DESC) AS recency
+            FROM per_run),
+        recent AS (SELECT * FROM ranked WHERE recency <= {int(window)}),
+        flips AS (
+            SELECT project, task, count(*) AS runs,
+                   count(*) FILTER (WHERE outcome = 'failed') AS failed_runs,
+                   count(*) FILTER (WHERE retry_pass) AS retry_passes,
+                   CAST(sum(CASE WHEN prev IS NOT NULL AND prev <> outcome THEN 1 ELSE 0 END) AS BIGINT)
+                       AS flips,
+                   min(run_started_at) AS since
+            FROM (SELECT *, lag(outcome) OVER (PARTITION BY project, task
+                                              ORDER BY run_started_at) AS prev FROM recent)
+            GROUP BY ALL),
+        hashes AS (
+            SELECT project, task, count(DISTINCT script_hash) AS hashes,
+                   count(DISTINCT script_hash) FILTER (WHERE mixed) AS mixed_hashes
+            FROM (SELECT t.project, t.task, t.script_hash,
+                         bool_or(t.status = 'success') OVER w AND bool_or(t.status = 'failed') OVER w
+                         AS mixed
+                  FROM t JOIN recent r USING (project, task, run_id)
+                  WHERE t.script_hash IS NOT NULL
+                  WINDOW w AS (PARTITION BY t.project, t.task, t.script_hash))
+            GROUP BY ALL)
+        SELECT f.project, f.task, f.runs, f.failed_runs, f.flips,
+               CASE WHEN f.runs > 1 THEN f.flips / (f.runs - 1) ELSE 0 END AS flip_rate,
+               f.retry_passes, coalesce(hs.mixed_hashes, 0) AS mixed_hashes,
+               coalesce(hs.hashes, 0) AS hashes, f.since,
+               (CASE WHEN f.runs > 1 THEN f.flips / (f.runs - 1) ELSE 0 END
+                + f.retry_passes / f.runs
+                + coalesce(hs.mixed_hashes / nullif(hs.hashes, 0), 0)) / 3 AS score
+        FROM flips f LEFT JOIN hashes hs USING (project, task)
+        WHERE f.failed_runs > 0 OR f.retry_passes > 0
+        ORDER BY score DESC, flip_rate DESC, project, task"""
+    return h.query(sql)
+
+
+# -- failures -----------------------------------------------------------------
+
+_NORMALIZE = [
+    (re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?"
+                r"(?:Z|[+-]\d{2}:?\d{2})?"), "<time>"),
+    (re.compile(r"\b\d{1,2}:\d{2}:\d{2}(?:[.,]\d+)?\b"), "<time>"),
+    (re.compile(r"(?:/private)?(?:/tmp|/var/tmp|/var/folders|/dev/shm)(?:/[^\s'\":,;)\]]*)?"),
+     "<tmp>"),
+    (re.compile(r"\b[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\b"),
+     "<id>"),
+    (re.compile(r"\b0x[0-9a-fA-F]+\b"), "<hex>"),
+    (re.compile(r"\b(?=[0-9a-fA-F]*\d)(?=[0-9a-fA-F]*[a-fA-F])[0-9a-fA-F]{7,}\b"), "<hex>"),
+    (re.compile(r"\d+(?:\.\d+)?"), "<n>"),
+    (re.compile(r"[ \t]+"), " "),
+]
+SIGNATURE_LINES = 10
+
+
+def normalize(text):
+    """A stderr tail with what varies between occurrences of one failure taken out:
+    timestamps, temporary paths, uuids, hex ids and numbers. Only its last
+    SIGNATURE_LINES non-empty lines count."""
+    if not text:
+        return ""
+    lines = [line.strip() for line in str(text).splitlines() if line.strip()]
+    result = "\n".join(lines[-SIGNATURE_LINES:])
+    for pattern, replacement in _NORMALIZE:
+        result = pattern.sub(replacement, result)
+    return result
+
+
+def signature(text):
+    """12 hex digits identifying a failure: the hash of its normalized stderr tail."""
+    return hashlib.sha1(normalize(text).encode()).hexdigest()[:12]
+
+
+def _message(text):
+    lines = [line.strip() for line in str(text or "").splitlines() if line.strip()]
+    return lines[-1][:300] if lines else ""
+
+
+def failures(h, since=None):
+    """Failed task attempts, newest first, with exit code or signal, duration, stderr
+    tail, log paths, a failure signature and its last line."""
+    src = h.with_filters(since=since) if since is not None else h
+    f = dict(src.filters, status=["failed"])
+    df = src.query(lambda a: f"SELECT * FROM ({src.tasks_sql(a, f=f, with_tail=True)}) "
+                             "ORDER BY started_at DESC")
+    df["signature"] = [signature(t) if isinstance(t, str) and t else None
+                       for t in df["stderr_tail"]]
+    df["message"] = [_message(t) for t in df["stderr_tail"]]
+    cols = ["run_id", "project", "host", "task", "attempt", "started_at", "finished_at",
+            "duration_s", "exit_code", "signal", "signature", "message", "stderr_tail",
+            "stdout_path", "stderr_path", "script_hash"]
+    return df[cols].reset_index(drop=True)
+
+
+def failure_groups(h, since=None):
+    """Each distinct failure (by signature): how often, which tasks, first and last seen."""
+    df = failures(h, since)
+    df = df[df["signature"].notna()]
+    if df.empty:
+        return pd.DataFrame(columns=["signature", "count", "tasks", "projects", "first_seen",
+                                     "last_seen", "message", "last_run_id", "exit_codes"])
+    grouped = df.sort_values("started_at").groupby("signature", sort=False)
+    out = grouped.agg(count=("run_id", "size"),
+                      tasks=("task", lambda s: ", ".join(sorted(set(s)))),
+                      projects=("project", lambda s: ", ".join(sorted(set(s)))),
+                      first_seen=("started_at", "min"), last_seen=("started_at", "max"),
+                      message=("message", "last"), last_run_id=("run_id", "last"),
+                      exit_codes=("exit_code", lambda s: ", ".join(
+                          str(int(x)) for x in sorted(set(s.dropna())))))
+    return out.reset_index().sort_values(["count", "last_seen"], ascending=[False, False]) \
+        .reset_index(drop=True)
+
+
+# -- regressions ----------------------------------------------------------------
+
+def _mann_whitney(a, b):
+    """Two-sided Mann-Whitney U test (normal approximation, tie-corrected): (z, p)."""
+    n1, n2 = len(a), len(b)
+    combined = np.concatenate([a, b])
+    order = combined.argsort(kind="mergesort")
+    ranks = np.empty(len(combined))
+    ranks[order] = np.arange(1, len(combined) + 1)
+    values, inverse = np.unique(combined, return_inverse=True)
+    if len(values) < len(combined):  # ties: give each its group's average rank
+        ranks = (np.bincount(inverse, ranks) / np.bincount(inverse))[inverse]
+    u = ranks[:n1].sum() - n1 * (n1 + 1) / 2
+    _, counts = np.unique(combined, return_counts=True)
+    n = n1 + n2
+    tie = (counts ** 3 - counts).sum() / (n * (n - 1)) if n > 1 else 0
+    sigma = math.sqrt(n1 * n2 / 12 * ((n + 1) - tie))
+    if sigma == 0:
+        return 0.0, 1.0
+    z = (u - n1 * n2 / 2) / sigma
+    return z, math.erfc(abs(z) / math.sqrt(2))
+
+
+def regressions(h, task=None, window=12, min_ratio=1.25, max_p=1e-4, max_points=500):
+    """Change points in each task's successful durations, strongest first.
+
+    Method: a sliding two-window test. For every point of a task's series (its
+    last *max_points* successful attempts, in time order) the *window*
+    durations before it are compared with the *window* from it on, using a
+    Mann-Whitney U test (robust to outliers and skew). A point is a change when
+    p < *max_p* and the medians differ by at least *min_ratio* either way; of
+    overlapping candidates the one with the largest |z| is kept.
+    """
+    src = h.with_filters(task=[task] if isinstance(task, str) else task) if task else h
+    data = src.query(lambda a: f"""
+        SELECT project, task, run_id, started_at, duration_s FROM (
+            SELECT project, task, run_id, started_at, duration_s,
+                   row_number() OVER (PARTITION BY project, task ORDER BY started_at DESC) AS k
+            FROM ({src.tasks_sql(a)}) WHERE status = 'success' AND duration_s IS NOT NULL)
+        WHERE k <= {int(max_points)} ORDER BY project, task, started_at""")
+    rows = []
+    for (project, name), g in data.groupby(["project", "task"], sort=True):
+        x = g["duration_s"].to_numpy(dtype=float)
+        if len(x) < 2 * window:
+            continue
+        # Medians of the window ending before k and the window starting at k, for all k.
+        rolling = pd.Series(x).rolling(window).median().to_numpy()
+        candidates = []
+        for k in range(window, len(x) - window + 1):
+            mb, ma = rolling[k - 1], rolling[k + window - 1]
+            if mb <= 0 or not (ma / mb >= min_ratio or mb / max(ma, 1e-12) >= min_ratio):
+                continue
+            z, p = _mann_whitney(x[k - window:k], x[k:k + window])
+            if p < max_p:
+                candidates.append((abs(z), k, mb, ma, p))
+        taken = []
+        for score, k, mb, ma, p in sorted(candidates, reverse=True):
+            if all(abs(k - t) >= window for t in taken):
+                taken.append(k)
+                rows.append({"project": project, "task": name,
+                             "run_id": g["run_id"].iloc[k], "changed_at": g["started_at"].iloc[k],
+                             "median_before": mb, "median_after": ma, "ratio": ma / mb,
+                             "p_value": p, "z": score,
+                             "direction": "slower" if ma > mb else "faster"})
+    cols = ["project", "task", "run_id", "changed_at", "median_before", "median_after", "ratio",
+            "direction", "p_value", "z"]
+    if not rows:
+        return pd.DataFrame(columns=cols)
+    return pd.DataFrame(rows)[cols].sort_values(["z"], ascending=False).reset_index(drop=True)
+
+
+# -- one run ------------------------------------------------------------------
+
+def _run_tasks(h, run):
+    one = h.with_filters(run=[run], since=None, until=None, status=None)
+    df = one.tasks()
+    if df.empty:
+        raise KeyError(f"run {run!r} has no tasks in {', '.join(h.paths)}")
+    ids = one._sqlite_tasks_ids(one.filters)
+    deps = one.query(lambda a: " UNION ALL ".join(
+        f"SELECT t.name AS task, d.depends_on "
+        f"FROM {one._rel(al, 'task_deps', [f'task_id IN ({ids})'])} d "
+        f"JOIN {one._rel(al, 'tasks', [f'id IN ({ids})'])} t ON t.id = d.task_id"
+        for al in a))
+    last = df.sort_values("attempt").groupby("task", as_index=False).tail(1)
+    return last.set_index("task"), deps
+
+
+def critical_path(h, run):
+    """The chain of dependent tasks that bounds *run*'s wall time, first to last.
+
+    Walk back from the task that finished last, each time to the dependency
+    that finished last (the one it had to wait for); ``waited_s`` is the gap
+    between that dependency's end and the task's start."""
+    tasks, deps = _run_tasks(h, run)
+    ends = tasks["finished_at"].fillna(tasks["started_at"])
+    depends = deps.groupby("task")["depends_on"].apply(list).to_dict()
+    current = ends.idxmax()
+    chain = [current]
+    while True:
+        known = [d for d in depends.get(current, []) if d in tasks.index]
+        if not known:
+            break
+        current = max(known, key=lambda d: ends[d])
+        if current in chain:
+            break  # a cycle in recorded deps: stop rather than loop
+        chain.append(current)
+    chain.reverse()
+    out = tasks.loc[chain, ["attempt", "status", "started_at", "finished_at", "duration_s"]]
+    out = out.reset_index()
+    prev_end = ends.loc[chain].shift(1).reset_index(drop=True)
+    out["waited_s"] = (out["started_at"] - prev_end).dt.total_seconds()
+    out.insert(0, "run_id", run)
+    return out
+
+
+def compare(h, run_a, run_b):
+    """Task by task: status and duration in *run_a* and *run_b*, and the change."""
+    a, _ = _run_tasks(h, run_a)
+    b, _ = _run_tasks(h, run_b)
+    both = a[["status", "duration_s"]].merge(b[["status", "duration_s"]], how="outer",
+                                              left_index=True, right_index=True,
+                                              suffixes=("_a", "_b"))
+    both["delta_s"] = both["duration_s_b"] - both["duration_s_a"]
+    both["ratio"] = both["duration_s_b"] / both["duration_s_a"]
+    both["status_changed"] = both["status_a"].astype("object") != both["status_b"].astype("object")
+    return both.reset_index().rename(columns={"index": "task"})
+
+
+# -- disk -----------------------------------------------------------------------
+
+def disk_usage(h):
+    """Per project: runs, bytes of run directories (as recorded at run end or by
+    sync), the largest and the oldest run. Cache bytes come from ``ottolytics
+    usage`` scans, where a store has them."""
+    return h.query(lambda a: f"""
+        SELECT project, count(*) AS runs, CAST(sum(size_bytes) AS BIGINT) AS run_bytes,
+               arg_max(run_id, size_bytes) AS largest_run_id, max(size_bytes) AS largest_run_bytes,
+               min(started_at) AS oldest_run, max(started_at) AS newest_run
+        FROM ({h.runs_sql(a)}) GROUP BY project ORDER BY run_bytes DESC NULLS LAST, project""")
+
+
+def largest_runs(h, n=10):
+    """The *n* runs that take the most disk."""
+    return h.query(lambda a: f"SELECT run_id, project, started_at, status, size_bytes, run_dir "
+                             f"FROM ({h.runs_sql(a)}) WHERE size_bytes IS NOT NULL "
+                             f"ORDER BY size_bytes DESC LIMIT {int(n)}")
+
+
+def disk_growth(h, freq="D"):
+    """Bytes of run directories added per period and the running total, per project."""
+    period = _period(freq) or "date_trunc('day', started_at)"
+    return h.query(lambda a: f"""
+        SELECT period, project, added_bytes,
+               CAST(sum(added_bytes) OVER (PARTITION BY project ORDER BY period) AS BIGINT)
+               AS total_bytes
+        FROM (SELECT {period} AS period, project,
+                     CAST(sum(coalesce(size_bytes, 0)) AS BIGINT) AS added_bytes
+              FROM ({h.runs_sql(a)}) GROUP BY 1, 2)
+        ORDER BY period, project""")
+
+
+# -- logs -------------------------------------------------------------------------
+
+AT_L = 'l."at"'  # "at" is a keyword in DuckDB
+
+
+def _read_lines(path):
+    try:
+        with open(path, "rb") as f:
+            return f.read().decode("utf-8", "replace").splitlines()
+    except OSError:
+        return None
+
+
+def run_logs(h, run, task=None):
+    one = h.with_filters(run=[run], task=[task] if task else None, since=None, until=None,
+                         status=None)
+    frags = one.query(lambda a: " UNION ALL ".join(
+        f"SELECT t.name AS task, t.attempt, l.stream, l.seq, {_ts(AT_L)} AS \"at\", "
+        f"l.data AS text FROM {one._rel(al, 'log_fragments', one._by_run(one.filters))} l "
+        f"LEFT JOIN {one._rel(al, 'tasks', one._by_run(one.filters))} t ON t.id = l.task_id"
+        for al in a) + " ORDER BY task NULLS FIRST, attempt, seq")
+    if task is not None:
+        frags = frags[frags["task"] == task]
+    if not frags.empty:
+        return frags.reset_index(drop=True)
+    rows = []
+    for t in one.tasks().itertuples():
+        for stream, path in (("stdout", t.stdout_path), ("stderr", t.stderr_path)):
+            for number, text in enumerate(_read_lines(path) or [] if path else [], 1):
+                rows.append((t.task, t.attempt, stream, number, pd.NaT, text))
+    return pd.DataFrame(rows, columns=["task", "attempt", "stream", "seq", "at", "text"])
+
+
+def grep(h, pattern, since=None, task=None, max_matches=10_000):
+    """Lines matching the regular expression *pattern* in the log files the history
+    references, searched in parallel: run_id, task, attempt, stream, path, line, text."""
+    regex = re.compile(pattern)
+    src = h.with_filters(since=since if since is not None else h.filters["since"],
+                         task=[task] if isinstance(task, str) else (task or h.filters["task"]))
+    tasks = src.tasks()
+    jobs = [(t.run_id, t.task, t.attempt, stream, path)
+            for t in tasks.itertuples()
+            for stream, path in (("stdout", t.stdout_path), ("stderr", t.stderr_path))
+            if isinstance(path, str) and os.path.exists(path)]
+
+    def search(job):
+        run_id, name, attempt, stream, path = job
+        found = []
+        lines = _read_lines(path) or []
+        for number, text in enumerate(lines, 1):
+            if regex.search(text):
+                found.append((run_id, name, attempt, stream, path, number, text))
+        return found
+
+    rows = []
+    with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 2) * 2)) as pool:
+        for found in pool.map(search, jobs):
+            rows.extend(found)
+            if len(rows) >= max_matches:
+                rows = rows[:max_matches]
+                break
+    return pd.DataFrame(rows, columns=["run_id", "task", "attempt", "stream", "path", "line",
+                                       "text"])
+
+

@@ -1,0 +1,146 @@
+"""DuckDB for the read path: an offline connection, and queries over the stores.
+
+The sqlite scanner is loaded from the ``duckdb-extension-sqlite-scanner``
+package by file path, with extension autoinstall and autoload off, so DuckDB
+never downloads anything. Each query attaches the stores read-only, runs its
+per-store SQL inside SQLite through ``sqlite_query`` (so filters use the
+store's indexes and fewer rows cross over), and detaches them again. A store
+that this process also has open through Python's sqlite3 is read from a
+consistent snapshot instead (see ``inprocess``).
+"""
+
+import os
+import shutil
+import sqlite3
+import tempfile
+
+import duckdb
+
+from . import inprocess
+from .migrations import StoreError
+
+PACKAGE = "duckdb_extension_sqlite_scanner"
+
+
+class ReadError(StoreError):
+    """The read path cannot work; the message says what to install or fix."""
+
+
+def extension_path():
+    """The sqlite scanner extension built for the installed DuckDB."""
+    version = duckdb.__version__
+    hint = f"pip install 'duckdb-extension-sqlite-scanner=={version}'"
+    try:
+        import duckdb_extension_sqlite_scanner as package
+    except ImportError:
+        raise ReadError(f"DuckDB's sqlite scanner is not installed; {hint}") from None
+    root = os.path.join(os.path.dirname(package.__file__), "extensions")
+    path = os.path.join(root, f"v{version}", "sqlite_scanner.duckdb_extension")
+    if not os.path.exists(path):
+        built = sorted(os.listdir(root)) if os.path.isdir(root) else []
+        raise ReadError(f"the sqlite scanner installed is built for DuckDB "
+                        f"{', '.join(b.lstrip('v') for b in built) or 'nothing'}, "
+                        f"not {version}; {hint}")
+    return path
+
+
+def connect():
+    """An in-memory DuckDB with the sqlite scanner loaded, never downloading."""
+    con = duckdb.connect(":memory:", config={"autoinstall_known_extensions": False,
+                                             "autoload_known_extensions": False})
+    path = extension_path()
+    try:
+        con.execute(f"LOAD '{_quote(path)[1:-1]}'")
+    except duckdb.Error as exc:
+        raise ReadError(f"cannot load {path} ({exc}); reinstall it: pip install "
+                        f"--force-reinstall 'duckdb-extension-sqlite-scanner=="
+                        f"{duckdb.__version__}'") from None
+    return con
+
+
+def _quote(text):
+    return "'" + str(text).replace("'", "''") + "'"
+
+
+def sqlite_literal(value):
+    """A value inlined into SQL sent to SQLite (sqlite_query takes no parameters)."""
+    if value is None:
+        return "NULL"
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, (int, float)):
+        return repr(float(value)) if isinstance(value, float) else str(int(value))
+    return _quote(value)
+
+
+def _bring_up_to_date(path):
+    """Migrate a store written by an older ottolytics (with its backup) before
+    reading it; refuse a newer or foreign one with the usual message."""
+    from .migrations import CURRENT_VERSION, check_version
+    from .store import Store, connect
+    conn = connect(path, readonly=True)
+    try:
+        version = check_version(conn, path)
+    finally:
+        conn.close()
+    if version < CURRENT_VERSION:
+        try:
+            Store.open(path, create=False).close()
+        except Exception as exc:
+            raise ReadError(f"{path}: written by an older ottolytics (schema v{version}) and "
+                            f"could not be migrated ({exc}); open it once with write "
+                            "access") from None
+
+
+class Stores:
+    """The stores a History reads, attached around each query."""
+
+    def __init__(self, paths):
+        self.paths = [os.path.abspath(p) for p in paths]
+        for path in self.paths:
+            if not os.path.exists(path):
+                raise ReadError(f"{path}: no store here; record a run, run 'ottolytics sync', "
+                                "or pass the right path")
+            _bring_up_to_date(path)
+        self._tmp = None
+
+    def _snapshot(self, index, path):
+        """A consistent copy of a store this process is writing, via SQLite's backup API."""
+        if self._tmp is None:
+            self._tmp = tempfile.mkdtemp(prefix="ottolytics-snapshot-")
+        target = os.path.join(self._tmp, f"s{index}.db")
+        src = sqlite3.connect(f"file:{path}?mode=ro", uri=True,
+                              factory=inprocess.TrackedConnection)
+        dest = sqlite3.connect(target)
+        try:
+            src.backup(dest)
+        finally:
+            dest.close()
+            src.close()
+        return target
+
+    def query(self, con, build_sql, fetch):
+        """Attach every store as s0, s1, …; run ``build_sql(aliases)``; detach.
+
+        Held under inprocess.lock, so no sqlite3 connection to a store opens in
+        this process while DuckDB reads it.
+        """
+        with inprocess.lock:
+            aliases = []
+            try:
+                for i, path in enumerate(self.paths):
+                    source = self._snapshot(i, path) if inprocess.is_open(path) else path
+                    alias = f"s{i}"
+                    con.execute(f"ATTACH {_quote(source)} AS {alias} (TYPE sqlite, READ_ONLY)")
+                    aliases.append(alias)
+                return fetch(con.execute(build_sql(aliases)))
+            except duckdb.Error as exc:
+                raise ReadError(f"reading {', '.join(self.paths)}: {exc}") from None
+            finally:
+                for alias in aliases:
+                    con.execute(f"DETACH {alias}")
+
+    def close(self):
+        if self._tmp:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+            self._tmp = None

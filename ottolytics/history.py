@@ -1,0 +1,430 @@
+"""``ottolytics.open()`` and ``History``: the run history as pandas frames, via DuckDB.
+
+    h = ottolytics.open(since="30d", project="web")
+    h.tasks()                      # one row per task attempt
+    h.success_rate(by="task", freq="W")
+    h.sql("SELECT task, count(*) FROM tasks GROUP BY task")
+
+Filters (``since``, ``until``, ``project``, ``task``, ``status``) are pushed into
+the SQL that SQLite runs, so a narrow question reads few rows. Several stores
+(one per host, say) read as one. Timestamps are tz-aware UTC, durations are
+float seconds (``duration_s``), statuses are categoricals in a fixed order.
+"""
+
+import os
+import time
+from datetime import datetime, timezone
+
+import pandas as pd
+import pyarrow as pa
+
+from . import duck
+from .migrations import RUN_STATUSES, TASK_STATUSES
+from .paths import db_path
+from .timeutil import parse_duration
+
+# The store's columns the read path uses, with their DuckDB types.
+SOURCE_TYPES = {
+    "runs": {"id": "BIGINT", "uid": "VARCHAR", "project_id": "BIGINT", "status": "VARCHAR",
+             "started_at": "DOUBLE", "finished_at": "DOUBLE", "args": "VARCHAR",
+             "ottofile": "VARCHAR", "user": "VARCHAR", "host": "VARCHAR", "cwd": "VARCHAR",
+             "run_dir": "VARCHAR", "size_bytes": "BIGINT", "source": "VARCHAR",
+             "source_ref": "VARCHAR", "derived": "VARCHAR"},
+    "projects": {"id": "BIGINT", "name": "VARCHAR"},
+    "tasks": {"id": "BIGINT", "run_id": "BIGINT", "name": "VARCHAR", "attempt": "BIGINT",
+              "status": "VARCHAR", "started_at": "DOUBLE", "finished_at": "DOUBLE",
+              "exit_code": "BIGINT", "signal": "BIGINT", "cpu_user_s": "DOUBLE",
+              "cpu_system_s": "DOUBLE", "peak_rss_bytes": "BIGINT", "script_hash": "VARCHAR",
+              "script_path": "VARCHAR", "stdout_path": "VARCHAR", "stderr_path": "VARCHAR",
+              "derived": "VARCHAR"},
+    "task_stderr": {"task_id": "BIGINT", "tail": "VARCHAR"},
+    "task_deps": {"task_id": "BIGINT", "depends_on": "VARCHAR"},
+    "transitions": {"run_id": "BIGINT", "task_id": "BIGINT", "from_status": "VARCHAR",
+                    "to_status": "VARCHAR", "at": "DOUBLE", "reason": "VARCHAR"},
+    "run_params": {"run_id": "BIGINT", "key": "VARCHAR", "value": "VARCHAR"},
+    "log_fragments": {"run_id": "BIGINT", "task_id": "BIGINT", "stream": "VARCHAR",
+                      "seq": "BIGINT", "at": "DOUBLE", "data": "VARCHAR"},
+}
+
+SQLITE_VIEWS = ("transitions",)
+
+RUN_COLUMNS = ["run_id", "project", "status", "started_at", "finished_at", "duration_s",
+               "host", "user", "cwd", "ottofile", "args", "run_dir", "size_bytes", "source",
+               "source_ref", "derived"]
+TASK_COLUMNS = ["run_id", "project", "host", "task", "attempt", "status", "started_at",
+                "finished_at", "duration_s", "exit_code", "signal", "cpu_user_s", "cpu_system_s",
+                "peak_rss_bytes", "script_hash", "script_path", "stdout_path", "stderr_path",
+                "derived", "run_started_at"]
+TRANSITION_COLUMNS = ["run_id", "task", "attempt", "from_status", "to_status", "at", "reason"]
+
+
+def open(db=None, *, since=None, until=None, project=None, task=None, status=None, home=None):
+    """A History over one store, or a list of stores; see History for the filters."""
+    if isinstance(db, (list, tuple)):
+        paths = [str(p) for p in db]
+    else:
+        paths = [db_path(db)]
+    return History(paths, since=since, until=until, project=project, task=task, status=status,
+                   home=home)
+
+
+def to_unix(value, now=None):
+    """``"30d"`` (ago), a datetime, a pandas Timestamp, an ISO string or unix seconds."""
+    if value is None:
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, pd.Timestamp):
+        value = value.to_pydatetime()
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=timezone.utc)
+        return value.timestamp()
+    text = str(value).strip()
+    try:
+        return (time.time() if now is None else now) - parse_duration(text)
+    except ValueError:
+        pass
+    try:
+        return to_unix(datetime.fromisoformat(text.replace("Z", "+00:00")))
+    except ValueError:
+        raise ValueError(f"{value!r} is neither a duration (30d, 12h) nor a date or "
+                         "timestamp") from None
+
+
+AT_X = 'x."at"'  # "at" is a keyword in DuckDB
+
+
+def _listify(value):
+    if value is None:
+        return None
+    return [value] if isinstance(value, str) else list(value)
+
+
+def _ts(expr):
+    """Unix seconds -> DuckDB TIMESTAMP (naive UTC; localized in pandas)."""
+    return f"make_timestamp(CAST(round(({expr}) * 1000000) AS BIGINT))"
+
+
+def _path_expr(column, run_dir, home):
+    """A stored path made absolute: see the README's 'Where things live'."""
+    h = duck.sqlite_literal(home)
+    return (f"CASE WHEN {column} IS NULL THEN NULL WHEN {column} LIKE '/%' THEN {column} "
+            f"WHEN {run_dir} IS NULL THEN {h} || '/' || {column} "
+            f"WHEN {run_dir} LIKE '/%' THEN {run_dir} || '/' || {column} "
+            f"ELSE {h} || '/' || {run_dir} || '/' || {column} END")
+
+
+def _run_dir_expr(run_dir, home):
+    h = duck.sqlite_literal(home)
+    return (f"CASE WHEN {run_dir} IS NULL THEN NULL WHEN {run_dir} LIKE '/%' THEN {run_dir} "
+            f"ELSE {h} || '/' || {run_dir} END")
+
+
+class History:
+    """The run history of one or more stores, with filters applied to everything."""
+
+    def __init__(self, paths, *, since=None, until=None, project=None, task=None, status=None,
+                 home=None, run=None):
+        self.paths = [os.path.abspath(str(p)) for p in paths]
+        self.stores = duck.Stores(self.paths)
+        self.homes = [os.path.abspath(home) if home else os.path.dirname(p) for p in self.paths]
+        self.filters = {"since": to_unix(since), "until": to_unix(until),
+                        "project": _listify(project), "task": _listify(task),
+                        "status": _listify(status), "run": _listify(run)}
+        self.con = duck.connect()
+        if len(self.paths) > 1:
+            # DuckDB 1.5.5's join reordering confuses same-named tables of two attached
+            # SQLite stores inside one UNION ALL and reads the first store twice. Our
+            # queries are written in a good join order already, so it is turned off.
+            self.con.execute("SET disabled_optimizers = 'join_order'")
+        enum = lambda values: ", ".join(duck.sqlite_literal(v) for v in values)  # noqa: E731
+        self.con.execute(f"CREATE TYPE run_status AS ENUM ({enum(RUN_STATUSES)})")
+        self.con.execute(f"CREATE TYPE task_status AS ENUM ({enum(TASK_STATUSES)})")
+
+    def close(self):
+        self.stores.close()
+        self.con.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __repr__(self):
+        shown = {k: v for k, v in self.filters.items() if v is not None}
+        return f"History({self.paths!r}, {shown})"
+
+    def with_filters(self, **changes):
+        """A History over the same stores with some filters changed."""
+        f = dict(self.filters, **changes)
+        other = History(self.paths, **f)
+        other.homes = self.homes
+        return other
+
+    # -- reading one store: a typed scan, or a filtered query run by SQLite ----
+
+    def _run_where(self, f):
+        """Clauses on runs, in SQLite's SQL (they use its runs indexes)."""
+        clauses = []
+        if f["since"] is not None:
+            clauses.append(f"started_at >= {duck.sqlite_literal(f['since'])}")
+        if f["until"] is not None:
+            clauses.append(f"started_at < {duck.sqlite_literal(f['until'])}")
+        if f["project"]:
+            names = ", ".join(duck.sqlite_literal(p) for p in f["project"])
+            clauses.append(f"project_id IN (SELECT id FROM projects WHERE name IN ({names}))")
+        if f.get("run"):
+            clauses.append("uid IN (" + ", ".join(map(duck.sqlite_literal, f["run"])) + ")")
+        return clauses
+
+    def _status_clause(self, f):
+        return "status IN (" + ", ".join(map(duck.sqlite_literal, f["status"])) + ")"
+
+    def _runs_where(self, f, with_status=True):
+        clauses = self._run_where(f)
+        if with_status and f["status"]:
+            clauses.append(self._status_clause(f))
+        return clauses
+
+    def _tasks_where(self, f, with_status=True):
+        clauses = []
+        run_clauses = self._run_where(f)
+        if run_clauses:
+            clauses.append("run_id IN (SELECT id FROM runs WHERE " + " AND ".join(run_clauses)
+                           + ")")
+        if f["task"]:
+            clauses.append("name IN (" + ", ".join(map(duck.sqlite_literal, f["task"])) + ")")
+        if with_status and f["status"]:
+            clauses.append(self._status_clause(f))
+        return clauses
+
+    def _rel(self, alias, table, clauses=()):
+        """One store's *table* as a typed DuckDB relation.
+
+        Without clauses: DuckDB scans the table (typed, fast for whole tables).
+        With clauses: SQLite runs the WHERE itself through sqlite_query, using
+        its indexes, so only matching rows cross over (sqlite_query returns text,
+        hence the casts)."""
+        columns = SOURCE_TYPES[table]
+        if table in SQLITE_VIEWS and not clauses:
+            clauses = ["1"]  # a view: SQLite evaluates it (DuckDB cannot parse its SQL)
+        if not clauses:
+            source = f"{alias}.{table}"
+        else:
+            sql = (f"SELECT {', '.join(f'{chr(34)}{c}{chr(34)}' for c in columns)} FROM {table} WHERE "
+                   + " AND ".join(f"({c})" for c in clauses))
+            source = f"sqlite_query({duck.sqlite_literal(alias)}, {duck.sqlite_literal(sql)})"
+        casts = ", ".join(f'CAST("{c}" AS {t}) AS "{c}"' for c, t in columns.items())
+        return f"(SELECT {casts} FROM {source})"
+
+    def _sqlite_tasks_ids(self, f, with_status=True):
+        """SQLite SQL selecting the ids of the tasks the filters keep."""
+        clauses = self._tasks_where(f, with_status)
+        return "SELECT id FROM tasks" + (" WHERE " + " AND ".join(clauses) if clauses else "")
+
+    # -- DuckDB relations over all stores -----------------------------------
+
+    def runs_sql(self, aliases, f=None, status=True):
+        f = f or self.filters
+        parts = []
+        for alias, home in zip(aliases, self.homes):
+            parts.append(
+                f"SELECT r.uid AS run_id, p.name AS project, "
+                f"CAST(r.status AS run_status) AS status, {_ts('r.started_at')} AS started_at, "
+                f"{_ts('r.finished_at')} AS finished_at, "
+                f"r.finished_at - r.started_at AS duration_s, r.host, r.user, r.cwd, r.ottofile, "
+                f"r.args, {_run_dir_expr('r.run_dir', home)} AS run_dir, r.size_bytes, r.source, "
+                f"r.source_ref, r.derived "
+                f"FROM {self._rel(alias, 'runs', self._runs_where(f, status))} r "
+                f"JOIN {self._rel(alias, 'projects')} p ON p.id = r.project_id")
+        return " UNION ALL ".join(parts)
+
+    def tasks_sql(self, aliases, f=None, status=True, with_tail=False):
+        """Tasks of all stores; with_tail adds stderr_tail (kept out of the hot table)."""
+        f = f or self.filters
+        parts = []
+        for alias, home in zip(aliases, self.homes):
+            rd = "r.run_dir"
+            tail_col = tail_join = ""
+            if with_tail:
+                tail_col = ", s.tail AS stderr_tail"
+                ids = self._sqlite_tasks_ids(f, status)
+                tail_join = (f" LEFT JOIN {self._rel(alias, 'task_stderr', [f'task_id IN ({ids})'])}"
+                             " s ON s.task_id = t.id")
+            parts.append(
+                f"SELECT r.uid AS run_id, p.name AS project, r.host, t.name AS task, t.attempt, "
+                f"CAST(t.status AS task_status) AS status, {_ts('t.started_at')} AS started_at, "
+                f"{_ts('t.finished_at')} AS finished_at, "
+                f"t.finished_at - t.started_at AS duration_s, t.exit_code, t.signal, "
+                f"t.cpu_user_s, t.cpu_system_s, t.peak_rss_bytes, t.script_hash, "
+                f"{_path_expr('t.script_path', rd, home)} AS script_path, "
+                f"{_path_expr('t.stdout_path', rd, home)} AS stdout_path, "
+                f"{_path_expr('t.stderr_path', rd, home)} AS stderr_path, t.derived, "
+                f"{_ts('r.started_at')} AS run_started_at{tail_col} "
+                f"FROM {self._rel(alias, 'tasks', self._tasks_where(f, status))} t "
+                f"JOIN {self._rel(alias, 'runs', self._runs_where(f, with_status=False))} r "
+                f"ON r.id = t.run_id "
+                f"JOIN {self._rel(alias, 'projects')} p ON p.id = r.project_id{tail_join}")
+        return " UNION ALL ".join(parts)
+
+    def _by_run(self, f):
+        run_clauses = self._run_where(f)
+        return ["run_id IN (SELECT id FROM runs WHERE " + " AND ".join(run_clauses) + ")"] \
+            if run_clauses else []
+
+    def transitions_sql(self, aliases, f=None):
+        f = f or self.filters
+        parts = []
+        for alias in aliases:
+            parts.append(
+                f"SELECT r.uid AS run_id, t.name AS task, t.attempt, x.from_status, "
+                f"x.to_status, {_ts(AT_X)} AS \"at\", x.reason "
+                f"FROM {self._rel(alias, 'transitions', self._by_run(f))} x "
+                f"JOIN {self._rel(alias, 'runs', self._runs_where(f, with_status=False))} r "
+                f"ON r.id = x.run_id "
+                f"LEFT JOIN {self._rel(alias, 'tasks', self._by_run(f))} t ON t.id = x.task_id")
+        return " UNION ALL ".join(parts)
+
+    def params_long_sql(self, aliases, f=None):
+        f = f or self.filters
+        parts = []
+        for alias in aliases:
+            parts.append(
+                f"SELECT r.uid AS run_id, x.key, x.value "
+                f"FROM {self._rel(alias, 'run_params', self._by_run(f))} x "
+                f"JOIN {self._rel(alias, 'runs', self._runs_where(f, with_status=False))} r "
+                f"ON r.id = x.run_id")
+        return " UNION ALL ".join(parts)
+
+    # -- running queries ------------------------------------------------------
+
+    def query(self, build_sql):
+        """Run SQL built from the attached aliases; return a pandas frame."""
+        return self.stores.query(self.con, build_sql, lambda result: _to_pandas(result))
+
+    def sql(self, query):
+        """Run DuckDB SQL over the views runs, tasks, transitions and params (long:
+        run_id, key, value), all with this History's filters; returns a frame."""
+        def build(aliases):
+            for name, body in (("runs", self.runs_sql(aliases)),
+                               ("tasks", self.tasks_sql(aliases)),
+                               ("transitions", self.transitions_sql(aliases)),
+                               ("params", self.params_long_sql(aliases))):
+                self.con.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS {body}")
+            return query
+        return self.query(build)
+
+    # -- frames -----------------------------------------------------------------
+
+    def runs(self, params=False):
+        """One row per run, newest first. With params=True, each param as a
+        ``params.<key>`` column (MLflow's layout), pivoted inside DuckDB."""
+        df = self.query(lambda a: f"SELECT * FROM ({self.runs_sql(a)}) ORDER BY started_at DESC")
+        df = df[RUN_COLUMNS]
+        if params:
+            wide = self.params()
+            wide.columns = ["run_id"] + [f"params.{c}" for c in wide.columns[1:]]
+            df = df.merge(wide, on="run_id", how="left")
+        return df
+
+    def tasks(self):
+        """One row per task attempt, in no particular order (sorting a million
+        rows in DuckDB would double the load; ``sort_values`` is cheap)."""
+        df = self.query(lambda a: f"SELECT * FROM ({self.tasks_sql(a)})")
+        return df[TASK_COLUMNS]
+
+    def transitions(self):
+        """Every status change of the runs and tasks (task is empty for the run's
+        own), in no particular order."""
+        df = self.query(lambda a: f"SELECT * FROM ({self.transitions_sql(a)})")
+        return df[TRANSITION_COLUMNS]
+
+    def params(self):
+        """Wide: one row per run that has params, one column per param key.
+
+        Pivoted inside DuckDB from (run_id, key, value), one value per cell, so
+        unlike a join of params onto runs it can never multiply rows."""
+        keys = self.query(lambda a: f"SELECT DISTINCT key FROM ({self.params_long_sql(a)}) "
+                                    "ORDER BY key")["key"].tolist()
+        if not keys:
+            return pd.DataFrame({"run_id": pd.Series([], dtype="str")})
+        cols = ", ".join(f"max(value) FILTER (WHERE key = {duck.sqlite_literal(k)}) AS "
+                         f'"{k.replace(chr(34), chr(34) * 2)}"' for k in keys)
+        return self.query(lambda a: f"SELECT run_id, {cols} FROM ({self.params_long_sql(a)}) "
+                                    "GROUP BY run_id ORDER BY run_id")
+
+    def logs(self, run, task=None):
+        """A run's output: its log fragments when it has any, else the lines of its
+        tasks' stdout/stderr files. Columns: task, attempt, stream, seq, at, text."""
+        from .analytics import run_logs
+        return run_logs(self, run, task)
+
+    # analytics live in analytics.py; these delegate so a notebook sees one object.
+
+    def success_rate(self, by=("project", "task"), freq="W"):
+        from .analytics import success_rate
+        return success_rate(self, by, freq)
+
+    def duration_stats(self, by=("project", "task")):
+        from .analytics import duration_stats
+        return duration_stats(self, by)
+
+    def duration_trend(self, task, freq="D"):
+        from .analytics import duration_trend
+        return duration_trend(self, task, freq)
+
+    def flaky(self, window=20):
+        from .analytics import flaky
+        return flaky(self, window)
+
+    def failures(self, since=None):
+        from .analytics import failures
+        return failures(self, since)
+
+    def failure_groups(self, since=None):
+        from .analytics import failure_groups
+        return failure_groups(self, since)
+
+    def regressions(self, task=None, **options):
+        from .analytics import regressions
+        return regressions(self, task, **options)
+
+    def critical_path(self, run):
+        from .analytics import critical_path
+        return critical_path(self, run)
+
+    def compare(self, run_a, run_b):
+        from .analytics import compare
+        return compare(self, run_a, run_b)
+
+    def disk_usage(self):
+        from .analytics import disk_usage
+        return disk_usage(self)
+
+    def largest_runs(self, n=10):
+        from .analytics import largest_runs
+        return largest_runs(self, n)
+
+    def disk_growth(self, freq="D"):
+        from .analytics import disk_growth
+        return disk_growth(self, freq)
+
+    def grep(self, pattern, since=None, task=None, max_matches=10_000):
+        from .analytics import grep
+        return grep(self, pattern, since=since, task=task, max_matches=max_matches)
+
+
+_NULLABLE_INTS = {pa.int64(): pd.Int64Dtype(), pa.int32(): pd.Int64Dtype()}
+
+
+def _to_pandas(result):
+    table = result.to_arrow_table() if hasattr(result, "to_arrow_table") \
+        else result.fetch_arrow_table()
+    # split_blocks/self_destruct: no consolidating copy of a large table.
+    df = table.to_pandas(types_mapper=_NULLABLE_INTS.get, split_blocks=True, self_destruct=True)
+    for column in df.columns:
+        if pd.api.types.is_datetime64_any_dtype(df[column]) and df[column].dt.tz is None:
+            df[column] = df[column].dt.tz_localize("UTC")
+    return df

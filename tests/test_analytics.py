@@ -1,0 +1,118 @@
+import math
+
+import pandas as pd
+import pytest
+
+import ottolytics
+from ottolytics.analytics import normalize, signature
+from known_history import REGRESSION_AT, RUNS, record
+
+
+@pytest.fixture
+def h(db):
+    return ottolytics.open(record(db))
+
+
+def test_success_rate(h):
+    df = h.success_rate(by="task", freq=None).set_index("task")
+    assert df.loc["test", ["runs", "total", "successes", "failures", "skips"]].tolist() == [
+        40, 41, 30, 11, 0]
+    assert df.loc["test", "rate"] == pytest.approx(30 / 41)
+    assert df.loc["lint", "rate"] == 1.0
+    runs = h.success_rate(by="project", freq=None).iloc[0]
+    assert (runs["runs"], runs["successes"], runs["failures"]) == (40, 30, 10)
+    weekly = h.success_rate(by=["project", "task"], freq="W")
+    assert weekly["total"].sum() == RUNS * 4 + 1 and weekly["period"].dt.day_of_week.eq(0).all()
+    with pytest.raises(ValueError, match="freq"):
+        h.success_rate(freq="fortnight")
+
+
+def test_duration_stats_and_trend(h):
+    df = h.duration_stats(by="task").set_index("task")
+    assert df.loc["lint", ["count", "mean", "p50", "max"]].tolist() == [40, 1.0, 1.0, 1.0]
+    assert df.loc["docs", "p95"] == pytest.approx(2.0)
+    builds = sorted((10.0 if i < 20 else 20.0) + (i % 3) * 0.1 for i in range(RUNS))
+    assert df.loc["build", "p50"] == pytest.approx(pd.Series(builds).quantile(0.5))
+    assert df.loc["build", "p90"] == pytest.approx(pd.Series(builds).quantile(0.9))
+    trend = h.duration_trend("build", freq="D")
+    assert trend["count"].sum() == RUNS
+    assert trend["p50"].iloc[0] < 11 and trend["p50"].iloc[-1] > 19
+
+
+def test_flaky(h):
+    df = h.flaky(window=RUNS).set_index("task")
+    assert list(df.index) == ["test"]
+    row = df.loc["test"]
+    assert (row["runs"], row["failed_runs"], row["flips"], row["retry_passes"]) == (40, 10, 19, 1)
+    assert row["flip_rate"] == pytest.approx(19 / 39)
+    assert row["score"] == pytest.approx((19 / 39 + 1 / 40) / 3)
+    short = h.flaky(window=4).set_index("task").loc["test"]
+    assert (short["runs"], short["flips"]) == (4, 1)  # runs 36..39: S S S F
+
+
+def test_failures_and_groups_merge_messages_differing_in_numbers_and_paths(h):
+    f = h.failures()
+    assert len(f) == 11 and f["stderr_tail"].notna().all()
+    assert set(f["exit_code"].dropna()) == {1, 2}
+    groups = h.failure_groups()
+    assert groups["count"].tolist() == [10, 1]
+    top = groups.iloc[0]
+    assert top["tasks"] == "test" and top["message"].startswith("Error: connection refused")
+    assert top["first_seen"] < top["last_seen"]
+    assert normalize("at 2026-01-01T10:00:00Z pid 12 /tmp/tmpab/x 0xdeadbeef") == \
+        "at <time> pid <n> <tmp> <hex>"
+    assert signature("failed after 12 s in /tmp/a1/b") == signature("failed after 3 s in /tmp/zz")
+    assert signature("failed: disk full") != signature("failed: timeout")
+
+
+def test_regression_found_at_the_planted_run(h):
+    df = h.regressions()
+    assert df["task"].tolist() == ["build"]
+    row = df.iloc[0]
+    assert row["run_id"] == f"run{REGRESSION_AT:03d}" and row["direction"] == "slower"
+    assert row["median_before"] == pytest.approx(10.1, abs=0.11)
+    assert row["median_after"] == pytest.approx(20.1, abs=0.11)
+    assert row["p_value"] < 1e-3
+
+
+def test_no_regression_in_noise(tmp_path):
+    import random
+    from ottolytics.recorder import Recorder
+    rng = random.Random(3)
+    db = tmp_path / "noise.db"
+    rec = Recorder(db)
+    for i in range(300):
+        run = rec.run(project="p", uid=f"n{i}").start(at=1e9 + i * 60)
+        d = math.exp(rng.gauss(math.log(30), 0.35))
+        run.task("build").start(at=1e9 + i * 60).finish(0, at=1e9 + i * 60 + d)
+        run.finish(at=1e9 + i * 60 + d)
+    rec.close()
+    assert ottolytics.open(db).regressions().empty
+
+
+def test_critical_path_and_compare(h):
+    path = h.critical_path("run010")
+    assert path["task"].tolist() == ["lint", "build", "test"]
+    assert path["duration_s"].tolist() == pytest.approx([1.0, 10.1, 5.0])
+    assert path["waited_s"].iloc[1:].tolist() == pytest.approx([0.0, 0.0])
+    diff = h.compare("run010", "run025").set_index("task")
+    assert diff.loc["build", "delta_s"] == pytest.approx(10.0)
+    assert not diff["status_changed"].any()
+    failed = h.compare("run002", "run003").set_index("task")
+    assert failed.loc["test", "status_changed"] and failed.loc["test", "status_b"] == "failed"
+    with pytest.raises(KeyError, match="no tasks"):
+        h.critical_path("nope")
+
+
+def test_disk(db, home):
+    from conftest import run_cli
+    import sys
+    for n in (1000, 5000):
+        run_cli("exec", "--project", "p", "--", sys.executable, "-c", f"print('x' * {n})")
+    h = ottolytics.open(db)
+    usage = h.disk_usage().iloc[0]
+    assert usage["project"] == "p" and usage["runs"] == 2 and usage["run_bytes"] > 6000
+    largest = h.largest_runs(1)
+    assert largest["size_bytes"].iloc[0] > 5000
+    growth = h.disk_growth("D")
+    assert growth["total_bytes"].iloc[-1] == usage["run_bytes"]
