@@ -316,6 +316,86 @@ def bench_sync(work, quick):
     ]
 
 
+def _synth_store(work, quick):
+    from .synth import synthesize
+    path = work / "history.db"
+    synthesize(path, runs=10_000 if quick else 100_000, tasks_per_run=10, seed=7)
+    return path
+
+
+_PANDAS_RATE = """
+import sqlite3, sys, pandas as pd
+conn = sqlite3.connect(sys.argv[1])
+df = pd.read_sql_query("SELECT * FROM tasks", conn)
+df["period"] = pd.to_datetime(df["started_at"], unit="s").dt.to_period("W")
+g = df.groupby(["period", "name"])
+out = g.agg(runs=("run_id", "nunique"), total=("id", "size"),
+            successes=("status", lambda s: (s == "success").sum()),
+            failures=("status", lambda s: (s == "failed").sum()),
+            skips=("status", lambda s: (s == "skipped").sum()))
+out["rate"] = out.successes / (out.successes + out.failures)
+"""
+_DUCK_RATE = """
+import sys, ottolytics
+ottolytics.open(sys.argv[1]).success_rate(by="task", freq="W")
+"""
+
+
+def _peak_rss_mb(code, path):
+    """Peak RSS of a fresh child process running *code* on *path*, in MiB."""
+    # VmHWM, not ru_maxrss: the latter also counts the parent's memory at fork time.
+    report = ("\nprint([l.split()[1] for l in open('/proc/self/status') "
+              "if l.startswith('VmHWM')][0])")
+    proc = subprocess.run([sys.executable, "-c", code + report, str(path)], capture_output=True,
+                          text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(proc.stderr[-500:])
+    return int(proc.stdout.split()[-1]) / 1024  # KiB on Linux
+
+
+def bench_analysis(work, quick):
+    """Loading and aggregating a synthetic history, against the plain pandas routes."""
+    import sqlite3
+
+    import pandas as pd
+
+    from .history import open as open_history
+    path = _synth_store(work, quick)
+    h = open_history(path)
+    n = len(h.tasks())
+    conn = sqlite3.connect(path)
+    load, load_base, rate, rate_base = [], [], [], []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        h.tasks()
+        load.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        pd.read_sql_query("SELECT * FROM tasks", conn)
+        load_base.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        h.success_rate(by="task", freq="W")
+        rate.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        exec(compile(_PANDAS_RATE.replace("sys.argv[1]", repr(str(path))), "pandas", "exec"), {})
+        rate_base.append(time.perf_counter() - t0)
+    conn.close()
+    base_mb = _peak_rss_mb(_PANDAS_RATE, path)  # each route in a fresh child process
+    ours_mb = _peak_rss_mb(_DUCK_RATE, path)
+    m = statistics.median
+    time_ok = m(rate) <= 0.3 if n >= 1_000_000 else True  # the 0.3 s goal is for 1M tasks
+    return [
+        Row("load", f"h.tasks() of {n:,} tasks, all columns", m(load), "s", m(load_base),
+            "pandas.read_sql_query('SELECT * FROM tasks')", "≤ 0.2× (≥ 5× faster)",
+            m(load_base) >= 5 * m(load)),
+        Row("success_rate", f"success_rate(by='task', freq='W') over {n:,} tasks", m(rate), "s",
+            m(rate_base), "read_sql, then pandas groupby",
+            "≤ 0.1× (≥ 10× faster); ≤ 0.3 s at 1M", m(rate_base) >= 10 * m(rate) and time_ok),
+        Row("memory", "peak RSS of the success_rate process", ours_mb, "MiB", base_mb,
+            "the pandas route's process", "aggregate in DuckDB, not pandas",
+            ours_mb < base_mb, "the baseline peak includes the whole frame in memory"),
+    ]
+
+
 BENCHES = {
     "recorder": bench_recorder,
     "shim": bench_shim,
@@ -323,6 +403,7 @@ BENCHES = {
     "size": bench_size,
     "synth": bench_synth,
     "sync": bench_sync,
+    "analysis": bench_analysis,
 }
 
 

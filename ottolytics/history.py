@@ -102,8 +102,9 @@ def _listify(value):
 
 
 def _ts(expr):
-    """Unix seconds -> DuckDB TIMESTAMP (naive UTC; localized in pandas)."""
-    return f"make_timestamp(CAST(round(({expr}) * 1000000) AS BIGINT))"
+    """Unix seconds -> TIMESTAMPTZ; exported to Arrow as timestamp[us, UTC] (the
+    session's TimeZone is UTC), so pandas gets tz-aware columns without a copy."""
+    return f"to_timestamp({expr})"
 
 
 def _path_expr(column, run_dir, home):
@@ -133,6 +134,7 @@ class History:
                         "project": _listify(project), "task": _listify(task),
                         "status": _listify(status), "run": _listify(run)}
         self.con = duck.connect()
+        self.con.execute("SET TimeZone = 'UTC'")
         if len(self.paths) > 1:
             # DuckDB 1.5.5's join reordering confuses same-named tables of two attached
             # SQLite stores inside one UNION ALL and reads the first store twice. Our
@@ -274,6 +276,30 @@ class History:
         return ["run_id IN (SELECT id FROM runs WHERE " + " AND ".join(run_clauses) + ")"] \
             if run_clauses else []
 
+    def facts_sql(self, aliases, need=()):
+        """Lean task rows for aggregations: task, status, started_at (a TIMESTAMP),
+        duration_s, attempt and run_key (unique across stores), plus project,
+        host or run_id (the uid) only when *need* names them, since those take
+        joins."""
+        f = self.filters
+        parts = []
+        for i, alias in enumerate(aliases):
+            cols = (f"t.name AS task, t.status, t.attempt, {_ts('t.started_at')} AS started_at, "
+                    f"t.started_at AS started_s, "
+                    f"t.finished_at - t.started_at AS duration_s, t.script_hash, "
+                    f"{i} * 1099511627776 + t.run_id AS run_key")
+            joins = ""
+            if {"project", "host", "run_id", "run_started_at"} & set(need):
+                joins = (f" JOIN {self._rel(alias, 'runs', self._runs_where(f, False))} r "
+                         f"ON r.id = t.run_id")
+                cols += (f", r.uid AS run_id, r.host, {_ts('r.started_at')} AS run_started_at")
+                if "project" in need:
+                    joins += f" JOIN {self._rel(alias, 'projects')} p ON p.id = r.project_id"
+                    cols += ", p.name AS project"
+            parts.append(f"SELECT {cols} FROM {self._rel(alias, 'tasks', self._tasks_where(f))} t"
+                         f"{joins}")
+        return " UNION ALL ".join(parts)
+
     def transitions_sql(self, aliases, f=None):
         f = f or self.filters
         parts = []
@@ -332,8 +358,7 @@ class History:
     def tasks(self):
         """One row per task attempt, in no particular order (sorting a million
         rows in DuckDB would double the load; ``sort_values`` is cheap)."""
-        df = self.query(lambda a: f"SELECT * FROM ({self.tasks_sql(a)})")
-        return df[TASK_COLUMNS]
+        return self.query(lambda a: f"SELECT * FROM ({self.tasks_sql(a)})")
 
     def transitions(self):
         """Every status change of the runs and tasks (task is empty for the run's
