@@ -37,6 +37,16 @@ def run_demo(home=None):
     logs = home / "ottolytics" / "runs" / run
     print(f"\nRun {run} ended: {status}. Its logs are under {logs}\n")
     code = cli_main(["--db", db, "history", "-n", "5"])
+    from .history import open as open_history
+    h = open_history(db)
+    rates = h.success_rate(by="task", freq=None)[["task", "total", "successes", "failures",
+                                                  "rate"]]
+    print("\nIn Python: h = ottolytics.open(db); h.success_rate(by='task', freq=None)")
+    print(rates.to_string(index=False))
+    top = h.failure_groups()
+    if not top.empty:
+        print(f"\nh.failure_groups(): {top['count'][0]}x {top['message'][0]!r} in {top['tasks'][0]}")
+    h.close()
     print(f"\nNext: ottolytics --db {db} history --json"
           f"\n      cat {logs / 'tasks' / 'test' / 'stderr.log'}"
           f"\n      ottolytics --db {db} doctor")
