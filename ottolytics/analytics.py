@@ -376,15 +376,37 @@ def compare(h, run_a, run_b):
 
 # -- disk -----------------------------------------------------------------------
 
+def _tree_bytes(path):
+    total = 0
+    for root, _dirs, files in os.walk(path):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(root, name)).st_size
+            except OSError:
+                pass
+    return total
+
+
 def disk_usage(h):
     """Per project: runs, bytes of run directories (as recorded at run end or by
-    sync), the largest and the oldest run. Cache bytes come from ``ottolytics
-    usage`` scans, where a store has them."""
-    return h.query(lambda a: f"""
+    sync), the largest and the oldest run, and ``cache_bytes``: the size of the
+    project's otto script cache (``<project dir>/.cache``), measured now."""
+    df = h.query(lambda a: f"""
         SELECT project, count(*) AS runs, CAST(sum(size_bytes) AS BIGINT) AS run_bytes,
                arg_max(run_id, size_bytes) AS largest_run_id, max(size_bytes) AS largest_run_bytes,
                min(started_at) AS oldest_run, max(started_at) AS newest_run
         FROM ({h.runs_sql(a)}) GROUP BY project ORDER BY run_bytes DESC NULLS LAST, project""")
+    dirs = h.query(lambda a: f"SELECT DISTINCT project, run_dir FROM ({h.runs_sql(a)}) "
+                             "WHERE source = 'otto' AND run_dir IS NOT NULL")
+    caches = {}
+    for project, run_dir in dirs.itertuples(index=False):
+        cache = os.path.join(os.path.dirname(run_dir), ".cache")
+        caches.setdefault(project, set()).add(cache)
+    df["cache_bytes"] = [sum(_tree_bytes(c) for c in caches[p]) if p in caches else pd.NA
+                         for p in df["project"]]
+    df["cache_bytes"] = df["cache_bytes"].astype("Int64")
+    return df[["project", "runs", "run_bytes", "cache_bytes", "largest_run_id",
+               "largest_run_bytes", "oldest_run", "newest_run"]]
 
 
 def largest_runs(h, n=10):

@@ -116,3 +116,15 @@ def test_disk(db, home):
     assert largest["size_bytes"].iloc[0] > 5000
     growth = h.disk_growth("D")
     assert growth["total_bytes"].iloc[-1] == usage["run_bytes"]
+
+
+def test_disk_usage_reports_runs_versus_cache(home, db):
+    from ottolytics.otto_layout import Task, make_run, project_dir
+    from ottolytics.sync import sync
+    make_run(home, "/src/web", 1_790_000_000, [Task("a", stdout="x" * 3000), Task("b")])
+    sync(db)
+    usage = ottolytics.open(db).disk_usage().iloc[0]
+    cache = project_dir(home, "/src/web") / ".cache"
+    expected = sum(f.stat().st_size for f in cache.iterdir())
+    assert usage["project"] == "web" and usage["cache_bytes"] == expected > 0
+    assert usage["run_bytes"] > 3000
