@@ -14,7 +14,6 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pandas as pd
 
-from .history import _ts
 
 FREQS = {None: None, "H": "hour", "h": "hour", "hour": "hour", "D": "day", "day": "day",
          "W": "week", "week": "week", "M": "month", "MS": "month", "month": "month"}
@@ -323,12 +322,7 @@ def _run_tasks(h, run):
     df = one.tasks()
     if df.empty:
         raise KeyError(f"run {run!r} has no tasks in {', '.join(h.paths)}")
-    ids = one._sqlite_tasks_ids(one.filters)
-    deps = one.query(lambda a: " UNION ALL ".join(
-        f"SELECT t.name AS task, d.depends_on "
-        f"FROM {one._rel(al, 'task_deps', [f'task_id IN ({ids})'])} d "
-        f"JOIN {one._rel(al, 'tasks', [f'id IN ({ids})'])} t ON t.id = d.task_id"
-        for al in a))
+    deps = one.query(lambda a: f"SELECT task, depends_on FROM ({one.deps_sql(a)})")
     last = df.sort_values("attempt").groupby("task", as_index=False).tail(1)
     return last.set_index("task"), deps
 
@@ -431,9 +425,6 @@ def disk_growth(h, freq="D"):
 
 # -- logs -------------------------------------------------------------------------
 
-AT_L = 'l."at"'  # "at" is a keyword in DuckDB
-
-
 def _read_lines(path):
     try:
         with open(path, "rb") as f:
@@ -445,11 +436,8 @@ def _read_lines(path):
 def run_logs(h, run, task=None):
     one = h.with_filters(run=[run], task=[task] if task else None, since=None, until=None,
                          status=None)
-    frags = one.query(lambda a: " UNION ALL ".join(
-        f"SELECT t.name AS task, t.attempt, l.stream, l.seq, {_ts(AT_L)} AS \"at\", "
-        f"l.data AS text FROM {one._rel(al, 'log_fragments', one._by_run(one.filters))} l "
-        f"LEFT JOIN {one._rel(al, 'tasks', one._by_run(one.filters))} t ON t.id = l.task_id"
-        for al in a) + " ORDER BY task NULLS FIRST, attempt, seq")
+    frags = one.query(lambda a: f"SELECT task, attempt, stream, seq, \"at\", text "
+                                f"FROM ({one.logs_sql(a)}) ORDER BY task NULLS FIRST, attempt, seq")
     if task is not None:
         frags = frags[frags["task"] == task]
     if not frags.empty:

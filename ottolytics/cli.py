@@ -102,8 +102,23 @@ def cmd_run_end(args):
     return 0
 
 
-def cmd_history(args):
+def _print_records(records, jsonl):
+    """--json prints one document; --jsonl one object per line, for large outputs."""
     import json
+    if jsonl:
+        for r in records:
+            print(json.dumps(r, default=str))
+    else:
+        print(json.dumps(records, indent=2, default=str))
+
+
+def _frame_records(df):
+    """A frame as JSON-ready records: ISO timestamps, nulls as None."""
+    import json
+    return json.loads(df.to_json(orient="records", date_format="iso", date_unit="us"))
+
+
+def cmd_history(args):
     from .formatting import STATUS_SYMBOLS, duration, iso_utc, local_time, table
     from .listing import recent_runs
     from .migrations import StoreError
@@ -113,11 +128,11 @@ def cmd_history(args):
         runs = recent_runs(args.db, limit=args.n)
     except StoreError as exc:
         return _fail(str(exc))
-    if args.json:
+    if args.json or args.jsonl:
         for r in runs:
             r["started_at"] = iso_utc(r["started_at"])
             r["finished_at"] = iso_utc(r["finished_at"])
-        print(json.dumps(runs, indent=2))
+        _print_records(runs, args.jsonl)
         return 0
     if not runs:
         print("no runs recorded yet")
@@ -165,6 +180,65 @@ def cmd_sync(args):
         print(json.dumps(report.as_dict(), indent=2))
     else:
         print("\n".join(summary_lines(report, verbose=args.verbose)))
+    return 0
+
+
+def _open_history(args):
+    from .history import open as open_history
+    return open_history(args.db)
+
+
+def cmd_export_parquet(args):
+    import json
+    from .migrations import StoreError
+    try:
+        summary = _open_history(args).to_parquet(args.directory)
+    except (StoreError, OSError, ValueError) as exc:
+        return _fail(str(exc))
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        print(f"{args.directory}: wrote {summary['written']} partitions, "
+              f"{summary['unchanged']} unchanged")
+    return 0
+
+
+def cmd_export_prometheus(args):
+    from .migrations import StoreError
+    from .prometheus import write_metrics
+    from .timeutil import parse_duration
+    try:
+        window = parse_duration(args.window)
+    except ValueError as exc:
+        return _fail(f"--window: {exc}", 2)
+    try:
+        path = write_metrics(_open_history(args), args.file, window)
+    except (StoreError, OSError) as exc:
+        return _fail(str(exc))
+    print(path)
+    return 0
+
+
+def cmd_report_weekly(args):
+    from .migrations import StoreError
+    from .report import to_csv_text, write_csv
+    try:
+        df = _open_history(args).weekly_report(args.week)
+    except ValueError as exc:
+        return _fail(str(exc), 2)
+    except (StoreError, OSError) as exc:
+        return _fail(str(exc))
+    if args.json or args.jsonl:
+        _print_records(_frame_records(df), args.jsonl)
+        return 0
+    if args.out:
+        write_csv(df, args.out)
+        print(args.out if len(df) else f"{args.out}: no runs that week; wrote the header only")
+    else:
+        sys.stdout.write(to_csv_text(df))
+        if not len(df):
+            print("ottolytics: no runs that week; the report has the header only",
+                  file=sys.stderr)
     return 0
 
 
@@ -228,7 +302,33 @@ def build_parser():
     p = sub.add_parser("history", parents=[common], help="recent runs, newest first")
     p.add_argument("-n", type=int, default=20, help="how many runs (default 20)")
     p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--jsonl", action="store_true", help="print one JSON object per line")
     p.set_defaults(func=cmd_history)
+
+    p = sub.add_parser("export", help="write the history as Parquet or Prometheus metrics")
+    export_sub = p.add_subparsers(dest="export_command", metavar="parquet|prometheus")
+    ep = export_sub.add_parser("parquet", parents=[common],
+                               help="a Hive-partitioned Parquet dataset (incremental)")
+    ep.add_argument("directory", metavar="DIR")
+    ep.add_argument("--json", action="store_true", help="print the summary as JSON")
+    ep.set_defaults(func=cmd_export_parquet)
+    pp = export_sub.add_parser("prometheus", parents=[common],
+                               help="a textfile for node_exporter's textfile collector")
+    pp.add_argument("file", metavar="FILE")
+    pp.add_argument("--window", default="7d",
+                    help="window for durations and success ratios (default 7d)")
+    pp.set_defaults(func=cmd_export_prometheus)
+
+    p = sub.add_parser("report", help="reports: weekly")
+    report_sub = p.add_subparsers(dest="report_command", metavar="weekly")
+    rw = report_sub.add_parser("weekly", parents=[common],
+                               help="per project and task for an ISO week, as CSV")
+    rw.add_argument("--week", help="ISO week such as 2026-W47 (default: the last complete "
+                    "week, local time)")
+    rw.add_argument("--out", metavar="FILE", help="write the CSV here (atomically)")
+    rw.add_argument("--json", action="store_true", help="print JSON instead of CSV")
+    rw.add_argument("--jsonl", action="store_true", help="print one JSON object per line")
+    rw.set_defaults(func=cmd_report_weekly)
 
     p = sub.add_parser("doctor", parents=[common], help="check and repair the store")
     p.add_argument("--max-age", help="close runs older than this with no live recorder "
@@ -279,8 +379,8 @@ def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
     if getattr(args, "func", None) is None:
-        if args.command == "run":
-            parser.parse_args(["run", "--help"])
+        if args.command in ("run", "export", "report"):
+            parser.parse_args([args.command, "--help"])
         parser.print_help()
         return 2
     if not hasattr(args, "db"):

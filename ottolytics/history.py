@@ -59,7 +59,12 @@ TRANSITION_COLUMNS = ["run_id", "task", "attempt", "from_status", "to_status", "
 
 
 def open(db=None, *, since=None, until=None, project=None, task=None, status=None, home=None):
-    """A History over one store, or a list of stores; see History for the filters."""
+    """A History over one store, a list of stores, or a Parquet dataset directory
+    written by ``to_parquet``; see History for the filters."""
+    if db is not None and not isinstance(db, (list, tuple)) and os.path.isdir(str(db)):
+        from .parquet import ParquetHistory
+        return ParquetHistory(db, since=since, until=until, project=project, task=task,
+                              status=status)
     if isinstance(db, (list, tuple)):
         paths = [str(p) for p in db]
     else:
@@ -93,6 +98,7 @@ def to_unix(value, now=None):
 
 
 AT_X = 'x."at"'  # "at" is a keyword in DuckDB
+AT_L = 'l."at"'
 
 
 def _listify(value):
@@ -252,8 +258,7 @@ class History:
             tail_col = tail_join = ""
             if with_tail:
                 tail_col = ", s.tail AS stderr_tail"
-                ids = self._sqlite_tasks_ids(f, status)
-                tail_join = (f" LEFT JOIN {self._rel(alias, 'task_stderr', [f'task_id IN ({ids})'])}"
+                tail_join = (f" LEFT JOIN {self._rel(alias, 'task_stderr', self._ids_clause(f, status=status))}"  # noqa: E501
                              " s ON s.task_id = t.id")
             parts.append(
                 f"SELECT r.uid AS run_id, p.name AS project, r.host, t.name AS task, t.attempt, "
@@ -312,6 +317,34 @@ class History:
                 f"ON r.id = x.run_id "
                 f"LEFT JOIN {self._rel(alias, 'tasks', self._by_run(f))} t ON t.id = x.task_id")
         return " UNION ALL ".join(parts)
+
+    def _ids_clause(self, f, column="task_id", status=True):
+        """Restrict a relation to the kept tasks in SQLite, or not at all when the
+        filters keep everything (then a typed scan is much faster)."""
+        if not self._tasks_where(f, status):
+            return []
+        return [f"{column} IN ({self._sqlite_tasks_ids(f, status)})"]
+
+    def deps_sql(self, aliases, f=None):
+        """(run_id, task, attempt, depends_on) for the tasks the filters keep."""
+        f = f or self.filters
+        return " UNION ALL ".join(
+            f"SELECT r.uid AS run_id, t.name AS task, t.attempt, d.depends_on "
+            f"FROM {self._rel(al, 'task_deps', self._ids_clause(f))} d "
+            f"JOIN {self._rel(al, 'tasks', self._ids_clause(f, 'id'))} t ON t.id = d.task_id "
+            f"JOIN {self._rel(al, 'runs', self._runs_where(f, False))} r ON r.id = t.run_id"
+            for al in aliases)
+
+    def logs_sql(self, aliases, f=None):
+        """(run_id, task, attempt, stream, seq, at, text) of the stored log fragments."""
+        f = f or self.filters
+        return " UNION ALL ".join(
+            f"SELECT r.uid AS run_id, t.name AS task, t.attempt, l.stream, l.seq, "
+            f"{_ts(AT_L)} AS \"at\", l.data AS text "
+            f"FROM {self._rel(al, 'log_fragments', self._by_run(f))} l "
+            f"JOIN {self._rel(al, 'runs', self._runs_where(f, False))} r ON r.id = l.run_id "
+            f"LEFT JOIN {self._rel(al, 'tasks', self._by_run(f))} t ON t.id = l.task_id"
+            for al in aliases)
 
     def params_long_sql(self, aliases, f=None):
         f = f or self.filters
@@ -379,6 +412,18 @@ class History:
                          f'"{k.replace(chr(34), chr(34) * 2)}"' for k in keys)
         return self.query(lambda a: f"SELECT run_id, {cols} FROM ({self.params_long_sql(a)}) "
                                     "GROUP BY run_id ORDER BY run_id")
+
+    def weekly_report(self, week=None):
+        """One row per project and task for an ISO week ("2026-W47"; default: the last
+        complete week in local time). See ``report`` for the columns."""
+        from .report import weekly_report
+        return weekly_report(self, week)
+
+    def to_parquet(self, directory):
+        """Write this history as a partitioned Parquet dataset (see ``parquet``);
+        returns {"written", "unchanged", "rows"}. Only changed partitions are rewritten."""
+        from .parquet import export
+        return export(self, directory)
 
     def logs(self, run, task=None):
         """A run's output: its log fragments when it has any, else the lines of its

@@ -1,0 +1,287 @@
+"""Parquet datasets of the history: written by ``History.to_parquet(DIR)`` (and
+``ottolytics export parquet DIR``), read back by ``ottolytics.open(DIR)``.
+
+Layout: ``DIR/<table>/date=YYYY-MM-DD/host=<host>/data_0.parquet`` for the tables
+runs, tasks, transitions and params, Hive-partitioned by the UTC date of the
+run's start and its host (``unknown`` when not recorded), zstd-compressed.
+
+* Incremental: every partition has a signature of what it holds (its runs'
+  ids, statuses, end times and task counts). ``DIR/_signatures/<host>.json``
+  keeps them, one file per host, so many hosts can export into one shared
+  directory without touching each other's files; a re-export rewrites only
+  partitions whose signature changed.
+* Atomic: DuckDB writes the changed partitions into a staging directory inside
+  DIR, and each file is then renamed into place, so a reader sees a whole old
+  file or a whole new one, never part of one.
+* DuckDB, ``pyarrow.dataset`` and pandas read it as it is; ``ottolytics.open(DIR)``
+  answers the same questions as over the store.
+"""
+
+import json
+import os
+import shutil
+import uuid
+
+from . import duck
+from .history import History
+
+TABLES = ("runs", "tasks", "transitions", "params")
+FORMAT_VERSION = 1
+SIGNATURES = "_signatures"
+
+
+def is_dataset(path):
+    return os.path.isdir(os.path.join(str(path), "runs"))
+
+
+def _partitioned(h, aliases, table):
+    """SELECT for one table with its partition columns ``date`` and ``host``."""
+    runs = f"SELECT run_id AS _rid, started_at AS _rstart, host AS _rhost FROM ({h.runs_sql(aliases)})"
+    part = ("strftime(_rstart, '%Y-%m-%d') AS date, coalesce(_rhost, 'unknown') AS host")
+    if table == "runs":
+        return (f"SELECT * EXCLUDE (host), strftime(started_at, '%Y-%m-%d') AS date, "
+                f"coalesce(host, 'unknown') AS host FROM ({h.runs_sql(aliases)})")
+    if table == "tasks":
+        deps = (f"SELECT run_id, task, attempt, list(depends_on ORDER BY depends_on) AS depends_on "
+                f"FROM ({h.deps_sql(aliases)}) GROUP BY ALL")
+        return (f"SELECT t.* EXCLUDE (host), d.depends_on, "
+                f"strftime(t.run_started_at, '%Y-%m-%d') AS date, "
+                f"coalesce(t.host, 'unknown') AS host "
+                f"FROM ({h.tasks_sql(aliases, with_tail=True)}) t LEFT JOIN ({deps}) d "
+                f"USING (run_id, task, attempt)")
+    body = h.transitions_sql(aliases) if table == "transitions" else h.params_long_sql(aliases)
+    return f"SELECT x.*, {part} FROM ({body}) x JOIN ({runs}) r ON r._rid = x.run_id"
+
+
+def _signatures_sql(h, aliases):
+    tasks = (f"SELECT run_id, count(*) AS n, max(finished_at) AS last "
+             f"FROM ({h.tasks_sql(aliases)}) GROUP BY run_id")
+    return f"""
+        SELECT strftime(r.started_at, '%Y-%m-%d') AS date, coalesce(r.host, 'unknown') AS host,
+               'v{FORMAT_VERSION}:' || md5(string_agg(
+                   concat_ws('|', r.run_id, r.status, epoch(r.finished_at), r.size_bytes,
+                             t.n, epoch(t.last)), ',' ORDER BY r.run_id)) AS signature
+        FROM ({h.runs_sql(aliases)}) r LEFT JOIN ({tasks}) t USING (run_id)
+        GROUP BY ALL"""
+
+
+def _read_signatures(directory):
+    found = {}
+    folder = os.path.join(directory, SIGNATURES)
+    if os.path.isdir(folder):
+        for name in os.listdir(folder):
+            if name.endswith(".json"):
+                try:
+                    with open(os.path.join(folder, name)) as f:
+                        found.update({tuple(k.split("/", 1)): v for k, v in json.load(f).items()})
+                except (OSError, ValueError):
+                    continue  # unreadable: those partitions are simply written again
+    return found
+
+
+def _write_json_atomic(path, data):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = f"{path}.{uuid.uuid4().hex}.tmp"
+    with open(tmp, "w") as f:
+        json.dump(data, f, indent=1, sort_keys=True)
+    os.replace(tmp, path)
+
+
+def _safe(value):
+    return value.replace("/", "_")
+
+
+def export(h, directory):
+    """Write *h* as a partitioned Parquet dataset in *directory*, incrementally.
+
+    Returns {"written": partitions rewritten, "unchanged": partitions kept,
+    "rows": {table: rows written}}."""
+    if isinstance(h, ParquetHistory):
+        raise ValueError("export a store, not a Parquet dataset")
+    directory = os.path.abspath(str(directory))
+    os.makedirs(directory, exist_ok=True)
+    current = h.query(lambda a: _signatures_sql(h, a))
+    previous = _read_signatures(directory)
+    changed = [(d, host, sig) for d, host, sig in current.itertuples(index=False)
+               if previous.get((d, host)) != sig]
+    summary = {"written": len(changed), "unchanged": len(current) - len(changed),
+               "rows": {}}
+    if not changed:
+        return summary
+    staging = os.path.join(directory, f".staging-{uuid.uuid4().hex}")
+    keep = "" if len(changed) == len(current) else (
+        " WHERE (date, host) IN (" + ", ".join(
+            f"({duck.sqlite_literal(d)}, {duck.sqlite_literal(host)})"
+            for d, host, _s in changed) + ")")
+    os.makedirs(staging)
+    try:
+        for table in TABLES:
+            target = os.path.join(staging, table)
+
+            def copy(aliases, table=table, target=target):
+                return (f"COPY (SELECT * FROM ({_partitioned(h, aliases, table)}){keep}) "
+                        f"TO {duck.sqlite_literal(target)} (FORMAT parquet, "
+                        f"PARTITION_BY (date, host), COMPRESSION zstd, "
+                        f"FILENAME_PATTERN 'data_{{i}}', OVERWRITE_OR_IGNORE true)")
+            rows = h.stores.query(h.con, copy, lambda r: r.fetchone()[0])
+            summary["rows"][table] = rows
+            for d, host, _sig in changed:
+                part = os.path.join(table, f"date={d}", f"host={_safe(host)}")
+                _move_partition(os.path.join(staging, part), os.path.join(directory, part))
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    by_host = {}
+    for d, host, sig in current.itertuples(index=False):
+        by_host.setdefault(host, {})[f"{d}/{host}"] = sig
+    for host, sigs in by_host.items():
+        _write_json_atomic(os.path.join(directory, SIGNATURES, f"{_safe(host)}.json"), sigs)
+    return summary
+
+
+def _move_partition(src, dest):
+    """Rename the new files of one partition into place; drop files it no longer has."""
+    new = sorted(os.listdir(src)) if os.path.isdir(src) else []
+    os.makedirs(dest, exist_ok=True)
+    for name in new:
+        os.replace(os.path.join(src, name), os.path.join(dest, name))  # atomic per file
+    for name in os.listdir(dest):
+        if name not in new and name.endswith(".parquet"):
+            os.unlink(os.path.join(dest, name))
+
+
+# -- reading ------------------------------------------------------------------
+
+class _Files:
+    """What a ParquetHistory queries: the dataset's files, nothing to attach."""
+
+    def __init__(self, directory):
+        self.paths = [directory]
+
+    def query(self, con, build_sql, fetch):
+        try:
+            return fetch(con.execute(build_sql([])))
+        except duck.duckdb.Error as exc:
+            raise duck.ReadError(f"reading {self.paths[0]}: {exc}") from None
+
+    def close(self):
+        pass
+
+
+class ParquetHistory(History):
+    """A History over a Parquet dataset written by to_parquet (from one host or many)."""
+
+    def __init__(self, directory, **filters):
+        directory = os.path.abspath(str(directory))
+        if not is_dataset(directory):
+            raise duck.ReadError(f"{directory}: not an ottolytics Parquet dataset (no runs/)")
+        self.directory = directory
+        super().__init__([], **filters)
+        self.paths = [directory]
+        self.stores = _Files(directory)
+
+    def with_filters(self, **changes):
+        f = dict(self.filters, **changes)
+        return ParquetHistory(self.directory, **f)
+
+    def _source(self, table):
+        glob = os.path.join(self.directory, table, "**", "*.parquet")
+        if not any(True for _ in _iter_files(os.path.join(self.directory, table))):
+            return None
+        return (f"read_parquet({duck.sqlite_literal(glob)}, hive_partitioning = true, "
+                f"hive_types = {{'date': VARCHAR, 'host': VARCHAR}}, union_by_name = true)")
+
+    def _where(self, f, status=True, tasks=False, run_col="run_id", time_col="started_at"):
+        clauses = []
+        if f["since"] is not None:
+            clauses.append(f"{time_col} >= to_timestamp({float(f['since'])})")
+            clauses.append(f"date >= strftime(to_timestamp({float(f['since'])}), '%Y-%m-%d')")
+        if f["until"] is not None:
+            clauses.append(f"{time_col} < to_timestamp({float(f['until'])})")
+        for key, col in (("project", "project"), ("run", run_col)):
+            if f.get(key):
+                clauses.append(f"{col} IN (" + ", ".join(map(duck.sqlite_literal, f[key])) + ")")
+        if tasks and f["task"]:
+            clauses.append("task IN (" + ", ".join(map(duck.sqlite_literal, f["task"])) + ")")
+        if status and f["status"]:
+            clauses.append("CAST(status AS VARCHAR) IN ("
+                           + ", ".join(map(duck.sqlite_literal, f["status"])) + ")")
+        return (" WHERE " + " AND ".join(clauses)) if clauses else ""
+
+    def _empty(self, columns):
+        return "SELECT " + ", ".join(f"NULL AS {c}" for c in columns) + " WHERE false"
+
+    def runs_sql(self, aliases, f=None, status=True):
+        f = f or self.filters
+        src = self._source("runs")
+        if src is None:
+            from .history import RUN_COLUMNS
+            return self._empty(RUN_COLUMNS)
+        return (f"SELECT run_id, project, CAST(status AS run_status) AS status, started_at, "
+                f"finished_at, duration_s, host, \"user\", cwd, ottofile, args, run_dir, "
+                f"size_bytes, source, source_ref, derived FROM {src}"
+                + self._where(f, status))
+
+    def _tasks_base(self, f, status):
+        run_started = "run_started_at"
+        return (f"SELECT * FROM {self._source('tasks')}"
+                + self._where(f, status, tasks=True, time_col=run_started))
+
+    def tasks_sql(self, aliases, f=None, status=True, with_tail=False):
+        f = f or self.filters
+        if self._source("tasks") is None:
+            from .history import TASK_COLUMNS
+            return self._empty(TASK_COLUMNS + (["stderr_tail"] if with_tail else []))
+        tail = ", stderr_tail" if with_tail else ""
+        return (f"SELECT run_id, project, host, task, attempt, "
+                f"CAST(status AS task_status) AS status, started_at, finished_at, duration_s, "
+                f"exit_code, signal, cpu_user_s, cpu_system_s, peak_rss_bytes, script_hash, "
+                f"script_path, stdout_path, stderr_path, derived, run_started_at{tail} "
+                f"FROM ({self._tasks_base(f, status)})")
+
+    def facts_sql(self, aliases, need=()):
+        f = self.filters
+        if self._source("tasks") is None:
+            return self._empty(["task", "status", "attempt", "started_at", "started_s",
+                                "duration_s", "script_hash", "run_key", "run_id", "host",
+                                "run_started_at", "project"])
+        return (f"SELECT task, CAST(status AS VARCHAR) AS status, attempt, started_at, "
+                f"epoch(started_at) AS started_s, duration_s, script_hash, run_id AS run_key, "
+                f"run_id, host, run_started_at, project FROM ({self._tasks_base(f, True)})")
+
+    def transitions_sql(self, aliases, f=None):
+        f = f or self.filters
+        src = self._source("transitions")
+        if src is None:
+            from .history import TRANSITION_COLUMNS
+            return self._empty(TRANSITION_COLUMNS)
+        keep = self.runs_sql(aliases, dict(f, status=None))
+        return (f"SELECT x.run_id, x.task, x.attempt, x.from_status, x.to_status, x.\"at\", "
+                f"x.reason FROM {src} x WHERE x.run_id IN (SELECT run_id FROM ({keep}))")
+
+    def params_long_sql(self, aliases, f=None):
+        f = f or self.filters
+        src = self._source("params")
+        if src is None:
+            return self._empty(["run_id", "key", "value"])
+        keep = self.runs_sql(aliases, dict(f, status=None))
+        return (f"SELECT x.run_id, x.key, x.value FROM {src} x "
+                f"WHERE x.run_id IN (SELECT run_id FROM ({keep}))")
+
+    def deps_sql(self, aliases, f=None):
+        f = f or self.filters
+        if self._source("tasks") is None:
+            return self._empty(["run_id", "task", "attempt", "depends_on"])
+        return (f"SELECT run_id, task, attempt, unnest(depends_on) AS depends_on "
+                f"FROM ({self._tasks_base(dict(f, status=None), False)}) "
+                f"WHERE depends_on IS NOT NULL")
+
+    def logs_sql(self, aliases, f=None):
+        # Log fragments stay in the store; the dataset holds the log files' paths.
+        return self._empty(["run_id", "task", "attempt", "stream", "seq", '"at"', "text"])
+
+
+def _iter_files(root):
+    for base, _dirs, files in os.walk(root):
+        for name in files:
+            if name.endswith(".parquet"):
+                yield os.path.join(base, name)

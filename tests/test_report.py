@@ -1,0 +1,76 @@
+import csv
+import io
+from datetime import date, datetime
+
+import pytest
+
+import ottolytics
+from ottolytics.report import COLUMNS, _cell, last_complete_week, parse_week, to_csv_text
+from known_history import record
+from conftest import run_cli
+
+WEEK = "2026-W39"  # the known history's 40 runs: 2026-09-21 to 09-23 (UTC)
+
+
+@pytest.fixture
+def h(db, monkeypatch):
+    monkeypatch.setenv("TZ", "UTC")
+    return ottolytics.open(record(db))
+
+
+def test_weekly_report_frame(h):
+    df = h.weekly_report(WEEK)
+    assert list(df.columns) == COLUMNS
+    test = df.set_index("task").loc["test"]
+    assert (test["runs"], test["successes"], test["failures"], test["skips"]) == (40, 30, 11, 0)
+    assert test["success_rate"] == pytest.approx(30 / 41)
+    assert test["top_failure_count"] == 10
+    assert test["top_failure_message"].startswith("Error: connection refused")
+    assert test["flaky_score"] > 0
+    assert df["week"].unique().tolist() == [WEEK]
+    assert df["week_start"][0].startswith("2026-09-21T00:00:00")
+    prev = h.weekly_report("2026-W40")
+    assert prev.empty and list(prev.columns) == COLUMNS
+
+
+def test_week_rules():
+    assert parse_week("2026-W47") == date(2026, 11, 16)
+    with pytest.raises(ValueError, match="ISO week"):
+        parse_week("last week")
+    assert last_complete_week(datetime(2026, 11, 22, 12)) == date(2026, 11, 9)  # a Sunday
+    assert last_complete_week(datetime(2026, 11, 23, 0, 5)) == date(2026, 11, 16)
+
+
+def test_csv_format_and_formula_neutralisation():
+    import pandas as pd
+    df = pd.DataFrame({"task": ["=cmd|'/c calc'!A1", "+1", "-x", "@sum", "\ttab", "ok, \"q\""],
+                       "rate": [0.5, -0.25, 1.0, float("nan"), 3.0, 2.0],
+                       "when": ["2026-11-16T00:00:00+00:00"] * 6})
+    text = to_csv_text(df)
+    assert text.endswith("\r\n") and "\r\n" in text
+    rows = list(csv.reader(io.StringIO(text)))
+    assert rows[0] == ["task", "rate", "when"]
+    assert [r[0] for r in rows[1:]] == ["'=cmd|'/c calc'!A1", "'+1", "'-x", "'@sum", "'\ttab",
+                                        'ok, "q"']
+    assert [r[1] for r in rows[1:]] == ["0.5", "-0.25", "1.0", "", "3.0", "2.0"]
+    assert _cell(-3) == "-3"  # numbers are never neutralised
+
+
+def test_cli_writes_atomically_and_header_only_when_empty(h, db, tmp_path):
+    out = tmp_path / "r.csv"
+    proc = run_cli("report", "weekly", "--week", WEEK, "--out", out)
+    assert proc.returncode == 0
+    rows = list(csv.reader(open(out, encoding="utf-8", newline="")))
+    assert rows[0] == COLUMNS and len(rows) == 5
+    empty = tmp_path / "empty.csv"
+    proc = run_cli("report", "weekly", "--week", "2030-W01", "--out", empty)
+    assert proc.returncode == 0 and b"header only" in proc.stdout
+    assert empty.read_bytes() == (",".join(COLUMNS) + "\r\n").encode()
+    assert not list(tmp_path.glob(".*.tmp"))
+    import json
+    data = json.loads(run_cli("report", "weekly", "--week", WEEK, "--json").stdout)
+    assert len(data) == 4 and data[0]["week"] == WEEK
+    lines = run_cli("report", "weekly", "--week", WEEK, "--jsonl").stdout.splitlines()
+    assert len(lines) == 4 and json.loads(lines[0])["project"] == "web"
+    bad = run_cli("report", "weekly", "--week", "soon")
+    assert bad.returncode == 2 and b"ISO week" in bad.stderr
