@@ -36,11 +36,13 @@ SOURCE_TYPES = {
               "exit_code": "BIGINT", "signal": "BIGINT", "cpu_user_s": "DOUBLE",
               "cpu_system_s": "DOUBLE", "peak_rss_bytes": "BIGINT", "script_hash": "VARCHAR",
               "script_path": "VARCHAR", "stdout_path": "VARCHAR", "stderr_path": "VARCHAR",
-              "derived": "VARCHAR"},
+              "derived": "VARCHAR", "status_logged": "BIGINT"},
     "task_stderr": {"task_id": "BIGINT", "tail": "VARCHAR"},
     "task_deps": {"task_id": "BIGINT", "depends_on": "VARCHAR"},
     "transitions": {"run_id": "BIGINT", "task_id": "BIGINT", "from_status": "VARCHAR",
                     "to_status": "VARCHAR", "at": "DOUBLE", "reason": "VARCHAR"},
+    "status_log": {"run_id": "BIGINT", "task_id": "BIGINT", "from_status": "VARCHAR",
+                   "to_status": "VARCHAR", "at": "DOUBLE", "reason": "VARCHAR"},
     "run_params": {"run_id": "BIGINT", "key": "VARCHAR", "value": "VARCHAR"},
     "log_fragments": {"run_id": "BIGINT", "task_id": "BIGINT", "stream": "VARCHAR",
                       "seq": "BIGINT", "at": "DOUBLE", "data": "VARCHAR"},
@@ -132,8 +134,16 @@ class History:
     """The run history of one or more stores, with filters applied to everything."""
 
     def __init__(self, paths, *, since=None, until=None, project=None, task=None, status=None,
-                 home=None, run=None):
+                 home=None, run=None, _share=None):
         self.paths = [os.path.abspath(str(p)) for p in paths]
+        if _share is not None:  # a with_filters view: same stores, same connection
+            self.stores, self.con, self.homes = _share.stores, _share.con, _share.homes
+            self._shared = True
+            self.filters = {"since": to_unix(since), "until": to_unix(until),
+                            "project": _listify(project), "task": _listify(task),
+                            "status": _listify(status), "run": _listify(run)}
+            return
+        self._shared = False
         self.stores = duck.Stores(self.paths)
         self.homes = [os.path.abspath(home) if home else os.path.dirname(p) for p in self.paths]
         self.filters = {"since": to_unix(since), "until": to_unix(until),
@@ -151,8 +161,9 @@ class History:
         self.con.execute(f"CREATE TYPE task_status AS ENUM ({enum(TASK_STATUSES)})")
 
     def close(self):
-        self.stores.close()
-        self.con.close()
+        if not self._shared:
+            self.stores.close()
+            self.con.close()
 
     def __enter__(self):
         return self
@@ -167,9 +178,11 @@ class History:
     def with_filters(self, **changes):
         """A History over the same stores with some filters changed."""
         f = dict(self.filters, **changes)
-        other = History(self.paths, **f)
-        other.homes = self.homes
-        return other
+        return type(self)._derived(self, f)
+
+    @classmethod
+    def _derived(cls, parent, f):
+        return History(parent.paths, **f, _share=parent)
 
     # -- reading one store: a typed scan, or a filtered query run by SQLite ----
 
@@ -306,16 +319,28 @@ class History:
         return " UNION ALL ".join(parts)
 
     def transitions_sql(self, aliases, f=None):
+        """Every status change, built in DuckDB from typed scans of tasks and
+        status_log exactly as the store's ``transitions`` view builds it (having
+        SQLite evaluate the view would send every value back as text)."""
         f = f or self.filters
         parts = []
         for alias in aliases:
+            t = self._rel(alias, "tasks", self._by_run(f))
+            r = self._rel(alias, "runs", self._runs_where(f, with_status=False))
+            log = self._rel(alias, "status_log", self._by_run(f))
             parts.append(
-                f"SELECT r.uid AS run_id, t.name AS task, t.attempt, x.from_status, "
-                f"x.to_status, {_ts(AT_X)} AS \"at\", x.reason "
-                f"FROM {self._rel(alias, 'transitions', self._by_run(f))} x "
-                f"JOIN {self._rel(alias, 'runs', self._runs_where(f, with_status=False))} r "
-                f"ON r.id = x.run_id "
-                f"LEFT JOIN {self._rel(alias, 'tasks', self._by_run(f))} t ON t.id = x.task_id")
+                f"SELECT r.uid AS run_id, t.name AS task, t.attempt, "
+                f"CAST(NULL AS VARCHAR) AS from_status, 'running' AS to_status, "
+                f"{_ts('t.started_at')} AS \"at\", CAST(NULL AS VARCHAR) AS reason "
+                f"FROM {t} t JOIN {r} r ON r.id = t.run_id WHERE t.status_logged = 0 "
+                f"UNION ALL "
+                f"SELECT r.uid, t.name, t.attempt, 'running', t.status, {_ts('t.finished_at')}, "
+                f"NULL FROM {t} t JOIN {r} r ON r.id = t.run_id "
+                f"WHERE t.status_logged = 0 AND t.status NOT IN ('pending', 'running') "
+                f"UNION ALL "
+                f"SELECT r.uid, t.name, t.attempt, x.from_status, x.to_status, "
+                f"{_ts(AT_X)}, x.reason FROM {log} x JOIN {r} r ON r.id = x.run_id "
+                f"LEFT JOIN {t} t ON t.id = x.task_id")
         return " UNION ALL ".join(parts)
 
     def _ids_clause(self, f, column="task_id", status=True):
@@ -362,6 +387,10 @@ class History:
     def query(self, build_sql):
         """Run SQL built from the attached aliases; return a pandas frame."""
         return self.stores.query(self.con, build_sql, lambda result: _to_pandas(result))
+
+    def query_arrow(self, build_sql):
+        """The same, as an Arrow table (for writing files without pandas)."""
+        return self.stores.query(self.con, build_sql, _arrow)
 
     def sql(self, query):
         """Run DuckDB SQL over the views runs, tasks, transitions and params (long:
@@ -489,9 +518,13 @@ class History:
 _NULLABLE_INTS = {pa.int64(): pd.Int64Dtype(), pa.int32(): pd.Int64Dtype()}
 
 
-def _to_pandas(result):
-    table = result.to_arrow_table() if hasattr(result, "to_arrow_table") \
+def _arrow(result):
+    return result.to_arrow_table() if hasattr(result, "to_arrow_table") \
         else result.fetch_arrow_table()
+
+
+def _to_pandas(result):
+    table = _arrow(result)
     # split_blocks/self_destruct: no consolidating copy of a large table.
     df = table.to_pandas(types_mapper=_NULLABLE_INTS.get, split_blocks=True, self_destruct=True)
     for column in df.columns:

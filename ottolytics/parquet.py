@@ -10,9 +10,9 @@ run's start and its host (``unknown`` when not recorded), zstd-compressed.
   keeps them, one file per host, so many hosts can export into one shared
   directory without touching each other's files; a re-export rewrites only
   partitions whose signature changed.
-* Atomic: DuckDB writes the changed partitions into a staging directory inside
-  DIR, and each file is then renamed into place, so a reader sees a whole old
-  file or a whole new one, never part of one.
+* Atomic: each partition's file is written beside its final name and renamed
+  into place, so a reader sees a whole old file or a whole new one, never part
+  of one. Partitions whose runs are gone (cleaned) are removed.
 * DuckDB, ``pyarrow.dataset`` and pandas read it as it is; ``ottolytics.open(DIR)``
   answers the same questions as over the store.
 """
@@ -21,6 +21,11 @@ import json
 import os
 import shutil
 import uuid
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from . import duck
 from .history import History
@@ -39,12 +44,14 @@ def _partitioned(h, aliases, table):
     runs = f"SELECT run_id AS _rid, started_at AS _rstart, host AS _rhost FROM ({h.runs_sql(aliases)})"
     part = ("strftime(_rstart, '%Y-%m-%d') AS date, coalesce(_rhost, 'unknown') AS host")
     if table == "runs":
-        return (f"SELECT * EXCLUDE (host), strftime(started_at, '%Y-%m-%d') AS date, "
+        return (f"SELECT * EXCLUDE (host) REPLACE (CAST(status AS VARCHAR) AS status), "
+                f"strftime(started_at, '%Y-%m-%d') AS date, "
                 f"coalesce(host, 'unknown') AS host FROM ({h.runs_sql(aliases)})")
     if table == "tasks":
         deps = (f"SELECT run_id, task, attempt, list(depends_on ORDER BY depends_on) AS depends_on "
                 f"FROM ({h.deps_sql(aliases)}) GROUP BY ALL")
-        return (f"SELECT t.* EXCLUDE (host), d.depends_on, "
+        return (f"SELECT t.* EXCLUDE (host) REPLACE (CAST(t.status AS VARCHAR) AS status), "
+                f"d.depends_on, "
                 f"strftime(t.run_started_at, '%Y-%m-%d') AS date, "
                 f"coalesce(t.host, 'unknown') AS host "
                 f"FROM ({h.tasks_sql(aliases, with_tail=True)}) t LEFT JOIN ({deps}) d "
@@ -95,58 +102,86 @@ def export(h, directory):
     """Write *h* as a partitioned Parquet dataset in *directory*, incrementally.
 
     Returns {"written": partitions rewritten, "unchanged": partitions kept,
-    "rows": {table: rows written}}."""
+    "removed": partitions whose runs are gone, "rows": {table: rows written}}."""
     if isinstance(h, ParquetHistory):
         raise ValueError("export a store, not a Parquet dataset")
     directory = os.path.abspath(str(directory))
     os.makedirs(directory, exist_ok=True)
     current = h.query(lambda a: _signatures_sql(h, a))
     previous = _read_signatures(directory)
-    changed = [(d, host, sig) for d, host, sig in current.itertuples(index=False)
-               if previous.get((d, host)) != sig]
-    summary = {"written": len(changed), "unchanged": len(current) - len(changed),
-               "rows": {}}
-    if not changed:
-        return summary
-    staging = os.path.join(directory, f".staging-{uuid.uuid4().hex}")
-    keep = "" if len(changed) == len(current) else (
+    now = {(d, host): sig for d, host, sig in current.itertuples(index=False)}
+    changed = {key for key, sig in now.items() if previous.get(key) != sig}
+    hosts = {host for _d, host in now}
+    gone = {key for key in previous if key[1] in hosts and key not in now}
+    summary = {"written": len(changed), "unchanged": len(now) - len(changed),
+               "removed": len(gone), "rows": {}}
+    keep = "" if len(changed) == len(now) else (
         " WHERE (date, host) IN (" + ", ".join(
-            f"({duck.sqlite_literal(d)}, {duck.sqlite_literal(host)})"
-            for d, host, _s in changed) + ")")
-    os.makedirs(staging)
-    try:
+            f"({duck.sqlite_literal(d)}, {duck.sqlite_literal(host)})" for d, host in changed)
+        + ")")
+    with ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2)) as pool:
         for table in TABLES:
-            target = os.path.join(staging, table)
-
-            def copy(aliases, table=table, target=target):
-                return (f"COPY (SELECT * FROM ({_partitioned(h, aliases, table)}){keep}) "
-                        f"TO {duck.sqlite_literal(target)} (FORMAT parquet, "
-                        f"PARTITION_BY (date, host), COMPRESSION zstd, "
-                        f"FILENAME_PATTERN 'data_{{i}}', OVERWRITE_OR_IGNORE true)")
-            rows = h.stores.query(h.con, copy, lambda r: r.fetchone()[0])
+            rows = 0
+            if changed:
+                data = h.query_arrow(
+                    lambda a, table=table: f"SELECT * FROM ({_partitioned(h, a, table)}){keep}")
+                rows = data.num_rows
+                jobs = [pool.submit(_write_file, directory, table, d, host, part)
+                        for d, host, part in _split(data)]
+                for job in jobs:
+                    job.result()
             summary["rows"][table] = rows
-            for d, host, _sig in changed:
-                part = os.path.join(table, f"date={d}", f"host={_safe(host)}")
-                _move_partition(os.path.join(staging, part), os.path.join(directory, part))
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+            for d, host in gone | (changed - _present(directory, table, changed)):
+                _remove_partition(directory, table, d, host)
     by_host = {}
-    for d, host, sig in current.itertuples(index=False):
+    for (d, host), sig in now.items():
         by_host.setdefault(host, {})[f"{d}/{host}"] = sig
     for host, sigs in by_host.items():
         _write_json_atomic(os.path.join(directory, SIGNATURES, f"{_safe(host)}.json"), sigs)
     return summary
 
 
-def _move_partition(src, dest):
-    """Rename the new files of one partition into place; drop files it no longer has."""
-    new = sorted(os.listdir(src)) if os.path.isdir(src) else []
-    os.makedirs(dest, exist_ok=True)
-    for name in new:
-        os.replace(os.path.join(src, name), os.path.join(dest, name))  # atomic per file
-    for name in os.listdir(dest):
-        if name not in new and name.endswith(".parquet"):
-            os.unlink(os.path.join(dest, name))
+def _split(table):
+    """(date, host, rows) for each partition of *table*, without the partition columns."""
+    if table.num_rows == 0:
+        return []
+    order = pc.sort_indices(table, sort_keys=[("date", "ascending"), ("host", "ascending")])
+    table = table.take(order)
+    key = pc.binary_join_element_wise(table["date"], table["host"], "\x00")
+    codes = np.asarray(key.combine_chunks().dictionary_encode().indices)
+    bounds = [0] + (np.flatnonzero(np.diff(codes)) + 1).tolist() + [table.num_rows]
+    data = table.drop_columns(["date", "host"])
+    dates, hosts = table["date"], table["host"]
+    return [(dates[a].as_py(), hosts[a].as_py(), data.slice(a, b - a))
+            for a, b in zip(bounds, bounds[1:])]
+
+
+def _partition_dir(directory, table, d, host):
+    return os.path.join(directory, table, f"date={d}", f"host={_safe(host)}")
+
+
+def _write_file(directory, table, d, host, rows):
+    """One partition's file, written beside its final name and renamed into place."""
+    folder = _partition_dir(directory, table, d, host)
+    os.makedirs(folder, exist_ok=True)
+    final = os.path.join(folder, "data_0.parquet")
+    tmp = os.path.join(folder, f".data_0.{uuid.uuid4().hex}.tmp")
+    try:
+        pq.write_table(rows, tmp, compression="zstd")
+        os.replace(tmp, final)  # atomic: readers see the old file or the new one
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _present(directory, table, keys):
+    return {(d, host) for d, host in keys
+            if os.path.exists(os.path.join(_partition_dir(directory, table, d, host),
+                                           "data_0.parquet"))}
+
+
+def _remove_partition(directory, table, d, host):
+    shutil.rmtree(_partition_dir(directory, table, d, host), ignore_errors=True)
 
 
 # -- reading ------------------------------------------------------------------
@@ -179,9 +214,13 @@ class ParquetHistory(History):
         self.paths = [directory]
         self.stores = _Files(directory)
 
-    def with_filters(self, **changes):
-        f = dict(self.filters, **changes)
-        return ParquetHistory(self.directory, **f)
+    @classmethod
+    def _derived(cls, parent, f):
+        other = History([], **f, _share=parent)
+        other.__class__ = cls
+        other.directory = parent.directory
+        other.paths = parent.paths
+        return other
 
     def _source(self, table):
         glob = os.path.join(self.directory, table, "**", "*.parquet")
