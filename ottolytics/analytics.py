@@ -124,7 +124,8 @@ def flaky(h, window=20):
     if window < 2:
         raise ValueError("window must be at least 2 runs")
     sql = lambda a: f"""  -- noqa
-        WITH t AS (SELECT * FROM ({h.tasks_sql(a)}) WHERE status IN ('success', 'failed')),
+        WITH t AS (SELECT * FROM ({h.facts_sql(a, need=['project', 'run_id'])})
+                   WHERE status IN ('success', 'failed')),
         per_run AS (
             SELECT project, task, run_id, run_started_at,
                    arg_max(status, attempt)::VARCHAR AS outcome,
