@@ -263,16 +263,23 @@ class History:
                 f"JOIN {self._rel(alias, 'projects')} p ON p.id = r.project_id")
         return " UNION ALL ".join(parts)
 
-    def tasks_sql(self, aliases, f=None, status=True, with_tail=False):
-        """Tasks of all stores; with_tail adds stderr_tail (kept out of the hot table)."""
+    def tasks_sql(self, aliases, f=None, status=True, with_tail=False, with_deps=False):
+        """Tasks of all stores; with_tail adds stderr_tail (kept out of the hot table),
+        with_deps the list of names each task depends on."""
         f = f or self.filters
         parts = []
         for alias, home in zip(aliases, self.homes):
             rd = "r.run_dir"
             tail_col = tail_join = ""
+            if with_deps:  # grouped by the integer task id inside the store, then joined
+                deps = (f"SELECT task_id, list(depends_on ORDER BY depends_on) AS depends_on "
+                        f"FROM {self._rel(alias, 'task_deps', self._ids_clause(f, status=status))} "
+                        f"GROUP BY task_id")
+                tail_col += ", dp.depends_on"
+                tail_join += f" LEFT JOIN ({deps}) dp ON dp.task_id = t.id"
             if with_tail:
-                tail_col = ", s.tail AS stderr_tail"
-                tail_join = (f" LEFT JOIN {self._rel(alias, 'task_stderr', self._ids_clause(f, status=status))}"  # noqa: E501
+                tail_col += ", s.tail AS stderr_tail"
+                tail_join += (f" LEFT JOIN {self._rel(alias, 'task_stderr', self._ids_clause(f, status=status))}"  # noqa: E501
                              " s ON s.task_id = t.id")
             parts.append(
                 f"SELECT r.uid AS run_id, p.name AS project, r.host, t.name AS task, t.attempt, "

@@ -84,14 +84,15 @@ class HistoryCollector:
         yield from (task_total, last_success)
 
         q = ", ".join(f"quantile_cont(duration_s, {x}) AS q{i}" for i, x in enumerate(QUANTILES))
-        recent = h.query(lambda a: f"""
+        window = h.with_filters(since=since)  # SQLite reads only the window's rows
+        recent = window.query(lambda a: f"""
             SELECT project, task, count(duration_s) FILTER (WHERE status IN ('success', 'failed'))
                    AS n, sum(duration_s) FILTER (WHERE status IN ('success', 'failed')) AS total,
                    count(*) FILTER (WHERE status = 'success') AS ok,
                    count(*) FILTER (WHERE status IN ('success', 'failed')) AS done,
                    arg_max(duration_s, started_s) FILTER (WHERE duration_s IS NOT NULL) AS last,
                    {q}
-            FROM ({h.facts_sql(a, need=['project'])})
+            FROM ({window.facts_sql(a, need=['project'])})
             WHERE started_s >= {since} GROUP BY ALL""")
         summary = Metric(f"{p}_task_duration_seconds",
                          f"Task durations over the last {self.window_s / 86400:g} days.", "summary")

@@ -68,8 +68,8 @@ def weekly_report(h, week=None):
     before = prev.success_rate(by=keys, freq=None)[keys + ["rate"]].rename(
         columns={"rate": "prev_success_rate"})
     before_d = prev.duration_stats(by=keys)[keys + ["p50"]].rename(columns={"p50": "prev_p50_s"})
-    # Flakiness over the last 20 runs up to the week's end, looking back four weeks.
-    flaky = h.with_filters(since=start - timedelta(days=21), until=end).flaky(window=20)[
+    # Flakiness over the last 20 runs up to the week's end, looking back two weeks.
+    flaky = h.with_filters(since=start - timedelta(days=7), until=end).flaky(window=20)[
         keys + ["score"]]
     failures = this.failures()
     df = (rates.rename(columns={"rate": "success_rate"})
