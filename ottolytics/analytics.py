@@ -14,6 +14,8 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pandas as pd
 
+from .paths import dir_size
+
 
 FREQS = {None: None, "H": "hour", "h": "hour", "hour": "hour", "D": "day", "day": "day",
          "W": "week", "week": "week", "M": "month", "MS": "month", "month": "month"}
@@ -371,17 +373,6 @@ def compare(h, run_a, run_b):
 
 # -- disk -----------------------------------------------------------------------
 
-def _tree_bytes(path):
-    total = 0
-    for root, _dirs, files in os.walk(path):
-        for name in files:
-            try:
-                total += os.lstat(os.path.join(root, name)).st_size
-            except OSError:
-                pass
-    return total
-
-
 def disk_usage(h):
     """Per project: runs, bytes of run directories (as recorded at run end or by
     sync), the largest and the oldest run, and ``cache_bytes``: the size of the
@@ -397,7 +388,7 @@ def disk_usage(h):
     for project, run_dir in dirs.itertuples(index=False):
         cache = os.path.join(os.path.dirname(run_dir), ".cache")
         caches.setdefault(project, set()).add(cache)
-    df["cache_bytes"] = [sum(_tree_bytes(c) for c in caches[p]) if p in caches else pd.NA
+    df["cache_bytes"] = [sum(dir_size(c) for c in caches[p]) if p in caches else pd.NA
                          for p in df["project"]]
     df["cache_bytes"] = df["cache_bytes"].astype("Int64")
     return df[["project", "runs", "run_bytes", "cache_bytes", "largest_run_id",

@@ -78,6 +78,18 @@ def task_path_from_stored(stored, run_dir_stored=None, home=None):
     return join(otto_home(home), stored)
 
 
+def dir_size(path) -> int:
+    """Bytes of the files under *path*, not following symlinks (a link counts as itself)."""
+    total = 0
+    for root, _dirs, files in os.walk(path):
+        for name in files:
+            try:
+                total += os.lstat(join(root, name)).st_size
+            except OSError:
+                pass
+    return total
+
+
 def runs_root(home=None) -> str:
     """Directory holding the run directories that ottolytics itself creates."""
     return join(otto_home(home), "ottolytics", "runs")

@@ -9,8 +9,8 @@ recovery closes it only after the maximum run age.
 import os
 
 from .recorder import Recorder
-from .shim import dir_size, run_dir_for
-from .paths import to_stored
+from .paths import dir_size, to_stored
+from .shim import run_dir_for
 
 
 def start_run(db=None, project=None, params=None):

@@ -18,8 +18,8 @@ import sys
 import time
 from os.path import basename, exists, join
 
-from .paths import (runs_root, safe_component, sha256_hex, spool_dirs, task_path_to_stored,
-                    to_stored)
+from .paths import (dir_size, runs_root, safe_component, sha256_hex, spool_dirs,
+                    task_path_to_stored, to_stored)
 from .recorder import STDERR_TAIL_BYTES, Recorder, tail_text
 
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
@@ -61,18 +61,6 @@ def _make_task_dir(run_dir: str, task: str, db) -> str | None:
             except OSError:
                 break
     return None
-
-
-def dir_size(path) -> int:
-    """Bytes of the files under *path*, not following symlinks."""
-    total = 0
-    for root, dirs, files in os.walk(path):
-        for name in files:
-            try:
-                total += os.lstat(os.path.join(root, name)).st_size
-            except OSError:
-                pass
-    return total
 
 
 def _in_terminal_foreground():

@@ -18,6 +18,7 @@ import time
 from os.path import join
 
 from ..liveness import hostname, pids
+from ..paths import dir_size
 from . import known, needs_writing, read_utf8, save_runs
 
 SOURCE = "otto"
@@ -126,17 +127,6 @@ def _tail(path, report):
         return data.decode("utf-8", "replace")
 
 
-def _dir_size(path):
-    total = 0
-    for root, _dirs, files in os.walk(path):
-        for name in files:
-            try:
-                total += os.lstat(join(root, name)).st_size
-            except OSError:
-                pass
-    return total
-
-
 class BadRun(Exception):
     """This run cannot be imported whole; the message says why."""
 
@@ -191,7 +181,7 @@ def _task_files(task_dir, name, run_dir, report):
         if n in ("stdout.log", "stderr.log", output, "script.sh", "script.py"):
             times[n] = st.st_mtime
         if entry.is_dir(follow_symlinks=False):
-            size += _dir_size(entry.path)  # artifacts/
+            size += dir_size(entry.path)  # artifacts/
         elif n in ("script.sh", "script.py"):
             script_name = n
             if entry.is_symlink():
