@@ -246,9 +246,18 @@ def cmd_synth(args):
     from .synth import synthesize
     if args.runs < 1 or args.tasks_per_run < 1 or args.days <= 0:
         return _fail("--runs, --tasks-per-run and --days must be positive", 2)
+    end = None
+    if args.end:
+        import time
+        from datetime import datetime, timezone
+        try:
+            end = time.time() if args.end == "now" else datetime.fromisoformat(
+                args.end).replace(tzinfo=timezone.utc).timestamp()
+        except ValueError:
+            return _fail(f"--end {args.end!r}: use 'now' or a date such as 2026-11-21", 2)
     try:
         summary = synthesize(args.out, runs=args.runs, tasks_per_run=args.tasks_per_run,
-                             seed=args.seed, days=args.days, force=args.force)
+                             seed=args.seed, days=args.days, end=end, force=args.force)
     except FileExistsError as exc:
         return _fail(str(exc), 2)
     print(f"wrote {summary['runs']} runs and {summary['tasks']} tasks to {args.out} "
@@ -356,6 +365,8 @@ def build_parser():
     p.add_argument("--tasks-per-run", type=int, required=True)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--days", type=float, default=90)
+    p.add_argument("--end", help="when the history ends: 'now', or a UTC date (default "
+                   "2026-11-21, fixed so a seed always gives the same store)")
     p.add_argument("--force", action="store_true", help="overwrite OUT.db if it exists")
     p.set_defaults(func=cmd_synth)
 

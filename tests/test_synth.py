@@ -71,3 +71,11 @@ def test_refuses_to_overwrite_without_force(tmp_path, cli):
     assert again.returncode == 2 and b"--force" in again.stderr
     assert cli("synth", path, "--runs", "5", "--tasks-per-run", "3", "--force").returncode == 0
     assert cli("synth", path, "--runs", "0", "--tasks-per-run", "3").returncode == 2
+    recent = tmp_path / "recent.db"
+    assert cli("synth", recent, "--runs", "5", "--tasks-per-run", "2", "--end", "now").returncode == 0
+    conn = sqlite3.connect(recent)
+    import time
+    assert conn.execute("SELECT max(started_at) FROM runs").fetchone()[0] > time.time() - 91 * 86400
+    conn.close()
+    assert cli("synth", tmp_path / "x.db", "--runs", "5", "--tasks-per-run", "2",
+               "--end", "someday").returncode == 2
