@@ -65,35 +65,36 @@ class HistoryCollector:
             interrupted.add_metric([project], e["interrupted"])
         yield from (total, last_run, running, stale, interrupted)
 
-        tasks = h.query(lambda a: f"""
-            SELECT project, task, status, count(*) AS n,
-                   max(epoch(started_at)) FILTER (WHERE status = 'success') AS last_success
-            FROM ({h.facts_sql(a, need=['project'])}) GROUP BY ALL""")
+        # One pass over the tasks: all-time totals per status, and the window's
+        # durations and ratio per task (GROUPING SETS; finished attempts only).
+        fin = "w AND status IN ('success', 'failed')"
+        q = ", ".join(f"quantile_cont(duration_s, {x}) FILTER (WHERE {fin}) AS q{i}"
+                      for i, x in enumerate(QUANTILES))
+        stats = h.query(lambda a: f"""
+            SELECT project, task, status, grouping(status) AS per_task, count(*) AS n_all,
+                   max(started_s) FILTER (WHERE status = 'success') AS last_success,
+                   count(duration_s) FILTER (WHERE {fin}) AS n,
+                   sum(duration_s) FILTER (WHERE {fin}) AS total,
+                   count(*) FILTER (WHERE w AND status = 'success') AS ok,
+                   count(*) FILTER (WHERE {fin}) AS done,
+                   arg_max(duration_s, started_s) FILTER (WHERE w AND duration_s IS NOT NULL)
+                   AS last, {q}
+            FROM (SELECT *, started_s >= {since} AS w FROM ({h.facts_sql(a, need=['project'])}))
+            GROUP BY GROUPING SETS ((project, task, status), (project, task))""")
         task_total = CounterMetricFamily(f"{p}_tasks", "Task attempts recorded, by status.",
                                          labels=["project", "task", "status"])
         last_success = GaugeMetricFamily(f"{p}_task_last_success_timestamp_seconds",
                                          "Start time of the task's newest successful attempt.",
                                          labels=["project", "task"])
-        successes = {}
-        for project, task, status, n, last in tasks.itertuples(index=False):
-            task_total.add_metric([project, task, status], n)
-            if not pd.isna(last):
-                successes[(project, task)] = max(successes.get((project, task), 0), last)
-        for (project, task), last in sorted(successes.items()):
-            last_success.add_metric([project, task], last)
+        by_status = stats[stats["per_task"] == 0]
+        recent = stats[(stats["per_task"] == 1) & (stats["n"] + stats["done"] > 0)]
+        for row in by_status.itertuples(index=False):
+            task_total.add_metric([row.project, row.task, row.status], row.n_all)
+        for row in stats[stats["per_task"] == 1].itertuples(index=False):
+            if not pd.isna(row.last_success):
+                last_success.add_metric([row.project, row.task], row.last_success)
         yield from (task_total, last_success)
 
-        q = ", ".join(f"quantile_cont(duration_s, {x}) AS q{i}" for i, x in enumerate(QUANTILES))
-        window = h.with_filters(since=since)  # SQLite reads only the window's rows
-        recent = window.query(lambda a: f"""
-            SELECT project, task, count(duration_s) FILTER (WHERE status IN ('success', 'failed'))
-                   AS n, sum(duration_s) FILTER (WHERE status IN ('success', 'failed')) AS total,
-                   count(*) FILTER (WHERE status = 'success') AS ok,
-                   count(*) FILTER (WHERE status IN ('success', 'failed')) AS done,
-                   arg_max(duration_s, started_s) FILTER (WHERE duration_s IS NOT NULL) AS last,
-                   {q}
-            FROM ({window.facts_sql(a, need=['project'])})
-            WHERE started_s >= {since} GROUP BY ALL""")
         summary = Metric(f"{p}_task_duration_seconds",
                          f"Task durations over the last {self.window_s / 86400:g} days.", "summary")
         last_duration = GaugeMetricFamily(f"{p}_task_last_duration_seconds",
