@@ -125,9 +125,15 @@ def flaky(h, window=20):
     """
     if window < 2:
         raise ValueError("window must be at least 2 runs")
-    sql = lambda a: f"""  -- noqa
-        WITH t AS (SELECT * FROM ({h.facts_sql(a, need=['project', 'run_id'])})
-                   WHERE status IN ('success', 'failed')),
+    return h.query(lambda a: flaky_sql(f"({h.facts_sql(a, need=['project', 'run_id'])})",
+                                       window))
+
+
+def flaky_sql(source, window):
+    """flaky()'s SQL over *source*: a relation with project, task, run_id,
+    run_started_at, attempt, status and script_hash."""
+    return f"""
+        WITH t AS (SELECT * FROM {source} WHERE status IN ('success', 'failed')),
         per_run AS (
             SELECT project, task, run_id, run_started_at,
                    arg_max(status, attempt)::VARCHAR AS outcome,
@@ -168,7 +174,6 @@ def flaky(h, window=20):
         FROM flips f LEFT JOIN hashes hs USING (project, task)
         WHERE f.failed_runs > 0 OR f.retry_passes > 0
         ORDER BY score DESC, flip_rate DESC, project, task"""
-    return h.query(sql)
 
 
 # -- failures -----------------------------------------------------------------

@@ -14,6 +14,9 @@ from datetime import date, datetime, timedelta
 
 import pandas as pd
 
+from .analytics import flaky_sql
+from .history import _to_pandas as _frame
+
 COLUMNS = ["week", "week_start", "week_end", "project", "task", "runs", "successes",
            "failures", "skips", "success_rate", "p50_s", "p95_s", "prev_success_rate",
            "rate_delta", "prev_p50_s", "p50_ratio", "flaky_score", "top_failure_signature",
@@ -58,24 +61,39 @@ def weekly_report(h, week=None):
         monday = parse_week(week)
     start, end = _local_midnight(monday), _local_midnight(monday + timedelta(days=7))
     prev_start = _local_midnight(monday - timedelta(days=7))
-    this = h.with_filters(since=start, until=end)
-    prev = h.with_filters(since=prev_start, until=start)
     keys = ["project", "task"]
-    rates = this.success_rate(by=keys, freq=None)
+    # The two weeks' task rows cross from SQLite once, into a temp table that
+    # every figure below is computed from (each separate filtered read costs).
+    span = h.with_filters(since=prev_start, until=end)
+    table = f"weekly_{uuid.uuid4().hex}"
+    span.stores.query(span.con, lambda a: (
+        f"CREATE TEMP TABLE {table} AS SELECT * FROM "
+        f"({span.facts_sql(a, need=['project', 'run_id'])})"), lambda r: None)
+    try:
+        fin = "status IN ('success', 'failed')"
+        stats = _frame(h.con.execute(f"""
+            SELECT project, task, started_s >= {start.timestamp()} AS this_week,
+                   count(*) FILTER (WHERE attempt = 1) AS runs,
+                   count(*) FILTER (WHERE status = 'success') AS successes,
+                   count(*) FILTER (WHERE status = 'failed') AS failures,
+                   count(*) FILTER (WHERE status = 'skipped') AS skips,
+                   count(*) FILTER (WHERE status = 'success') / nullif(count(*) FILTER
+                       (WHERE {fin}), 0) AS success_rate,
+                   quantile_cont(duration_s, 0.5) FILTER (WHERE {fin}) AS p50_s,
+                   quantile_cont(duration_s, 0.95) FILTER (WHERE {fin}) AS p95_s
+            FROM {table} GROUP BY ALL"""))
+        # Flakiness over the last 20 runs up to the week's end, looking back two weeks.
+        flaky = _frame(h.con.execute(flaky_sql(table, 20)))[keys + ["score"]]
+    finally:
+        h.con.execute(f"DROP TABLE IF EXISTS {table}")
+    rates = stats[stats["this_week"]].drop(columns="this_week")
     if rates.empty:
         return pd.DataFrame(columns=COLUMNS)
-    durations = this.duration_stats(by=keys)[keys + ["p50", "p95"]]
-    before = prev.success_rate(by=keys, freq=None)[keys + ["rate"]].rename(
-        columns={"rate": "prev_success_rate"})
-    before_d = prev.duration_stats(by=keys)[keys + ["p50"]].rename(columns={"p50": "prev_p50_s"})
-    # Flakiness over the last 20 runs up to the week's end, looking back two weeks.
-    flaky = h.with_filters(since=start - timedelta(days=7), until=end).flaky(window=20)[
-        keys + ["score"]]
-    failures = this.failures()
-    df = (rates.rename(columns={"rate": "success_rate"})
-          .merge(durations, on=keys, how="left").merge(before, on=keys, how="left")
-          .merge(before_d, on=keys, how="left").merge(flaky, on=keys, how="left"))
-    df = df.rename(columns={"p50": "p50_s", "p95": "p95_s", "score": "flaky_score"})
+    before = stats[~stats["this_week"]][keys + ["success_rate", "p50_s"]].rename(
+        columns={"success_rate": "prev_success_rate", "p50_s": "prev_p50_s"})
+    failures = h.with_filters(since=start, until=end).failures()
+    df = (rates.merge(before, on=keys, how="left").merge(flaky, on=keys, how="left")
+          .rename(columns={"score": "flaky_score"}))
     df["flaky_score"] = df["flaky_score"].fillna(0.0)
     df["rate_delta"] = df["success_rate"] - df["prev_success_rate"]
     df["p50_ratio"] = df["p50_s"] / df["prev_p50_s"]
