@@ -178,7 +178,7 @@ class History:
 
     @classmethod
     def _derived(cls, parent, f):
-        return History(parent.paths, **f, _share=parent)
+        return cls(parent.paths, **f, _share=parent)
 
     # -- reading one store: a typed scan, or a filtered query run by SQLite ----
 

@@ -204,22 +204,19 @@ class _Files:
 class ParquetHistory(History):
     """A History over a Parquet dataset written by to_parquet (from one host or many)."""
 
-    def __init__(self, directory, **filters):
+    def __init__(self, directory, _share=None, **filters):
         directory = os.path.abspath(str(directory))
         if not is_dataset(directory):
             raise duck.ReadError(f"{directory}: not an ottolytics Parquet dataset (no runs/)")
         self.directory = directory
-        super().__init__([], **filters)
+        super().__init__([], **filters, _share=_share)
         self.paths = [directory]
-        self.stores = _Files(directory)
+        if _share is None:
+            self.stores = _Files(directory)
 
     @classmethod
     def _derived(cls, parent, f):
-        other = History([], **f, _share=parent)
-        other.__class__ = cls
-        other.directory = parent.directory
-        other.paths = parent.paths
-        return other
+        return cls(parent.directory, _share=parent, **f)
 
     def _source(self, table):
         glob = os.path.join(self.directory, table, "**", "*.parquet")
