@@ -125,7 +125,7 @@ def flaky(h, window=20):
     """
     if window < 2:
         raise ValueError("window must be at least 2 runs")
-    return h.query(lambda a: flaky_sql(f"({h.facts_sql(a, need=['project', 'run_id'])})",
+    return h.query(lambda a: flaky_sql(f"({h.facts_sql(a, need=['project', 'run_id', 'run_started_at'])})",
                                        window))
 
 

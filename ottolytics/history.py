@@ -257,14 +257,18 @@ class History:
                 f"JOIN {self._rel(alias, 'projects')} p ON p.id = r.project_id")
         return " UNION ALL ".join(parts)
 
-    def tasks_sql(self, aliases, f=None, status=True, with_tail=False, with_deps=False):
+    def tasks_sql(self, aliases, f=None, status=True, with_tail=False, with_deps=False,
+                  internal=False):
         """Tasks of all stores; with_tail adds stderr_tail (kept out of the hot table),
-        with_deps the list of names each task depends on."""
+        with_deps the list of names each task depends on, internal the store's own
+        keys (_store, _tid, _logged) for joining other tables without a rescan."""
         f = f or self.filters
         parts = []
-        for alias, home in zip(aliases, self.homes):
+        for i, (alias, home) in enumerate(zip(aliases, self.homes)):
             rd = "r.run_dir"
             tail_col = tail_join = ""
+            if internal:
+                tail_col += f", {i} AS _store, t.id AS _tid, t.status_logged AS _logged"
             if with_deps:  # grouped by the integer task id inside the store, then joined
                 deps = (f"SELECT task_id, list(depends_on ORDER BY depends_on) AS depends_on "
                         f"FROM {self._rel(alias, 'task_deps', self._ids_clause(f, status=status))} "
@@ -310,9 +314,13 @@ class History:
                     f"{i} * 1099511627776 + t.run_id AS run_key")
             joins = ""
             if {"project", "host", "run_id", "run_started_at"} & set(need):
-                joins = (f" JOIN {self._rel(alias, 'runs', self._runs_where(f, False), ('id', 'uid', 'host', 'started_at', 'project_id'))} r "  # noqa: E501
+                wanted = [c for c in ("uid", "host", "started_at") if
+                          {"uid": "run_id", "started_at": "run_started_at"}.get(c, c) in need]
+                joins = (f" JOIN {self._rel(alias, 'runs', self._runs_where(f, False), ['id', 'project_id'] + wanted)} r "  # noqa: E501
                          f"ON r.id = t.run_id")
-                cols += (f", r.uid AS run_id, r.host, {_ts('r.started_at')} AS run_started_at")
+                cols += "".join({"uid": ", r.uid AS run_id", "host": ", r.host",
+                                 "started_at": f", {_ts('r.started_at')} AS run_started_at"}[c]
+                                for c in wanted)
                 if "project" in need:
                     joins += f" JOIN {self._rel(alias, 'projects')} p ON p.id = r.project_id"
                     cols += ", p.name AS project"

@@ -21,9 +21,11 @@ import json
 import os
 import shutil
 import uuid
+from datetime import datetime, timezone
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
@@ -39,21 +41,59 @@ def is_dataset(path):
     return os.path.isdir(os.path.join(str(path), "runs"))
 
 
-def _partitioned(h, aliases, table):
-    """SELECT for one table with its partition columns ``date`` and ``host``."""
-    runs = f"SELECT run_id AS _rid, started_at AS _rstart, host AS _rhost FROM ({h.runs_sql(aliases)})"
-    part = ("strftime(_rstart, '%Y-%m-%d') AS date, coalesce(_rhost, 'unknown') AS host")
+PART = "strftime(%s, '%%Y-%%m-%%d') AS date, coalesce(%s, 'unknown') AS host"
+STAGED = "_ottolytics_export_tasks"  # a temp table: the tasks are read from SQLite once
+PIECES = {"transitions": 3}  # how many SELECTs _table_sql returns for a table
+
+
+def _execute(h, build_sql):
+    h.stores.query(h.con, build_sql, lambda result: None)
+
+
+def _stage_tasks(h, aliases, keep):
+    """Read the tasks once into a temp table, sorted by partition, with the
+    store's own keys, so that tasks and transitions are both cut from it."""
+    body = h.tasks_sql(aliases, with_tail=True, with_deps=True, internal=True)
+    return (f"CREATE OR REPLACE TEMP TABLE {STAGED} AS SELECT * FROM ("
+            f"SELECT t.* EXCLUDE (host), {PART % ('t.run_started_at', 't.host')} "
+            f"FROM ({body}) t){keep} ORDER BY date, host")
+
+
+def _table_sql(h, aliases, table, keep):
+    """The SELECTs (each sorted by partition) whose rows make up one table, with
+    its partition columns ``date`` and ``host``."""
     if table == "runs":
-        return (f"SELECT * EXCLUDE (host) REPLACE (CAST(status AS VARCHAR) AS status), "
-                f"strftime(started_at, '%Y-%m-%d') AS date, "
-                f"coalesce(host, 'unknown') AS host FROM ({h.runs_sql(aliases)})")
+        return [f"SELECT * FROM (SELECT * EXCLUDE (host) REPLACE (CAST(status AS VARCHAR) AS status), "
+                f"{PART % ('started_at', 'host')} FROM ({h.runs_sql(aliases)})){keep} "
+                f"ORDER BY date, host"]
     if table == "tasks":
-        return (f"SELECT t.* EXCLUDE (host) REPLACE (CAST(t.status AS VARCHAR) AS status), "
-                f"strftime(t.run_started_at, '%Y-%m-%d') AS date, "
-                f"coalesce(t.host, 'unknown') AS host "
-                f"FROM ({h.tasks_sql(aliases, with_tail=True, with_deps=True)}) t")
-    body = h.transitions_sql(aliases) if table == "transitions" else h.params_long_sql(aliases)
-    return f"SELECT x.*, {part} FROM ({body}) x JOIN ({runs}) r ON r._rid = x.run_id"
+        return [f"SELECT * EXCLUDE (_store, _tid, _logged) REPLACE (CAST(status AS VARCHAR) AS status) "
+                f"FROM {STAGED}"]
+    if table == "params":
+        runs = f"SELECT run_id AS _rid, {PART % ('started_at', 'host')} FROM ({h.runs_sql(aliases)})"
+        return [f"SELECT * FROM (SELECT x.*, r.date, r.host FROM ({h.params_long_sql(aliases)}) x "
+                f"JOIN ({runs}) r ON r._rid = x.run_id){keep} ORDER BY date, host"]
+    # transitions: the rows a plain-path task implies (see the store's transitions
+    # view), cut from the staged tasks, then the logged ones from status_log.
+    implied = [
+        f"SELECT run_id, task, attempt, CAST(NULL AS VARCHAR) AS from_status, "
+        f"'running' AS to_status, started_at AS \"at\", CAST(NULL AS VARCHAR) AS reason, date, host "
+        f"FROM {STAGED} WHERE _logged = 0",
+        f"SELECT run_id, task, attempt, 'running' AS from_status, CAST(status AS VARCHAR) AS to_status, "
+        f"finished_at AS \"at\", CAST(NULL AS VARCHAR) AS reason, date, host FROM {STAGED} "
+        f"WHERE _logged = 0 AND status NOT IN ('pending', 'running')"]
+    f = h.filters
+    logged = []
+    for i, alias in enumerate(aliases):
+        log = h._rel(alias, "status_log", h._by_run(f))
+        r = h._rel(alias, "runs", h._runs_where(f, with_status=False))
+        logged.append(
+            f"SELECT r.uid AS run_id, t.task, t.attempt, x.from_status, x.to_status, "
+            f"to_timestamp(x.\"at\") AS \"at\", x.reason, "
+            f"{PART % ('to_timestamp(r.started_at)', 'r.host')} "
+            f"FROM {log} x JOIN {r} r ON r.id = x.run_id "
+            f"LEFT JOIN {STAGED} t ON t._store = {i} AND t._tid = x.task_id")
+    return implied + [f"SELECT * FROM ({' UNION ALL '.join(logged)}){keep} ORDER BY date, host"]
 
 
 def _signatures_sql(h, aliases):
@@ -115,20 +155,32 @@ def export(h, directory):
         " WHERE (date, host) IN (" + ", ".join(
             f"({duck.sqlite_literal(d)}, {duck.sqlite_literal(host)})" for d, host in changed)
         + ")")
+    if keep and changed:  # only the changed partitions' runs cross from SQLite
+        since = datetime.fromisoformat(min(d for d, _host in changed)).replace(
+            tzinfo=timezone.utc).timestamp()
+        if h.filters["since"] is None or h.filters["since"] < since:
+            h = h.with_filters(since=since)
     with ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2)) as pool:
-        for table in TABLES:
-            rows = 0
-            if changed:
-                data = h.query_arrow(
-                    lambda a, table=table: f"SELECT * FROM ({_partitioned(h, a, table)}){keep}")
-                rows = data.num_rows
-                jobs = [pool.submit(_write_file, directory, table, d, host, part)
-                        for d, host, part in _split(data)]
-                for job in jobs:
-                    job.result()
-            summary["rows"][table] = rows
-            for d, host in gone | (changed - _present(directory, table, changed)):
-                _remove_partition(directory, table, d, host)
+        if changed:
+            _execute(h, lambda a: _stage_tasks(h, a, keep))
+        try:
+            jobs = []  # writes overlap the next table's query
+            for table in TABLES:
+                rows = 0
+                if changed:
+                    pieces = [h.query_arrow(lambda a, table=table, k=k: _table_sql(h, a, table, keep)[k])
+                              for k in range(PIECES.get(table, 1))]
+                    rows = sum(p.num_rows for p in pieces)
+                    jobs += [pool.submit(_write_file, directory, table, d, host, part)
+                             for (d, host), part in _split(pieces).items()]
+                summary["rows"][table] = rows
+            for job in jobs:
+                job.result()
+            for table in TABLES:
+                for d, host in gone | (changed - _present(directory, table, changed)):
+                    _remove_partition(directory, table, d, host)
+        finally:
+            _execute(h, lambda a: f"DROP TABLE IF EXISTS {STAGED}")
     by_host = {}
     for (d, host), sig in now.items():
         by_host.setdefault(host, {})[f"{d}/{host}"] = sig
@@ -137,22 +189,26 @@ def export(h, directory):
     return summary
 
 
-def _split(table):
-    """(date, host, rows) for each partition of *table*, without the partition columns."""
-    if table.num_rows == 0:
-        return []
-    # Integer codes for the partition key, then one stable argsort: far cheaper
-    # than sorting on two string columns.
-    key = pc.binary_join_element_wise(table["date"], table["host"], "\x00")
-    codes = np.asarray(key.combine_chunks().dictionary_encode().indices)
-    order = np.argsort(codes, kind="stable")
-    table = table.take(order)
-    codes = codes[order]
-    bounds = [0] + (np.flatnonzero(np.diff(codes)) + 1).tolist() + [table.num_rows]
-    data = table.drop_columns(["date", "host"])
-    dates, hosts = table["date"], table["host"]
-    return [(dates[a].as_py(), hosts[a].as_py(), data.slice(a, b - a))
-            for a, b in zip(bounds, bounds[1:])]
+def _split(pieces):
+    """{(date, host): rows without the partition columns}, from Arrow tables that
+    are each sorted by (date, host): a partition is a run of equal keys, cut out
+    by slicing (no copy), and a partition's slices from several pieces are joined."""
+    found = {}
+    for table in pieces:
+        if table.num_rows == 0:
+            continue
+        key = pc.binary_join_element_wise(table["date"], table["host"], "\x00")
+        codes = np.asarray(key.combine_chunks().dictionary_encode().indices)
+        if np.any(np.diff(codes) < 0):  # not sorted after all: sort (stable) first
+            order = np.argsort(codes, kind="stable")
+            table, codes = table.take(order), codes[order]
+        bounds = [0] + (np.flatnonzero(np.diff(codes)) + 1).tolist() + [table.num_rows]
+        data = table.drop_columns(["date", "host"])
+        dates, hosts = table["date"], table["host"]
+        for a, b in zip(bounds, bounds[1:]):
+            found.setdefault((dates[a].as_py(), hosts[a].as_py()), []).append(
+                data.slice(a, b - a))
+    return {k: v[0] if len(v) == 1 else pa.concat_tables(v) for k, v in found.items()}
 
 
 def _partition_dir(directory, table, d, host):

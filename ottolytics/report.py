@@ -67,8 +67,8 @@ def weekly_report(h, week=None):
     span = h.with_filters(since=prev_start, until=end)
     table = f"weekly_{uuid.uuid4().hex}"
     span.stores.query(span.con, lambda a: (
-        f"CREATE TEMP TABLE {table} AS SELECT * FROM "
-        f"({span.facts_sql(a, need=['project', 'run_id'])})"), lambda r: None)
+        f"CREATE TEMP TABLE {table} AS SELECT *, run_key AS run_id FROM "
+        f"({span.facts_sql(a, need=['project', 'run_started_at'])})"), lambda r: None)
     try:
         fin = "status IN ('success', 'failed')"
         stats = _frame(h.con.execute(f"""
