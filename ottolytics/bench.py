@@ -485,6 +485,80 @@ def bench_exports(work, quick):
     ]
 
 
+def _wall(cmds, n, env=None):
+    """Median whole-process wall seconds of each command, run interleaved so that
+    load from elsewhere hits them alike; stdout and stderr go to pipes."""
+    times = [[] for _ in cmds]
+    for _ in range(n):
+        for cmd, out in zip(cmds, times):
+            t0 = time.perf_counter()
+            subprocess.run(cmd, env=env, check=True, capture_output=True)
+            out.append(time.perf_counter() - t0)
+    return [statistics.median(t) for t in times]
+
+
+def _on_pty(cmd, env):
+    """Wall seconds of *cmd* with its stdout and stderr on a pseudo-terminal."""
+    import pty
+    leader, follower = pty.openpty()
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=follower, stderr=follower, env=env)
+    os.close(follower)
+    while True:
+        try:
+            if not os.read(leader, 65536):
+                break
+        except OSError:  # the pty closes when the child exits
+            break
+    proc.wait()
+    os.close(leader)
+    return time.perf_counter() - t0
+
+
+def bench_manage(work, quick):
+    """The management commands: the quick ones on a big store against bare python
+    with sqlite3; usage against du -sb, and clean --dry-run, on an otto tree."""
+    from .sync import sync
+    store = _synth_store(work, quick)
+    n = 10 if quick else 25
+    cmd = _ottolytics_cmd() + ["--db", str(store)]
+    quick_cmds = {"history": ["history", "-n", "10"], "list": ["list", "--limit", "10"],
+                  "info": ["info", "latest"]}
+    base_cmd = [sys.executable, "-c", "import sqlite3"]
+    env = dict(os.environ)
+    env.pop("NO_COLOR", None)
+    rows = []
+    tasks = 100_000 if quick else 1_000_000
+    for name, args in quick_cmds.items():
+        ours, base = _wall([cmd + args, base_cmd], n, env)
+        rows.append(Row(f"{name}-quick", f"`{' '.join(['ottolytics'] + args)}` on ~{tasks:,} "
+                        "tasks, piped, whole process", ours * 1e3, "ms", base * 1e3,
+                        "python3 -c 'import sqlite3'", "≤ 2×", ours <= 2 * base))
+    tty = statistics.median([_on_pty(cmd + quick_cmds["history"], env) for _ in range(n)])
+    rows.append(Row("history-tty", "the same `history -n 10` on a terminal (a pty): rich "
+                    "tables", tty * 1e3, "ms", rows[0].baseline, "python3 -c 'import sqlite3'",
+                    "< 100 ms", tty < 0.1))
+    runs = 1000  # the goals' size, in quick mode too: at 200 runs start-up dominates
+    home = work / "home"
+    home.mkdir()
+    _otto_tree(home, runs, 10)
+    sync(home / "ottolytics.db", otto_home_dir=str(home), source="otto", progress=False)
+    os.sync()
+    env = dict(env, OTTO_HOME=str(home), OTTOLYTICS_DB=str(home / "ottolytics.db"))
+    usage_cmd = _ottolytics_cmd() + ["usage", "--json"]
+    ours, du = _wall([usage_cmd, ["du", "-sb", str(home)]], 5 if quick else 9, env)
+    rows.append(Row("usage", f"`ottolytics usage` over {runs} otto runs × 10 tasks, whole "
+                    "process", ours, "s", du, "du -sb of the same tree", "≤ 1.5×",
+                    ours <= 1.5 * du))
+    clean_cmd = _ottolytics_cmd() + ["clean", "--dry-run", "--keep", "0", "--keep-last", "0",
+                                     "--cache"]
+    ours, du = _wall([clean_cmd, ["du", "-sb", str(home)]], 3 if quick else 5, env)
+    rows.append(Row("clean-dry-run", f"`ottolytics clean --dry-run --cache` over {runs} runs "
+                    "(all due), whole process", ours, "s", du, "du -sb of the same tree",
+                    "≤ 2 s", ours <= 2.0))
+    return rows
+
+
 BENCHES = {
     "recorder": bench_recorder,
     "shim": bench_shim,
@@ -494,6 +568,7 @@ BENCHES = {
     "sync": bench_sync,
     "analysis": bench_analysis,
     "exports": bench_exports,
+    "manage": bench_manage,
 }
 
 

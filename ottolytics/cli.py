@@ -43,17 +43,80 @@ def _fast_exec(argv):
             continue
         if arg == "--" and seen_exec:
             return _Args(command=argv[i + 1:], **values)
-        name, eq, inline = arg.partition("=")
+        name = arg.partition("=")[0]
         if name not in _EXEC_OPTIONS or (name != "--db" and not seen_exec):
             return None
-        if eq:
-            value, i = inline, i + 1
-        elif i + 1 < len(argv):
-            value, i = argv[i + 1], i + 2
-        else:
+        taken = _option_value(argv, i)
+        if taken is None:
             return None
-        values[name[2:]] = value
+        values[name[2:]], i = taken
     return None
+
+
+def _option_value(argv, i):
+    """(value, next index) for the option at argv[i], as ``--opt=V`` or ``--opt V``."""
+    _name, eq, inline = argv[i].partition("=")
+    if eq:
+        return inline, i + 1
+    if i + 1 < len(argv):
+        return argv[i + 1], i + 2
+    return None
+
+
+# The quick commands' options: name -> (attribute, converter); None takes no value.
+_QUICK = {
+    "history": ({"-n": ("n", int), "--status": ("status", str), "--project": ("project", str),
+                 "--json": ("json", None), "--jsonl": ("jsonl", None), "--db": ("db", str)},
+                ("task",), {"n": 20}),
+    "list": ({"--limit": ("limit", int), "--project": ("project", str),
+              "--json": ("json", None), "--jsonl": ("jsonl", None), "--db": ("db", str)},
+             (), {"limit": 20}),
+    "info": ({"--json": ("json", None), "--db": ("db", str)}, ("run",), {}),
+}
+
+
+def _fast_quick(argv):
+    """Parse the quick commands (history, list, info) without argparse, whose
+    import alone is a third of their start-up budget. Returns (command, args),
+    or None for anything unusual (help, typos, bad values), which argparse
+    then parses with its usual messages."""
+    db = None
+    if len(argv) >= 2 and argv[0].startswith("--db"):
+        name, eq, inline = argv[0].partition("=")
+        if name != "--db":
+            return None
+        db, argv = (inline, argv[1:]) if eq else (argv[1], argv[2:])
+    if not argv or argv[0] not in _QUICK:
+        return None
+    options, positionals, defaults = _QUICK[argv[0]]
+    values = dict.fromkeys([a for a, _c in options.values()] + list(positionals))
+    values.update(defaults, db=db, json=False, jsonl=False)
+    free = list(positionals)
+    i, rest = 0, argv[1:]
+    while i < len(rest):
+        name, eq, _inline = rest[i].partition("=")
+        if name in options:
+            attr, convert = options[name]
+            if convert is None:
+                if eq:
+                    return None
+                values[attr], i = True, i + 1
+                continue
+            taken = _option_value(rest, i)
+            if taken is None:
+                return None
+            raw, i = taken
+            try:
+                values[attr] = convert(raw)
+            except ValueError:
+                return None
+        elif rest[i].startswith("-") or not free:
+            return None
+        else:
+            values[free.pop(0)], i = rest[i], i + 1
+    if free and argv[0] == "info":
+        return None  # RUN is required: let argparse say so
+    return argv[0], _Args(**values)
 
 
 def _fail(message, code=1):
@@ -118,36 +181,323 @@ def _frame_records(df):
     return json.loads(df.to_json(orient="records", date_format="iso", date_unit="us"))
 
 
+def _iso_fields(record, *names):
+    from .formatting import iso_utc
+    for name in names:
+        record[name] = iso_utc(record[name])
+    return record
+
+
+def _status_cell(status):
+    from .formatting import STATUS_SYMBOLS
+    return f"{STATUS_SYMBOLS.get(status, '?')} {status}"
+
+
+def _task_counts(r):
+    from .formatting import STATUS_SYMBOLS
+    counts = " ".join(f"{STATUS_SYMBOLS[s]}{r['tasks_' + s]}"
+                      for s in ("success", "failed", "skipped", "interrupted", "running")
+                      if r["tasks_" + s])
+    return f"{r['tasks']} {counts}".strip()
+
+
 def cmd_history(args):
-    from .formatting import STATUS_SYMBOLS, duration, iso_utc, local_time, table
-    from .listing import recent_runs
+    from .formatting import duration, local_time
+    from .listing import recent_runs, task_history
     from .migrations import StoreError
+    from .terminal import human_bytes, print_table
     if args.n < 0:
         return _fail(f"-n {args.n}: must be 0 or more", 2)
     try:
-        runs = recent_runs(args.db, limit=args.n)
+        if args.task:
+            found = task_history(args.db, args.task, limit=args.n, status=args.status,
+                                 project=args.project)
+        else:
+            runs = recent_runs(args.db, limit=args.n, status=args.status, project=args.project)
+    except StoreError as exc:
+        return _fail(str(exc))
+    if args.task:
+        runs, summary = found["runs"], found["summary"]
+    if args.json or args.jsonl:
+        for r in runs:
+            _iso_fields(r, "started_at", "finished_at")
+        if args.task and not args.jsonl:
+            _print_records({"task": args.task, "summary": summary, "runs": runs}, False)
+        else:
+            _print_records(runs, args.jsonl)
+        return 0
+    if not runs:
+        print(f"no runs of task {args.task!r}" if args.task else "no runs recorded yet")
+        return 0
+    if args.task:
+        rows = [[local_time(r["started_at"]), _status_cell(r["status"]),
+                 duration(r["duration_s"]), "" if r["exit_code"] is None else r["exit_code"],
+                 r["attempts"], human_bytes(r["size_bytes"]), r["user"] or "-", r["project"],
+                 r["run_id"]] for r in runs]
+        print_table(["TIMESTAMP", "STATUS", "DURATION", "EXIT", "ATTEMPTS", "SIZE", "USER",
+                     "PROJECT", "RUN"], rows, right=("DURATION", "SIZE", "EXIT"))
+        rate = summary["success_rate"]
+        print(f"{args.task}: {summary['successes']} of "
+              f"{summary['successes'] + summary['failures']} finished runs succeeded"
+              + (f" ({rate:.0%})" if rate is not None else "")
+              + f", over the {summary['runs']} runs shown")
+        return 0
+    rows = [[local_time(r["started_at"]), _status_cell(r["status"]), duration(r["duration_s"]),
+             _task_counts(r), human_bytes(r["size_bytes"]), r["user"] or "-", r["project"],
+             r["run_id"]] for r in runs]
+    print_table(["TIMESTAMP", "STATUS", "DURATION", "TASKS", "SIZE", "USER", "PROJECT", "RUN"],
+                rows, right=("DURATION", "SIZE"))
+    return 0
+
+
+def cmd_list(args):
+    from .formatting import local_time
+    from .listing import recent_runs
+    from .migrations import StoreError
+    from .terminal import human_bytes, print_table
+    if args.limit < 0:
+        return _fail(f"--limit {args.limit}: must be 0 or more", 2)
+    try:
+        runs = recent_runs(args.db, limit=args.limit, project=args.project)
     except StoreError as exc:
         return _fail(str(exc))
     if args.json or args.jsonl:
-        for r in runs:
-            r["started_at"] = iso_utc(r["started_at"])
-            r["finished_at"] = iso_utc(r["finished_at"])
-        _print_records(runs, args.jsonl)
+        _print_records([_iso_fields(r, "started_at", "finished_at") for r in runs], args.jsonl)
         return 0
     if not runs:
         print("no runs recorded yet")
         return 0
-    rows = []
-    for r in runs:
-        counts = " ".join(f"{STATUS_SYMBOLS[s]}{r['tasks_' + s]}"
-                          for s in ("success", "failed", "skipped", "interrupted", "running")
-                          if r["tasks_" + s])
-        rows.append([local_time(r["started_at"]),
-                     f"{STATUS_SYMBOLS.get(r['status'], '?')} {r['status']}",
-                     duration(r["duration_s"]), f"{r['tasks']} {counts}".strip(),
-                     r["project"], r["run_id"]])
-    print(table(["TIMESTAMP", "STATUS", "DURATION", "TASKS", "PROJECT", "RUN"], rows))
+    print_table(["PROJECT", "TIMESTAMP", "TASKS", "STATUS", "SIZE"],
+                [[r["project"], local_time(r["started_at"]), r["tasks"],
+                  _status_cell(r["status"]), human_bytes(r["size_bytes"])] for r in runs],
+                right=("TASKS", "SIZE"))
     return 0
+
+
+def cmd_info(args):
+    from .formatting import duration, local_time
+    from .migrations import StoreError
+    from .runinfo import run_info
+    from .terminal import human_bytes, print_table
+    try:
+        info = run_info(args.db, args.run)
+    except StoreError as exc:
+        return _fail(str(exc))
+    if args.json:
+        _iso_fields(info, "started_at", "finished_at")
+        for t in info["tasks"]:
+            _iso_fields(t, "started_at", "finished_at")
+        _print_records(info, False)
+        return 0
+    fields = [("run", info["run_id"]), ("project", info["project"]),
+              ("status", _status_cell(info["status"])),
+              ("started", local_time(info["started_at"])),
+              ("finished", local_time(info["finished_at"])),
+              ("duration", duration(info["duration_s"])), ("user", info["user"]),
+              ("host", info["host"]), ("cwd", info["cwd"]), ("ottofile", info["ottofile"]),
+              ("args", info["args"]), ("directory", info["run_dir"]),
+              ("size", human_bytes(info["size_bytes"])), ("source", info["source"])]
+    fields += [(f"param {k}", v) for k, v in info["params"].items()]
+    width = max(len(k) for k, _v in fields)
+    for k, v in fields:
+        if v is not None:
+            print(f"{k:<{width}}  {v}")
+    print()
+    print_table(["TASK", "ATTEMPT", "STATUS", "DURATION", "EXIT", "DEPENDS ON"],
+                [[t["task"], t["attempt"], _status_cell(t["status"]), duration(t["duration_s"]),
+                  "" if t["exit_code"] is None else t["exit_code"], ", ".join(t["depends_on"])]
+                 for t in info["tasks"]], right=("DURATION", "EXIT"))
+    print(f"\ndependency order: {' -> '.join(info['order']) or '-'}")
+    for t in info["tasks"]:
+        paths = [(k, t[k + "_path"]) for k in ("script", "stdout", "stderr") if t[k + "_path"]]
+        if paths or t["stderr_tail"]:
+            print(f"\n{t['task']} (attempt {t['attempt']}, {t['status']})")
+            for k, path in paths:
+                print(f"  {k:<7} {path}")
+            if t["stderr_tail"]:
+                print("  stderr tail:")
+                for line in t["stderr_tail"].rstrip("\n").splitlines()[-20:]:
+                    print(f"    {line}")
+    return 0
+
+
+def cmd_stats(args):
+    from .formatting import duration
+    from .migrations import StoreError
+    from .stats import stats
+    from .terminal import print_table
+    from .timeutil import parse_duration
+    import time
+    if args.n < 0:
+        return _fail(f"-n {args.n}: must be 0 or more", 2)
+    try:
+        since = time.time() - parse_duration(args.since) if args.since else None
+    except ValueError as exc:
+        return _fail(f"--since: {exc}", 2)
+    try:
+        result = stats(_open_history(args).with_filters(since=since), task=args.task, n=args.n)
+    except (StoreError, OSError) as exc:
+        return _fail(str(exc))
+    if args.json or args.jsonl:
+        doc = {k: _frame_records(v) for k, v in result.items()}
+        doc["overall"] = doc["overall"][0] if doc["overall"] else {}
+        if args.jsonl:
+            for kind in ("top", "trend"):
+                for r in doc.get(kind, []):
+                    _print_records([{"kind": kind, **r}], True)
+        else:
+            _print_records(doc, False)
+        return 0
+    o = result["overall"].iloc[0]
+    pct = lambda v: "-" if v is None or v != v else f"{v:.1%}"  # noqa: E731
+    secs = lambda v: "-" if v is None or v != v else duration(float(v))  # noqa: E731
+    period = f"last {args.since}" if args.since else "all time"
+    print(f"{period}: {int(o['runs'])} runs, {int(o['tasks'])} tasks; runs succeeded "
+          f"{pct(o['success_rate'])}, tasks {pct(o['task_success_rate'])}; "
+          f"run duration avg {secs(o['avg_duration_s'])}, p95 {secs(o['p95_duration_s'])}")
+    top = result["top"]
+    if len(top):
+        print("busiest: " + ", ".join(f"{r.task} ({r.total})" for r in top.head(3).itertuples()))
+        print()
+        print_table(["PROJECT", "TASK", "TOTAL", "SUCCESS", "FAILED", "SUCCESS RATE", "AVG",
+                     "P95"],
+                    [[r.project, r.task, r.total, r.success, r.failed, pct(r.success_rate),
+                      secs(r.avg_duration_s), secs(r.p95_duration_s)] for r in top.itertuples()],
+                    right=("TOTAL", "SUCCESS", "FAILED", "SUCCESS RATE", "AVG", "P95"))
+    if args.task:
+        trend = result["trend"]
+        print()
+        if not len(trend):
+            print(f"no runs of task {args.task!r} in that period")
+        else:
+            print_table(["WEEK", "PROJECT", "RUNS", "SUCCESS", "FAILED", "SUCCESS RATE", "P50",
+                         "P95"],
+                        [[r.week.strftime("%G-W%V"), r.project, r.runs, r.success, r.failed,
+                          pct(r.success_rate), secs(r.p50_duration_s), secs(r.p95_duration_s)]
+                         for r in trend.itertuples()],
+                        title=f"{args.task} by week",
+                        right=("RUNS", "SUCCESS", "FAILED", "SUCCESS RATE", "P50", "P95"))
+    return 0
+
+
+def cmd_usage(args):
+    from .formatting import local_time
+    from .migrations import StoreError
+    from .terminal import human_bytes, print_table, progress
+    from .usage import usage
+    try:
+        with progress("measuring OTTO_HOME") as advance:
+            report = usage(args.db, home=args.otto_home, project=args.project, progress=advance)
+    except (StoreError, OSError, ValueError) as exc:
+        return _fail(str(exc))
+    if args.json:
+        _print_records(report, False)
+        return 0
+    print(f"{report['home']}: {human_bytes(report['total_bytes'])} "
+          f"({report['total_bytes']} bytes, {report['entries']} entries)")
+    print()
+    print_table(["PROJECT", "RUNS", "RUN BYTES", "CACHE", "ORPHANED CACHE", "OLDEST RUN"],
+                [[p["project"], p["runs"], human_bytes(p["run_bytes"]),
+                  human_bytes(p["cache_bytes"]), human_bytes(p["orphan_cache_bytes"]),
+                  local_time(p["oldest_run"])] for p in report["projects"]],
+                right=("RUNS", "RUN BYTES", "CACHE", "ORPHANED CACHE"))
+    if report["largest_runs"]:
+        print()
+        print_table(["RUN", "PROJECT", "STARTED", "SIZE", "PATH"],
+                    [[r["run_id"] or "-", r["project"], local_time(r["started_at"]),
+                      human_bytes(r["bytes"]), r["path"]] for r in report["largest_runs"]],
+                    title="largest runs", right=("SIZE",))
+    print(f"\norphaned cache: {human_bytes(report['orphan_cache_bytes'])}")
+    for line in report["recommendations"]:
+        print(f"- {line}")
+    for e in report["errors"][:10]:
+        print(f"ottolytics: warning: {e['path']}: {e['error']}", file=sys.stderr)
+    if len(report["errors"]) > 10:
+        print(f"ottolytics: warning: {len(report['errors']) - 10} more unreadable paths "
+              "(see --json)", file=sys.stderr)
+    recorded = report.get("recorded") or {}
+    if "error" in recorded:
+        print(f"ottolytics: warning: {recorded['error']}", file=sys.stderr)
+    return 0
+
+
+def _print_plan(p):
+    from .formatting import local_time
+    from .terminal import human_bytes, print_table
+    if p.runs:
+        print_table(["RUN", "PROJECT", "STATUS", "STARTED", "SIZE", "WHY"],
+                    [[c.run_id, c.project, c.status, local_time(c.started_at),
+                      human_bytes(c.bytes), c.reason] for c in p.runs],
+                    title=f"runs to delete ({len(p.runs)})", right=("SIZE",))
+    if p.cache:
+        print_table(["CACHE FILE", "SIZE"], [[path, human_bytes(b)] for path, b, _ in p.cache],
+                    title=f"orphaned cache files to delete ({len(p.cache)})", right=("SIZE",))
+    for run_id, why in p.protected:
+        print(f"kept {run_id}: {why}")
+    print(f"{len(p.runs)} runs and {len(p.cache)} cache files, {human_bytes(p.bytes)}; "
+          f"{p.kept} runs kept")
+
+
+def cmd_clean(args):
+    import json
+    from .clean import execute, plan
+    from .migrations import StoreError
+    from .retention import PolicyError
+    from .terminal import confirm, human_bytes, progress
+    for flag, value in (("--keep", args.keep), ("--keep-last", args.keep_last),
+                        ("--keep-failed", args.keep_failed)):
+        if value is not None and value < 0:
+            return _fail(f"{flag} {value}: must be 0 or more", 2)
+    if args.sync and not args.dry_run:
+        from .paths import db_path
+        from .sync import sync
+        try:
+            sync(db_path(args.db, args.otto_home), otto_home_dir=args.otto_home, source="otto")
+        except (StoreError, OSError) as exc:
+            return _fail(f"syncing OTTO_HOME before cleaning: {exc}")
+    try:
+        with progress("measuring OTTO_HOME") as advance:
+            p = plan(args.db, args.otto_home, keep_days=args.keep, keep_last=args.keep_last,
+                     keep_failed=args.keep_failed, project=args.project, cache=args.cache,
+                     cache_only=args.cache_only, progress=advance)
+    except (StoreError, PolicyError, OSError) as exc:
+        return _fail(str(exc))
+    if args.json and (args.dry_run or not args.yes):
+        print(json.dumps({"dry_run": True, "plan": p.as_dict()}, indent=2))
+    elif not args.json:
+        _print_plan(p)
+    if not p.runs and not p.cache:
+        if not args.json:
+            print("nothing to delete")
+        return 0
+    if args.dry_run:
+        if not args.json:
+            print("dry run: nothing deleted")
+        return 0
+    if not args.yes:
+        if sys.stdin.isatty() and sys.stdout.isatty():
+            if not confirm(f"delete {len(p.runs)} runs and {len(p.cache)} cache files "
+                           f"({human_bytes(p.bytes)})?"):
+                print("nothing deleted")
+                return 1
+        else:
+            print("nothing deleted: not a terminal, so pass --yes to delete (or --dry-run)",
+                  file=sys.stderr)
+            return 2
+    with progress("deleting", total=len(p.runs) + len(p.cache)) as advance:
+        result = execute(p, args.db, progress=lambda n: advance(n))
+    if args.json:
+        print(json.dumps({"dry_run": False, "plan": p.as_dict(), "result": result.as_dict()},
+                         indent=2))
+    else:
+        for path, message in result.errors:
+            print(f"ottolytics: error: {path}: {message}", file=sys.stderr)
+        print(f"deleted {len(result.deleted)} runs and {result.cache_deleted} cache files; "
+              f"freed {human_bytes(result.freed)} ({result.freed} bytes, measured)")
+        if result.kept:
+            print(f"kept {len(result.kept)} runs in the store: their directories could not "
+                  "be removed entirely (see the errors above)")
+    return 1 if result.errors else 0
 
 
 def cmd_doctor(args):
@@ -308,11 +658,69 @@ def build_parser():
                      help="override the status derived from the run's tasks")
     re_.set_defaults(func=cmd_run_end)
 
-    p = sub.add_parser("history", parents=[common], help="recent runs, newest first")
+    def json_flags(p, jsonl=True):
+        p.add_argument("--json", action="store_true", help="print one JSON document")
+        if jsonl:
+            p.add_argument("--jsonl", action="store_true", help="print one JSON object per line")
+
+    p = sub.add_parser("history", parents=[common], help="recent runs, or one task's, newest first")
+    p.add_argument("task", nargs="?", metavar="TASK", help="show this task's runs instead")
     p.add_argument("-n", type=int, default=20, help="how many runs (default 20)")
-    p.add_argument("--json", action="store_true", help="print JSON")
-    p.add_argument("--jsonl", action="store_true", help="print one JSON object per line")
+    p.add_argument("--status", help="only runs (or, with TASK, task runs) with this status")
+    p.add_argument("--project", help="only this project's runs")
+    json_flags(p)
     p.set_defaults(func=cmd_history)
+
+    p = sub.add_parser("list", parents=[common], help="runs as otto lists them: project, "
+                       "time, tasks, status, size")
+    p.add_argument("--limit", type=int, default=20, help="how many runs (default 20)")
+    p.add_argument("--project", help="only this project's runs")
+    json_flags(p)
+    p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("info", parents=[common], help="one run: metadata, tasks, paths, order")
+    p.add_argument("run", metavar="RUN", help="a run id (or a unique prefix), otto's unix "
+                   "timestamp, or 'latest'")
+    json_flags(p, jsonl=False)
+    p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("stats", parents=[common], help="success rates and durations, "
+                       "busiest tasks, a task's weekly trend")
+    p.add_argument("task", nargs="?", metavar="TASK", help="also show this task's weekly trend")
+    p.add_argument("--since", default="30d", help="period, e.g. 7d, 12h (default 30d; "
+                   "'' for all time)")
+    p.add_argument("-n", type=int, default=10, help="how many tasks in the table (default 10)")
+    json_flags(p)
+    p.set_defaults(func=cmd_stats)
+
+    p = sub.add_parser("usage", parents=[common], help="disk usage of OTTO_HOME by project")
+    p.add_argument("--project", help="only this project")
+    p.add_argument("--otto-home", help="OTTO_HOME to measure (default $OTTO_HOME or ~/.otto)")
+    json_flags(p, jsonl=False)
+    p.set_defaults(func=cmd_usage)
+
+    p = sub.add_parser("clean", parents=[common], help="delete old runs by retention policy",
+                       description="Delete old runs from the store and OTTO_HOME. Without "
+                       "--yes it asks on a terminal; elsewhere it prints the plan, deletes "
+                       "nothing and exits 2.")
+    p.add_argument("--keep", type=float, metavar="DAYS", help="keep runs younger than DAYS "
+                   "(default from ottolytics.toml, otto's retention keys, else 30)")
+    p.add_argument("--keep-last", type=int, metavar="N", help="keep each project's newest N "
+                   "runs (default 10)")
+    p.add_argument("--keep-failed", type=float, metavar="DAYS", help="keep failed runs "
+                   "younger than DAYS (default 60)")
+    p.add_argument("--project", help="only this project")
+    cache = p.add_mutually_exclusive_group()
+    cache.add_argument("--cache", action="store_true", help="also delete orphaned cache files")
+    cache.add_argument("--cache-only", action="store_true",
+                       help="delete only orphaned cache files, no runs")
+    p.add_argument("--dry-run", action="store_true", help="show the plan, delete nothing")
+    p.add_argument("--yes", action="store_true", help="delete without asking")
+    p.add_argument("--otto-home", help="OTTO_HOME to clean (default $OTTO_HOME or ~/.otto)")
+    p.add_argument("--no-sync", dest="sync", action="store_false",
+                   help="don't import new otto runs first")
+    json_flags(p, jsonl=False)
+    p.set_defaults(func=cmd_clean)
 
     p = sub.add_parser("export", help="write the history as Parquet or Prometheus metrics")
     export_sub = p.add_subparsers(dest="export_command", metavar="parquet|prometheus")
@@ -387,6 +795,13 @@ def main(argv=None):
     fast = _fast_exec(argv)
     if fast is not None:
         return cmd_exec(fast)
+    quick = _fast_quick(argv)
+    if quick is not None:
+        command, args = quick
+        try:
+            return {"history": cmd_history, "list": cmd_list, "info": cmd_info}[command](args)
+        except BrokenPipeError:
+            return _quiet_broken_pipe()
     parser = build_parser()
     args = parser.parse_args(argv)
     if getattr(args, "func", None) is None:
@@ -401,10 +816,14 @@ def main(argv=None):
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
-        # e.g. `ottolytics history | head`: stop quietly, as other CLI tools do
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        return 0
+        return _quiet_broken_pipe()
+
+
+def _quiet_broken_pipe():
+    """e.g. `ottolytics history | head`: stop quietly, as other CLI tools do."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    return 0
 
 
 def entry():

@@ -1,7 +1,6 @@
 """Small, dependency-free formatting shared by the terminal commands."""
 
 import time
-from datetime import datetime, timezone
 
 STATUS_SYMBOLS = {"success": "✓", "failed": "✗", "running": "⋯", "pending": "⋯",
                   "interrupted": "○", "skipped": "–"}
@@ -11,6 +10,7 @@ def iso_utc(ts):
     """Unix seconds -> ISO 8601 in UTC (``2026-11-22T04:10:00.123456+00:00``), or None."""
     if ts is None:
         return None
+    from datetime import datetime, timezone  # not at import: the quick commands' budget
     return datetime.fromtimestamp(ts, timezone.utc).isoformat()
 
 

@@ -44,6 +44,9 @@ SOURCE_TYPES = {
     "run_params": {"run_id": "BIGINT", "key": "VARCHAR", "value": "VARCHAR"},
     "log_fragments": {"run_id": "BIGINT", "task_id": "BIGINT", "stream": "VARCHAR",
                       "seq": "BIGINT", "at": "DOUBLE", "data": "VARCHAR"},
+    "disk_samples": {"at": "DOUBLE", "project": "VARCHAR", "runs": "BIGINT",
+                     "run_bytes": "BIGINT", "cache_bytes": "BIGINT",
+                     "orphan_cache_bytes": "BIGINT", "other_bytes": "BIGINT"},
 }
 
 RUN_COLUMNS = ["run_id", "project", "status", "started_at", "finished_at", "duration_s",
@@ -523,6 +526,28 @@ class History:
     def disk_growth(self, freq="D"):
         from .analytics import disk_growth
         return disk_growth(self, freq)
+
+    def disk_samples_sql(self, aliases):
+        """What ``ottolytics usage`` measured, per scan and project (time filters apply)."""
+        f = self.filters
+        where = [f"\"at\" >= {float(f['since'])}"] if f["since"] is not None else []
+        where += [f"\"at\" < {float(f['until'])}"] if f["until"] is not None else []
+        if f["project"]:
+            where.append("project IN (" + ", ".join(map(duck.sqlite_literal, f["project"]))
+                         + ")")
+        return " UNION ALL ".join(
+            f"SELECT to_timestamp(\"at\") AS measured_at, project, runs, run_bytes, "
+            f"cache_bytes, orphan_cache_bytes, other_bytes, "
+            f"run_bytes + cache_bytes + other_bytes AS total_bytes "
+            f"FROM {self._rel(alias, 'disk_samples')}"
+            + (" WHERE " + " AND ".join(where) if where else "") for alias in aliases)
+
+    def disk_samples(self):
+        """Disk usage over time as ``ottolytics usage`` measured it: one row per scan
+        and project (measured_at, project, runs, run_bytes, cache_bytes,
+        orphan_cache_bytes, other_bytes, total_bytes), oldest first."""
+        return self.query(lambda a: f"SELECT * FROM ({self.disk_samples_sql(a)}) "
+                                    "ORDER BY measured_at, project")
 
     def grep(self, pattern, since=None, task=None, max_matches=10_000):
         from .analytics import grep

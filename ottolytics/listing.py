@@ -42,36 +42,91 @@ def open_for_reading(db=None):
     return store.conn
 
 
-def recent_runs(db=None, limit=20, conn=None):
+def recent_runs(db=None, limit=20, conn=None, status=None, project=None):
     """The newest *limit* runs as dicts: run_id, project, status, started_at,
-    finished_at, duration_s, tasks and tasks_<status> for every task status."""
+    finished_at, duration_s, size_bytes, user, host, tasks and tasks_<status>
+    for every task status. Walks the runs_started index newest first."""
     own = conn is None
     conn = conn or open_for_reading(db)
+    where, args = _where("r.status", status, project)
     try:
         rows = conn.execute(
-            "SELECT r.id, r.uid, p.name, r.status, r.started_at, r.finished_at "
-            "FROM runs r JOIN projects p ON p.id = r.project_id "
-            "ORDER BY r.started_at DESC LIMIT ?", (limit,)).fetchall()
+            "SELECT r.id, r.uid, p.name, r.status, r.started_at, r.finished_at, r.size_bytes, "
+            "r.user, r.host FROM runs r JOIN projects p ON p.id = r.project_id"
+            + (" WHERE " + " AND ".join(where) if where else "")
+            + " ORDER BY r.started_at DESC LIMIT ?", (*args, limit)).fetchall()
         counts = {}
         if rows:
             marks = ",".join("?" * len(rows))
-            for run_id, status, n in conn.execute(
+            for run_id, st, n in conn.execute(
                     f"SELECT run_id, status, count(*) FROM tasks WHERE run_id IN ({marks}) "
                     "GROUP BY run_id, status", [r[0] for r in rows]):
-                counts.setdefault(run_id, {})[status] = n
+                counts.setdefault(run_id, {})[st] = n
     finally:
         if own:
             conn.close()
     now = time.time()
     result = []
-    for rid, uid, project, status, started, finished in rows:
+    for rid, uid, pname, st, started, finished, size, user, host in rows:
         c = counts.get(rid, {})
-        end = finished if finished is not None else (now if status == "running" else None)
-        item = {"run_id": uid, "project": project, "status": status,
+        item = {"run_id": uid, "project": pname, "status": st,
                 "started_at": started, "finished_at": finished,
-                "duration_s": None if end is None else max(0.0, end - started),
+                "duration_s": _duration(st, started, finished, now),
+                "size_bytes": size, "user": user, "host": host,
                 "tasks": sum(c.values())}
         for s in TASK_STATUSES:
             item[f"tasks_{s}"] = c.get(s, 0)
         result.append(item)
     return result
+
+
+def _where(status_column, status, project):
+    """SQL conditions and their arguments for the --status and --project filters."""
+    where, args = [], []
+    if status:
+        where.append(f"{status_column} = ?")
+        args.append(status)
+    if project:
+        where.append("p.name = ?")
+        args.append(project)
+    return where, args
+
+
+def _duration(status, started, finished, now):
+    end = finished if finished is not None else (now if status == "running" else None)
+    return None if end is None or started is None else max(0.0, end - started)
+
+
+def task_history(db=None, task=None, limit=20, conn=None, status=None, project=None):
+    """A task's runs, newest first: one dict per run (its last attempt) with
+    run_id, project, status, started_at, finished_at, duration_s, exit_code,
+    attempts, size_bytes, user; plus a summary over those runs.
+
+    Walks runs newest first and probes the (run_id, name, attempt) index, so a
+    task seen recently costs a few index steps, however long the history."""
+    own = conn is None
+    conn = conn or open_for_reading(db)
+    where, args = _where("t.status", status, project)
+    where, args = ["t.name = ?"] + where, [task] + args
+    try:
+        rows = conn.execute(
+            "SELECT r.uid, p.name, t.status, t.started_at, t.finished_at, t.exit_code, "
+            "t.attempt, r.size_bytes, r.user FROM runs r "
+            "JOIN projects p ON p.id = r.project_id "
+            "JOIN tasks t ON t.run_id = r.id AND t.attempt = (SELECT max(attempt) FROM tasks "
+            "WHERE run_id = r.id AND name = t.name) "
+            "WHERE " + " AND ".join(where) + " ORDER BY r.started_at DESC LIMIT ?",
+            (*args, limit)).fetchall()
+    finally:
+        if own:
+            conn.close()
+    now = time.time()
+    runs = [{"run_id": uid, "project": pname, "status": st, "started_at": started,
+             "finished_at": finished, "duration_s": _duration(st, started, finished, now),
+             "exit_code": code, "attempts": attempt, "size_bytes": size, "user": user}
+            for uid, pname, st, started, finished, code, attempt, size, user in rows]
+    ok = sum(r["status"] == "success" for r in runs)
+    failed = sum(r["status"] == "failed" for r in runs)
+    return {"task": task, "runs": runs,
+            "summary": {"runs": len(runs), "successes": ok, "failures": failed,
+                        "success_rate": ok / (ok + failed) if ok + failed else None}}

@@ -165,10 +165,26 @@ V2 = [
     ) WITHOUT ROWID""",
 ]
 
+# Disk usage as `ottolytics usage` measured it, one row per project per scan, so
+# that analysis can trend disk growth (runs' own sizes go to runs.size_bytes).
+V3 = [
+    """CREATE TABLE disk_samples (
+        at REAL NOT NULL,
+        project TEXT NOT NULL,
+        runs INTEGER NOT NULL,
+        run_bytes INTEGER NOT NULL,
+        cache_bytes INTEGER NOT NULL,
+        orphan_cache_bytes INTEGER NOT NULL,
+        other_bytes INTEGER NOT NULL,
+        PRIMARY KEY (at, project)
+    ) WITHOUT ROWID""",
+]
+
 # (version, name, statements). Append only; never edit a released entry.
 MIGRATIONS = [
     (1, "initial schema", V1),
     (2, "sync: derived values and sync state", V2),
+    (3, "usage: disk samples", V3),
 ]
 
 CURRENT_VERSION = MIGRATIONS[-1][0]

@@ -370,6 +370,11 @@ class ParquetHistory(History):
         # Log fragments stay in the store; the dataset holds the log files' paths.
         return self._empty(["run_id", "task", "attempt", "stream", "seq", '"at"', "text"])
 
+    def disk_samples_sql(self, aliases):
+        # Disk samples describe one machine's OTTO_HOME; they stay in its store.
+        return self._empty(["measured_at", "project", "runs", "run_bytes", "cache_bytes",
+                            "orphan_cache_bytes", "other_bytes", "total_bytes"])
+
 
 def _iter_files(root):
     for base, _dirs, files in os.walk(root):

@@ -27,6 +27,11 @@ def test_no_command_prints_help_and_exits_2(cli):
     ["exec", "--", "true"],
     ["run", "start"],
     ["history", "-n", "5"],
+    ["history", "true", "--json"],
+    ["list", "--limit", "5"],
+    ["info", "latest"],
+    ["usage"],
+    ["clean", "--dry-run"],
     ["doctor"],
 ])
 def test_write_path_and_quick_commands_import_nothing_heavy(argv, db):
@@ -45,7 +50,8 @@ def test_history_table_and_json(db, cli):
     table = cli("history", "-n", "5")
     assert table.returncode == 0
     lines = table.stdout.decode().splitlines()
-    assert lines[0].split() == ["TIMESTAMP", "STATUS", "DURATION", "TASKS", "PROJECT", "RUN"]
+    assert lines[0].split() == ["TIMESTAMP", "STATUS", "DURATION", "TASKS", "SIZE", "USER",
+                                "PROJECT", "RUN"]
     assert "✗ failed" in lines[1] and "✓ success" in lines[2]  # newest first
     runs = json.loads(cli("history", "--json").stdout)
     assert [r["status"] for r in runs] == ["failed", "success"]

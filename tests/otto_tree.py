@@ -1,0 +1,42 @@
+"""OTTO_HOME trees in otto's layout for the usage and clean tests, synced into a store."""
+
+import os
+import time
+
+from ottolytics.otto_layout import Task, make_run
+from ottolytics.sync import sync
+
+DAY = 86400
+
+
+def build(home, ages_days, cwd="/src/web", failed=(), shared_script=False):
+    """One otto run per age (days before now) of tasks lint -> build; runs whose
+    index is in *failed* fail their build. Returns the run directories, oldest first."""
+    now = int(time.time())
+    runs = []
+    for i, age in enumerate(sorted(ages_days, reverse=True)):
+        ts = now - int(age * DAY)
+        script = "#!/bin/sh\necho shared\n" if shared_script else f"#!/bin/sh\necho {i}\n"
+        tasks = [Task("lint", script=script),
+                 Task("build", deps=["lint"], status="failed" if i in failed else "success",
+                      stderr="boom\n" if i in failed else "")]
+        run = make_run(home, cwd, ts, tasks)
+        runs.append(run)
+    old = time.time() - 30 * DAY
+    for run in runs:  # caches are old unless a test says otherwise
+        for f in (run.parent / ".cache").iterdir():
+            os.utime(f, (old, old), follow_symlinks=False)
+    return runs
+
+
+def synced(home, db):
+    report = sync(db, otto_home_dir=str(home), source="otto")
+    assert not report.as_dict().get("skipped"), report.as_dict()
+    return db
+
+
+def du(path):
+    """Apparent bytes below *path* as du -sb counts them."""
+    import subprocess
+    return int(subprocess.run(["du", "-sb", str(path)], capture_output=True, text=True,
+                              check=True).stdout.split()[0])

@@ -1,0 +1,255 @@
+"""clean: retention, and every safety rule, each with a test that catches its violation."""
+
+import json
+import os
+import time
+
+
+from conftest import q
+from otto_tree import DAY, build, du, synced
+from ottolytics import clean
+from ottolytics.recorder import Recorder
+
+
+def _uids(db):
+    return {r[0] for r in q(db, "SELECT uid FROM runs")}
+
+
+def test_plan_applies_keep_days_keep_last_and_keep_failed(home, db):
+    runs = build(home, [100, 90, 50, 40, 20, 10, 5, 3], failed={1, 2})
+    synced(home, db)
+    p = clean.plan(db, home, keep_days=30, keep_last=2, keep_failed=60)
+    doomed = {c.path for c in p.runs}
+    # 100 and 90 days old: beyond every rule (90 failed, but older than 60 days);
+    # 50 days old failed: kept by keep_failed; 40 days old success: deleted.
+    assert doomed == {str(runs[0]), str(runs[1]), str(runs[3])}
+    assert p.kept == 5
+    reasons = {c.path: c.reason for c in p.runs}
+    assert "failed" in reasons[str(runs[1])] and "30 days" in reasons[str(runs[3])]
+    assert all(c.bytes == du(c.path) for c in p.runs)  # sizes as measured, like du -sb
+
+
+def test_dry_run_deletes_nothing(home, db, cli):
+    build(home, [100, 90, 80])
+    synced(home, db)
+    before = du(home)
+    out = cli("clean", "--keep", "0", "--keep-last", "0", "--cache", "--dry-run")
+    assert out.returncode == 0 and b"dry run: nothing deleted" in out.stdout
+    assert b"3 runs" in out.stdout
+    assert du(home) == before and len(_uids(db)) == 3
+    plan = json.loads(cli("clean", "--keep", "0", "--keep-last", "0", "--dry-run",
+                          "--json").stdout)
+    assert plan["dry_run"] is True and len(plan["plan"]["runs"]) == 3
+    assert du(home) == before
+
+
+def test_without_yes_and_without_a_tty_it_prints_the_plan_and_exits_2(home, db, cli):
+    build(home, [100, 90])
+    synced(home, db)
+    before = du(home)
+    out = cli("clean", "--keep", "0", "--keep-last", "0")
+    assert out.returncode == 2
+    assert b"runs to delete" in out.stdout and b"pass --yes" in out.stderr
+    assert du(home) == before and len(_uids(db)) == 2
+
+
+def _on_a_tty(args, answer):
+    """Run the CLI with stdin and stdout on a pseudo-terminal, answering *answer*."""
+    import pty
+    import subprocess
+    import sys
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "ottolytics", *args], stdin=follower,
+                            stdout=follower, stderr=follower, env=dict(os.environ, NO_COLOR="1"))
+    os.close(follower)
+    out = b""
+    deadline = time.time() + 60
+    sent = False
+    while time.time() < deadline:
+        try:
+            chunk = os.read(leader, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        out += chunk
+        if not sent and b"[y/N]" in out:
+            os.write(leader, answer + b"\n")
+            sent = True
+    proc.wait(timeout=60)
+    os.close(leader)
+    return proc.returncode, out
+
+
+def test_on_a_tty_it_asks_and_only_yes_deletes(home, db):
+    build(home, [100, 90])
+    synced(home, db)
+    code, out = _on_a_tty(["clean", "--keep", "0", "--keep-last", "0"], b"n")
+    assert b"[y/N]" in out and b"nothing deleted" in out and code == 1
+    assert len(_uids(db)) == 2
+    code, out = _on_a_tty(["clean", "--keep", "0", "--keep-last", "0"], b"y")
+    assert code == 0 and b"deleted 2 runs" in out
+    assert _uids(db) == set()
+
+
+def test_freed_bytes_are_measured_and_store_matches_the_disk(home, db, cli):
+    runs = build(home, [100, 90, 2, 1])
+    synced(home, db)
+    before = du(home)
+    out = cli("clean", "--keep", "30", "--keep-last", "0", "--yes", "--json")
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)["result"]
+    assert result["freed_bytes"] == before - du(home)
+    assert not runs[0].exists() and not runs[1].exists() and runs[2].exists()
+    assert len(result["deleted_runs"]) == 2 and len(_uids(db)) == 2
+    # everything attached to the deleted runs went with them
+    assert q(db, "SELECT count(*) FROM tasks WHERE run_id NOT IN (SELECT id FROM runs)") == [(0,)]
+
+
+def test_a_symlink_to_a_file_outside_otto_home_survives(home, db, tmp_path, cli):
+    outside = tmp_path / "precious.txt"
+    outside.write_text("keep me")
+    outside_dir = tmp_path / "precious-dir"
+    outside_dir.mkdir()
+    (outside_dir / "inner.txt").write_text("keep me too")
+    runs = build(home, [100, 2])
+    os.symlink(outside, runs[0] / "tasks" / "lint" / "link-to-file")
+    os.symlink(outside_dir, runs[0] / "tasks" / "lint" / "link-to-dir")
+    synced(home, db)
+    assert cli("clean", "--keep", "30", "--keep-last", "0", "--yes").returncode == 0
+    assert not runs[0].exists()
+    assert outside.read_text() == "keep me"
+    assert (outside_dir / "inner.txt").read_text() == "keep me too"
+
+
+def test_a_run_directory_outside_otto_home_is_never_deleted(home, db, tmp_path):
+    elsewhere = tmp_path / "elsewhere" / "run"
+    (elsewhere / "logs").mkdir(parents=True)
+    (elsewhere / "logs" / "out.log").write_text("x")
+    rec = Recorder(db)
+    run = rec.run(project="api", uid="outside-run", run_dir=str(elsewhere))
+    run.start(at=time.time() - 100 * DAY)
+    run.finish(at=time.time() - 100 * DAY + 5)
+    rec.close()
+    p = clean.plan(db, home, keep_days=1, keep_last=0)
+    assert [c.run_id for c in p.runs] == ["outside-run"]
+    result = clean.execute(p, db)
+    assert (elsewhere / "logs" / "out.log").exists()
+    assert result.kept == ["outside-run"] and "outside-run" in _uids(db)
+    assert any("outside OTTO_HOME" in msg for _p, msg in result.errors)
+
+
+def test_running_and_recent_runs_survive_any_policy(home, db):
+    rec = Recorder(db)
+    old = rec.run(project="api", uid="still-running")
+    old.start(at=time.time() - 100 * DAY)        # running, 100 days old, recorder alive
+    young = rec.run(project="api", uid="young")
+    young.start(at=time.time() - 600)
+    young.finish(at=time.time() - 500)
+    done = rec.run(project="api", uid="old-done")
+    done.start(at=time.time() - 100 * DAY)
+    done.finish(at=time.time() - 100 * DAY + 1)
+    p = clean.plan(db, home, keep_days=0, keep_last=0, keep_failed=0)
+    assert [c.run_id for c in p.runs] == ["old-done"]
+    assert dict(p.protected) == {"still-running": "still running",
+                                 "young": "started within the last hour"}
+    clean.execute(p, db)
+    assert _uids(db) == {"still-running", "young"}
+    rec.close()
+
+
+def test_a_referenced_cache_file_survives_and_orphans_go(home, db, cli):
+    runs = build(home, [100, 90, 1])
+    synced(home, db)
+    cache = runs[0].parent / ".cache"
+    kept_ref = os.path.basename(os.readlink(runs[2] / "tasks" / "lint" / "script.sh"))
+    doomed_ref = os.path.basename(os.readlink(runs[0] / "tasks" / "lint" / "script.sh"))
+    stray = cache / "deadbeef.sh"
+    stray.write_text("#!/bin/sh\n")
+    old = time.time() - 30 * DAY
+    os.utime(stray, (old, old))
+    fresh = cache / "cafecafe.sh"      # written minutes ago: an otto may be about to use it
+    fresh.write_text("#!/bin/sh\n")
+    # --cache-only: no runs go, so only files no run at all references
+    plan = json.loads(cli("clean", "--cache-only", "--dry-run", "--json").stdout)["plan"]
+    assert plan["runs"] == []
+    assert {os.path.basename(c["path"]) for c in plan["cache"]} == {"deadbeef.sh"}
+    out = cli("clean", "--keep", "30", "--keep-last", "0", "--cache", "--yes")
+    assert out.returncode == 0, out.stderr
+    assert (cache / kept_ref).exists()                  # referenced by the kept run
+    assert not (cache / doomed_ref).exists()            # only the deleted runs used it
+    assert not stray.exists() and fresh.exists()
+
+
+def test_store_and_otto_db_files_are_never_deleted(home, db, cli):
+    runs = build(home, [100, 90])
+    synced(home, db)
+    trap = runs[0] / "tasks" / "lint" / "ottolytics.db-wal"
+    trap.write_text("not really a wal")
+    otto_db = home / "otto.db"
+    assert otto_db.exists()
+    out = cli("clean", "--keep", "30", "--keep-last", "0", "--yes", "--json")
+    result = json.loads(out.stdout)["result"]
+    assert trap.exists() and otto_db.exists() and db.exists()
+    assert any(e["path"] == str(trap) for e in result["errors"])
+    # that run could not be removed entirely, so the store keeps it; the other went
+    assert result["runs_kept_after_errors"] == [f"otto-{runs[0].name}-{runs[0].parent.name[-8:]}"]
+    assert len(_uids(db)) == 1 and out.returncode == 1
+
+
+def test_permission_errors_are_reported_per_path_and_the_rest_goes_on(
+        home, db, cli, make_readonly):
+    runs = build(home, [100, 90, 80])
+    synced(home, db)
+    locked = runs[1] / "tasks" / "build"
+    make_readonly(locked)
+    out = cli("clean", "--keep", "30", "--keep-last", "0", "--yes", "--json")
+    assert out.returncode == 1
+    result = json.loads(out.stdout)["result"]
+    assert any(e["path"].startswith(str(locked)) for e in result["errors"])
+    assert not runs[0].exists() and not runs[2].exists() and runs[1].exists()
+    assert len(result["deleted_runs"]) == 2 and len(_uids(db)) == 1
+    table = cli("clean", "--keep", "30", "--keep-last", "0", "--yes")  # the same, as text
+    assert table.returncode == 1 and str(locked).encode() in table.stderr
+    assert b"kept 1 runs in the store" in table.stdout
+
+
+def test_retention_from_ottolytics_toml_and_project_override(home, db, cli):
+    build(home, [100, 50, 20], cwd="/src/web")
+    build(home, [100, 50, 20], cwd="/src/api")
+    synced(home, db)
+    (home / "ottolytics.toml").write_text(
+        "[retention]\nkeep_days = 60\nkeep_last = 0\n\n"
+        "[retention.projects.api]\nkeep_days = 10\n")
+    plan = json.loads(cli("clean", "--dry-run", "--json").stdout)["plan"]
+    by_project = {}
+    for r in plan["runs"]:
+        by_project[r["project"]] = by_project.get(r["project"], 0) + 1
+    assert by_project == {"web": 1, "api": 3}
+    assert plan["policies"]["api"]["sources"]["keep_days"].endswith("[retention.projects.api]")
+    # a flag beats both
+    plan = json.loads(cli("clean", "--dry-run", "--json", "--keep", "200").stdout)["plan"]
+    assert plan["runs"] == []
+
+
+def test_bad_flags_and_config_are_one_line_errors(home, db, cli):
+    build(home, [1])
+    synced(home, db)
+    bad = cli("clean", "--keep", "-1")
+    assert bad.returncode == 2 and b"--keep -1" in bad.stderr
+    (home / "ottolytics.toml").write_text("[retention]\nkeep_last = 'many'\n")
+    out = cli("clean", "--dry-run")
+    assert out.returncode == 1
+    assert out.stderr.decode().count("\n") == 1 and b"keep_last" in out.stderr
+    (home / "ottolytics.toml").write_text("[retention\n")
+    out = cli("clean", "--dry-run")
+    assert out.returncode == 1 and b"ottolytics.toml" in out.stderr
+
+
+def test_project_filter_only_touches_that_project(home, db, cli):
+    web = build(home, [100, 90], cwd="/src/web")
+    api = build(home, [100, 90], cwd="/src/api")
+    synced(home, db)
+    assert cli("clean", "--keep", "1", "--keep-last", "0", "--project", "api",
+               "--yes").returncode == 0
+    assert all(r.exists() for r in web) and not any(r.exists() for r in api)

@@ -1,0 +1,80 @@
+"""info RUN: resolving RUN, the tasks with paths, stderr tails and dependency order."""
+
+import json
+import time
+
+import pytest
+
+from known_history import record
+from otto_tree import build, synced
+from ottolytics.runinfo import RunNotFound, dependency_order, run_info
+
+
+def test_latest_uid_and_prefix(db):
+    record(db)
+    assert run_info(db, "latest")["run_id"] == "run039"
+    info = run_info(db, "run005")
+    assert info["run_id"] == "run005" and info["project"] == "web"
+    assert info["params"] == {"branch": "dev", "env": "ci"}
+
+
+def test_unknown_and_ambiguous_refs(db):
+    record(db)
+    with pytest.raises(RunNotFound, match="ambiguous"):
+        run_info(db, "run03")
+    with pytest.raises(RunNotFound, match="no such run"):
+        run_info(db, "zzz-nothing")
+
+
+def test_tasks_paths_tails_and_order(db):
+    record(db)
+    info = run_info(db, "run007")  # 7 % 4 == 3: test fails
+    assert info["order"] == ["lint", "build", "docs", "test"]
+    tasks = {t["task"]: t for t in info["tasks"]}
+    assert tasks["test"]["status"] == "failed" and tasks["test"]["exit_code"] == 1
+    assert "connection refused" in tasks["test"]["stderr_tail"]
+    assert tasks["build"]["stderr_tail"] is None and tasks["build"]["depends_on"] == ["lint"]
+    retried = run_info(db, "run005")["tasks"]
+    assert [(t["task"], t["attempt"]) for t in retried if t["task"] == "test"] == [
+        ("test", 1), ("test", 2)]
+
+
+def test_otto_runs_by_timestamp_with_absolute_paths(home, db):
+    runs = build(home, [3, 1])
+    synced(home, db)
+    info = run_info(db, runs[0].name)
+    assert info["run_dir"] == str(runs[0]) and info["source"] == "otto"
+    assert run_info(db, f"otto-{runs[0].name}")["run_id"] == info["run_id"]  # a unique prefix
+    lint = next(t for t in info["tasks"] if t["task"] == "lint")
+    assert lint["stdout_path"] == str(runs[0] / "tasks" / "lint" / "stdout.log")
+    assert lint["script_path"] == str(runs[0] / "tasks" / "lint" / "script.sh")
+    failed_build = build(home, [0.5], cwd="/src/api", failed={0})[0]
+    synced(home, db)
+    b = next(t for t in run_info(db, "latest")["tasks"] if t["task"] == "build")
+    assert b["status"] == "failed" and b["stderr_tail"].strip() == "boom"
+    assert run_info(db, failed_build.name)["run_dir"] == str(failed_build)
+    with pytest.raises(RunNotFound):
+        run_info(db, str(int(time.time()) - 10 * 86400))
+
+
+def test_dependency_order_breaks_cycles_and_ignores_outsiders():
+    tasks = [{"task": "b", "depends_on": ["a"], "started_at": 1},
+             {"task": "a", "depends_on": ["c"], "started_at": 2},
+             {"task": "c", "depends_on": ["a"], "started_at": 0},
+             {"task": "d", "depends_on": ["elsewhere"], "started_at": 5}]
+    # d first (its only dependency is outside the run); the a <-> c cycle is broken
+    # at c, the earliest started; then a, then b.
+    assert dependency_order(tasks) == ["d", "c", "a", "b"]
+
+
+def test_info_command(db, cli):
+    record(db)
+    text = cli("info", "run007").stdout.decode()
+    assert "dependency order: lint -> build -> docs -> test" in text
+    assert "stderr tail:" in text and "connection refused" in text
+    doc = json.loads(cli("info", "latest", "--json").stdout)
+    assert doc["run_id"] == "run039" and doc["started_at"].endswith("+00:00")
+    assert len(doc["tasks"]) == 4 and doc["order"][0] == "lint"
+    missing = cli("info", "nope-nope")
+    assert missing.returncode == 1 and missing.stderr.decode().count("\n") == 1
+    assert b"no such run" in missing.stderr

@@ -1,0 +1,49 @@
+"""stats: overall figures, the busiest tasks and a task's weekly trend, on known data."""
+
+import json
+
+import pytest
+
+from known_history import RUNS, record
+from ottolytics import open as open_history
+from ottolytics.stats import stats
+
+
+@pytest.fixture
+def h(db):
+    record(db)
+    return open_history(db)
+
+
+def test_overall_and_top(h):
+    s = stats(h, n=3)
+    o = s["overall"].iloc[0]
+    assert o["runs"] == RUNS and o["tasks"] == RUNS * 4 + 1
+    assert o["failures"] == RUNS // 4 and o["success_rate"] == pytest.approx(0.75)
+    top = s["top"]
+    assert len(top) == 3 and top.iloc[0]["task"] == "test" and top.iloc[0]["total"] == RUNS + 1
+    t = top.iloc[0]
+    assert t["failed"] == RUNS // 4 + 1 and t["success"] == RUNS - RUNS // 4
+    build = stats(h, n=10)["top"].set_index("task").loc["build"]
+    assert build["avg_duration_s"] == pytest.approx(15.1, abs=0.1)
+
+
+def test_task_trend_by_week(h):
+    trend = stats(h, task="build")["trend"]
+    assert trend["runs"].sum() == RUNS and (trend["failed"] == 0).all()
+    # 40 hourly runs: at most two ISO weeks; durations 10 s, then 20 s from run 20 on
+    assert 1 <= len(trend) <= 2 and (trend["week"].dt.day_of_week == 0).all()
+    assert trend["p95_duration_s"].max() > 19.9 and trend["p50_duration_s"].min() >= 10
+
+
+def test_stats_command(db, cli):
+    record(db)
+    text = cli("stats", "--since", "", "-n", "2").stdout.decode()
+    assert f"all time: {RUNS} runs, {RUNS * 4 + 1} tasks" in text
+    assert "busiest: test" in text and "SUCCESS RATE" in text
+    doc = json.loads(cli("stats", "build", "--since", "", "--json").stdout)
+    assert doc["overall"]["runs"] == RUNS and {r["task"] for r in doc["top"]} >= {"build"}
+    assert sum(r["runs"] for r in doc["trend"]) == RUNS
+    recent = json.loads(cli("stats", "--json").stdout)   # default: the last 30 days
+    assert recent["overall"]["runs"] == 0   # the known history is from 2026-09
+    assert cli("stats", "--since", "soon").returncode == 2
