@@ -52,13 +52,15 @@ def progress(description, total=None):
         yield lambda n, total=None: None
         return
     from rich.progress import Progress
-    with Progress(transient=True) as bar:
+    # No refresh thread: usage forks walkers, and forking a threaded process is unsafe.
+    with Progress(transient=True, auto_refresh=False) as bar:
         task = bar.add_task(description, total=total)
 
         def advance(n, new_total=None):
             if new_total is not None:
                 bar.update(task, total=new_total)
             bar.advance(task, n)
+            bar.refresh()
         yield advance
 
 

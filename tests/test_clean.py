@@ -53,14 +53,18 @@ def test_without_yes_and_without_a_tty_it_prints_the_plan_and_exits_2(home, db, 
     assert du(home) == before and len(_uids(db)) == 2
 
 
-def _on_a_tty(args, answer):
-    """Run the CLI with stdin and stdout on a pseudo-terminal, answering *answer*."""
+def _on_a_tty(args, answer, color=False):
+    """Run the CLI with stdin and stdout on a pseudo-terminal, answering *answer*;
+    NO_COLOR is set unless *color*."""
     import pty
     import subprocess
     import sys
+    env = dict(os.environ, NO_COLOR="1")
+    if color:
+        del env["NO_COLOR"]
     leader, follower = pty.openpty()
     proc = subprocess.Popen([sys.executable, "-m", "ottolytics", *args], stdin=follower,
-                            stdout=follower, stderr=follower, env=dict(os.environ, NO_COLOR="1"))
+                            stdout=follower, stderr=follower, env=env)
     os.close(follower)
     out = b""
     deadline = time.time() + 60

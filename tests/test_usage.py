@@ -69,3 +69,15 @@ def test_project_filter_and_no_store(home, db, cli):
     assert table.returncode == 0
     text = table.stdout.decode()
     assert "PROJECT" in text and "largest runs" in text and "orphaned cache" in text
+
+
+def test_progress_bars_on_a_terminal(home, db):
+    """On a terminal usage and clean draw progress (and still finish cleanly)."""
+    from test_clean import _on_a_tty
+    build(home, list(range(1, 70)))
+    synced(home, db)
+    code, out = _on_a_tty(["usage"], b"", color=True)
+    assert code == 0 and b"largest runs" in out and b"measuring OTTO_HOME" in out
+    code, out = _on_a_tty(["clean", "--keep", "30", "--keep-last", "0", "--yes"], b"",
+                          color=True)
+    assert code == 0 and b"deleted 40 runs" in out and b"deleting" in out  # 30..69 days old
