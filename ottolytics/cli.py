@@ -617,7 +617,18 @@ def cmd_synth(args):
 
 def cmd_demo(args):
     from .demo import run_demo
-    return run_demo(home=args.otto_home)
+    return run_demo(sample=args.sample, out=args.out)
+
+
+def cmd_sample(args):
+    from .sample import generate
+    try:
+        summary = generate(args.out, seed=args.seed, force=args.force)
+    except FileExistsError as exc:
+        return _fail(str(exc), 2)
+    print(f"wrote {summary['recorded_runs']} recorded runs and {summary['otto_runs']} otto "
+          f"runs (imported by sync) to {summary['home']}; the store is {summary['store']}")
+    return 0
 
 
 def cmd_bench(args):
@@ -778,9 +789,18 @@ def build_parser():
     p.add_argument("--force", action="store_true", help="overwrite OUT.db if it exists")
     p.set_defaults(func=cmd_synth)
 
-    p = sub.add_parser("demo", help="record a small demo run and show its history")
-    p.add_argument("--otto-home", help="where to keep the demo store (default ./demo-home)")
+    p = sub.add_parser("demo", help="show what ottolytics does, on the sample history")
+    p.add_argument("--sample", help="the sample OTTO_HOME (default ./data/sample, else one "
+                   "is generated)")
+    p.add_argument("--out", help="where to write the copy, CSV, metrics and plots "
+                   "(default ./demo-output)")
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("sample", help="write the realistic sample history (an OTTO_HOME)")
+    p.add_argument("out", metavar="DIR")
+    p.add_argument("--seed", type=int, default=2026, help="the default seed gives data/sample")
+    p.add_argument("--force", action="store_true", help="replace DIR if it exists")
+    p.set_defaults(func=cmd_sample)
 
     p = sub.add_parser("bench", help="measure speed and size against baselines")
     p.add_argument("--quick", action="store_true", help="smaller sizes, for a fast check")

@@ -1,53 +1,90 @@
-"""``ottolytics demo``: record a small run through the shim and show its history.
+"""``ottolytics demo``: what the library does, on the bundled sample history.
 
-It uses the same entry points a user would (``run start``, ``exec`` for each
-task, ``run end``), in a store of its own so it never touches ``~/.otto``.
+It copies the sample (``data/sample``, or one generated on the spot when there
+is none) into an output directory, so the committed copy is never modified, then
+prints a stats table and the highlights, and writes the weekly CSV, the
+Prometheus textfile and two PNG plots there, printing their paths.
 """
 
 import os
+import shutil
 import sys
-from pathlib import Path
+from datetime import timedelta
 
-from .cli import main as cli_main
+DEFAULT_SAMPLE = os.path.join("data", "sample")
 
 
-def run_demo(home=None):
-    home = Path(home or "demo-home").resolve()
-    home.mkdir(parents=True, exist_ok=True)
-    os.environ["OTTO_HOME"] = str(home)
-    os.environ.pop("OTTOLYTICS_DB", None)
-    os.environ.pop("OTTOLYTICS_RUN_ID", None)
-    db = str(home / "ottolytics.db")
-    py = sys.executable
-    print(f"Recording a demo run into {db}\n")
-    from .runs import end_run, start_run
-    from .shim import exec_command
-    run = start_run(db=db, project="demo", params={"branch": "main"})
-    steps = [
-        ("lint", [py, "-c", "print('lint: 12 files clean')"]),
-        ("build", [py, "-c", "import time; time.sleep(0.3); print('build: ok')"]),
-        ("test", [py, "-c", "import sys; print('test: 41 passed'); "
-                  "print('test_cache.py::test_expiry FAILED: timeout after 2.0s', file=sys.stderr); "
-                  "sys.exit(1)"]),
-    ]
-    for task, argv in steps:
-        code = exec_command(argv, db=db, task=task, run=run)
-        print(f"  [{task} exited {code}]")
-    status = end_run(run, db=db)
-    logs = home / "ottolytics" / "runs" / run
-    print(f"\nRun {run} ended: {status}. Its logs are under {logs}\n")
-    code = cli_main(["--db", db, "history", "-n", "5"])
+def _say(text=""):
+    print(text, flush=True)
+
+
+def _headline(message, width=72):
+    """The line of a failure message that names the error."""
+    lines = [line.strip() for line in str(message).splitlines() if line.strip()]
+    named = [line for line in lines if "Error" in line or "FAILED" in line]
+    return ((named or lines or [""])[0])[:width]
+
+
+def run_demo(sample=None, out=None):
+    from .cli import main as cli_main
+    from .sample import END, generate
+    out = os.path.abspath(out or "demo-output")
+    home = os.path.join(out, "home")
+    if os.path.exists(home):
+        shutil.rmtree(home)
+    os.makedirs(out, exist_ok=True)
+    sample = sample or (DEFAULT_SAMPLE if os.path.isdir(DEFAULT_SAMPLE) else None)
+    if sample:
+        if not os.path.isfile(os.path.join(sample, "ottolytics.db")):
+            print(f"ottolytics: error: {sample}: no ottolytics.db here; pass --sample DIR "
+                  "(a directory written by 'ottolytics sample')", file=sys.stderr)
+            return 1
+        shutil.copytree(sample, home, symlinks=True)
+        origin = sample
+    else:
+        generate(home)
+        origin = "a sample generated just now (no data/sample here)"
+    db = os.path.join(home, "ottolytics.db")
     from .history import open as open_history
+    from .plots import duration_trend, success_heatmap
+    from .prometheus import write_metrics
+    from .report import week_label, write_csv
     h = open_history(db)
-    rates = h.success_rate(by="task", freq=None)[["task", "total", "successes", "failures",
-                                                  "rate"]]
-    print("\nIn Python: h = ottolytics.open(db); h.success_rate(by='task', freq=None)")
-    print(rates.to_string(index=False))
-    top = h.failure_groups()
-    if not top.empty:
-        print(f"\nh.failure_groups(): {top['count'][0]}x {top['message'][0]!r} in {top['tasks'][0]}")
+    runs = h.runs()
+    _say(f"Sample history from {origin}: {len(runs)} runs of "
+         f"{runs['project'].nunique()} projects, {runs['started_at'].min():%Y-%m-%d} to "
+         f"{runs['started_at'].max():%Y-%m-%d}. Working copy: {home}\n")
+    _say("$ ottolytics stats --since '' -n 8")
+    cli_main(["--db", db, "stats", "--since", "", "-n", "8"])
+
+    _say("\nHighlights, from the Python API (h = ottolytics.open(db)):")
+    flaky = h.flaky().head(2)
+    for r in flaky.itertuples():
+        _say(f"  h.flaky():          {r.project}/{r.task}: score {r.score:.2f} "
+             f"({r.flips} flips, {r.retry_passes} passed on retry in its last {r.runs} runs)")
+    for r in h.regressions().head(1).itertuples():
+        _say(f"  h.regressions():    {r.project}/{r.task} got {r.ratio:.2f}x {r.direction} "
+             f"from {r.changed_at:%Y-%m-%d} (run {r.run_id}, p={r.p_value:.1g})")
+    for r in h.failure_groups().head(3).itertuples():
+        _say(f"  h.failure_groups(): {r.count:>3}x in {r.tasks}: {_headline(r.message)}")
+
+    monday = (END - timedelta(days=END.weekday() + 7)).date()  # the sample's last full week
+    week = week_label(monday)
+    csv_path = os.path.join(out, f"weekly-{week}.csv")
+    write_csv(h.weekly_report(week), csv_path)
+    prom_path = os.path.join(out, "ottolytics.prom")
+    write_metrics(h, prom_path)
+    trend_path = os.path.join(out, "api-build-duration.png")
+    fig = duration_trend(h.with_filters(project=["api"]), "build")
+    fig.savefig(trend_path, dpi=110)
+    heat_path = os.path.join(out, "success-heatmap.png")
+    success_heatmap(h).savefig(heat_path, dpi=110)
     h.close()
-    print(f"\nNext: ottolytics --db {db} history --json"
-          f"\n      cat {logs / 'tasks' / 'test' / 'stderr.log'}"
-          f"\n      ottolytics --db {db} doctor")
-    return code
+    _say(f"\nWeekly report ({week}, CSV):   {csv_path}")
+    _say(f"Prometheus textfile:          {prom_path}")
+    _say(f"Plots (PNG):                  {trend_path}")
+    _say(f"                              {heat_path}")
+    _say(f"\nNext: ottolytics --db {db} history -n 10"
+         f"\n      ottolytics --db {db} info latest"
+         f"\n      jupyter lab notebooks/failure_investigation.ipynb")
+    return 0

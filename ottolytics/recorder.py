@@ -365,10 +365,10 @@ class Run:
         """A task handle; it starts on ``with`` or ``start()``."""
         return Task(self, name, deps, meta)
 
-    def skip_task(self, name, reason=None, deps=None):
-        """Record a task that did not run at all (e.g. up to date)."""
+    def skip_task(self, name, reason=None, deps=None, at=None):
+        """Record a task that did not run at all (e.g. up to date), at *at* or now."""
         task = Task(self, name, deps, {})
-        task.start(status="skipped", reason=reason)
+        task.start(status="skipped", reason=reason, at=at)
         return task
 
     def __enter__(self):

@@ -1,19 +1,45 @@
-import sqlite3
+"""The README's main command: ottolytics demo on the bundled sample."""
+
+import hashlib
+import os
+from pathlib import Path
 
 from ottolytics.demo import run_demo
 
+ROOT = Path(__file__).resolve().parent.parent
 
-def test_demo_records_a_run_through_the_shim(tmp_path, capsys, monkeypatch):
+
+def _digest(folder):
+    h = hashlib.sha256()
+    for path in sorted(Path(folder).rglob("*")):
+        h.update(str(path.relative_to(folder)).encode())
+        if path.is_symlink():
+            h.update(os.readlink(path).encode())
+        elif path.is_file():
+            h.update(path.read_bytes())
+    return h.hexdigest()
+
+
+def test_demo_on_the_bundled_sample(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    before = _digest(ROOT / "data" / "sample")
+    assert run_demo(out=tmp_path / "out") == 0
+    out = capsys.readouterr().out
+    assert "all time: 804 runs, 4824 tasks" in out and "SUCCESS RATE" in out
+    assert "api/build got 1.5" in out and "from 2026-10-12" in out     # the planted regression
+    assert "web/test:integration" in out                                # the planted flaky test
+    for name in ("weekly-2026-W46.csv", "ottolytics.prom", "api-build-duration.png",
+                 "success-heatmap.png"):
+        path = tmp_path / "out" / name
+        assert str(path) in out and path.stat().st_size > 100
+    assert (tmp_path / "out" / "weekly-2026-W46.csv").read_text().startswith("week,week_start")
+    assert _digest(ROOT / "data" / "sample") == before   # the committed copy is untouched
+
+
+def test_demo_generates_a_sample_when_there_is_none(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert run_demo() == 0
     out = capsys.readouterr().out
-    assert "ended: failed" in out and "✗ failed" in out
-    conn = sqlite3.connect(tmp_path / "demo-home" / "ottolytics.db")
-    assert conn.execute("SELECT name, status, exit_code FROM tasks ORDER BY id").fetchall() == [
-        ("lint", "success", 0), ("build", "success", 0), ("test", "failed", 1)]
-    assert conn.execute("SELECT key, value FROM run_params").fetchall() == [("branch", "main")]
-    assert conn.execute("SELECT p.name, r.status FROM runs r JOIN projects p "
-                        "ON p.id = r.project_id").fetchall() == [("demo", "failed")]
-    conn.close()
-    logs = list((tmp_path / "demo-home" / "ottolytics" / "runs").glob("*/tasks/test/stderr.log"))
-    assert logs and "FAILED" in logs[0].read_text()
+    assert "a sample generated just now" in out
+    assert (tmp_path / "demo-output" / "ottolytics.prom").exists()
+    assert run_demo(sample=str(tmp_path / "nowhere")) == 1

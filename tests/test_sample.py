@@ -1,0 +1,97 @@
+"""The sample generator: its planted stories, and data/sample reproduced exactly."""
+
+import os
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+import ottolytics
+from ottolytics.sample import BUMP_DATE, FIX_DATE, REGRESSION_DATE, generate
+
+ROOT = Path(__file__).resolve().parent.parent
+COMMITTED = ROOT / "data" / "sample"
+WALL_CLOCK = {"schema_migrations": {"applied_at"}, "sync_state": {"synced_at"}}
+
+
+def _tables(db, home):
+    """Every table's rows, sorted; wall-clock columns out, the home's path neutral."""
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    out = {}
+    for (table,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'"):
+        cols = [r[1] for r in conn.execute(f"PRAGMA table_info({table})")]
+        keep = [c for c in cols if c not in WALL_CLOCK.get(table, ())]
+        rows = conn.execute(f"SELECT {', '.join(keep)} FROM {table}").fetchall()
+        out[table] = sorted(repr(r).replace(str(home), "<home>") for r in rows)
+    conn.close()
+    return out
+
+
+def _files(home):
+    found = {}
+    for path in sorted(Path(home).rglob("*")):
+        rel = str(path.relative_to(home))
+        if path.is_symlink():
+            found[rel] = ("link", os.readlink(path))
+        elif path.is_file() and not rel.endswith((".db", "-wal", "-shm")):
+            found[rel] = ("file", path.read_bytes())
+    return found
+
+
+@pytest.fixture(scope="module")
+def fresh(tmp_path_factory):
+    out = tmp_path_factory.mktemp("sample") / "home"
+    generate(out)
+    return out
+
+
+def test_the_seed_reproduces_data_sample_exactly(fresh):
+    assert COMMITTED.is_dir(), "data/sample is missing: run ottolytics sample data/sample"
+    assert _files(fresh) == _files(COMMITTED)
+    for db in ("ottolytics.db", "otto.db"):
+        assert _tables(fresh / db, fresh) == _tables(COMMITTED / db, COMMITTED), db
+    size = sum(p.stat().st_size for p in COMMITTED.rglob("*") if p.is_file())
+    assert size < 3_000_000  # a few MB at most
+
+
+def test_another_seed_gives_another_history(tmp_path, fresh):
+    generate(tmp_path / "other", seed=7)
+    assert _tables(tmp_path / "other" / "ottolytics.db", tmp_path / "other") != _tables(
+        fresh / "ottolytics.db", fresh)
+
+
+def test_the_planted_stories_are_found(fresh):
+    h = ottolytics.open(fresh / "ottolytics.db")
+    runs = h.runs()
+    assert runs["project"].nunique() >= 3
+    assert (runs["started_at"].max() - runs["started_at"].min()).days >= 90
+    reg = h.regressions()
+    top = reg.iloc[0]
+    assert (top["project"], top["task"], top["direction"]) == ("api", "build", "slower")
+    assert abs((top["changed_at"] - REGRESSION_DATE).total_seconds()) < 86400
+    flaky = h.flaky()
+    assert ("web", "test:integration") in set(zip(flaky["project"].head(2), flaky["task"].head(2)))
+    burst = h.with_filters(since=BUMP_DATE.timestamp(), until=FIX_DATE.timestamp())
+    groups = burst.failure_groups()
+    top = groups.iloc[0]
+    assert "ImportError (pandas 3.0.0)" in top["message"] and top["count"] >= 5  # the burst
+    before = h.with_filters(project=["etl"], until=BUMP_DATE.timestamp()).failure_groups()
+    assert not before["message"].str.contains("ImportError").any()
+    assert (runs["status"] == "interrupted").sum() == 1
+    tasks = h.tasks()
+    assert (tasks["status"] == "skipped").sum() > 100
+    assert (tasks.groupby(["run_id", "task"])["attempt"].max() > 1).any()   # retries
+    assert tasks["task"].str.startswith("test:").any()                      # foreach suites
+    params = h.params()
+    assert set(params["trigger"].dropna()) == {"nightly", "push"}  # otto runs have none
+
+
+def test_otto_layout_syncs_and_leaves_orphans(fresh):
+    from ottolytics.usage import usage
+    report = usage(fresh / "ottolytics.db", fresh, record=False)
+    mobile = next(p for p in report["projects"] if p["project"] == "mobile")
+    assert mobile["runs"] == 25 and mobile["orphan_cache_bytes"] > 0
+    assert (fresh / "otto.db").exists()
+    h = ottolytics.open(fresh / "ottolytics.db")
+    growth = h.with_filters(project=["mobile"]).runs().sort_values("started_at")
+    assert growth["size_bytes"].iloc[-1] > 2 * growth["size_bytes"].iloc[0]   # logs grow
