@@ -559,6 +559,46 @@ def bench_manage(work, quick):
     return rows
 
 
+_INITIALIZE = (b'{"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": '
+               b'{"protocolVersion": "2025-06-18", "capabilities": {}, '
+               b'"clientInfo": {"name": "bench", "version": "0"}}}\n')
+
+
+def _mcp_first_answer(cmd, env):
+    """Wall seconds from starting the server to its answer to ``initialize``."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, env=env)
+    proc.stdin.write(_INITIALIZE)
+    proc.stdin.flush()
+    line = proc.stdout.readline()
+    elapsed = time.perf_counter() - t0
+    proc.stdin.close()
+    proc.wait(timeout=30)
+    if b'"result"' not in line:
+        raise RuntimeError(f"mcp server answered {line[:200]!r}")
+    return elapsed
+
+
+def bench_mcp(work, quick):
+    """How soon `ottolytics mcp` answers, against importing the MCP SDK alone."""
+    store = _synth_store(work, True)
+    env = dict(os.environ)
+    cmd = _ottolytics_cmd() + ["--db", str(store), "mcp"]
+    base_cmd = [sys.executable, "-c", "from mcp.server.mcpserver import MCPServer"]
+    n = 3 if quick else 7
+    ours, base = [], []
+    for _ in range(n):
+        ours.append(_mcp_first_answer(cmd, env))
+        t0 = time.perf_counter()
+        subprocess.run(base_cmd, check=True, capture_output=True)
+        base.append(time.perf_counter() - t0)
+    m, b = statistics.median(ours), statistics.median(base)
+    return [Row("mcp-start", "`ottolytics mcp`: start to the answer to initialize", m, "s", b,
+                "python -c 'from mcp.server.mcpserver import MCPServer' (the SDK's import)",
+                "≤ SDK import + 0.15 s", m <= b + 0.15)]
+
+
 BENCHES = {
     "recorder": bench_recorder,
     "shim": bench_shim,
@@ -569,6 +609,7 @@ BENCHES = {
     "analysis": bench_analysis,
     "exports": bench_exports,
     "manage": bench_manage,
+    "mcp": bench_mcp,
 }
 
 

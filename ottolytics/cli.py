@@ -620,6 +620,16 @@ def cmd_demo(args):
     return run_demo(sample=args.sample, out=args.out)
 
 
+def cmd_mcp(args):
+    try:
+        from .mcp_server import serve
+    except ImportError as exc:
+        return _fail(f"the MCP server needs the 'mcp' package ({exc}); "
+                     "pip install 'mcp>=2.3,<3'")
+    serve(args.db)
+    return 0
+
+
 def cmd_sample(args):
     from .sample import generate
     try:
@@ -795,6 +805,13 @@ def build_parser():
     p.add_argument("--out", help="where to write the copy, CSV, metrics and plots "
                    "(default ./demo-output)")
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("mcp", parents=[common], help="serve the history to AI assistants "
+                       "(Model Context Protocol, stdio)",
+                       description="A read-only MCP server over stdio with the tools "
+                       "list_execution_history, get_run, get_task_logs, task_stats and "
+                       "failure_groups.")
+    p.set_defaults(func=cmd_mcp)
 
     p = sub.add_parser("sample", help="write the realistic sample history (an OTTO_HOME)")
     p.add_argument("out", metavar="DIR")

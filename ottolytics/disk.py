@@ -122,9 +122,13 @@ def walk_all(jobs, workers=None, progress=None):
     """walk() each (path, files) of *jobs*, split between this process and
     forked children, one per further core: the walk is Python-bound, so threads
     would only take turns. A child's results come back through a pipe
-    (marshal); if a child fails, this process walks its share itself."""
+    (marshal); if a child fails, this process walks its share itself. A process
+    running other threads walks everything itself."""
+    import threading
     workers = workers or os.cpu_count() or 1
-    if workers < 2 or len(jobs) < 64:
+    # Fork only a single-threaded process (the command line): a child of a process
+    # with other threads (a Jupyter kernel, a server) may inherit a held lock.
+    if workers < 2 or len(jobs) < 64 or threading.active_count() > 1:
         workers = 1
     shares = [list(range(k, len(jobs), workers)) for k in range(workers)]
     children = []

@@ -42,19 +42,22 @@ def open_for_reading(db=None):
     return store.conn
 
 
-def recent_runs(db=None, limit=20, conn=None, status=None, project=None):
-    """The newest *limit* runs as dicts: run_id, project, status, started_at,
-    finished_at, duration_s, size_bytes, user, host, tasks and tasks_<status>
-    for every task status. Walks the runs_started index newest first."""
+def recent_runs(db=None, limit=20, conn=None, status=None, project=None, offset=0,
+                since=None, task=None):
+    """The newest *limit* runs (after skipping *offset*) as dicts: run_id, project,
+    status, started_at, finished_at, duration_s, size_bytes, user, host, tasks and
+    tasks_<status> for every task status. *since* is unix seconds; *task* keeps
+    runs that ran that task. Walks the runs_started index newest first."""
     own = conn is None
     conn = conn or open_for_reading(db)
-    where, args = _where("r.status", status, project)
+    where, args = _where("r.status", status, project, since, task)
     try:
         rows = conn.execute(
             "SELECT r.id, r.uid, p.name, r.status, r.started_at, r.finished_at, r.size_bytes, "
             "r.user, r.host FROM runs r JOIN projects p ON p.id = r.project_id"
             + (" WHERE " + " AND ".join(where) if where else "")
-            + " ORDER BY r.started_at DESC LIMIT ?", (*args, limit)).fetchall()
+            + " ORDER BY r.started_at DESC LIMIT ? OFFSET ?",
+            (*args, limit, offset)).fetchall()
         counts = {}
         if rows:
             marks = ",".join("?" * len(rows))
@@ -80,8 +83,8 @@ def recent_runs(db=None, limit=20, conn=None, status=None, project=None):
     return result
 
 
-def _where(status_column, status, project):
-    """SQL conditions and their arguments for the --status and --project filters."""
+def _where(status_column, status, project, since=None, task=None):
+    """SQL conditions and their arguments for the status, project, since and task filters."""
     where, args = [], []
     if status:
         where.append(f"{status_column} = ?")
@@ -89,7 +92,20 @@ def _where(status_column, status, project):
     if project:
         where.append("p.name = ?")
         args.append(project)
+    if since is not None:
+        where.append("r.started_at >= ?")
+        args.append(since)
+    if task:
+        where.append("EXISTS (SELECT 1 FROM tasks x WHERE x.run_id = r.id AND x.name = ?)")
+        args.append(task)
     return where, args
+
+
+def count_runs(conn, status=None, project=None, since=None, task=None):
+    """How many runs recent_runs could page through with these filters."""
+    where, args = _where("r.status", status, project, since, task)
+    return conn.execute("SELECT count(*) FROM runs r JOIN projects p ON p.id = r.project_id"
+                        + (" WHERE " + " AND ".join(where) if where else ""), args).fetchone()[0]
 
 
 def _duration(status, started, finished, now):

@@ -61,3 +61,24 @@ def test_unreadable_directories_are_reported_not_fatal(home, make_readonly):
         assert len(list(scan.run_dirs())) == 2
     finally:
         os.chmod(runs[0] / "tasks", 0o755)
+
+
+def test_a_threaded_process_walks_alone_with_the_same_answer(home):
+    import threading
+    build(home, list(range(1, 70)))
+    forked = disk.scan(home, workers=2)
+    stop = threading.Event()
+    t = threading.Thread(target=stop.wait)
+    t.start()
+    try:
+        pids = []
+        real_fork = os.fork
+        os.fork = lambda: pids.append(1) or real_fork()
+        try:
+            alone = disk.scan(home, workers=2)
+        finally:
+            os.fork = real_fork
+    finally:
+        stop.set()
+        t.join()
+    assert pids == [] and alone.total_bytes == forked.total_bytes == du(home)
