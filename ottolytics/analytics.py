@@ -212,9 +212,21 @@ def signature(text):
     return hashlib.sha1(normalize(text).encode()).hexdigest()[:12]
 
 
+_ERROR_LINE = re.compile(r"error|exception|failed|fatal|panic|traceback|denied|timed? ?out",
+                         re.IGNORECASE)
+_SUMMARY_LINE = re.compile(r"^[=\-_*#]{3,}.*[=\-_*#]{3,}$")
+
+
 def _message(text):
+    """The line of a stderr tail that names the failure: the last one that reads
+    like an error, skipping summary banners such as pytest's '=== 1 failed ===';
+    else the last line."""
     lines = [line.strip() for line in str(text or "").splitlines() if line.strip()]
-    return lines[-1][:300] if lines else ""
+    if not lines:
+        return ""
+    named = [line for line in lines if _ERROR_LINE.search(line)
+             and not _SUMMARY_LINE.match(line)]
+    return (named or lines)[-1][:300]
 
 
 def failures(h, since=None):

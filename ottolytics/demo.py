@@ -18,13 +18,6 @@ def _say(text=""):
     print(text, flush=True)
 
 
-def _headline(message, width=72):
-    """The line of a failure message that names the error."""
-    lines = [line.strip() for line in str(message).splitlines() if line.strip()]
-    named = [line for line in lines if "Error" in line or "FAILED" in line]
-    return ((named or lines or [""])[0])[:width]
-
-
 def run_demo(sample=None, out=None):
     from .cli import main as cli_main
     from .sample import END, generate
@@ -66,7 +59,7 @@ def run_demo(sample=None, out=None):
         _say(f"  h.regressions():    {r.project}/{r.task} got {r.ratio:.2f}x {r.direction} "
              f"from {r.changed_at:%Y-%m-%d} (run {r.run_id}, p={r.p_value:.1g})")
     for r in h.failure_groups().head(3).itertuples():
-        _say(f"  h.failure_groups(): {r.count:>3}x in {r.tasks}: {_headline(r.message)}")
+        _say(f"  h.failure_groups(): {r.count:>3}x in {r.tasks}: {r.message[:72]}")
 
     monday = (END - timedelta(days=END.weekday() + 7)).date()  # the sample's last full week
     week = week_label(monday)

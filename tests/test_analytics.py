@@ -128,3 +128,14 @@ def test_disk_usage_reports_runs_versus_cache(home, db):
     expected = sum(f.stat().st_size for f in cache.iterdir())
     assert usage["project"] == "web" and usage["cache_bytes"] == expected > 0
     assert usage["run_bytes"] > 3000
+
+
+def test_failure_message_is_the_line_that_names_the_error():
+    from ottolytics.analytics import _message
+    pytest_tail = ("E   redis.exceptions.TimeoutError: Timeout connecting to redis\n"
+                   "FAILED tests/test_s.py::test_x[3] - TimeoutError\n"
+                   "========= 1 failed, 216 passed in 43.0s =========\n")
+    assert _message(pytest_tail) == "FAILED tests/test_s.py::test_x[3] - TimeoutError"
+    assert _message("collecting...\nError: refused\n\n") == "Error: refused"
+    assert _message("step 1\nstep 2\n") == "step 2"   # nothing reads like an error
+    assert _message("") == ""
