@@ -1,6 +1,7 @@
 """The sample generator: its planted stories, and data/sample reproduced exactly."""
 
 import os
+import re
 import sqlite3
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from ottolytics.sample import BUMP_DATE, FIX_DATE, REGRESSION_DATE, generate
 
 ROOT = Path(__file__).resolve().parent.parent
 COMMITTED = ROOT / "data" / "sample"
+OTTO_PATH = re.compile(r"'[^']*/([^/']+-[0-9a-f]{8}/)")
 WALL_CLOCK = {"schema_migrations": {"applied_at"}, "sync_state": {"synced_at"}}
 
 
@@ -22,7 +24,9 @@ def _tables(db, home):
         cols = [r[1] for r in conn.execute(f"PRAGMA table_info({table})")]
         keep = [c for c in cols if c not in WALL_CLOCK.get(table, ())]
         rows = conn.execute(f"SELECT {', '.join(keep)} FROM {table}").fetchall()
-        out[table] = sorted(repr(r).replace(str(home), "<home>") for r in rows)
+        # otto.db holds absolute paths of wherever the sample was generated
+        out[table] = sorted(OTTO_PATH.sub(r"'<home>/\1", repr(r).replace(str(home), "<home>"))
+                            for r in rows)
     conn.close()
     return out
 
