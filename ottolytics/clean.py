@@ -6,7 +6,9 @@ Planning and deleting are separate steps (``plan`` then ``execute``), so that
 keep this safe, each tested:
 
 * nothing outside OTTO_HOME is deleted, and no symlink is followed: a link
-  inside a run is removed as a link and its target is left alone;
+  inside a run is removed as a link and its target is left alone; a store row
+  naming OTTO_HOME's top level, a project directory or the store's directory as
+  a run directory is refused;
 * a run that is running, or that started within the last hour, is kept;
 * a cache file that a kept run's ``script.*`` link references is kept;
 * ``otto.db``, ``ottolytics.db`` and their WAL, SHM and journal files are never
@@ -293,6 +295,24 @@ def _remove_dir(path, errors, protect):
     return freed
 
 
+def _not_a_run_dir(path, home, store_file):
+    """Why *path* must not be deleted as a run directory, or None. A store row
+    could name OTTO_HOME's top level, a project directory (with its script
+    cache) or the store's own directory; none of those is a run."""
+    real_home = os.path.realpath(home)
+    real = os.path.join(os.path.realpath(os.path.dirname(path)), os.path.basename(path))
+    rel = os.path.relpath(real, real_home)
+    if rel.startswith(os.pardir) or rel == os.curdir:
+        return None  # _inside reports these
+    if len(rel.split(os.sep)) < 2:
+        return "directly below OTTO_HOME, so not a run directory; left alone"
+    if os.path.isdir(os.path.join(real, ".cache")):
+        return "holds a script cache: a project directory, not a run; left alone"
+    if os.path.realpath(store_file).startswith(real.rstrip(os.sep) + os.sep):
+        return "holds the store; left alone"
+    return None
+
+
 def execute(p, db=None, progress=None):
     """Carry out Plan *p*; returns a Result. Store rows go only for runs whose
     directory is entirely gone, in one transaction after the files."""
@@ -301,7 +321,11 @@ def execute(p, db=None, progress=None):
     store_file = os.path.abspath(db_path(db, p.home))
     gone_ids = []
     for c in p.runs:
-        if c.path:
+        refused = c.path and _not_a_run_dir(c.path, p.home, store_file)
+        if refused:
+            result.errors.append((c.path, refused))
+            gone = False
+        elif c.path:
             freed, errors, gone = remove(c.path, p.home, protect=[store_file])
             result.freed += freed
             result.errors += errors

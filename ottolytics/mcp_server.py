@@ -198,8 +198,6 @@ class HistoryTools:
             result.update(source=None, text="", lines=0, note="no output was kept for this "
                           "task: no log file at its path and nothing in the store")
             return result
-        if isinstance(text, Refused):
-            raise text
         lines = text.splitlines()
         kept = lines[-tail_lines:]
         body = "\n".join(kept)
@@ -282,8 +280,9 @@ def _read_tail(path, max_bytes=4 * MAX_LOG_BYTES):
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
     except OSError as exc:
-        return Refused(f"{path}: cannot be read ({exc.strerror or exc}); only regular log "
-                       "files that the history names are read, and links are not followed")
+        raise Refused(f"{path}: cannot be read ({exc.strerror or exc}); only regular log "
+                      "files that the history names are read, and links are not followed") \
+            from None
     with os.fdopen(fd, "rb") as f:
         size = os.fstat(f.fileno()).st_size
         f.seek(max(0, size - max_bytes))

@@ -73,7 +73,7 @@ def otto_retention(ottofile):
         import yaml
         with open(ottofile, encoding="utf-8") as f:
             doc = yaml.safe_load(f)
-    except (OSError, UnicodeDecodeError, Exception):  # a broken ottofile is otto's to report
+    except Exception:  # unreadable or not YAML: a broken ottofile is otto's to report
         return {}
     otto = doc.get("otto") if isinstance(doc, dict) else None
     retention = otto.get("retention") if isinstance(otto, dict) else None

@@ -2,9 +2,10 @@
 
 import json
 import os
+import sqlite3
 import time
 
-
+import pytest
 from conftest import q
 from otto_tree import DAY, build, du, synced
 from ottolytics import clean
@@ -257,3 +258,22 @@ def test_project_filter_only_touches_that_project(home, db, cli):
     assert cli("clean", "--keep", "1", "--keep-last", "0", "--project", "api",
                "--yes").returncode == 0
     assert all(r.exists() for r in web) and not any(r.exists() for r in api)
+
+
+@pytest.mark.parametrize("bogus", ["", "PROJECT", "PROJECT/.cache/.."])
+def test_a_store_row_naming_a_project_or_home_as_run_dir_is_refused(home, db, bogus):
+    runs = build(home, [100, 90])
+    synced(home, db)
+    project_dir = runs[0].parent.name
+    run_dir = bogus.replace("PROJECT", project_dir) if bogus else "."
+    conn = sqlite3.connect(db)
+    conn.execute("UPDATE runs SET run_dir = ? WHERE run_dir LIKE ?", (run_dir, f"%/{runs[0].name}"))
+    conn.commit()
+    conn.close()
+    before = du(home)
+    p = clean.plan(db, home, keep_days=30, keep_last=0)
+    result = clean.execute(p, db)
+    assert runs[0].exists() and (runs[0].parent / ".cache").exists()
+    assert any("left alone" in msg for _p, msg in result.errors)
+    assert len(result.kept) == 1 and not runs[1].exists()
+    assert du(home) < before
