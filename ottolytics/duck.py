@@ -92,6 +92,28 @@ def _bring_up_to_date(path):
                             "access") from None
 
 
+def _in_one_transaction(con, sql, fetch):
+    """Run *sql* and *fetch* its result inside one explicit transaction.
+
+    The Python client prepares a statement and then executes it; in autocommit
+    mode those are two transactions. The sqlite scanner of DuckDB 1.5.5 keeps, in
+    sqlite_query's bind data, a pointer to the SQLite connection of the
+    transaction that bound it, which is gone by execution: an intermittent
+    segfault (duckdb/duckdb-sqlite#224, fixed upstream after the 1.5.5 wheel).
+    One transaction around both keeps that connection alive throughout."""
+    con.execute("BEGIN TRANSACTION")
+    try:
+        result = fetch(con.execute(sql))
+    except BaseException:
+        try:
+            con.execute("ROLLBACK")
+        except duckdb.Error:
+            pass
+        raise
+    con.execute("COMMIT")
+    return result
+
+
 class Stores:
     """The stores a History reads, attached around each query."""
 
@@ -133,7 +155,7 @@ class Stores:
                     alias = f"s{i}"
                     con.execute(f"ATTACH {_quote(source)} AS {alias} (TYPE sqlite, READ_ONLY)")
                     aliases.append(alias)
-                return fetch(con.execute(build_sql(aliases)))
+                return _in_one_transaction(con, build_sql(aliases), fetch)
             except duckdb.Error as exc:
                 raise ReadError(f"reading {', '.join(self.paths)}: {exc}") from None
             finally:
