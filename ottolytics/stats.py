@@ -2,12 +2,19 @@
 trend by week, computed in DuckDB over a History (``h.with_filters(since=...)``
 picks the period)."""
 
+import uuid
+
 import pandas as pd
 
 
-def overall(h):
+def _facts(h, source, a, need=("project",)):
+    """The task rows to aggregate: a temp table stats() made, or the store's."""
+    return source or f"({h.facts_sql(a, need=list(need))})"
+
+
+def overall(h, source=None):
     """One row: runs, tasks, run success rate, average and p95 run duration, and
-    task attempts' success rate."""
+    task attempts' success rate. *source* names a table of h's facts, if made."""
     runs = h.query(lambda a: f"""
         SELECT count(*) AS runs,
                count(*) FILTER (WHERE status = 'success') AS successes,
@@ -26,11 +33,11 @@ def overall(h):
                count(*) FILTER (WHERE status = 'success')
                    / nullif(count(*) FILTER (WHERE status IN ('success', 'failed')), 0)
                    AS task_success_rate
-        FROM ({h.facts_sql(a)})""")
+        FROM {_facts(h, source, a, need=())}""")
     return pd.concat([runs, tasks], axis=1)
 
 
-def top_tasks(h, n=10):
+def top_tasks(h, n=10, source=None):
     """The *n* tasks with the most attempts: project, task, total, success,
     failed, success_rate, avg_duration_s, p95_duration_s."""
     return h.query(lambda a: f"""
@@ -43,14 +50,16 @@ def top_tasks(h, n=10):
                avg(duration_s) FILTER (WHERE status IN ('success', 'failed')) AS avg_duration_s,
                quantile_cont(duration_s, 0.95) FILTER (WHERE status IN ('success', 'failed'))
                    AS p95_duration_s
-        FROM ({h.facts_sql(a, need=['project'])})
+        FROM {_facts(h, source, a)}
         GROUP BY project, task ORDER BY total DESC, project, task LIMIT {int(n)}""")
 
 
-def task_trend(h, task):
+def task_trend(h, task, source=None):
     """*task*'s figures per ISO week (weeks start Monday, UTC): runs, success,
     failed, success_rate, p50 and p95 duration."""
+    from .duck import sqlite_literal
     one = h.with_filters(task=[task])
+    where = f" WHERE task = {sqlite_literal(task)}" if source else ""
     return one.query(lambda a: f"""
         SELECT date_trunc('week', started_at) AS week, project,
                count(*) FILTER (WHERE attempt = 1) AS runs,
@@ -63,14 +72,21 @@ def task_trend(h, task):
                    AS p50_duration_s,
                quantile_cont(duration_s, 0.95) FILTER (WHERE status IN ('success', 'failed'))
                    AS p95_duration_s
-        FROM ({one.facts_sql(a, need=['project'])})
+        FROM {_facts(one, source, a)}{where}
         GROUP BY ALL ORDER BY week, project""")
 
 
 def stats(h, task=None, n=10):
     """Everything ``ottolytics stats`` shows: {"overall", "top", "trend"} frames
-    ("trend" only with *task*)."""
-    result = {"overall": overall(h), "top": top_tasks(h, n)}
-    if task:
-        result["trend"] = task_trend(h, task)
+    ("trend" only with *task*). The period's task rows cross from SQLite once,
+    into a temp table that all three read."""
+    table = f"stats_{uuid.uuid4().hex}"
+    h.stores.query(h.con, lambda a: f"CREATE TEMP TABLE {table} AS SELECT * FROM "
+                   f"({h.facts_sql(a, need=['project'])})", lambda r: None)
+    try:
+        result = {"overall": overall(h, table), "top": top_tasks(h, n, table)}
+        if task:
+            result["trend"] = task_trend(h, task, table)
+    finally:
+        h.con.execute(f"DROP TABLE IF EXISTS {table}")
     return result

@@ -47,3 +47,11 @@ def test_stats_command(db, cli):
     recent = json.loads(cli("stats", "--json").stdout)   # default: the last 30 days
     assert recent["overall"]["runs"] == 0   # the known history is from 2026-09
     assert cli("stats", "--since", "soon").returncode == 2
+
+
+def test_each_figure_alone_matches_the_combined_call(h):
+    from ottolytics.stats import overall, task_trend, top_tasks
+    s = stats(h, task="build", n=4)
+    assert overall(h).equals(s["overall"])
+    assert top_tasks(h, 4).equals(s["top"])
+    assert task_trend(h, "build").equals(s["trend"])
