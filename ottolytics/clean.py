@@ -143,6 +143,10 @@ def plan(db=None, home=None, *, keep_days=None, keep_last=None, keep_failed=None
     own = conn is None
     if own:
         store_file = db_path(db, home)
+        if not os.path.isdir(home) and not os.path.exists(store_file):
+            from .migrations import StoreError
+            raise StoreError(f"{home}: no OTTO_HOME here and no store at {store_file}; "
+                             "pass --otto-home DIR or set OTTO_HOME")
         conn = open_for_reading(store_file) if os.path.exists(store_file) else None
     try:
         runs = store_runs(conn, project) if conn is not None else []

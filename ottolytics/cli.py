@@ -390,6 +390,9 @@ def cmd_usage(args):
             report = usage(args.db, home=args.otto_home, project=args.project, progress=advance)
     except (StoreError, OSError, ValueError) as exc:
         return _fail(str(exc))
+    if args.project and not report["projects"]:
+        return _fail(f"--project {args.project}: no such project under {report['home']}; "
+                     "run 'ottolytics usage' to see them")
     if args.json:
         _print_records(report, False)
         return 0

@@ -202,6 +202,10 @@ class NotAStore(StoreError):
     """The file is an SQLite database, but not an ottolytics store."""
 
 
+class Unreadable(StoreError):
+    """The file is not an SQLite database at all, or is damaged."""
+
+
 def read_version(conn):
     """Return (user_version, application_id, has_tables) without writing anything."""
     version = conn.execute("PRAGMA user_version").fetchone()[0]
@@ -215,7 +219,15 @@ def read_version(conn):
 def check_version(conn, path, migrations=MIGRATIONS):
     """Raise if *path* cannot be used by this ottolytics; return its version."""
     current = migrations[-1][0]
-    version, app_id, has_tables = read_version(conn)
+    try:
+        version, app_id, has_tables = read_version(conn)
+    except sqlite3.DatabaseError as exc:
+        if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
+            raise  # busy, not damaged: the callers retry or spool
+        raise Unreadable(
+            f"{path}: not an SQLite database, or damaged ({exc}); point --db at an "
+            "ottolytics.db, or move this file aside (recording then starts a new store)"
+        ) from None
     if app_id not in (0, APPLICATION_ID) or (version == 0 and has_tables):
         raise NotAStore(
             f"{path}: is an SQLite database but not an ottolytics store; "

@@ -30,6 +30,9 @@ def usage(db=None, home=None, project=None, progress=None, record=True, now=None
     """The usage report as a dict (see the README for its fields). With *record*,
     the measured sizes are stored (when the store exists and is writable)."""
     home = os.path.abspath(otto_home(home))
+    if not os.path.isdir(home):
+        from .migrations import StoreError
+        raise StoreError(f"{home}: no OTTO_HOME here; pass --otto-home DIR or set OTTO_HOME")
     now = time.time() if now is None else now
     scan = disk.scan(home, progress=progress)
     store_file = db_path(db, home)

@@ -106,3 +106,18 @@ def test_doctor_marks_stale_and_reports_newer_schema(db, cli):
     bad = cli("doctor")
     assert bad.returncode == 1 and b"newer ottolytics" in bad.stdout
     assert cli("doctor", "--max-age", "soon").returncode == 2
+
+
+@pytest.mark.parametrize("argv", [["history"], ["history", "build"], ["list"],
+                                  ["info", "latest"], ["stats"], ["usage"],
+                                  ["clean", "--dry-run", "--no-sync"], ["report", "weekly"],
+                                  ["export", "prometheus", "out.prom"]])
+def test_a_file_that_is_not_a_store_is_a_one_line_error(tmp_path, argv, cli):
+    bad = tmp_path / "home" / "ottolytics.db"
+    bad.parent.mkdir()
+    bad.write_bytes(b"this is not a database, just text\n" * 40)
+    out = cli("--db", bad, *argv, env={"OTTO_HOME": str(bad.parent)}, cwd=tmp_path)
+    assert out.returncode == 1, out.stderr
+    assert out.stderr.decode().count("\n") == 1 and b"Traceback" not in out.stderr
+    assert b"not an SQLite database, or damaged" in out.stderr
+    assert bad.read_bytes().startswith(b"this is not a database")   # left as it was

@@ -81,3 +81,14 @@ def test_progress_bars_on_a_terminal(home, db):
     code, out = _on_a_tty(["clean", "--keep", "30", "--keep-last", "0", "--yes"], b"",
                           color=True)
     assert code == 0 and b"deleted 40 runs" in out and b"deleting" in out  # 30..69 days old
+
+
+def test_bad_home_and_project_are_one_line_errors(home, tmp_path, cli):
+    missing = cli("usage", "--otto-home", tmp_path / "nowhere")
+    assert missing.returncode == 1 and missing.stderr.decode().count("\n") == 1
+    assert b"no OTTO_HOME here" in missing.stderr
+    gone = cli("clean", "--dry-run", "--otto-home", tmp_path / "nowhere")
+    assert gone.returncode == 1 and b"no OTTO_HOME here" in gone.stderr
+    build(home, [3])
+    nope = cli("usage", "--project", "nope")
+    assert nope.returncode == 1 and b"--project nope: no such project" in nope.stderr
