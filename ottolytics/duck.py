@@ -9,10 +9,12 @@ that this process also has open through Python's sqlite3 is read from a
 consistent snapshot instead (see ``inprocess``).
 """
 
+import atexit
 import os
 import shutil
 import sqlite3
 import tempfile
+import weakref
 
 import duckdb
 
@@ -44,10 +46,25 @@ def extension_path():
     return path
 
 
+_OPEN = weakref.WeakSet()  # connections still open, closed before interpreter teardown
+
+
+@atexit.register
+def _close_all():
+    """Close DuckDB connections while the interpreter is whole: left to teardown,
+    their destructors run in arbitrary order beside the extension's."""
+    for con in list(_OPEN):
+        try:
+            con.close()
+        except Exception:
+            pass
+
+
 def connect():
     """An in-memory DuckDB with the sqlite scanner loaded, never downloading."""
     con = duckdb.connect(":memory:", config={"autoinstall_known_extensions": False,
                                              "autoload_known_extensions": False})
+    _OPEN.add(con)
     path = extension_path()
     try:
         con.execute(f"LOAD '{_quote(path)[1:-1]}'")
