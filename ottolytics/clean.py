@@ -22,6 +22,7 @@ Standard library only, like the rest of the write path.
 import os
 import stat
 import time
+from collections import namedtuple
 from dataclasses import dataclass, field
 
 from . import disk, retention
@@ -97,14 +98,18 @@ class Result:
                 "errors": [{"path": p, "error": m} for p, m in self.errors]}
 
 
+StoreRun = namedtuple("StoreRun", "id uid project status started_at run_dir size_bytes ottofile")
+
+
 def store_runs(conn, project=None):
-    """Every run the store knows: (id, uid, project, status, started_at, run_dir, size, ottofile)."""
+    """Every run the store knows (of *project*), newest first, as StoreRun tuples."""
     sql = ("SELECT r.id, r.uid, p.name, r.status, r.started_at, r.run_dir, r.size_bytes, "
            "r.ottofile FROM runs r JOIN projects p ON p.id = r.project_id")
     if project:
-        return conn.execute(sql + " WHERE p.name = ? ORDER BY r.started_at DESC",
-                            (project,)).fetchall()
-    return conn.execute(sql + " ORDER BY r.started_at DESC").fetchall()
+        rows = conn.execute(sql + " WHERE p.name = ? ORDER BY r.started_at DESC", (project,))
+    else:
+        rows = conn.execute(sql + " ORDER BY r.started_at DESC")
+    return [StoreRun(*row) for row in rows]
 
 
 def _decide(runs, policy, now):
@@ -113,8 +118,8 @@ def _decide(runs, policy, now):
     delete, protected = [], []
     day = 86400.0
     for rank, run in enumerate(runs):
-        _id, uid, _p, status, started, *_rest = run
-        age = now - started
+        uid, status = run.uid, run.status
+        age = now - run.started_at
         if rank < policy.keep_last or age < policy.keep_days * day or (
                 status == "failed" and age < policy.keep_failed * day):
             continue
@@ -158,10 +163,10 @@ def plan(db=None, home=None, *, keep_days=None, keep_last=None, keep_failed=None
     sized = {os.path.normpath(r.path): r for r in scan.run_dirs()}
     by_project = {}
     for run in runs:
-        by_project.setdefault(run[2], []).append(run)
+        by_project.setdefault(run.project, []).append(run)
     doomed = set()
     for name, project_runs in sorted(by_project.items()):
-        ottofile = next((r[7] for r in project_runs if r[7]), None)
+        ottofile = next((r.ottofile for r in project_runs if r.ottofile), None)
         policy = retention.resolve(name, flags, config, ottofile, os.path.basename(config_path))
         result.policies[name] = policy
         if cache_only:
@@ -171,11 +176,11 @@ def plan(db=None, home=None, *, keep_days=None, keep_last=None, keep_failed=None
         result.protected += protected
         result.kept += len(project_runs) - len(delete)
         for run, why in delete:
-            db_id, uid, pname, status, started, run_dir, size, _of = run
-            path = os.path.normpath(from_stored(run_dir, home)) if run_dir else None
+            path = os.path.normpath(from_stored(run.run_dir, home)) if run.run_dir else None
             measured = sized.get(path)
-            result.runs.append(Candidate(db_id, uid, pname, status, started, path,
-                                         measured.tree.bytes if measured else (size or 0), why))
+            result.runs.append(Candidate(run.id, run.uid, run.project, run.status,
+                                         run.started_at, path, measured.tree.bytes if measured
+                                         else (run.size_bytes or 0), why))
             if path:
                 doomed.add(path)
     if cache or cache_only:
@@ -189,8 +194,8 @@ def _orphans(scan, doomed, runs, project, now):
     otto that may be starting a run with it."""
     names = None
     if project:  # the project directories that hold this project's runs
-        names = {os.path.basename(os.path.dirname(from_stored(r[5], scan.home)))
-                 for r in runs if r[5] and r[2] == project}
+        names = {os.path.basename(os.path.dirname(from_stored(r.run_dir, scan.home)))
+                 for r in runs if r.run_dir and r.project == project}
     found = []
     for pd in scan.projects.values():
         if not pd.cache or (names is not None and pd.name not in names):

@@ -18,7 +18,7 @@ from .paths import db_path, from_stored, otto_home
 
 def _project_name(pd, known):
     """A project directory's name for people: the store's, else otto's dir name."""
-    names = [known[os.path.normpath(r.path)][2] for r in pd.runs
+    names = [known[os.path.normpath(r.path)].project for r in pd.runs
              if os.path.normpath(r.path) in known]
     if names:
         return max(set(names), key=names.count)
@@ -39,7 +39,7 @@ def usage(db=None, home=None, project=None, progress=None, record=True, now=None
     conn = open_for_reading(store_file) if os.path.exists(store_file) else None
     try:
         runs = clean.store_runs(conn) if conn is not None else []
-        known = {os.path.normpath(from_stored(r[5], home)): r for r in runs if r[5]}
+        known = {os.path.normpath(from_stored(r.run_dir, home)): r for r in runs if r.run_dir}
         projects, largest = {}, []
         for pd in scan.projects.values():
             otto_name = _project_name(pd, known) if pd.name != "ottolytics" else None
@@ -54,18 +54,19 @@ def usage(db=None, home=None, project=None, progress=None, record=True, now=None
                 row["other_bytes"] += pd.other_bytes
             for r in pd.runs:
                 run = known.get(os.path.normpath(r.path))
-                name = otto_name or (run[2] if run else "(unknown)")
+                name = otto_name or (run.project if run else "(unknown)")
                 row = projects.setdefault(name, _empty(name))
-                started = run[4] if run else (float(r.name) if r.name.isdigit() else None)
+                started = run.started_at if run else (
+                    float(r.name) if r.name.isdigit() else None)
                 row["runs"] += 1
                 row["run_bytes"] += r.tree.bytes
                 if started is not None and (row["oldest_run"] is None
                                             or started < row["oldest_run"]):
                     row["oldest_run"] = started
-                largest.append({"run_id": run[1] if run else None, "project": name,
+                largest.append({"run_id": run.uid if run else None, "project": name,
                                 "started_at": started, "bytes": r.tree.bytes, "path": r.path})
         for run in runs:  # store runs with no directory on disk still count as runs
-            row = projects.get(run[2])
+            row = projects.get(run.project)
             if row is not None:
                 row["store_runs"] += 1
         largest.sort(key=lambda x: -x["bytes"])
@@ -130,9 +131,11 @@ def _record(store_file, known, scan, projects, now):
     """Write the measured sizes; returns how many runs were updated, or an error."""
     from .migrations import StoreError
     from .store import Store
-    sizes = [(r.tree.bytes, known[os.path.normpath(r.path)][0]) for r in scan.run_dirs()
-             if os.path.normpath(r.path) in known
-             and known[os.path.normpath(r.path)][6] != r.tree.bytes]
+    sizes = []
+    for r in scan.run_dirs():
+        run = known.get(os.path.normpath(r.path))
+        if run is not None and run.size_bytes != r.tree.bytes:
+            sizes.append((r.tree.bytes, run.id))
     samples = [(now, v["project"], v["runs"], v["run_bytes"], v["cache_bytes"],
                 v["orphan_cache_bytes"], v["other_bytes"]) for v in projects.values()]
 
