@@ -41,10 +41,6 @@ def print_table(headers, rows, title=None, right=()):
     print(plain_table(headers, rows))
 
 
-def say(text=""):
-    print(text)
-
-
 @contextmanager
 def progress(description, total=None):
     """A progress bar on stderr when it is a terminal; yields advance(n, total)."""
