@@ -4,11 +4,12 @@ the order its tasks' dependencies impose. Indexed sqlite3 only, so it answers
 in milliseconds on any size of store.
 """
 
+import os
 import time
 
 from .listing import _duration, open_for_reading
 from .migrations import StoreError
-from .paths import from_stored, task_path_from_stored
+from .paths import db_path, from_stored, task_path_from_stored
 
 RUN_COLUMNS = ("id", "uid", "status", "started_at", "finished_at", "args", "ottofile", "user",
                "host", "cwd", "run_dir", "size_bytes", "source", "source_ref", "derived")
@@ -76,7 +77,10 @@ def dependency_order(tasks):
 
 def run_info(db=None, ref="latest", conn=None, home=None):
     """The run *ref* as a dict: its fields, ``params``, ``tasks`` (final attempt
-    last; paths absolute) and ``order``. Raises RunNotFound."""
+    last; paths absolute) and ``order``. Raises RunNotFound. Stored relative paths
+    resolve against *home*, by default the store's directory, as History does."""
+    if home is None:
+        home = os.path.dirname(os.path.abspath(db_path(db)))
     own = conn is None
     conn = conn or open_for_reading(db)
     try:

@@ -78,3 +78,13 @@ def test_info_command(db, cli):
     missing = cli("info", "nope-nope")
     assert missing.returncode == 1 and missing.stderr.decode().count("\n") == 1
     assert b"no such run" in missing.stderr
+
+
+def test_paths_resolve_against_the_store_directory_not_the_environment(home, db, tmp_path,
+                                                                      monkeypatch):
+    runs = build(home, [2])
+    synced(home, db)
+    monkeypatch.setenv("OTTO_HOME", str(tmp_path / "elsewhere"))
+    info = run_info(db, "latest")
+    assert info["run_dir"] == str(runs[0])
+    assert info["tasks"][0]["stdout_path"].startswith(str(runs[0]))
