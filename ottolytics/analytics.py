@@ -102,15 +102,22 @@ def duration_stats(h, by=("project", "task")):
     return h.query(sql)
 
 
-def duration_trend(h, task, freq="D"):
-    """p25, p50, p75 and p95 of *task*'s successful durations per period."""
+def duration_trend(h, task, freq="D", project=None):
+    """p25, p50, p75 and p95 of *task*'s successful durations per period and project.
+
+    A task name can exist in several projects (``build`` usually does); each
+    project gets its own rows, so their durations are never mixed. *project*
+    (a name or a list) keeps only those projects.
+    """
     period = _period(freq) or "date_trunc('day', started_at)"
     one = h.with_filters(task=[task] if isinstance(task, str) else task)
+    if project is not None:
+        one = one.with_filters(project=[project] if isinstance(project, str) else project)
     sql = lambda a: (  # noqa: E731
-        f"SELECT {period} AS period, count(*) AS count, "
+        f"SELECT {period} AS period, project, count(*) AS count, "
         f"quantile_cont(duration_s, 0.25) AS p25, quantile_cont(duration_s, 0.5) AS p50, "
         f"quantile_cont(duration_s, 0.75) AS p75, quantile_cont(duration_s, 0.95) AS p95 "
-        f"FROM ({one.tasks_sql(a)}) WHERE status = 'success' GROUP BY 1 ORDER BY 1")
+        f"FROM ({one.tasks_sql(a)}) WHERE status = 'success' GROUP BY 1, 2 ORDER BY 2, 1")
     return one.query(sql)
 
 

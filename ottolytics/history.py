@@ -487,9 +487,9 @@ class History:
         from .analytics import duration_stats
         return duration_stats(self, by)
 
-    def duration_trend(self, task, freq="D"):
+    def duration_trend(self, task, freq="D", project=None):
         from .analytics import duration_trend
-        return duration_trend(self, task, freq)
+        return duration_trend(self, task, freq, project)
 
     def flaky(self, window=20):
         from .analytics import flaky
