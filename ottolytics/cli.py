@@ -809,6 +809,9 @@ def build_parser():
                    "(default ./demo-output)")
     p.set_defaults(func=cmd_demo)
 
+    from .cli_questions import add_parsers
+    add_parsers(sub, common, json_flags)
+
     p = sub.add_parser("mcp", parents=[common], help="serve the history to AI assistants "
                        "(Model Context Protocol, stdio)",
                        description="A read-only MCP server over stdio with the tools "
