@@ -77,3 +77,37 @@ def test_imported_runs_show_in_history(home, db, cli):
     assert runs[0]["project"] == "web" and runs[0]["status"] == "failed"
     assert runs[0]["tasks_success"] == 1 and runs[0]["tasks_failed"] == 1
     assert q(db, "PRAGMA integrity_check") == [("ok",)]
+
+
+def test_a_run_stored_as_final_is_read_again_when_its_source_changed(db):
+    """Any source: what an early or wrong read stored as final is corrected later."""
+    from ottolytics.importers import known, needs_writing, save_runs
+    from ottolytics.store import Store
+
+    def run(signature, status, finished):
+        return {"source": "any", "ref": "r1", "uid": "any-r1", "project": "p",
+                "status": status, "started_at": 100.0, "finished_at": finished,
+                "signature": signature, "final": True,
+                "tasks": [{"name": "t", "status": status, "started_at": 100.0,
+                           "finished_at": finished}]}
+
+    store = Store.open(db)
+    try:
+        first = Report()
+        save_runs(store, [run("a", "failed", 100.0)], first)
+        assert first.added == {"any": 1}
+        seen = known(store.conn, "any")
+        assert seen == {"r1": ("a", True)}
+        same = Report()
+        assert not needs_writing(seen, run("a", "failed", 100.0), same)
+        assert same.unchanged == {"any": 1}
+        changed = run("b", "success", 130.0)
+        assert needs_writing(seen, changed, Report())
+        again = Report()
+        save_runs(store, [changed], again)
+        assert again.updated == {"any": 1}
+    finally:
+        store.close()
+    assert q(db, "SELECT status, finished_at FROM runs") == [("success", 130.0)]
+    assert q(db, "SELECT name, status FROM tasks") == [("t", "success")]
+    assert q(db, "SELECT signature, final FROM sync_state") == [("b", 1)]

@@ -12,7 +12,8 @@ An imported run is a dict with the keys of the ``runs`` table (``uid``,
 
 * ``source``, ``ref``: where it came from (stored as runs.source / source_ref);
 * ``signature``: changes whenever the source's copy changes;
-* ``final``: True once the source will not change it any more;
+* ``final``: True once the source should not change it any more (a changed
+  signature is still read again);
 * ``derived``: names of the values a heuristic inferred;
 * ``params``: {key: value}; ``logs``: [{task, stream, seq, at, data}];
 * ``changes``: run-level status changes [(from, to, at, reason)];
@@ -74,9 +75,14 @@ def known(conn, source):
 
 def needs_writing(seen, run, report):
     """True for a run that is new, or whose source changed since it was imported;
-    otherwise counts it unchanged."""
+    otherwise counts it unchanged.
+
+    A run stored as final is read again too when its signature differs: the
+    source changed after all (a late write), or an earlier version of the
+    importer read it wrongly, and the next sync corrects it.
+    """
     previous = seen.get(run["ref"])
-    if previous and (previous[1] or previous[0] == run["signature"]):
+    if previous and previous[0] == run["signature"]:
         report.count("unchanged", run["source"])
         return False
     return True
