@@ -1,122 +1,280 @@
+"""sync from an executions.db written the way workflow-manager writes it (tests/wm_db.py)."""
+
 import json
+import os
 import sqlite3
+import sys
+import time
 
+import pytest
 
+import wm_db as wm
 from conftest import q
+from ottolytics.importers import Report, save_runs
+from ottolytics.importers import workflow_manager
+from ottolytics.importers.timestamps import to_unix
+from ottolytics.store import Store
 from ottolytics.sync import sync
 
-SCHEMA = [
-    """CREATE TABLE executions (id TEXT PRIMARY KEY, workflow_id TEXT, workflow_name TEXT,
-        status TEXT, start_time TEXT, end_time TEXT, exit_code INTEGER, binary_path TEXT,
-        created_at TEXT, updated_at TEXT)""",
-    "CREATE TABLE execution_params (execution_id TEXT, param_name TEXT, param_value TEXT)",
-    """CREATE TABLE execution_logs (execution_id TEXT, sequence INTEGER, timestamp TEXT,
-        log_type TEXT, log_data TEXT)""",
-]
-UUID1 = "6f1c1f9e-2d7a-4c1e-9a53-0d6f5a1b2c3d"
-UUID2 = "0a0b0c0d-1111-2222-3333-444455556666"
+T0 = 1_795_165_200.0  # 2026-11-20 10:00 +01:00, well in the past
+GONE = "/opt/wf/definitely-not-running"
 
 
-def make_db(path, executions):
-    conn = sqlite3.connect(path)
-    conn.execute("PRAGMA journal_mode = WAL")
-    for sql in SCHEMA:
-        conn.execute(sql)
-    for ex in executions:
-        conn.execute("INSERT INTO executions VALUES (?,?,?,?,?,?,?,?,?,?)", ex["row"])
-        conn.executemany("INSERT INTO execution_params VALUES (?,?,?)",
-                         [(ex["row"][0], k, v) for k, v in ex.get("params", {}).items()])
-        conn.executemany("INSERT INTO execution_logs VALUES (?,?,?,?,?)",
-                         [(ex["row"][0], i, ts, kind, data if isinstance(data, str) else
-                           json.dumps(data)) for i, (ts, kind, data) in
-                          enumerate(ex.get("logs", []), 1)])
-    conn.commit()
+def research(path, at=T0, binary=GONE):
+    """A completed run: two phases, a task that fails, raw output on both streams."""
+    ex = wm.Execution(path, "research", "Research agent", binary,
+                      {"objective": "sqlite wal", "batch_size": "3"}, at)
+    ex.line(at + 0.2, "stderr", wm.phase_started(0, "Analyze Codebase", 2))
+    ex.line(at + 0.3, "stderr", wm.task_started(0, "analyze", "Analyzing codebase"))
+    ex.line(at + 9.0, "stdout", "[Phase 0] Analysis saved to: ./OUTPUT/a.yaml")
+    ex.line(at + 9.1, "stderr", wm.task_completed("analyze", "Saved to ./OUTPUT/a.yaml"))
+    ex.line(at + 9.1, "stderr", wm.state_file_created(0, "./OUTPUT/a.yaml", "Codebase analysis"))
+    ex.line(at + 9.1, "stderr", wm.phase_completed(0, "Analyze Codebase"))
+    ex.line(at + 9.2, "stderr", wm.phase_started(1, "Execute Research", 2))
+    ex.line(at + 9.3, "stderr", wm.task_started(1, "fetch", "Fetching sources"))
+    ex.line(at + 20.0, "stderr", wm.agent_message("fetch", "web", "trying mirror"))
+    ex.line(at + 31.0, "stderr", wm.task_failed("fetch", "HTTP 503 from the API"))
+    ex.line(at + 31.1, "stderr", "thread 'main' panicked")
+    ex.line(at + 31.2, "stderr", wm.phase_failed(1, "Execute Research", "fetch failed"))
+    ex.finish(at + 31.5, 1)
+    return ex
+
+
+def test_schema_times_and_sequences_are_workflow_managers(tmp_path):
+    db = wm.create(tmp_path / "executions.db")
+    ex = research(db)
+    conn = sqlite3.connect(db)
+    assert conn.execute("SELECT MAX(version) FROM schema_version").fetchone() == (2,)
+    assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    start, end = conn.execute("SELECT start_time, end_time FROM executions").fetchone()
+    assert start == ex.start_time and start.startswith("2026-11-20T10:00:00.0000")
+    assert start.endswith("+01:00") and len(start.split(".")[1]) == 9 + 6
+    seqs = [r[0] for r in conn.execute("SELECT sequence FROM execution_logs ORDER BY sequence")]
+    assert seqs[0] == 0 and seqs == list(range(len(seqs)))
     conn.close()
-    return path
-
-
-def ts(seconds):
-    return f"2026-11-20T10:00:{seconds:02d}Z"
-
-
-COMPLETED = {
-    "row": (UUID1, "research", "Research agent", "Completed", ts(0), ts(50), 0,
-            "/opt/wf/research", ts(0), ts(50)),
-    "params": {"topic": "sqlite wal", "depth": "3"},
-    "logs": [
-        (ts(1), "PhaseStarted", {"type": "phase_started", "phase": 0, "name": "plan",
-                                 "total_phases": 2}),
-        (ts(2), "TaskStarted", {"type": "task_started", "phase": 0, "task_id": "outline",
-                                "description": "outline the report"}),
-        (ts(3), "TaskProgress", {"type": "task_progress", "task_id": "outline",
-                                 "message": "3 sections"}),
-        (ts(9), "TaskCompleted", {"type": "task_completed", "task_id": "outline",
-                                  "result": "ok"}),
-        (ts(10), "PhaseCompleted", {"type": "phase_completed", "phase": 0, "name": "plan"}),
-        (ts(11), "TaskStarted", {"type": "task_started", "phase": 1, "task_id": "fetch",
-                                 "description": "fetch sources"}),
-        (ts(20), "TaskFailed", {"type": "task_failed", "task_id": "fetch",
-                                "error": "HTTP 503 from api.example.com"}),
-        (ts(21), "RawOutput", {"stream": "stderr", "line": "retrying fetch"}),
-        (ts(22), "AgentMessage", {"type": "agent_message", "task_id": "fetch",
-                                  "agent_name": "web", "message": "trying mirror"}),
-    ],
-}
-STUCK = {  # says Running, but its binary is not running any more
-    "row": (UUID2, "digest", "Daily digest", "Running", ts(30), None, None,
-            "/opt/wf/definitely-not-running", ts(30), ts(40)),
-    "logs": [(ts(31), "TaskStarted", {"task_id": "collect", "phase": 0, "description": "c"})],
-}
 
 
 def test_round_trip(tmp_path, db):
-    src = make_db(tmp_path / "executions.db", [COMPLETED, STUCK])
+    src = wm.create(tmp_path / "executions.db")
+    ex = research(src)
     report = sync(db, paths=[str(src)])
-    assert report.added == {"workflow-manager": 2} and not report.skipped
-    runs = q(db, "SELECT r.uid, p.name, r.status, r.finished_at - r.started_at, r.derived "
-                 "FROM runs r JOIN projects p ON p.id = r.project_id ORDER BY r.started_at")
-    assert runs == [(f"wm-{UUID1}", "Research agent", "success", 50.0, None),
-                    (f"wm-{UUID2}", "Daily digest", "interrupted", 10.0,
-                     "finished_at,status")]
-    assert q(db, "SELECT key, value FROM run_params WHERE run_id = 1 ORDER BY key") == [
-        ("depth", "3"), ("exit_code", "0"), ("topic", "sqlite wal"),
+    assert report.added == {"workflow-manager": 1} and not report.skipped
+    runs = q(db, "SELECT r.uid, p.name, r.status, r.started_at, r.finished_at - r.started_at, "
+                 "r.derived FROM runs r JOIN projects p ON p.id = r.project_id")
+    uid, project, status, started, duration, derived = runs[0]
+    assert (uid, project, status, derived) == (f"wm-{ex.id}", "Research agent", "failed", None)
+    assert started == pytest.approx(T0, abs=1e-5)  # +01:00 and 9 digits read right
+    assert duration == pytest.approx(31.5, abs=1e-3)
+    assert q(db, "SELECT key, value FROM run_params ORDER BY key") == [
+        ("batch_size", "3"), ("exit_code", "1"), ("objective", "sqlite wal"),
         ("workflow_id", "research")]
-    tasks = q(db, "SELECT name, status, finished_at - started_at FROM tasks WHERE run_id = 1 "
-                  "ORDER BY started_at")
-    assert tasks == [("phase:plan", "success", 9.0), ("outline", "success", 7.0),
-                     ("fetch", "failed", 9.0)]
-    assert q(db, "SELECT tail FROM task_stderr") == [("HTTP 503 from api.example.com",)]
+    tasks = q(db, "SELECT name, status FROM tasks ORDER BY started_at, id")
+    assert tasks == [("phase:Analyze Codebase", "success"), ("analyze", "success"),
+                     ("phase:Execute Research", "failed"), ("fetch", "failed")]
+    assert q(db, "SELECT tail FROM task_stderr t JOIN tasks k ON k.id = t.task_id "
+                 "WHERE k.name = 'fetch'") == [("HTTP 503 from the API",)]
     assert q(db, "SELECT from_status, to_status, reason FROM transitions x JOIN tasks t "
                  "ON t.id = x.task_id WHERE t.name = 'fetch' ORDER BY at") == [
-        (None, "running", "fetch sources"), ("running", "failed", "HTTP 503 from api.example.com")]
-    frags = q(db, "SELECT stream, data FROM log_fragments WHERE run_id = 1 ORDER BY seq")
-    assert frags[1] == ("stderr", "retrying fetch")
-    assert json.loads(frags[0][1])["message"] == "3 sections"
-    assert q(db, "SELECT name, status FROM tasks WHERE run_id = 2") == [("collect", "interrupted")]
+        (None, "running", "Fetching sources"), ("running", "failed", "HTTP 503 from the API")]
+    frags = q(db, "SELECT stream, seq, data FROM log_fragments ORDER BY seq")
+    assert [(s, d) for s, _q, d in frags if s != "event"] == [
+        ("stdout", "[Phase 0] Analysis saved to: ./OUTPUT/a.yaml"),
+        ("stderr", "thread 'main' panicked")]
+    events = [json.loads(d) for s, _q, d in frags if s == "event"]
+    assert [e["type"] for e in events] == ["StateFileCreated", "AgentMessage"]
+    assert frags[0][1] == 2  # the source's sequence, from 0
 
 
-def test_idempotent_and_incremental(tmp_path, db):
-    src = make_db(tmp_path / "executions.db", [COMPLETED])
+def test_a_task_time_comes_from_the_flushes_not_the_flush_time(tmp_path, db):
+    """Lines wait in a batch until a flush: a 58.8 s task came in as 0 s."""
+    src = wm.create(tmp_path / "executions.db")
+    ex = wm.Execution(src, "plan", "Task planner", GONE, {}, T0)
+    # Waits in the batch (under 5 s since the parser started) until 59.8 s.
+    ex.line(T0 + 1.0, "stderr", wm.task_started(0, "overview", "Overview"))
+    ex.line(T0 + 59.8, "stderr", wm.task_completed("overview"))      # flushes both
+    ex.line(T0 + 60.0, "stderr", wm.task_started(0, "expand", "Expand"))    # waits...
+    ex.line(T0 + 90.6, "stderr", wm.task_completed("expand"))        # flushes at 90.6
+    ex.line(T0 + 91.0, "stderr", wm.task_started(0, "review", "Review"))    # waits...
+    ex.line(T0 + 121.6, "stderr", wm.task_progress("review", "half"))  # flushes
+    ex.line(T0 + 122.0, "stderr", wm.task_completed("review"))       # waits until 151
+    ex.line(T0 + 151.0, "stderr", wm.task_progress("review", "cleanup"))  # flushes
+    ex.finish(T0 + 152.0, 0)
+    stamps = [to_unix(t) for (t,) in sqlite3.connect(src).execute(
+        "SELECT timestamp FROM execution_logs ORDER BY sequence")]
+    assert stamps[1] - stamps[0] < 0.001  # start and end flushed together
     sync(db, paths=[str(src)])
-    again = sync(db, paths=[str(src)])
-    assert again.added == {} and again.updated == {} and again.unchanged == {"workflow-manager": 1}
-    conn = sqlite3.connect(src)
-    conn.execute("INSERT INTO executions VALUES (?,?,?,?,?,?,?,?,?,?)", STUCK["row"])
-    conn.commit()
-    conn.close()
-    third = sync(db, paths=[str(src)])
-    assert third.added == {"workflow-manager": 1} and third.unchanged == {"workflow-manager": 1}
+    got = {n: (s, f - s, d) for n, s, f, d in q(
+        db, "SELECT name, started_at, finished_at, derived FROM tasks")}
+    truth = {"overview": (T0 + 1.0, 58.8), "expand": (T0 + 60.0, 30.6),
+             "review": (T0 + 91.0, 31.0)}
+    for name, (start, duration) in truth.items():
+        assert got[name][0] == pytest.approx(start, abs=FLUSH_HALF)
+        assert got[name][1] == pytest.approx(duration, abs=2 * FLUSH_HALF), name
+    # Times taken at a flush that the line triggered are exact; the others derived.
+    assert got["overview"][2] == "started_at"
+    assert got["expand"][2] == "started_at"
+    assert got["review"][2] == "finished_at,started_at"
+
+
+FLUSH_HALF = workflow_manager.FLUSH_AFTER_S / 2
+
+
+def test_a_fast_burst_is_flushed_every_50_lines(tmp_path, db):
+    src = wm.create(tmp_path / "executions.db")
+    ex = wm.Execution(src, "echo", "Simple echo", GONE, {}, T0)
+    ex.line(T0 + 0.5, "stderr", wm.task_started(0, "echo", "Echo"))
+    for i in range(120):
+        ex.line(T0 + 0.6 + i * 0.001, "stdout", f"line {i}")
+    ex.line(T0 + 39.9, "stdout", "done")  # flushes the last 20 with it
+    ex.line(T0 + 40.0, "stderr", wm.task_completed("echo"))
+    ex.finish(T0 + 40.1, 0)
+    sync(db, paths=[str(src)])
+    ats = [a for (a,) in q(db, "SELECT at FROM log_fragments ORDER BY seq")]
+    assert len(ats) == 121 and ats == sorted(ats)
+    assert all(abs(a - (T0 + 0.6 + i * 0.001)) <= FLUSH_HALF + 0.01
+               for i, a in enumerate(ats[:120]))
+    assert ats[120] == pytest.approx(T0 + 39.9, abs=1e-3)
+    # The 50th and 100th lines triggered their flushes: exact.
+    assert ats[49] == pytest.approx(T0 + 0.6 + 0.049, abs=1e-4)
+    (s, f), = q(db, "SELECT started_at, finished_at FROM tasks")
+    assert f == pytest.approx(T0 + 40.0, abs=1e-3) and abs(s - (T0 + 0.5)) <= FLUSH_HALF
+
+
+def test_a_restarted_manager_means_interrupted(tmp_path, db):
+    """The restart rewrites Running as Failed, end = start, no exit code."""
+    src = wm.create(tmp_path / "executions.db")
+    ex = wm.Execution(src, "research", "Research agent", GONE, {}, T0)
+    ex.line(T0 + 0.1, "stderr", wm.phase_started(0, "Analyze Codebase", 2))
+    ex.line(T0 + 12.0, "stderr", wm.task_started(0, "analyze", "Analyzing"))  # flushed
+    ex.line(T0 + 13.0, "stderr", wm.task_progress("analyze", "lost"))  # dies with it
+    # The manager quits; the first sync sees a Running execution, binary gone.
+    first = sync(db, paths=[str(src)])
+    assert first.added == {"workflow-manager": 1}
+    before = q(db, "SELECT status, finished_at - started_at, derived FROM runs")
+    assert before == [("interrupted", pytest.approx(12.0, abs=1e-3), "finished_at,status")]
+    wm.restart(src, T0 + 3600)
+    row = sqlite3.connect(src).execute(
+        "SELECT status, end_time = start_time, exit_code FROM executions").fetchone()
+    assert row == ("Failed", 1, None)
+    second = sync(db, paths=[str(src)])
+    assert second.updated == {"workflow-manager": 1}
+    after = q(db, "SELECT status, finished_at - started_at, derived FROM runs")
+    assert after == before  # not failed with zero duration
+    assert q(db, "SELECT name, status FROM tasks ORDER BY id") == [
+        ("phase:Analyze Codebase", "interrupted"), ("analyze", "interrupted")]
+    assert q(db, "SELECT reason FROM transitions WHERE task_id IS NULL AND "
+                 "to_status = 'interrupted'") == [("the manager restarted while this ran",)]
+    assert q(db, "SELECT final FROM sync_state") == [(1,)]
+    assert sync(db, paths=[str(src)]).unchanged == {"workflow-manager": 1}
+
+
+def test_failed_and_killed_stay_failed(tmp_path, db):
+    src = wm.create(tmp_path / "executions.db")
+    failed = wm.Execution(src, "a", "A", GONE, {}, T0)
+    failed.finish(T0 + 5, 2)
+    killed = wm.Execution(src, "b", "B", GONE, {}, T0 + 10)
+    killed.finish(T0 + 17, None)  # a signal: no exit code, but end after start
+    sync(db, paths=[str(src)])
+    assert q(db, "SELECT p.name, r.status, r.finished_at - r.started_at, r.derived FROM runs r "
+                 "JOIN projects p ON p.id = r.project_id ORDER BY p.name") == [
+        ("A", "failed", pytest.approx(5, abs=1e-3), None),
+        ("B", "failed", pytest.approx(7, abs=1e-3), None)]
+
+
+def test_a_sync_before_the_last_flush_reads_the_run_again(tmp_path, db, monkeypatch):
+    """Completed is written at the exit; the parsers' last batches may come later."""
+    src = wm.create(tmp_path / "executions.db")
+    now = time.time()
+    ex = wm.Execution(src, "plan", "Task planner", GONE, {}, now - 30)
+    for i in range(8):
+        ex.line(now - 29 + i * 0.1, "stdout", f"fragment {i}")  # all wait in the batch
+    ex.line(now - 2, "stderr", wm.task_started(0, "t", "T"))
+    ex.line(now - 1, "stderr", wm.task_completed("t"))
+    ex.exit(now, 0)
+    early = sync(db, paths=[str(src)])
+    assert early.added == {"workflow-manager": 1}
+    assert q(db, "SELECT status FROM runs") == [("success",)]
+    assert q(db, "SELECT final FROM sync_state") == [(0,)]
+    assert q(db, "SELECT COUNT(*) FROM log_fragments") == [(0,)]
+    ex.close("stdout", now + 0.01)
+    ex.close("stderr", now + 0.01)
+    late = sync(db, paths=[str(src)])
+    assert late.updated == {"workflow-manager": 1}
+    assert q(db, "SELECT COUNT(*) FROM log_fragments") == [(8,)]
+    assert q(db, "SELECT name, status FROM tasks") == [("t", "success")]
+    assert sync(db, paths=[str(src)]).unchanged == {"workflow-manager": 1}
+    # Once past the time a last flush can take, it is stored as final, once.
+    monkeypatch.setattr(workflow_manager, "FLUSH_GRACE_S", 0.0)
+    assert sync(db, paths=[str(src)]).updated == {"workflow-manager": 1}
+    assert q(db, "SELECT final FROM sync_state") == [(1,)]
+    assert sync(db, paths=[str(src)]).unchanged == {"workflow-manager": 1}
+
+
+def test_a_running_execution_is_read_again_as_it_goes(tmp_path, db):
+    src = wm.create(tmp_path / "executions.db")
+    alive = os.path.realpath(sys.executable)  # this very process
+    ex = wm.Execution(src, "echo", "Simple echo", alive, {}, T0)
+    ex.line(T0 + 0.1, "stderr", wm.task_started(0, "echo", "Echo"))
+    ex.line(T0 + 6.0, "stderr", wm.task_progress("echo", "one"))
+    assert sync(db, paths=[str(src)]).added == {"workflow-manager": 1}
+    assert q(db, "SELECT status, finished_at FROM runs") == [("running", None)]
+    ex.line(T0 + 12.0, "stderr", wm.task_progress("echo", "two"))
+    assert sync(db, paths=[str(src)]).updated == {"workflow-manager": 1}
+    assert q(db, "SELECT COUNT(*) FROM log_fragments") == [(2,)]
+    ex.line(T0 + 13.0, "stderr", wm.task_completed("echo"))
+    ex.finish(T0 + 13.5, 0)
+    assert sync(db, paths=[str(src)]).updated == {"workflow-manager": 1}
+    assert q(db, "SELECT status FROM runs") == [("success",)]
+
+
+def test_a_run_imported_wrongly_as_final_is_corrected(tmp_path, db):
+    """What an earlier ottolytics stored, final: the restart pattern as failed, 0 s."""
+    src = wm.create(tmp_path / "executions.db")
+    ex = wm.Execution(src, "research", "Research agent", GONE, {}, T0)
+    ex.line(T0 + 7.0, "stderr", wm.task_started(0, "analyze", "Analyzing"))
+    wm.restart(src, T0 + 60)
+    store = Store.open(db)
+    try:
+        save_runs(store, [{
+            "source": "workflow-manager", "ref": ex.id, "uid": f"wm-{ex.id}",
+            "project": "Research agent", "status": "failed", "started_at": T0,
+            "finished_at": T0, "signature": "old", "final": True}], Report())
+    finally:
+        store.close()
+    assert q(db, "SELECT status, finished_at - started_at FROM runs") == [("failed", 0.0)]
+    report = sync(db, paths=[str(src)])
+    assert report.updated == {"workflow-manager": 1}
+    assert q(db, "SELECT status, finished_at - started_at FROM runs") == [
+        ("interrupted", pytest.approx(7.0, abs=1e-3))]
+
+
+def test_default_location_is_home_workflow_manager(tmp_path, db, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("WORKFLOW_MANAGER_DB", raising=False)
+    src = wm.create(tmp_path / ".workflow-manager" / "executions.db")
+    research(src)
+    assert sync(db).added == {"workflow-manager": 1}
 
 
 def test_bad_input(tmp_path, db):
-    bad = dict(COMPLETED, logs=COMPLETED["logs"] + [(ts(23), "TaskProgress", "{not json")])
-    odd = {"row": ("x-1", "w", "W", "Exploded", ts(0), None, None, None, ts(0), ts(0))}
-    src = make_db(tmp_path / "executions.db", [bad, odd])
+    src = wm.create(tmp_path / "executions.db")
+    research(src)
+    odd = wm.Execution(src, "w", "W", GONE, {}, T0)
+    wm.update_execution(src, odd.id, "Exploded", None, None, wm.rfc3339(wm.ns(T0)))
+    conn = wm.connect(src)  # corrupt rows the schema lets through
+    conn.execute("INSERT INTO execution_logs (execution_id, sequence, timestamp, log_type, "
+                 "log_data) VALUES (?, 99, ?, 'TaskProgress', '{not json')",
+                 (odd.id, wm.rfc3339(wm.ns(T0))))
+    conn.close()
     report = sync(db, paths=[str(src)])
     reasons = [r for _s, _p, r in report.skipped]
     assert report.added == {"workflow-manager": 1}
-    assert any("invalid JSON" in r for r in reasons)
     assert any("unknown status 'Exploded'" in r for r in reasons)
+    wm.update_execution(src, odd.id, "Completed", wm.rfc3339(wm.ns(T0 + 1)), 0,
+                        wm.rfc3339(wm.ns(T0 + 1)))
+    report = sync(db, paths=[str(src)])
+    assert any("invalid JSON" in r for _s, _p, r in report.skipped)
+    assert report.added == {"workflow-manager": 1}
     # Not a workflow-manager database at all, and a locked one: skipped, not a crash.
     other = tmp_path / "other.db"
     sqlite3.connect(other).execute("CREATE TABLE t (x)").connection.close()
