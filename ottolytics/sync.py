@@ -22,8 +22,9 @@ SOURCES = ("otto", "workflow-manager", "oneshot")
 def default_locations(home=None):
     """{source: path} for the sources that exist at their default places."""
     found = {"otto": otto_home(home)}
-    wm = os.environ.get("WORKFLOW_MANAGER_DB") or join(expanduser("~"), ".workflow-manager",
-                                                       "executions.db")
+    # workflow-manager always writes $HOME/.workflow-manager/executions.db (runtime.rs,
+    # dirs::home_dir()); it reads no variable to move it.
+    wm = join(expanduser("~"), ".workflow-manager", "executions.db")
     if isfile(wm):
         found["workflow-manager"] = wm
     oneshot = os.environ.get("ONESHOT_HOME") or join(expanduser("~"), ".oneshot")
