@@ -160,8 +160,11 @@ def test_a_restarted_manager_means_interrupted(tmp_path, db):
     assert second.updated == {"workflow-manager": 1}
     after = q(db, "SELECT status, finished_at - started_at, derived FROM runs")
     assert after == before  # not failed with zero duration
-    assert q(db, "SELECT name, status FROM tasks ORDER BY id") == [
-        ("phase:Analyze Codebase", "interrupted"), ("analyze", "interrupted")]
+    assert q(db, "SELECT name, status, started_at - ?, derived FROM tasks ORDER BY id",
+             T0) == [
+        ("phase:Analyze Codebase", "interrupted", pytest.approx(2.5, abs=1e-3),
+         "finished_at,started_at,status"),
+        ("analyze", "interrupted", pytest.approx(12.0, abs=1e-3), "finished_at,status")]
     assert q(db, "SELECT reason FROM transitions WHERE task_id IS NULL AND "
                  "to_status = 'interrupted'") == [("the manager restarted while this ran",)]
     assert q(db, "SELECT final FROM sync_state") == [(1,)]

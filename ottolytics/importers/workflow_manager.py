@@ -244,7 +244,8 @@ def read_execution(src, ex, live, report, path):
     if status == "interrupted":
         finished = max(last_flush, started)
         derived.update({"status", "finished_at"})
-    event_times(rows, started, finished if status != "running" else None)
+    # Only a manager that saw the exit wrote the streams' ends; one that died did not.
+    event_times(rows, started, finished if status in ("success", "failed") else None)
     tasks, logs = _events_to_tasks(rows, status != "running", finished or started,
                                    report, path)
     params = {r[0]: r[1] for r in src.execute(
