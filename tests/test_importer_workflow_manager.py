@@ -293,3 +293,23 @@ def test_bad_input(tmp_path, db):
         holder.execute("ROLLBACK")
         holder.close()
     assert any(r.startswith("locked") for _s, _p, r in report.skipped)
+
+
+def test_the_last_lines_before_the_exit(tmp_path, db):
+    """An end-of-stream write and a line's own write look alike at the exit: the
+    last line is put at that write, and marked derived."""
+    src = wm.create(tmp_path / "executions.db")
+    ex = wm.Execution(src, "plan", "Task planner", GONE, {}, T0)
+    ex.line(T0 + 6.0, "stderr", wm.phase_started(0, "Overview", 1))   # its own write
+    ex.line(T0 + 6.5, "stderr", wm.task_started(0, "overview", "Overview"))  # waits
+    ex.line(T0 + 40.0, "stderr", wm.task_completed("overview"))       # its own write
+    ex.line(T0 + 49.9, "stderr", wm.phase_completed(0, "Overview"))   # its own, at the exit
+    ex.finish(T0 + 50.2, 0)
+    sync(db, paths=[str(src)])
+    got = q(db, "SELECT name, started_at - ?, finished_at - ?, derived FROM tasks ORDER BY id",
+            T0, T0)
+    assert got == [
+        ("phase:Overview", pytest.approx(6.0, abs=1e-3), pytest.approx(49.9, abs=1e-3),
+         "finished_at"),
+        ("overview", pytest.approx(8.5, abs=1e-3), pytest.approx(40.0, abs=1e-3),
+         "started_at")]

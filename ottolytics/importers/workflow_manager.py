@@ -37,7 +37,8 @@ STATUS = {"Completed": "success", "Failed": "failed", "Running": "running",
 TIMEOUT_S = 1.0
 BATCH = 50            # a parser flushes when this many lines are pending...
 FLUSH_AFTER_S = 5.0   # ...or when a line arrives more than this after its last flush
-SAME_FLUSH_S = 1.0    # rows of one flush are written within this of each other
+SAME_FLUSH_S = 0.1    # rows of one flush are written within this of each other
+AT_EXIT_S = 1.0       # a stream's last write this close to the exit may be its end
 FLUSH_GRACE_S = 60.0  # after the exit, the parsers' last flush may still be coming
 
 
@@ -92,8 +93,8 @@ def event_times(rows, started, ended):
                     max(previous, min(flushed, previous + FLUSH_AFTER_S)), None
             if len(batch) >= BATCH or flushed - previous > FLUSH_AFTER_S:
                 last = batch[-1]
-                at_exit = i == len(batches) - 1 and ended is not None and \
-                    flushed >= ended - SAME_FLUSH_S
+                at_exit = i == len(batches) - 1 and len(batch) < BATCH and \
+                    ended is not None and flushed >= ended - AT_EXIT_S
                 if at_exit:  # the trigger, or the end-of-stream flush of a waiting line
                     last["hi"], last["guess"] = flushed, flushed
                 else:
@@ -107,15 +108,17 @@ def event_times(rows, started, ended):
         hi = row["hi"] = min(hi, row["hi"])
     for row in rows:
         low, high = row["lo"], row["hi"]
-        if high - low <= 0.001:
+        if abs(high - low) <= 0.001:
             row["at"], row["exact"] = high, row["guess"] is None
+        elif low > high:  # times that contradict their order: a clock moved
+            row["at"], row["exact"] = high, False
         else:
             guess = row["guess"] if row["guess"] is not None else (low + high) / 2
             row["at"], row["exact"] = min(max(guess, low), high), False
     return rows
 
 
-def _events_to_tasks(rows, run_final, end_at, report, path):
+def _events_to_tasks(rows, run_final, end_at):
     """Tasks and log fragments from an execution's rows, in sequence order."""
     tasks, order, logs = {}, [], []
     for row in rows:
@@ -246,8 +249,7 @@ def read_execution(src, ex, live, report, path):
         derived.update({"status", "finished_at"})
     # Only a manager that saw the exit wrote the streams' ends; one that died did not.
     event_times(rows, started, finished if status in ("success", "failed") else None)
-    tasks, logs = _events_to_tasks(rows, status != "running", finished or started,
-                                   report, path)
+    tasks, logs = _events_to_tasks(rows, status != "running", finished or started)
     params = {r[0]: r[1] for r in src.execute(
         "SELECT param_name, param_value FROM execution_params WHERE execution_id = ?",
         (ex["id"],))}
