@@ -1,95 +1,207 @@
+"""oneshot sessions as oneshot really writes them (see oneshot_files.py)."""
+
 import json
 import os
+import time
+
+import pytest
 
 from conftest import q
-from ottolytics.sync import sync
+from oneshot_files import Session
+from ottolytics.importers import oneshot as importer
+from ottolytics.sync import default_locations, guess_source, sync
 
-DEAD_PID = 999_999_999
-
-
-def session(directory, oneshot_id, state, history, log_lines=(), **extra):
-    directory.mkdir(parents=True, exist_ok=True)
-    data = {"version": 1, "oneshot_id": oneshot_id, "state": state, "iteration_count": 2,
-            "max_iterations": 5, "created_at": history[0][1] if history else None,
-            "updated_at": history[-1][1] if history else None,
-            "history": [{"state": s, "ts": t, "pid": DEAD_PID, "reason": r}
-                        for s, t, r in history],
-            "worker_result": None, "auditor_result": None,
-            "metadata": {"project": "docs-site"}, "variables": {"branch": "main"}}
-    data.update(extra)
-    (directory / "oneshot.json").write_text(json.dumps(data))
-    if log_lines:
-        (directory / f"{oneshot_id}-oneshot-log.json").write_text(
-            "\n".join(l if isinstance(l, str) else json.dumps(l) for l in log_lines) + "\n")
-    return directory
+T0 = 1_784_041_200.25  # 2026-07-14 15:00:00.25 UTC: 10:00 in Chicago (CDT, UTC-5)
+HOUR = 3600.0
 
 
-HISTORY = [("CREATED", 100.0, None), ("WORKER_EXECUTING", 101.0, None),
-           ("AUDITOR_EXECUTING", 160.0, None), ("REITERATION_PENDING", 170.0, "missing tests"),
-           ("WORKER_EXECUTING", 171.0, None), ("AUDITOR_EXECUTING", 230.0, None),
-           ("COMPLETED", 245.0, "approved")]
+@pytest.fixture(autouse=True)
+def chicago(monkeypatch):
+    """A local clock that is not UTC, so oneshot's utcnow().timestamp() shift shows."""
+    monkeypatch.setenv("TZ", "America/Chicago")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
 
 
-def test_round_trip(tmp_path, db):
-    root = tmp_path / "oneshot"
-    session(root / "a", "s-1", "COMPLETED", HISTORY,
-            [{"ts": 101.5, "event": "worker_started"}, {"ts": 231.0, "event": "audit"}])
-    session(root / "b", "s-2", "WORKER_EXECUTING", HISTORY[:2])  # its process is gone
-    report = sync(db, paths=[str(root)])
-    assert report.added == {"oneshot": 2} and not report.skipped
-    assert q(db, "SELECT r.uid, p.name, r.status, r.started_at, r.finished_at FROM runs r "
-                 "JOIN projects p ON p.id = r.project_id ORDER BY r.uid") == [
-        ("oneshot-s-1", "docs-site", "success", 100.0, 245.0),
-        ("oneshot-s-2", "docs-site", "interrupted", 100.0, 101.0)]
-    assert q(db, "SELECT name, attempt, status, started_at, finished_at FROM tasks "
-                 "WHERE run_id = 1 ORDER BY started_at") == [
-        ("worker", 1, "success", 101.0, 160.0), ("auditor", 1, "success", 160.0, 170.0),
-        ("worker", 2, "success", 171.0, 230.0), ("auditor", 2, "success", 230.0, 245.0)]
-    assert q(db, "SELECT reason FROM transitions x JOIN tasks t ON t.id = x.task_id "
+@pytest.fixture
+def user(tmp_path, monkeypatch):
+    """A HOME of our own, with a project directory that oneshot runs in."""
+    home = tmp_path / "user"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.delenv("ONESHOT_HOME", raising=False)
+    return home
+
+
+def retried(home, cwd, t0=T0):
+    """Worker, auditor asks again, worker, auditor approves: COMPLETED."""
+    s = Session(home, cwd, t0)
+    s.worker(t0 + 1, [(t0 + 2, "Starting work"), (t0 + 40, {"type": "say", "text": "edited"})],
+             t0 + 60)
+    s.auditor(t0 + 60.01, [(t0 + 70, {"verdict": "retry"})], t0 + 75, "retry")
+    s.worker(t0 + 75.01, [(t0 + 80, "Starting work"), (t0 + 130, {"type": "result"})], t0 + 140)
+    s.auditor(t0 + 140.01, [(t0 + 150, {"verdict": "done"})], t0 + 155, "done")
+    s.save(t0 + 155.002)
+    return s
+
+
+def test_the_files_are_named_and_shifted_as_oneshot_writes_them(user):
+    s = retried(user, user / "web")
+    assert s.path.name == "oneshot_2026-07-14_10-00-00.json"  # local time
+    assert s.log_path == user / "web" / "2026-07-14_10-00-00-oneshot-log.json"
+    data = json.loads(s.path.read_text())
+    assert data["created_at"] == "2026-07-14T15:00:00.250000"
+    # ts is the UTC wall clock read as Chicago time: 5 hours late.
+    assert data["history"][0] == {"state": "WORKER_EXECUTING", "ts": T0 + 1 + 5 * HOUR}
+
+
+def test_plain_sync_and_directory_paths_find_real_sessions(user, db, tmp_path):
+    retried(user, user / "web")
+    retried(user, user / "api", T0 + 2 * HOUR)
+    assert default_locations()["oneshot"] == str(user / ".oneshot" / "sessions")
+    assert sync(db).added == {"oneshot": 2}
+    for path in (user / ".oneshot", user / ".oneshot" / "sessions"):
+        assert guess_source(str(path)) == "oneshot"
+        assert sync(tmp_path / f"{path.name}.db", paths=[str(path)]).added == {"oneshot": 2}
+    one = next((user / ".oneshot" / "sessions").iterdir())
+    assert sync(tmp_path / "one.db", paths=[str(one)]).added == {"oneshot": 1}
+
+
+def test_history_times_are_corrected_and_marked_derived(user, db):
+    retried(user, user / "web")
+    assert sync(db).added == {"oneshot": 1}
+    assert q(db, "SELECT r.uid, p.name, r.cwd, r.status, r.started_at, r.finished_at, r.derived "
+                 "FROM runs r JOIN projects p ON p.id = r.project_id") == [
+        ("oneshot-oneshot_2026-07-14_10-00-00", "web", str(user / "web"), "success",
+         T0, pytest.approx(T0 + 155.002, abs=1e-6), None)]
+    tasks = q(db, "SELECT name, attempt, status, started_at, finished_at, derived FROM tasks "
+                  "ORDER BY started_at")
+    expected = [("worker", 1, 1, 60), ("auditor", 1, 60.01, 75),
+                ("worker", 2, 75.01, 140), ("auditor", 2, 140.01, 155)]
+    assert [(n, a, s, d) for n, a, s, _b, _e, d in tasks] == [
+        (n, a, "success", "finished_at,started_at") for n, a, _b, _e in expected]
+    for (_n, _a, _s, start, end, _d), (_n2, _a2, b, e) in zip(tasks, expected):
+        assert start == pytest.approx(T0 + b, abs=1e-5) and end == pytest.approx(T0 + e, abs=1e-5)
+    assert q(db, "SELECT reason FROM status_log x JOIN tasks t ON t.id = x.task_id "
                  "WHERE t.name = 'auditor' AND x.to_status = 'success' ORDER BY at") == [
         ("asked for another iteration",), ("approved",)]
-    # The history is the run's status log, with oneshot's own state names.
-    reasons = [r[0] for r in q(db, "SELECT reason FROM transitions WHERE run_id = 1 "
-                                   "AND task_id IS NULL ORDER BY at")]
-    assert reasons[0] == "CREATED" and reasons[3] == "REITERATION_PENDING: missing tests"
-    assert q(db, "SELECT count(*) FROM log_fragments WHERE run_id = 1") == [(2,)]
-    assert q(db, "SELECT key, value FROM run_params WHERE run_id = 1 AND key = 'branch'") == [
-        ("branch", "main")]
-    assert q(db, "SELECT name, status FROM tasks WHERE run_id = 2") == [("worker", "interrupted")]
+    reasons = [r for r, in q(db, "SELECT reason FROM status_log WHERE task_id IS NULL ORDER BY at")]
+    assert reasons[:2] == ["WORKER_EXECUTING", "AUDIT_PENDING"] and reasons[-1] == "COMPLETED"
+    assert q(db, "SELECT key, value FROM run_params ORDER BY key") == [
+        ("executor_type", "cline"), ("iteration_count", "1"), ("max_iterations", "3"),
+        ("task", "write the docs")]
 
 
-def test_idempotent_and_incremental(tmp_path, db):
-    root = tmp_path / "oneshot"
-    live = session(root / "live", "s-9", "WORKER_EXECUTING", HISTORY[:2])
-    data = json.loads((live / "oneshot.json").read_text())
-    for h in data["history"]:
-        h["pid"] = os.getpid()  # this test process: alive
-    (live / "oneshot.json").write_text(json.dumps(data))
-    sync(db, paths=[str(root)])
-    assert q(db, "SELECT status FROM runs") == [("running",)]
-    assert sync(db, paths=[str(root)]).unchanged == {"oneshot": 1}
-    data["state"] = "COMPLETED"
-    data["history"] += [{"state": "AUDITOR_EXECUTING", "ts": 160.0, "pid": os.getpid()},
-                        {"state": "COMPLETED", "ts": 170.0, "pid": os.getpid()}]
-    data["updated_at"] = 170.0
-    (live / "oneshot.json").write_text(json.dumps(data))
-    assert sync(db, paths=[str(root)]).updated == {"oneshot": 1}
-    assert q(db, "SELECT status, finished_at FROM runs") == [("success", 170.0)]
-    assert sync(db, paths=[str(root)]).unchanged == {"oneshot": 1}
+def test_activity_log_lines_become_fragments_of_their_iteration(user, db):
+    retried(user, user / "web")
+    sync(db)
+    rows = q(db, "SELECT t.name, t.attempt, f.stream, f.at, f.data FROM log_fragments f "
+                 "JOIN tasks t ON t.id = f.task_id ORDER BY f.seq")
+    assert [(n, a, s, at - T0) for n, a, s, at, _d in rows] == [
+        ("worker", 1, "event", 2), ("worker", 1, "event", 40), ("auditor", 1, "event", 70),
+        ("worker", 2, "event", 80), ("worker", 2, "event", 130), ("auditor", 2, "event", 150)]
+    assert json.loads(rows[2][4]) == {"timestamp": T0 + 70, "data": {"verdict": "retry"},
+                                      "executor": "auditor", "is_heartbeat": False}
 
 
-def test_bad_input(tmp_path, db):
-    root = tmp_path / "oneshot"
-    session(root / "good", "s-1", "COMPLETED", HISTORY,
-            ['{"ts": 101.5, "event": "ok"}', '{"ts": 102, "event": "trunc', "not json at all"])
-    (root / "trunc").mkdir()
-    (root / "trunc" / "oneshot.json").write_text('{"oneshot_id": "s-2", "state": "COMP')
-    (root / "latin1").mkdir()
-    (root / "latin1" / "oneshot.json").write_bytes(b'{"oneshot_id": "s-3", "state": "\xe9"}')
-    report = sync(db, paths=[str(root)])
+def test_session_log_path_named_on_the_command_line(user, db, tmp_path):
+    s = Session(user, user / "web", T0, session_log="logs/run.json")
+    (user / "web" / "logs").mkdir()
+    s.worker(T0 + 1, [(T0 + 5, "Starting work")], T0 + 10)
+    s.auditor(T0 + 11, [(T0 + 12, {"verdict": "done"})], T0 + 13)
+    assert s.log_path == user / "web" / "logs" / "run.json"
+    sync(db)
+    assert q(db, "SELECT count(*) FROM log_fragments WHERE task_id IS NOT NULL") == [(2,)]
+
+
+def test_a_live_session_is_running_and_a_silent_one_interrupted(user, db, monkeypatch):
+    now = time.time()
+    live = Session(user, user / "web", now - 100)
+    live.worker(now - 99, [(now - 30, "Starting work")])
+    dead = Session(user, user / "api", now - 5000)
+    dead.worker(now - 4999, [(now - 4000, "Starting work")])  # then kill -9
+    assert sync(db).added == {"oneshot": 2}
+    assert q(db, "SELECT cwd, status, finished_at, derived FROM runs ORDER BY started_at") == [
+        (str(user / "api"), "interrupted", now - 4000, "finished_at,status"),
+        (str(user / "web"), "running", None, "status")]
+    assert q(db, "SELECT t.status FROM tasks t JOIN runs r ON r.id = t.run_id "
+                 "ORDER BY r.started_at") == [("interrupted",), ("running",)]
+    # Silent past its inactivity timeout (300 s): the next sync says interrupted.
+    monkeypatch.setattr(importer, "_now", lambda: now + 400)
+    assert sync(db).updated == {"oneshot": 1}
+    assert q(db, "SELECT status, finished_at FROM runs WHERE cwd = ?", str(user / "web")) == [
+        ("interrupted", now - 30)]
+    # It was alive after all: it writes again, and the next sync follows.
+    live.log("worker", [(now + 401, {"type": "say"})])
+    live.set_state("AUDIT_PENDING", now + 402)
+    monkeypatch.setattr(importer, "_now", lambda: now + 403)
+    assert sync(db).updated == {"oneshot": 1}
+    assert q(db, "SELECT status FROM runs WHERE cwd = ?", str(user / "web")) == [("running",)]
+    assert sync(db).unchanged == {"oneshot": 2}
+
+
+def test_ctrl_c_crash_and_rejection(user, db):
+    a = Session(user, user / "a", T0)
+    a.worker(T0 + 1, [(T0 + 2, "Starting work")], T0 + 3)
+    a.interrupt(T0 + 4)
+    b = Session(user, user / "b", T0 + 10)
+    b.worker(T0 + 11, [(T0 + 12, "Starting work")], T0 + 13, "crash")
+    b.recover(T0 + 14)
+    c = Session(user, user / "c", T0 + 20)
+    c.worker(T0 + 21, (), T0 + 22)
+    c.auditor(T0 + 23, [(T0 + 24, {"verdict": "impossible"})], T0 + 25, "impossible")
+    sync(db)
+    assert q(db, "SELECT r.cwd, r.status, r.derived, t.name, t.status FROM runs r "
+                 "JOIN tasks t ON t.run_id = r.id ORDER BY r.started_at, t.started_at") == [
+        (str(user / "a"), "interrupted", None, "worker", "success"),
+        (str(user / "b"), "failed", None, "worker", "failed"),
+        (str(user / "c"), "failed", None, "worker", "success"),
+        (str(user / "c"), "failed", None, "auditor", "success")]
+
+
+def test_incremental_until_final(user, db, monkeypatch):
+    monkeypatch.setattr(importer, "_now", lambda: T0 + 50)
+    s = Session(user, user / "web", T0)
+    s.worker(T0 + 1, [(T0 + 20, "Starting work")])
+    assert sync(db).added == {"oneshot": 1}
+    assert sync(db).unchanged == {"oneshot": 1}
+    s.log("worker", [(T0 + 30, {"type": "say"})])
+    assert sync(db).updated == {"oneshot": 1}
+    assert q(db, "SELECT count(*) FROM log_fragments") == [(2,)]
+    s.set_state("AUDIT_PENDING", T0 + 40)
+    s.auditor(T0 + 41, [(T0 + 45, {"verdict": "done"})], T0 + 46)
+    assert sync(db).updated == {"oneshot": 1}
+    assert q(db, "SELECT status, finished_at FROM runs") == [
+        ("success", pytest.approx(T0 + 46, abs=1e-6))]
+    assert sync(db).unchanged == {"oneshot": 1}
+
+
+def test_bad_input(user, db):
+    s = retried(user, user / "web")
+    with open(s.log_path, "a") as f:
+        f.write('{"timestamp": 17, "data": "trunc\nnot json at all\n')
+    sessions = s.path.parent
+    (sessions / "oneshot_2026-07-14_11-00-00.json").write_text('{"oneshot_id": "x", "state": "COMP')
+    (sessions / "oneshot_2026-07-14_12-00-00.json").write_bytes(
+        b'{"oneshot_id": "y", "state": "\xe9"}')
+    (sessions / "oneshot_2026-07-14_13-00-00.json").write_text(
+        '{"oneshot_id": "z", "state": "DANCING", "created_at": "2026-07-14T15:00:00"}')
+    report = sync(db)
     reasons = [r for _s, _p, r in report.skipped]
     assert report.added == {"oneshot": 1}
     assert sum("invalid JSON; line skipped" in r for r in reasons) == 2
     assert any("not valid JSON" in r for r in reasons)
     assert any("not UTF-8" in r for r in reasons)
-    assert q(db, "SELECT count(*) FROM log_fragments") == [(1,)]
+    assert any("unknown state 'DANCING'" in r for r in reasons)
+    assert q(db, "SELECT count(*) FROM log_fragments") == [(6,)]
+
+
+def test_a_log_path_that_is_not_a_regular_file_is_not_read(user, db):
+    s = Session(user, user / "web", T0, session_log="/dev/zero")
+    s.worker(T0 + 1, (), T0 + 2)
+    s.auditor(T0 + 3, (), T0 + 4)
+    report = sync(db)
+    assert report.added == {"oneshot": 1}
+    assert [r for _s, _p, r in report.skipped] == ["activity log is not a regular file"]
