@@ -781,7 +781,7 @@ def build_parser():
                        help="import history that otto, workflow-manager and oneshot wrote",
                        description="Import existing histories, incrementally: a second sync "
                        "adds nothing. Without PATH: otto under OTTO_HOME, plus "
-                       "~/.workflow-manager/executions.db and ~/.oneshot when they exist.")
+                       "~/.workflow-manager/executions.db and ~/.oneshot/sessions when they exist.")
     p.add_argument("paths", nargs="*", metavar="PATH",
                    help="an OTTO_HOME, an executions.db, or a oneshot directory or session file")
     p.add_argument("--otto-home", help="OTTO_HOME to import (default $OTTO_HOME or ~/.otto)")

@@ -27,7 +27,8 @@ def default_locations(home=None):
     wm = join(expanduser("~"), ".workflow-manager", "executions.db")
     if isfile(wm):
         found["workflow-manager"] = wm
-    oneshot = os.environ.get("ONESHOT_HOME") or join(expanduser("~"), ".oneshot")
+    # oneshot keeps its sessions in ~/.oneshot/sessions; ONESHOT_HOME is ours.
+    oneshot = os.environ.get("ONESHOT_HOME") or join(expanduser("~"), ".oneshot", "sessions")
     if isdir(oneshot):
         found["oneshot"] = oneshot
     return found
@@ -51,9 +52,15 @@ def guess_source(path):
             return "otto"
         if "executions.db" in names:
             return "workflow-manager"
-        if any(n == "oneshot.json" or n.endswith("oneshot-log.json") for n in names) or \
-                any(isdir(join(path, n)) for n in names):
+        from .importers.oneshot import SESSION_FILE
+        if any(SESSION_FILE.match(n) or n.endswith("-oneshot-log.json") for n in names):
             return "oneshot"
+        try:  # ~/.oneshot, or a directory of session directories
+            if any(isdir(join(path, n)) and any(SESSION_FILE.match(m) for m in
+                                                os.listdir(join(path, n))) for n in names):
+                return "oneshot"
+        except OSError:
+            return None
     return None
 
 

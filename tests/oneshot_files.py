@@ -49,6 +49,7 @@ class Session:
     def __init__(self, home, cwd, at, task="write the docs", executor="cline",
                  max_iterations=3, initial_timeout=300, max_timeout=3600,
                  activity_interval=30, session_log=None, sessions_dir=None, started=None):
+        self.current = "CREATED"  # the engine's state machine, fresh in every process
         self.dir = Path(sessions_dir) if sessions_dir else Path(home) / ".oneshot" / "sessions"
         self.dir.mkdir(parents=True, exist_ok=True)
         self.cwd = Path(cwd)
@@ -65,18 +66,33 @@ class Session:
         self.data["variables"]["task"] = task
         self.save(at)
         self.save(at)
-        started = at + 0.002 if started is None else started
-        model = MODELS.get(executor)
+        self.options = dict(executor=executor, initial_timeout=initial_timeout,
+                            max_timeout=max_timeout, activity_interval=activity_interval)
+        self._start(at + 0.002 if started is None else started, session_log)
+
+    def _start(self, at, session_log):
+        """main(): the metadata of this process, then the engine."""
+        model = MODELS.get(self.options["executor"])
         for key, value in (("provider_worker", model), ("provider_auditor", model),
-                           ("executor_type", executor),
-                           ("start_time", datetime.fromtimestamp(started).isoformat()),
-                           ("cwd", str(self.cwd)), ("max_iterations", max_iterations),
-                           ("initial_timeout", initial_timeout), ("max_timeout", max_timeout),
-                           ("activity_interval", activity_interval)):
-            self.set_metadata(key, value, started)
+                           ("executor_type", self.options["executor"]),
+                           ("start_time", datetime.fromtimestamp(at).isoformat()),
+                           ("cwd", str(self.cwd)), ("max_iterations", self.max_iterations),
+                           ("initial_timeout", self.options["initial_timeout"]),
+                           ("max_timeout", self.options["max_timeout"]),
+                           ("activity_interval", self.options["activity_interval"])):
+            self.set_metadata(key, value, at)
         if session_log:
-            self.set_metadata("session_log_path", session_log, started)
-        self.save(started)
+            self.set_metadata("session_log_path", session_log, at)
+        self.save(at)
+
+    def resume(self, at, task=None, session_log=None):
+        """``oneshot --resume``: the same file, a new process whose engine starts
+        from CREATED whatever the file's state."""
+        self.current = "CREATED"
+        if task:
+            self.data["variables"]["task"] = task
+            self.save(at)
+        self._start(at, session_log)
 
     # -- what ExecutionContext does ------------------------------------------
     def save(self, at):
@@ -91,7 +107,7 @@ class Session:
         self.save(at)
 
     def set_state(self, state, at):
-        self.data["state"] = state
+        self.data["state"] = self.current = state
         self.data["history"].append({"state": state, "ts": utc_wall(at).timestamp()})
         self.save(at)
         self.save(at)  # the engine's _save_state saves once more
@@ -99,8 +115,15 @@ class Session:
     # -- the activity log ----------------------------------------------------
     @property
     def log_name(self):
-        return self.data["metadata"].get("session_log_path") or \
-            f"{self.id[len('oneshot_'):]}-oneshot-log.json"
+        given = self.data["metadata"].get("session_log_path")
+        if given:
+            return given
+        oneshot_id = self.data["oneshot_id"]
+        if not oneshot_id:
+            return "oneshot-log.json"
+        if oneshot_id.startswith("oneshot_"):
+            oneshot_id = oneshot_id.replace("oneshot_", "")
+        return f"{oneshot_id}-oneshot-log.json"
 
     @property
     def log_path(self):
@@ -120,7 +143,7 @@ class Session:
     # -- what the engine does ------------------------------------------------
     def worker(self, start, lines=(), end=None, outcome="success"):
         """A worker iteration; *end* None leaves it running (or its process killed)."""
-        if self.data["state"] == "REITERATION_PENDING":
+        if self.current == "REITERATION_PENDING":
             count = self.data["iteration_count"] + 1
             if count >= self.max_iterations:
                 self.set_state("FAILED", start)

@@ -12,7 +12,7 @@ def test_default_locations_pick_up_the_sources_that_exist(home, tmp_path, monkey
     assert default_locations() == {"otto": str(home)}
     (tmp_path / ".workflow-manager").mkdir()
     sqlite3.connect(tmp_path / ".workflow-manager" / "executions.db").close()
-    (tmp_path / ".oneshot").mkdir()
+    (tmp_path / ".oneshot" / "sessions").mkdir(parents=True)
     assert set(default_locations()) == {"otto", "workflow-manager", "oneshot"}
 
 
@@ -24,9 +24,9 @@ def test_guess_source(home, tmp_path):
     assert guess_source(str(db)) == "workflow-manager"
     session = tmp_path / "s"
     session.mkdir()
-    (session / "oneshot.json").write_text("{}")
+    (session / "oneshot_2026-07-14_10-00-00.json").write_text("{}")
     assert guess_source(str(session)) == "oneshot"
-    assert guess_source(str(session / "oneshot.json")) == "oneshot"
+    assert guess_source(str(session / "oneshot_2026-07-14_10-00-00.json")) == "oneshot"
     (tmp_path / "x.txt").write_text("")
     assert guess_source(str(tmp_path / "x.txt")) is None
 

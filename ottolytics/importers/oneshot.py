@@ -1,47 +1,70 @@
-"""oneshot: sessions (``oneshot.json``) and their NDJSON activity logs.
+"""oneshot: sessions (``oneshot_<local time>.json``) and their NDJSON activity logs.
 
-A session becomes a run. Its state history becomes the run's status changes,
-each with oneshot's own state name in the reason. Worker and auditor
-iterations become the tasks ``worker`` and ``auditor``: one attempt per
-iteration, each lasting from entering its state until the next state. The
-activity log (``oneshot-log.json`` or ``<id>-oneshot-log.json`` beside the
-session) becomes log fragments. A session still in a working state whose
-last process is gone is imported as ``interrupted``.
+What oneshot writes (jjurach/oneshot e6772dd): one file per session,
+``~/.oneshot/sessions/oneshot_<local %Y-%m-%d_%H-%M-%S>.json`` (or under
+``--logs-dir``), rewritten whole on every save. ``created_at`` and
+``updated_at`` are naive ISO strings of the UTC clock. Each history entry is
+``{"state", "ts"}`` where ``ts`` is ``datetime.utcnow().timestamp()``: the UTC
+wall clock read as local time, so it is the true time minus the local UTC
+offset. No pid and no reason are written. The activity log is
+``metadata.session_log_path`` (by default ``<id without "oneshot_">-oneshot-log.json``),
+relative to ``metadata.cwd``; each line is ``{"timestamp": time.time(), "data",
+"executor": "worker"|"auditor", "is_heartbeat"}``.
+
+A session becomes a run; its project is the name of ``metadata.cwd``. The
+history becomes the run's status changes, with oneshot's state names as the
+reasons. Worker and auditor iterations become the tasks ``worker`` and
+``auditor``, one attempt per iteration, lasting from entering the state until
+the next one. The history times are put right by the session's own UTC offset
+(the local time in its id against ``created_at``) and marked derived. Log lines
+become fragments of the iteration they were written in.
+
+A session still in a working state has no pid to ask: it is ``running`` while
+it shows signs of life (a save or a log line) within its inactivity timeout,
+otherwise ``interrupted``, both marked derived.
 """
 
 import json
 import os
-from os.path import basename, dirname, isdir, join
+import re
+import time
+from datetime import datetime, timezone
+from os.path import basename, isabs, isdir, isfile, join
 
-from ..liveness import pid_alive
 from . import known, needs_writing, read_utf8, save_runs
 from .timestamps import to_unix
 
 SOURCE = "oneshot"
+SESSION_FILE = re.compile(r"^oneshot_.*\.json$")
+ID_TIME = re.compile(r"^oneshot_(\d{4}-\d{2}-\d{2}_\d{2}-\d{2}-\d{2})$")
 RUN_STATUS = {"COMPLETED": "success", "FAILED": "failed", "REJECTED": "failed",
               "INTERRUPTED": "interrupted"}
 WORKING = ("CREATED", "WORKER_EXECUTING", "AUDITOR_EXECUTING", "AUDIT_PENDING",
            "REITERATION_PENDING", "RECOVERY_PENDING")
-# How an iteration ended, from the state that followed it.
-WORKER_END = {"AUDITOR_EXECUTING": "success", "AUDIT_PENDING": "success",
-              "COMPLETED": "success", "FAILED": "failed", "RECOVERY_PENDING": "failed",
-              "REJECTED": "failed", "INTERRUPTED": "interrupted"}
+# How an iteration ended, from the state that followed it (oneshot's state.py).
+WORKER_END = {"AUDIT_PENDING": "success", "RECOVERY_PENDING": "failed",
+              "FAILED": "failed", "INTERRUPTED": "interrupted"}
 AUDITOR_END = {"COMPLETED": ("success", "approved"),
                "REITERATION_PENDING": ("success", "asked for another iteration"),
                "REJECTED": ("success", "rejected the work"),
-               "AUDIT_PENDING": ("success", None),
-               "FAILED": ("failed", None), "RECOVERY_PENDING": ("failed", None),
-               "INTERRUPTED": ("interrupted", None)}
+               "FAILED": ("failed", None), "INTERRUPTED": ("interrupted", None)}
+# oneshot's default inactivity timeout (config.py), when the session names none.
+DEFAULT_TIMEOUT_S = 300.0
+QUARTER_HOUR = 900
+
+
+def _now():
+    return time.time()
 
 
 def find_sessions(path):
-    """oneshot.json files at or below *path* (a directory or one session file)."""
+    """Session files at or below *path* (a directory or one session file)."""
     if not isdir(path):
         return [path]
     found = []
     for root, _dirs, files in os.walk(path):
-        if "oneshot.json" in files:
-            found.append(join(root, "oneshot.json"))
+        found += [join(root, n) for n in files
+                  if SESSION_FILE.match(n) and not n.endswith("-oneshot-log.json")]
     return sorted(found)
 
 
@@ -55,29 +78,88 @@ def _load(path):
         data = json.loads(text)
     except ValueError as exc:
         raise BadSession(f"not valid JSON, truncated? ({exc})") from None
-    if not isinstance(data, dict) or not data.get("oneshot_id") or "state" not in data:
-        raise BadSession("lacks oneshot_id or state")
+    if not isinstance(data, dict) or "state" not in data:
+        raise BadSession("lacks state: not a oneshot session")
     if not isinstance(data.get("history", []), list):
         raise BadSession("history is not a list")
     return data
 
 
-def _activity_log(session_dir, session_id):
-    for name in (f"{session_id}-oneshot-log.json", "oneshot-log.json"):
-        path = join(session_dir, name)
-        if os.path.exists(path):
-            return path
+def _naive_utc(value):
+    """A naive ISO string of the UTC clock as a naive datetime; None if unreadable."""
+    try:
+        parsed = datetime.fromisoformat(str(value))
+    except (TypeError, ValueError):
+        return None
+    if parsed.tzinfo is not None:
+        parsed = parsed.astimezone(timezone.utc).replace(tzinfo=None)
+    return parsed
+
+
+def _number(value):
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) \
+        else None
+
+
+def utc_offset(session_id, data, history):
+    """Seconds east of UTC of the clock the session ran under, at its creation.
+
+    oneshot names the session from the local clock and writes ``created_at``
+    from the UTC clock a moment later: their difference, rounded to the quarter
+    hour, is the offset. Without a readable name: the last history ``ts`` against
+    ``updated_at``, which is written right after it. Without either: this
+    host's offset at the session's creation.
+    """
+    created = _naive_utc(data.get("created_at"))
+    match = ID_TIME.match(session_id)
+    pairs = []
+    if match and created:
+        local = datetime.strptime(match.group(1), "%Y-%m-%d_%H-%M-%S")
+        pairs.append((local - created).total_seconds())
+    updated = _naive_utc(data.get("updated_at"))
+    last_ts = _number(history[-1].get("ts")) if history else None
+    if updated and last_ts is not None:
+        true_last = updated.replace(tzinfo=timezone.utc).timestamp()
+        pairs.append(true_last - last_ts)
+    for diff in pairs:
+        offset = round(diff / QUARTER_HOUR) * QUARTER_HOUR
+        if abs(diff - offset) < 120 and abs(offset) <= 14 * 3600:
+            return offset
+    when = created.replace(tzinfo=timezone.utc) if created else datetime.now(timezone.utc)
+    return when.astimezone().utcoffset().total_seconds()
+
+
+def _resolve_log(data, metadata, session_dir, session_id, report, path):
+    """The activity log's path, or None: session_log_path (or oneshot's default
+    name) against the session's cwd, else beside the session file."""
+    name = metadata.get("session_log_path")
+    if not isinstance(name, str) or not name:
+        name = "oneshot-log.json"  # oneshot's name when the session has no id
+        if data.get("oneshot_id"):
+            prefix = session_id[len("oneshot_"):] if session_id.startswith("oneshot_") \
+                else session_id
+            name = f"{prefix}-oneshot-log.json"
+    cwd = metadata.get("cwd") if isinstance(metadata.get("cwd"), str) else None
+    candidates = [name] if isabs(name) else \
+        [join(d, name) for d in (cwd, session_dir) if d]
+    for candidate in candidates:
+        if os.path.exists(candidate):
+            if not isfile(candidate):
+                report.skip(SOURCE, path, "activity log is not a regular file")
+                return None
+            return candidate
     return None
 
 
-def _log_fragments(path, report):
-    fragments = []
+def _log_lines(path, report, since, until):
+    """[(at, executor, text)] of the NDJSON activity log between *since* and *until*."""
+    entries = []
     try:
         with open(path, "rb") as f:
             lines = f.read().split(b"\n")
     except OSError as exc:
         report.skip(SOURCE, path, f"activity log unreadable: {exc.strerror or exc}")
-        return fragments
+        return entries
     for number, raw in enumerate(lines, 1):
         if not raw.strip():
             continue
@@ -90,113 +172,159 @@ def _log_fragments(path, report):
         except ValueError:
             report.skip(SOURCE, f"{path}:{number}", "invalid JSON; line skipped")
             continue
-        at = None
-        if isinstance(entry, dict):
-            at = to_unix(entry.get("ts") or entry.get("timestamp") or entry.get("time"))
-        fragments.append({"stream": "event", "seq": len(fragments) + 1, "at": at, "data": text})
-    return fragments
+        if not isinstance(entry, dict):
+            report.skip(SOURCE, f"{path}:{number}", "not a JSON object; line skipped")
+            continue
+        at = _number(entry.get("timestamp"))
+        # A log named on the command line can be shared by several sessions:
+        # lines outside this session's time belong to another one.
+        if at is not None and (at < since - 1 or (until is not None and at > until + 5)):
+            continue
+        executor = entry.get("executor") if isinstance(entry.get("executor"), str) else None
+        entries.append((at, executor, text))
+    return entries
 
 
-def _iterations(history, run_open, now_end):
-    """worker/auditor tasks from the state history."""
+def _iterations(history, fix, status, end):
+    """worker/auditor tasks from the state history (times already corrected by *fix*)."""
     tasks, counts = [], {"worker": 0, "auditor": 0}
     for i, entry in enumerate(history):
-        state = entry.get("state")
-        role = {"WORKER_EXECUTING": "worker", "AUDITOR_EXECUTING": "auditor"}.get(state)
+        role = {"WORKER_EXECUTING": "worker", "AUDITOR_EXECUTING": "auditor"}.get(
+            entry.get("state"))
         if role is None:
             continue
         counts[role] += 1
-        start = to_unix(entry.get("ts"))
+        start = fix(entry.get("ts"))
         nxt = history[i + 1] if i + 1 < len(history) else None
         task = {"name": role, "attempt": counts[role], "started_at": start,
-                "deps": ["worker"] if role == "auditor" else None}
+                "deps": ["worker"] if role == "auditor" else None,
+                "derived": {"started_at", "finished_at"}}
         if nxt is None:
-            if run_open:
-                task["status"] = "running"
-                task["changes"] = [(None, "running", start, None)]
+            if status == "running":
+                task.update(status="running", derived={"started_at"},
+                            changes=[(None, "running", start, None)])
             else:
-                task["status"], task["finished_at"] = "interrupted", now_end
-                task["derived"] = {"status", "finished_at"}
-                task["changes"] = [(None, "running", start, None),
-                                   ("running", "interrupted", now_end, "session ended")]
+                finish = max(end, start)
+                task.update(status="interrupted", finished_at=finish,
+                            changes=[(None, "running", start, None),
+                                     ("running", "interrupted", finish,
+                                      "the session stopped here")])
+                task["derived"].add("status")
         else:
-            end = to_unix(nxt.get("ts"))
+            finish = fix(nxt.get("ts"))
             if role == "worker":
-                status, verdict = WORKER_END.get(nxt.get("state"), "success"), None
+                result, verdict = WORKER_END.get(nxt.get("state"), "success"), None
             else:
-                status, verdict = AUDITOR_END.get(nxt.get("state"), ("success", None))
-            reason = verdict or nxt.get("reason")
-            task.update(status=status, finished_at=end,
+                result, verdict = AUDITOR_END.get(nxt.get("state"), ("success", None))
+            task.update(status=result, finished_at=finish,
                         changes=[(None, "running", start, None),
-                                 ("running", status, end, reason)])
+                                 ("running", result, finish, verdict)])
         tasks.append(task)
     return tasks
 
 
+def _owner(tasks, at, executor):
+    """The attempt of *executor* that wrote a log line at *at*: the last one that
+    had started by then (oneshot enters the state before it starts the
+    executor); a line older than every attempt goes to the first."""
+    mine = [t for t in tasks if t["name"] == executor and t["started_at"] is not None]
+    owner = mine[0] if mine else None
+    for task in mine:
+        if task["started_at"] <= at + 0.001:
+            owner = task
+    return owner
+
+
 def read_session(path, report):
     data = _load(path)
-    session_id = str(data["oneshot_id"])
+    stem = basename(path)[:-len(".json")] if path.endswith(".json") else basename(path)
+    session_id = str(data.get("oneshot_id") or stem)
     history = [h for h in data.get("history") or [] if isinstance(h, dict)]
     state = data["state"]
-    started = to_unix(data.get("created_at")) or (to_unix(history[0].get("ts"))
-                                                  if history else None)
+    if state not in RUN_STATUS and state not in WORKING:
+        raise BadSession(f"unknown state {state!r}")
+    started = to_unix(data.get("created_at"))
+    offset = utc_offset(session_id, data, history)
+
+    def fix(ts):
+        value = _number(ts)
+        return None if value is None else value + offset
+
+    if started is None:
+        started = fix(history[0].get("ts")) if history else None
     if started is None:
         raise BadSession("no created_at and no history: cannot place the run in time")
     updated = to_unix(data.get("updated_at")) or max(
-        [to_unix(h.get("ts")) or started for h in history] + [started])
+        [fix(h.get("ts")) or started for h in history] + [started])
+    metadata = data.get("metadata") if isinstance(data.get("metadata"), dict) else {}
+    session_dir = os.path.dirname(os.path.abspath(path))
+    final = state in RUN_STATUS
+    log_path = _resolve_log(data, metadata, session_dir, session_id, report, path)
+    lines = _log_lines(log_path, report, started, updated if final else None) \
+        if log_path else []
+    last_sign = max([updated] + [at for at, _e, _t in lines if at is not None])
+
     derived = set()
     status = RUN_STATUS.get(state)
     if status is None:
-        if state not in WORKING:
-            raise BadSession(f"unknown state {state!r}")
-        last_pid = next((h.get("pid") for h in reversed(history) if h.get("pid")), None)
-        status = "running" if last_pid and pid_alive(int(last_pid)) else "interrupted"
+        timeout = _number(metadata.get("initial_timeout"))
+        timeout = timeout if timeout and timeout > 0 else DEFAULT_TIMEOUT_S
+        status = "running" if _now() - last_sign <= timeout else "interrupted"
+        derived.add("status")
         if status == "interrupted":
-            derived.update({"status", "finished_at"})
+            derived.add("finished_at")
+    finished = None if status == "running" else (updated if final else last_sign)
+
     changes, previous = [], None
     for h in history:
         mapped = RUN_STATUS.get(h.get("state"), "running")
-        reason = h.get("state") + (f": {h['reason']}" if h.get("reason") else "")
-        changes.append((previous, mapped, to_unix(h.get("ts")) or started, reason))
+        reason = str(h.get("state")) + (f": {h['reason']}" if h.get("reason") else "")
+        changes.append((previous, mapped, fix(h.get("ts")) or started, reason))
         previous = mapped
     if not changes:
         changes.append((None, "running", started, state))
         previous = "running"
     if status == "interrupted" and previous != "interrupted":
-        changes.append((previous, "interrupted", updated, "the session's process is gone"))
-    tasks = _iterations(history, status == "running", updated)
-    for key in ("worker_result", "auditor_result"):
-        result = data.get(key)
-        role = key.split("_")[0]
-        mine = [t for t in tasks if t["name"] == role]
-        if result and mine and mine[-1]["status"] == "failed":
-            mine[-1]["stderr_tail"] = json.dumps(result)[-4096:]
-    session_dir = dirname(os.path.abspath(path))
-    log_path = _activity_log(session_dir, session_id)
-    logs = _log_fragments(log_path, report) if log_path else []
-    for fragment in logs:
-        fragment["at"] = fragment["at"] or started
+        changes.append((previous, "interrupted", finished,
+                        f"{state}: no sign of life since; the process is gone"))
+    tasks = _iterations(history, fix, status, finished)
+
+    logs = []
+    for at, executor, text in lines:
+        owner = _owner(tasks, at, executor) if at is not None and executor else None
+        fragment = {"stream": "event", "seq": len(logs) + 1,
+                    "at": at if at is not None else started, "data": text}
+        if owner:
+            fragment.update(task=owner["name"], attempt=owner["attempt"])
+        logs.append(fragment)
     for key in ("worker_result", "auditor_result"):
         if data.get(key) is not None:
             logs.append({"stream": key, "seq": len(logs) + 1, "at": updated,
                          "data": json.dumps(data[key])})
+
     params = {}
     if isinstance(data.get("variables"), dict):
         params.update(data["variables"])
-    for key in ("max_iterations", "iteration_count", "version"):
-        if data.get(key) is not None:
-            params[key] = data[key]
-    metadata = data.get("metadata") if isinstance(data.get("metadata"), dict) else {}
-    project = metadata.get("project") or basename(session_dir) or "oneshot"
+    for key in ("executor_type", "max_iterations"):
+        if metadata.get(key) is not None:
+            params[key] = metadata[key]
+    if data.get("iteration_count") is not None:
+        params["iteration_count"] = data["iteration_count"]
+    cwd = metadata.get("cwd") if isinstance(metadata.get("cwd"), str) else None
+    project = basename(cwd.rstrip("/")) if cwd else ""
     log_size = os.path.getsize(log_path) if log_path else 0
     return {
         "source": SOURCE, "ref": session_id, "uid": f"oneshot-{session_id}",
-        "project": str(project), "status": status, "started_at": started,
-        "finished_at": None if status == "running" else updated,
-        "cwd": metadata.get("cwd"), "run_dir": session_dir, "derived": derived,
+        "project": project or "oneshot", "status": status, "started_at": started,
+        "finished_at": finished, "cwd": cwd, "run_dir": session_dir, "derived": derived,
         "params": params, "tasks": tasks, "logs": logs, "changes": changes,
-        "signature": f"{data.get('updated_at')}:{len(history)}:{state}:{log_size}",
-        "final": state in RUN_STATUS,
+        # The status is part of it: a silent session turns interrupted without
+        # any file changing.
+        "signature": f"{data.get('updated_at')}:{len(history)}:{state}:{log_size}:{status}",
+        # Never final: ``oneshot --resume`` takes up the latest session whatever
+        # its state. Every session is parsed on each sync anyway; the signature
+        # keeps an unchanged one from being written again.
+        "final": False,
     }
 
 
