@@ -130,10 +130,15 @@ class Session:
         return self.cwd / self.log_name
 
     def log(self, role, lines):
+        markdown = str(self.log_path).endswith(".md")  # pipeline.py 282-297
         with open(self.log_path, "a") as f:
             for at, data in lines:
-                f.write(json.dumps({"timestamp": at, "data": data, "executor": role,
-                                    "is_heartbeat": False}, default=str) + "\n")
+                if markdown:
+                    f.write(f"`{datetime.fromtimestamp(at).strftime('%H:%M:%S')}` "
+                            f"**[{role}]** {str(data).strip()}\n\n")
+                else:
+                    f.write(json.dumps({"timestamp": at, "data": data, "executor": role,
+                                        "is_heartbeat": False}, default=str) + "\n")
 
     def _pump(self, role, at, lines):
         self.set_metadata("session_log_path", self.log_name, at)

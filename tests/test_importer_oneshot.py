@@ -249,3 +249,52 @@ def test_a_finished_session_that_is_resumed_is_read_again(user, db, monkeypatch)
     assert q(db, "SELECT name, attempt, status FROM tasks ORDER BY started_at DESC LIMIT 1") == [
         ("worker", 3, "running")]
     assert q(db, "SELECT value FROM run_params WHERE key = 'task'") == [("and the changelog",)]
+
+
+FALL_BACK = 1_793_505_600.5  # 2026-11-01 04:00 UTC: 23:00 CDT; Chicago falls back at 07:00 UTC
+
+
+def dst_session(home):
+    s = Session(home, home / "web", FALL_BACK)
+    s.worker(FALL_BACK + 1, (), FALL_BACK + 2 * HOUR)
+    s.auditor(FALL_BACK + 2 * HOUR + 1, (), FALL_BACK + 4 * HOUR)
+    return s
+
+
+def test_times_across_a_daylight_saving_switch_in_the_same_zone(user, db):
+    s = dst_session(user)
+    # created in CDT (UTC-5), but the UTC wall clock read as Chicago time is
+    # already past the switch: every ts is 6 hours late.
+    assert s.data["history"][0]["ts"] == FALL_BACK + 1 + 6 * HOUR
+    sync(db)
+    assert [(round(b - FALL_BACK, 3), round(e - FALL_BACK, 3)) for b, e in q(
+        db, "SELECT started_at, finished_at FROM tasks ORDER BY started_at")] == [
+        (1, 2 * HOUR), (2 * HOUR + 1, 4 * HOUR)]
+
+
+def test_times_read_in_another_zone_carry_the_offset_at_creation(user, db, monkeypatch):
+    dst_session(user)
+    retried(user, user / "api")  # in July: no switch
+    monkeypatch.setenv("TZ", "Asia/Tokyo")
+    time.tzset()
+    sync(db)
+    # The documented bound: one hour off, where the offset oneshot's clock
+    # applied differs from the session's offset at its creation.
+    assert [(round(b - FALL_BACK, 3), round(e - FALL_BACK, 3)) for b, e in q(
+        db, "SELECT t.started_at, t.finished_at FROM tasks t JOIN runs r ON r.id = t.run_id "
+        "WHERE r.cwd = ? ORDER BY t.started_at", str(user / "web"))] == [
+        (1 + HOUR, 3 * HOUR), (3 * HOUR + 1, 5 * HOUR)]
+    assert q(db, "SELECT round(t.started_at - r.started_at, 3) FROM tasks t JOIN runs r "
+                 "ON r.id = t.run_id WHERE r.cwd = ? ORDER BY t.started_at LIMIT 1",
+             str(user / "api")) == [(1.0,)]
+
+
+def test_a_markdown_activity_log_is_reported_not_read(user, db):
+    s = Session(user, user / "web", T0, session_log="run.md")
+    s.worker(T0 + 1, [(T0 + 2, "Starting work")], T0 + 3)
+    s.auditor(T0 + 4, [(T0 + 5, "done")], T0 + 6)
+    assert s.log_path.read_text().startswith("`10:00:02` **[worker]** Starting work\n\n")
+    report = sync(db)
+    assert report.added == {"oneshot": 1}
+    assert [r for _s, _p, r in report.skipped] == ["activity log in markdown form: not read"]
+    assert q(db, "SELECT count(*) FROM log_fragments") == [(0,)]

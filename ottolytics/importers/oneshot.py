@@ -101,32 +101,54 @@ def _number(value):
         else None
 
 
-def utc_offset(session_id, data, history):
-    """Seconds east of UTC of the clock the session ran under, at its creation.
+def _host_offset(instant):
+    """This host's UTC offset (seconds) at the unix time *instant*."""
+    return datetime.fromtimestamp(instant, timezone.utc).astimezone().utcoffset().total_seconds()
 
-    oneshot names the session from the local clock and writes ``created_at``
-    from the UTC clock a moment later: their difference, rounded to the quarter
-    hour, is the offset. Without a readable name: the last history ``ts`` against
-    ``updated_at``, which is written right after it. Without either: this
-    host's offset at the session's creation.
+
+def history_clock(session_id, data, history):
+    """A function putting oneshot's history ``ts`` right, to true unix time.
+
+    ``ts`` is the UTC wall clock read as local time. The session's UTC offset
+    comes from the session itself: oneshot names it from the local clock and
+    writes ``created_at`` from the UTC clock a moment later, so their difference,
+    rounded to the quarter hour, is the offset. When this host's zone has the
+    same offset at that moment, its rules read each ``ts`` back (right across a
+    daylight-saving switch, if it is the same zone); otherwise the offset is
+    added as it is. Without a name in oneshot's form: the last ``ts`` against
+    ``updated_at``, written right after it. Without either: this host's zone.
     """
     created = _naive_utc(data.get("created_at"))
+    offset = None
     match = ID_TIME.match(session_id)
-    pairs = []
     if match and created:
         local = datetime.strptime(match.group(1), "%Y-%m-%d_%H-%M-%S")
-        pairs.append((local - created).total_seconds())
-    updated = _naive_utc(data.get("updated_at"))
-    last_ts = _number(history[-1].get("ts")) if history else None
-    if updated and last_ts is not None:
-        true_last = updated.replace(tzinfo=timezone.utc).timestamp()
-        pairs.append(true_last - last_ts)
-    for diff in pairs:
-        offset = round(diff / QUARTER_HOUR) * QUARTER_HOUR
-        if abs(diff - offset) < 120 and abs(offset) <= 14 * 3600:
-            return offset
-    when = created.replace(tzinfo=timezone.utc) if created else datetime.now(timezone.utc)
-    return when.astimezone().utcoffset().total_seconds()
+        offset = _quarter((local - created).total_seconds())
+        if offset is not None and \
+                _host_offset(created.replace(tzinfo=timezone.utc).timestamp()) == offset:
+            offset = None
+        elif offset is not None:
+            return lambda ts: ts + offset
+    elif history:
+        updated = _naive_utc(data.get("updated_at"))
+        last_ts = _number(history[-1].get("ts"))
+        if updated and last_ts is not None:
+            offset = _quarter(updated.replace(tzinfo=timezone.utc).timestamp() - last_ts)
+            if offset is not None:
+                return lambda ts: ts + offset
+
+    def host_rules(ts):
+        try:
+            return datetime.fromtimestamp(ts).replace(tzinfo=timezone.utc).timestamp()
+        except (OverflowError, OSError, ValueError):
+            return ts
+    return host_rules
+
+
+def _quarter(diff):
+    """*diff* seconds as a UTC offset: to the quarter hour; None if it is not one."""
+    offset = round(diff / QUARTER_HOUR) * QUARTER_HOUR
+    return offset if abs(diff - offset) < 120 and abs(offset) <= 14 * 3600 else None
 
 
 def _resolve_log(data, metadata, session_dir, session_id, report, path):
@@ -146,6 +168,9 @@ def _resolve_log(data, metadata, session_dir, session_id, report, path):
         if os.path.exists(candidate):
             if not isfile(candidate):
                 report.skip(SOURCE, path, "activity log is not a regular file")
+                return None
+            if candidate.endswith(".md"):
+                report.skip(SOURCE, candidate, "activity log in markdown form: not read")
                 return None
             return candidate
     return None
@@ -244,11 +269,11 @@ def read_session(path, report):
     if state not in RUN_STATUS and state not in WORKING:
         raise BadSession(f"unknown state {state!r}")
     started = to_unix(data.get("created_at"))
-    offset = utc_offset(session_id, data, history)
+    clock = history_clock(session_id, data, history)
 
     def fix(ts):
         value = _number(ts)
-        return None if value is None else value + offset
+        return None if value is None else clock(value)
 
     if started is None:
         started = fix(history[0].get("ts")) if history else None
