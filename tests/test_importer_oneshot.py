@@ -298,3 +298,24 @@ def test_a_markdown_activity_log_is_reported_not_read(user, db):
     assert report.added == {"oneshot": 1}
     assert [r for _s, _p, r in report.skipped] == ["activity log in markdown form: not read"]
     assert q(db, "SELECT count(*) FROM log_fragments") == [(0,)]
+
+
+def test_hostile_values_are_skipped_not_fatal(user, db):
+    s = retried(user, user / "web")
+    data = json.loads(s.path.read_text())
+    data["history"][1]["state"] = ["AUDIT_PENDING"]
+    data["history"][2]["ts"] = "soon"
+    data["metadata"]["initial_timeout"] = True
+    s.path.write_text(json.dumps(data))
+    with open(s.log_path, "a") as f:
+        f.write('{"timestamp": NaN, "data": "x", "executor": "worker", "is_heartbeat": false}\n')
+        f.write('{"timestamp": 1e300, "data": "x", "executor": ["worker"]}\n')
+    sessions = s.path.parent
+    (sessions / "oneshot_2026-13-45_99-00-00.json").write_text(json.dumps(
+        dict(data, oneshot_id="oneshot_2026-13-45_99-00-00", created_at="9999-12-31T23:59:59")))
+    (sessions / "oneshot_2026-07-14_11-00-00.json").write_text(json.dumps(
+        dict(data, oneshot_id="oneshot_2026-07-14_11-00-00", state={"x": 1})))
+    report = sync(db)
+    assert [r for _s, _p, r in report.skipped] == ["unknown state {'x': 1}"]
+    assert report.added == {"oneshot": 2}
+    assert q(db, "SELECT count(*) FROM log_fragments WHERE at IS NULL") == [(0,)]

@@ -25,6 +25,7 @@ otherwise ``interrupted``, both marked derived.
 """
 
 import json
+import math
 import os
 import re
 import time
@@ -97,13 +98,24 @@ def _naive_utc(value):
 
 
 def _number(value):
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) \
-        else None
+    """A finite number as float; None for anything else."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and \
+            math.isfinite(value):
+        return float(value)
+    return None
+
+
+def _state(value):
+    return value if isinstance(value, str) else None
 
 
 def _host_offset(instant):
-    """This host's UTC offset (seconds) at the unix time *instant*."""
-    return datetime.fromtimestamp(instant, timezone.utc).astimezone().utcoffset().total_seconds()
+    """This host's UTC offset (seconds) at the unix time *instant*; None if unknown."""
+    try:
+        return datetime.fromtimestamp(instant, timezone.utc).astimezone() \
+            .utcoffset().total_seconds()
+    except (OverflowError, OSError, ValueError):
+        return None
 
 
 def history_clock(session_id, data, history):
@@ -121,8 +133,11 @@ def history_clock(session_id, data, history):
     created = _naive_utc(data.get("created_at"))
     offset = None
     match = ID_TIME.match(session_id)
-    if match and created:
-        local = datetime.strptime(match.group(1), "%Y-%m-%d_%H-%M-%S")
+    try:
+        local = datetime.strptime(match.group(1), "%Y-%m-%d_%H-%M-%S") if match else None
+    except ValueError:
+        local = None
+    if local and created:
         offset = _quarter((local - created).total_seconds())
         if offset is not None and \
                 _host_offset(created.replace(tzinfo=timezone.utc).timestamp()) == offset:
@@ -210,16 +225,16 @@ def _log_lines(path, report, since, until):
     return entries
 
 
-def _iterations(history, fix, status, end):
-    """worker/auditor tasks from the state history (times already corrected by *fix*)."""
+def _iterations(history, times, status, end):
+    """worker/auditor tasks from the state history; *times* are its corrected times."""
     tasks, counts = [], {"worker": 0, "auditor": 0}
     for i, entry in enumerate(history):
         role = {"WORKER_EXECUTING": "worker", "AUDITOR_EXECUTING": "auditor"}.get(
-            entry.get("state"))
+            _state(entry.get("state")))
         if role is None:
             continue
         counts[role] += 1
-        start = fix(entry.get("ts"))
+        start = times[i]
         nxt = history[i + 1] if i + 1 < len(history) else None
         task = {"name": role, "attempt": counts[role], "started_at": start,
                 "deps": ["worker"] if role == "auditor" else None,
@@ -236,11 +251,11 @@ def _iterations(history, fix, status, end):
                                       "the session stopped here")])
                 task["derived"].add("status")
         else:
-            finish = fix(nxt.get("ts"))
+            finish = times[i + 1]
             if role == "worker":
-                result, verdict = WORKER_END.get(nxt.get("state"), "success"), None
+                result, verdict = WORKER_END.get(_state(nxt.get("state")), "success"), None
             else:
-                result, verdict = AUDITOR_END.get(nxt.get("state"), ("success", None))
+                result, verdict = AUDITOR_END.get(_state(nxt.get("state")), ("success", None))
             task.update(status=result, finished_at=finish,
                         changes=[(None, "running", start, None),
                                  ("running", result, finish, verdict)])
@@ -266,7 +281,7 @@ def read_session(path, report):
     session_id = str(data.get("oneshot_id") or stem)
     history = [h for h in data.get("history") or [] if isinstance(h, dict)]
     state = data["state"]
-    if state not in RUN_STATUS and state not in WORKING:
+    if not isinstance(state, str) or (state not in RUN_STATUS and state not in WORKING):
         raise BadSession(f"unknown state {state!r}")
     started = to_unix(data.get("created_at"))
     clock = history_clock(session_id, data, history)
@@ -301,10 +316,15 @@ def read_session(path, report):
     finished = None if status == "running" else (updated if final else last_sign)
 
     changes, previous = [], None
+    # An entry without a readable ts takes the time of the one before it.
+    times, at = [], started
     for h in history:
-        mapped = RUN_STATUS.get(h.get("state"), "running")
+        at = fix(h.get("ts")) or at
+        times.append(at)
+    for h, at in zip(history, times):
+        mapped = RUN_STATUS.get(_state(h.get("state")), "running")
         reason = str(h.get("state")) + (f": {h['reason']}" if h.get("reason") else "")
-        changes.append((previous, mapped, fix(h.get("ts")) or started, reason))
+        changes.append((previous, mapped, at, reason))
         previous = mapped
     if not changes:
         changes.append((None, "running", started, state))
@@ -312,7 +332,7 @@ def read_session(path, report):
     if status == "interrupted" and previous != "interrupted":
         changes.append((previous, "interrupted", finished,
                         f"{state}: no sign of life since; the process is gone"))
-    tasks = _iterations(history, fix, status, finished)
+    tasks = _iterations(history, times, status, finished)
 
     logs = []
     for at, executor, text in lines:
