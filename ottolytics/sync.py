@@ -27,8 +27,9 @@ def default_locations(home=None):
     wm = join(expanduser("~"), ".workflow-manager", "executions.db")
     if isfile(wm):
         found["workflow-manager"] = wm
-    # oneshot keeps its sessions in ~/.oneshot/sessions; ONESHOT_HOME is ours.
-    oneshot = os.environ.get("ONESHOT_HOME") or join(expanduser("~"), ".oneshot", "sessions")
+    # oneshot keeps its sessions in Path.home()/.oneshot/sessions (session_utils.py);
+    # --logs-dir moves them, and then they are synced by PATH.
+    oneshot = join(expanduser("~"), ".oneshot", "sessions")
     if isdir(oneshot):
         found["oneshot"] = oneshot
     return found

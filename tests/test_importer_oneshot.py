@@ -31,7 +31,6 @@ def user(tmp_path, monkeypatch):
     home = tmp_path / "user"
     home.mkdir()
     monkeypatch.setenv("HOME", str(home))
-    monkeypatch.delenv("ONESHOT_HOME", raising=False)
     return home
 
 
