@@ -331,7 +331,7 @@ def read_session(path, report):
         previous = "running"
     if status == "interrupted" and previous != "interrupted":
         changes.append((previous, "interrupted", finished,
-                        f"{state}: no sign of life since; the process is gone"))
+                        f"{state}: no sign of life within its inactivity timeout"))
     tasks = _iterations(history, times, status, finished)
 
     logs = []
