@@ -284,3 +284,17 @@ def scan(home, workers=None, progress=None, only_projects=None):
     for pd in result.projects.values():
         pd.runs.sort(key=lambda r: r.name)
     return result
+
+
+def tree_bytes(path):
+    """The size of *path* and everything below it, by the one definition every
+    size in ottolytics uses: apparent bytes (``st_size``) of every entry,
+    directories and symlinks included, no link followed -- what ``du -sb``
+    reports. 0 when *path* does not exist."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return 0
+    if (st.st_mode & 0o170000) != 0o040000:
+        return st.st_size
+    return st.st_size + walk(path).bytes

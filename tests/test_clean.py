@@ -137,7 +137,13 @@ def test_a_run_directory_outside_otto_home_is_never_deleted(home, db, tmp_path):
     run.finish(at=time.time() - 100 * DAY + 5)
     rec.close()
     p = clean.plan(db, home, keep_days=1, keep_last=0)
-    assert [c.run_id for c in p.runs] == ["outside-run"]
+    assert p.runs == [] and p.kept == 1
+    assert any(r == "outside-run" and "outside OTTO_HOME" in why for r, why in p.protected)
+    clean.execute(p, db)
+    assert (elsewhere / "logs" / "out.log").exists() and "outside-run" in _uids(db)
+    # a plan made by hand is checked again when it is carried out
+    p.runs.append(clean.Candidate(q(db, "SELECT id FROM runs")[0][0], "outside-run", "api",
+                                  "success", 0, str(elsewhere), 0, "by hand"))
     result = clean.execute(p, db)
     assert (elsewhere / "logs" / "out.log").exists()
     assert result.kept == ["outside-run"] and "outside-run" in _uids(db)
@@ -272,8 +278,99 @@ def test_a_store_row_naming_a_project_or_home_as_run_dir_is_refused(home, db, bo
     conn.close()
     before = du(home)
     p = clean.plan(db, home, keep_days=30, keep_last=0)
+    assert [c.path for c in p.runs] == [str(runs[1])]
+    assert len(p.protected) == 1 and "left alone" in p.protected[0][1]
     result = clean.execute(p, db)
     assert runs[0].exists() and (runs[0].parent / ".cache").exists()
-    assert any("left alone" in msg for _p, msg in result.errors)
-    assert len(result.kept) == 1 and not runs[1].exists()
-    assert du(home) < before
+    assert not result.errors and len(result.deleted) == 1 and not runs[1].exists()
+    assert du(home) < before and len(_uids(db)) == 1
+
+
+# -- a run directory goes only if it has the shape of one run (issue 13) ------------
+
+def _shim_run(db, home, uid, age_s, files=("tasks/t/stdout.log",)):
+    """A run recorded the way the shim records it: its directory is ottolytics/runs/<uid>."""
+    from ottolytics.paths import to_stored
+    from ottolytics.shim import run_dir_for
+    path = run_dir_for(uid, str(home))
+    for f in files:
+        os.makedirs(os.path.dirname(os.path.join(path, f)), exist_ok=True)
+        with open(os.path.join(path, f), "w") as handle:
+            handle.write("x" * 100)
+    rec = Recorder(db)
+    run = rec.run(project="shim", uid=uid, run_dir=to_stored(path, str(home)))
+    run.start(at=time.time() - age_s)
+    run.finish(at=time.time() - age_s + 1)
+    rec.close()
+    return path
+
+
+def _old_row(db, uid, run_dir, project="hostile", source=None):
+    rec = Recorder(db)
+    run = rec.run(project=project, uid=uid, run_dir=run_dir)
+    run.start(at=time.time() - 100 * DAY)
+    run.finish(at=time.time() - 100 * DAY + 1)
+    rec.close()
+    if source:  # as if an importer had written it
+        conn = sqlite3.connect(db)
+        conn.execute("UPDATE runs SET source = ? WHERE uid = ?", (source, uid))
+        conn.commit()
+        conn.close()
+
+
+def test_a_row_naming_the_shim_runs_root_deletes_no_shim_run(home, db, cli):
+    young = _shim_run(db, home, "0000000000young1", 1)          # a second old
+    old = _shim_run(db, home, "00000000000old01", 100 * DAY)     # a run clean may delete
+    _old_row(db, "hostile-root", "ottolytics/runs")
+    p = clean.plan(db, home, keep_days=30, keep_last=0)
+    assert {c.run_id for c in p.runs} == {"00000000000old01"}
+    assert all(c.bytes == du(c.path) and c.bytes > 0 for c in p.runs)
+    assert any(r == "hostile-root" and "not the directory of one run" in why
+               for r, why in p.protected)
+    out = cli("clean", "--keep", "30", "--keep-last", "0", "--no-sync", "--yes")
+    assert out.returncode == 0, out.stderr
+    assert os.path.isdir(young) and not os.path.exists(old)
+    assert "hostile-root" in _uids(db) and "0000000000young1" in _uids(db)
+
+
+def test_a_row_naming_the_script_cache_leaves_it_alone(home, db):
+    runs = build(home, [100, 2])
+    synced(home, db)
+    cache = runs[0].parent / ".cache"
+    before = sorted(os.listdir(cache))
+    _old_row(db, "hostile-cache", f"{runs[0].parent.name}/.cache")
+    p = clean.plan(db, home, keep_days=30, keep_last=0)
+    assert [c.path for c in p.runs] == [str(runs[0])]
+    result = clean.execute(p, db)
+    assert sorted(os.listdir(cache)) == before and not runs[0].exists()
+    assert "hostile-cache" in _uids(db) and not result.errors
+
+
+def test_an_old_row_sharing_a_recent_runs_directory_leaves_its_files(home, db):
+    runs = build(home, [100, 2])
+    synced(home, db)
+    recent_files = sorted(str(p) for p in runs[1].rglob("*"))
+    _old_row(db, "hostile-share", f"{runs[1].parent.name}/{runs[1].name}", project="web",
+             source="otto")
+    p = clean.plan(db, home, keep_days=30, keep_last=0)
+    assert [c.path for c in p.runs] == [str(runs[0])]
+    assert any(r == "hostile-share" and "also the directory of" in why
+               for r, why in p.protected)
+    clean.execute(p, db)
+    assert sorted(str(p) for p in runs[1].rglob("*")) == recent_files
+    assert not runs[0].exists() and "hostile-share" in _uids(db)
+
+
+def test_a_kept_row_naming_a_path_inside_an_old_run_keeps_that_run(home, db):
+    runs = build(home, [100, 2])
+    synced(home, db)
+    rec = Recorder(db)  # a young run whose directory lies inside the old one
+    run = rec.run(project="web", uid="nested",
+                  run_dir=f"{runs[0].parent.name}/{runs[0].name}/tasks")
+    run.start(at=time.time() - 60)
+    run.finish(at=time.time() - 50)
+    rec.close()
+    p = clean.plan(db, home, keep_days=30, keep_last=0)
+    assert p.runs == [] and any("also the directory of" in why for _r, why in p.protected)
+    clean.execute(p, db)
+    assert runs[0].exists()
