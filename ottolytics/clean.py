@@ -552,9 +552,13 @@ def execute(p, db=None, progress=None):
                                p.forget_missing)
         finally:
             conn.close()
+        now = time.time()
         for c in current:
-            path = _run_path(rows[c.db_id], p.home)
-            why = refused.get(c.db_id) or (path and _not_a_run_dir(path, p.home, store_file))
+            row = rows[c.db_id]
+            path = _run_path(row, p.home)
+            why = ("still running" if row.status == "running" else
+                   "started within the last hour" if now - row.started_at < RECENT_S else
+                   refused.get(c.db_id) or (path and _not_a_run_dir(path, p.home, store_file)))
             if why:
                 result.errors.append((path or c.run_id, why))
                 result.kept.append(c.run_id)

@@ -443,7 +443,7 @@ def _print_plan(p):
 
 def cmd_clean(args):
     import json
-    from .clean import execute, plan
+    from .clean import FILES_ELSEWHERE, execute, plan
     from .migrations import StoreError
     from .retention import PolicyError
     from .terminal import confirm, human_bytes, progress
@@ -459,12 +459,19 @@ def cmd_clean(args):
         except (StoreError, OSError) as exc:
             return _fail(f"syncing OTTO_HOME before cleaning: {exc}")
     try:
+        finished = _finish_interrupted_clean(args)
         with progress("measuring OTTO_HOME") as advance:
             p = plan(args.db, args.otto_home, keep_days=args.keep, keep_last=args.keep_last,
                      keep_failed=args.keep_failed, project=args.project, cache=args.cache,
-                     cache_only=args.cache_only, progress=advance)
+                     cache_only=args.cache_only, progress=advance,
+                     forget_missing=args.forget_missing)
     except (StoreError, PolicyError, OSError) as exc:
         return _fail(str(exc))
+    elsewhere = [r for r, why in p.protected if FILES_ELSEWHERE in why]
+    if elsewhere:
+        print(f"ottolytics: warning: {len(elsewhere)} runs to delete have no directory under "
+              f"{p.home}: their files are elsewhere, so their rows are kept; pass "
+              "--otto-home DIR, or --forget-missing to drop those rows", file=sys.stderr)
     if args.json and (args.dry_run or not args.yes):
         print(json.dumps({"dry_run": True, "plan": p.as_dict()}, indent=2))
     elif not args.json:
@@ -472,7 +479,7 @@ def cmd_clean(args):
     if not p.runs and not p.cache:
         if not args.json:
             print("nothing to delete")
-        return 0
+        return 1 if finished is not None and finished.errors else 0
     if args.dry_run:
         if not args.json:
             print("dry run: nothing deleted")
@@ -500,7 +507,25 @@ def cmd_clean(args):
         if result.kept:
             print(f"kept {len(result.kept)} runs in the store: their directories could not "
                   "be removed entirely (see the errors above)")
-    return 1 if result.errors else 0
+    return 1 if result.errors or (finished is not None and finished.errors) else 0
+
+
+def _finish_interrupted_clean(args):
+    """Finish a clean that was killed midway (a dry run only says so); the Result or None."""
+    from .clean import pending, resume
+    from .terminal import human_bytes
+    if args.dry_run:
+        if pending(args.db, args.otto_home) is not None:
+            print("ottolytics: warning: a clean was interrupted; 'ottolytics clean' or "
+                  "'ottolytics doctor' finishes it", file=sys.stderr)
+        return None
+    result = resume(args.db, args.otto_home)
+    if result is not None and not args.json:
+        for path, message in result.errors:
+            print(f"ottolytics: error: {path}: {message}", file=sys.stderr)
+        print(f"finished an interrupted clean: deleted {len(result.deleted)} runs, "
+              f"freed {human_bytes(result.freed)} (measured)")
+    return result
 
 
 def cmd_doctor(args):
@@ -743,6 +768,9 @@ def build_parser():
     p.add_argument("--otto-home", help="OTTO_HOME to clean (default $OTTO_HOME or ~/.otto)")
     p.add_argument("--no-sync", dest="sync", action="store_false",
                    help="don't import new otto runs first")
+    p.add_argument("--forget-missing", action="store_true",
+                   help="also drop the rows of runs whose directories are not under this "
+                   "OTTO_HOME (by default they are kept, with a warning)")
     json_flags(p, jsonl=False)
     p.set_defaults(func=cmd_clean)
 

@@ -39,6 +39,25 @@ def _spool_backlog(path):
     return pending, events, failed
 
 
+def _finish_clean(path):
+    """A clean killed midway leaves runs in the store whose directories it
+    removed: finish it (by clean's rules) so that the store and the disk agree."""
+    from . import clean
+    try:
+        result = clean.resume(path)
+    except Exception as exc:  # a journal of another OTTO_HOME, or unreadable
+        return Check("clean", False, str(exc))
+    if result is None:
+        return Check("clean", True, "none interrupted", 0)
+    detail = (f"an interrupted clean left {len(result.deleted) + len(result.kept)} runs in the "
+              f"store whose directories it was deleting; finished it: deleted "
+              f"{len(result.deleted)} runs")
+    if result.errors:
+        detail += (f", kept {len(result.kept)}: "
+                   + "; ".join(f"{p}: {m}" for p, m in result.errors[:3]))
+    return Check("clean", not result.errors, detail, len(result.deleted))
+
+
 def diagnose(db=None, max_run_age=None):
     """Run every check against the store at *db*; returns a list of Check."""
     path = db_path(db)
@@ -104,6 +123,7 @@ def diagnose(db=None, max_run_age=None):
                             "interrupted" if marked else "none", len(marked)))
     finally:
         store.close()
+    checks.append(_finish_clean(path))
     pending, events, failed = _spool_backlog(path)
     detail = f"{len(pending)} files, {events} events waiting"
     if failed:

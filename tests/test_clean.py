@@ -374,3 +374,68 @@ def test_a_kept_row_naming_a_path_inside_an_old_run_keeps_that_run(home, db):
     assert p.runs == [] and any("also the directory of" in why for _r, why in p.protected)
     clean.execute(p, db)
     assert runs[0].exists()
+
+
+# -- a killed clean converges (issue 13) ----------------------------------------------
+
+_KILLED_CLEAN = """
+import os, signal, sys
+from ottolytics import cli, store
+real = store.Store.write
+def write(self, fn, *args):
+    if sys._getframe(1).f_code.co_name == "execute":  # files gone, rows not yet
+        os.kill(os.getpid(), signal.SIGKILL)
+    return real(self, fn, *args)
+store.Store.write = write
+sys.exit(cli.main(sys.argv[1:]))
+"""
+
+
+def _killed_clean(*args):
+    import subprocess
+    import sys
+    out = subprocess.run([sys.executable, "-c", _KILLED_CLEAN, "clean", *args],
+                         capture_output=True, timeout=60)
+    assert out.returncode == -9, out.stderr
+
+
+def test_a_killed_clean_is_finished_by_the_next_clean(home, db, cli):
+    runs = build(home, [100, 90, 2])
+    synced(home, db)
+    _killed_clean("--keep", "30", "--keep-last", "0", "--no-sync", "--yes")
+    assert not runs[0].exists() and not runs[1].exists()
+    assert len(_uids(db)) == 3                  # the store still lists them
+    out = cli("clean", "--dry-run", "--no-sync")
+    assert b"interrupted" in out.stderr and len(_uids(db)) == 3  # a dry run changes nothing
+    # a milder policy deletes nothing of its own, but finishes what was started
+    out = cli("clean", "--keep", "365", "--no-sync", "--yes")
+    assert out.returncode == 0, out.stderr
+    assert b"finished an interrupted clean: deleted 2 runs" in out.stdout
+    assert len(_uids(db)) == 1 and runs[2].exists()
+    assert not os.path.exists(clean.journal_path(str(db)))
+
+
+def test_doctor_reports_and_finishes_a_killed_clean(home, db, cli):
+    runs = build(home, [100, 90, 2])
+    synced(home, db)
+    _killed_clean("--keep", "30", "--keep-last", "0", "--no-sync", "--yes")
+    assert len(_uids(db)) == 3
+    out = cli("doctor")
+    assert out.returncode == 0, out.stdout
+    assert b"interrupted clean" in out.stdout and b"2 runs" in out.stdout
+    assert len(_uids(db)) == 1 and runs[2].exists()
+    out = cli("doctor", "--json")
+    checks = {c["name"]: c for c in json.loads(out.stdout)["checks"]}
+    assert checks["clean"]["ok"] and "none" in checks["clean"]["detail"]
+
+
+def test_a_journal_naming_a_young_run_deletes_nothing(home, db):
+    runs = build(home, [100, 0.001])
+    synced(home, db)
+    young = q(db, "SELECT id, uid FROM runs ORDER BY started_at DESC")[0]
+    with open(clean.journal_path(str(db)), "w") as f:
+        json.dump({"home": str(home), "runs": [list(young)]}, f)
+    result = clean.resume(db, home)   # the journal is input too: every rule applies again
+    assert result.deleted == [] and result.kept == [young[1]]
+    assert runs[1].exists() and young[1] in _uids(db)
+    assert not os.path.exists(clean.journal_path(str(db)))
