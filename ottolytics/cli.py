@@ -530,13 +530,18 @@ def _finish_interrupted_clean(args):
 
 def cmd_doctor(args):
     import json
+    import sqlite3
     from .doctor import as_dicts, diagnose, healthy
+    from .migrations import StoreError
     from .timeutil import parse_duration
     try:
         age = parse_duration(args.max_age) if args.max_age else None
     except ValueError as exc:
         return _fail(f"--max-age: {exc}", 2)
-    checks = diagnose(args.db, max_run_age=age)
+    try:
+        checks = diagnose(args.db, max_run_age=age)
+    except (StoreError, sqlite3.Error, OSError) as exc:
+        return _fail(f"doctor: {exc}")
     if args.json:
         print(json.dumps({"ok": healthy(checks), "checks": as_dicts(checks)}, indent=2))
     else:

@@ -1,17 +1,24 @@
 """``ottolytics doctor``: check the store and repair what is safe to repair.
 
 It runs SQLite's integrity check, reports the schema version and the WAL
-size, replays any spooled events, marks stale runs interrupted, and reports
-the spool backlog left over. Each finding is a ``Check``; any check that is
-not ok makes the command exit non-zero.
+size, replays any spooled events, marks stale runs interrupted, finishes a
+``clean`` that was killed midway, and reports the spool backlog left over.
+Each finding is a ``Check``; any check that is not ok makes the command exit
+non-zero.
+
+It advises moving a file aside only when the file is recognisably an
+ottolytics store (SQLite with our application id); a directory, another
+program's file or database is reported as not a store. A store locked by
+another process past the busy timeout is one check saying so.
 """
 
 import glob
 import os
+import sqlite3
 from dataclasses import asdict, dataclass
 
 from . import liveness, migrations, spool
-from .paths import db_path, spool_dirs
+from .paths import DB_FILENAME, db_path, spool_dirs
 from .store import Store, connect
 
 
@@ -37,6 +44,72 @@ def _spool_backlog(path):
     for directory in spool_dirs(path):
         failed += sorted(glob.glob(os.path.join(glob.escape(directory), "*.failed")))
     return pending, events, failed
+
+
+SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+def _header(path):
+    try:
+        with open(path, "rb") as f:
+            return f.read(100)
+    except OSError:
+        return b""
+
+
+def _ours(path):
+    """The file is recognisably an ottolytics store: SQLite with our application
+    id (or, from before there was one, no id and a schema version), or a file
+    named ottolytics.db whose header is gone."""
+    header = _header(path)
+    if os.path.basename(path) == DB_FILENAME and not header.startswith(SQLITE_MAGIC):
+        return True  # named as our store, damaged down to its header
+    if not header.startswith(SQLITE_MAGIC) or len(header) < 72:
+        return False
+    app_id = int.from_bytes(header[68:72], "big")
+    return app_id == migrations.APPLICATION_ID or (
+        app_id == 0 and int.from_bytes(header[60:64], "big") > 0)
+
+
+def _not_a_store(path):
+    """Why *path* (which exists) cannot be an ottolytics store, or None."""
+    import stat
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        return (f"{path}: cannot examine it ({exc.strerror or exc}); pass --db with the path "
+                "of your ottolytics.db")
+    if stat.S_ISDIR(st.st_mode):
+        return (f"{path} is a directory, not a store; pass --db "
+                f"{os.path.join(path, 'ottolytics.db')} (or wherever your store is)")
+    if not stat.S_ISREG(st.st_mode):
+        return (f"{path} is not a regular file, so not a store; pass --db with the path of "
+                "your ottolytics.db")
+    header = _header(path)
+    if st.st_size and not header.startswith(SQLITE_MAGIC) and not _ours(path):
+        return (f"{path} is not an ottolytics store (not an SQLite database); leave it be and "
+                "pass --db with the path of your ottolytics.db")
+    if header.startswith(SQLITE_MAGIC) and len(header) >= 72 and int.from_bytes(
+            header[68:72], "big") not in (
+            0, migrations.APPLICATION_ID):
+        return (f"{path} is not an ottolytics store (another program's SQLite database); "
+                "leave it be and pass --db with the path of your ottolytics.db")
+    return None
+
+
+def _locked(exc):
+    from .store import StoreBusy
+    text = str(exc).lower()
+    return isinstance(exc, StoreBusy) or (
+        isinstance(exc, sqlite3.OperationalError) and ("locked" in text or "busy" in text))
+
+
+def _busy(path):
+    from .store import busy_timeout_s
+    return Check("store", False,
+                 f"{path}: locked by another process for more than {busy_timeout_s():g} s; "
+                 f"retry once it is done (fuser {path} shows it), or raise "
+                 "OTTOLYTICS_BUSY_TIMEOUT", str(path))
 
 
 def _finish_clean(path):
@@ -76,13 +149,27 @@ def diagnose(db=None, max_run_age=None):
             return checks
         checks.append(Check("store", True, f"{path} (created to replay the spool)", str(path)))
     else:
+        not_ours = _not_a_store(path)
+        if not_ours:
+            return [Check("store", False, not_ours, str(path))]
         checks.append(Check("store", True, str(path), str(path)))
     try:
         conn = connect(path, readonly=True)
-        version = migrations.check_version(conn, path)
-        result = [r[0] for r in conn.execute("PRAGMA integrity_check").fetchall()]
-        conn.close()
+        try:
+            version = migrations.check_version(conn, path)
+            result = [r[0] for r in conn.execute("PRAGMA integrity_check").fetchall()]
+        finally:
+            conn.close()
     except Exception as exc:
+        if _locked(exc):
+            return [_busy(path)]
+        if isinstance(exc, migrations.NotAStore) or not _ours(path):
+            detail = (f"{exc}" if isinstance(exc, migrations.StoreError) else
+                      f"cannot read it ({exc})")
+            checks.append(Check("open", False, f"{detail}; it is not recognisably an "
+                                "ottolytics store, so leave it be and pass --db with the path "
+                                "of your ottolytics.db"))
+            return checks
         checks.append(Check("open", False,
                             f"cannot read the store: {exc}. If it is corrupt, move it aside "
                             f"(mv {path} {path}.corrupt); spooled events are kept and "
@@ -102,8 +189,20 @@ def diagnose(db=None, max_run_age=None):
     wal_size = os.path.getsize(wal) if os.path.exists(wal) else 0
     checks.append(Check("wal", True, f"{wal_size} bytes", wal_size))
     try:
+        return _repair(path, checks, max_run_age)
+    except Exception as exc:
+        if _locked(exc):
+            return [_busy(path)]
+        raise
+
+
+def _repair(path, checks, max_run_age):
+    """The checks that write: replay the spool, close stale runs, finish a clean."""
+    try:
         store = Store.open(path, create=False)
     except Exception as exc:
+        if _locked(exc):
+            raise
         checks.append(Check("write", False, f"cannot open for writing: {exc}"))
         pending, events, failed = _spool_backlog(path)
         checks.append(Check("spool", not pending and not failed,
