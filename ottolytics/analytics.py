@@ -398,25 +398,48 @@ def compare(h, run_a, run_b):
 # -- disk -----------------------------------------------------------------------
 
 def disk_usage(h):
-    """Per project: runs, bytes of run directories (as recorded at run end or by
-    sync), the largest and the oldest run, and ``cache_bytes``: the size of the
-    project's otto script cache (``<project dir>/.cache``), measured now."""
+    """Per project, sizes as ``paths.dir_size`` defines them (apparent bytes of
+    files and links; directories count 0), each either measured now or recorded:
+
+    * ``runs``: runs in the store; ``recorded_bytes``: the sum of the sizes
+      recorded for them (at run end, by sync, or by the last ``ottolytics usage``);
+    * ``runs_on_disk`` and ``run_bytes``: those whose directory exists, and the
+      size of those directories measured now -- what ``ottolytics usage``
+      reports for the runs the store knows;
+    * ``cache_bytes``: the project's otto script cache (``<project dir>/.cache``),
+      measured now;
+    * the largest run by recorded size, and the oldest and newest run."""
     df = h.query(lambda a: f"""
-        SELECT project, count(*) AS runs, CAST(sum(size_bytes) AS BIGINT) AS run_bytes,
+        SELECT project, count(*) AS runs, CAST(sum(size_bytes) AS BIGINT) AS recorded_bytes,
                arg_max(run_id, size_bytes) AS largest_run_id, max(size_bytes) AS largest_run_bytes,
                min(started_at) AS oldest_run, max(started_at) AS newest_run
-        FROM ({h.runs_sql(a)}) GROUP BY project ORDER BY run_bytes DESC NULLS LAST, project""")
-    dirs = h.query(lambda a: f"SELECT DISTINCT project, run_dir FROM ({h.runs_sql(a)}) "
-                             "WHERE source = 'otto' AND run_dir IS NOT NULL")
-    caches = {}
-    for project, run_dir in dirs.itertuples(index=False):
-        cache = os.path.join(os.path.dirname(run_dir), ".cache")
-        caches.setdefault(project, set()).add(cache)
+        FROM ({h.runs_sql(a)}) GROUP BY project""")
+    dirs = h.query(lambda a: f"SELECT DISTINCT project, run_dir, source FROM ({h.runs_sql(a)}) "
+                             "WHERE run_dir IS NOT NULL")
+    on_disk, measured, caches = {}, {}, {}
+    seen = set()
+    for project, run_dir, source in dirs.itertuples(index=False):
+        if not isinstance(run_dir, str):
+            continue
+        if source == "otto":
+            caches.setdefault(project, set()).add(os.path.join(os.path.dirname(run_dir), ".cache"))
+        if run_dir in seen or not os.path.isdir(run_dir) or os.path.islink(run_dir):
+            continue
+        seen.add(run_dir)
+        on_disk[project] = on_disk.get(project, 0) + 1
+        measured[project] = measured.get(project, 0) + dir_size(run_dir)
+    df["runs_on_disk"] = [on_disk.get(p, 0) for p in df["project"]]
+    df["run_bytes"] = [measured.get(p, 0) for p in df["project"]]
     df["cache_bytes"] = [sum(dir_size(c) for c in caches[p]) if p in caches else pd.NA
                          for p in df["project"]]
+    for col in ("runs_on_disk", "run_bytes"):
+        df[col] = df[col].astype("int64")
     df["cache_bytes"] = df["cache_bytes"].astype("Int64")
-    return df[["project", "runs", "run_bytes", "cache_bytes", "largest_run_id",
-               "largest_run_bytes", "oldest_run", "newest_run"]]
+    df = df.sort_values(["run_bytes", "recorded_bytes", "project"],
+                        ascending=[False, False, True], na_position="last")
+    return df[["project", "runs", "recorded_bytes", "runs_on_disk", "run_bytes", "cache_bytes",
+               "largest_run_id", "largest_run_bytes", "oldest_run",
+               "newest_run"]].reset_index(drop=True)
 
 
 def largest_runs(h, n=10):

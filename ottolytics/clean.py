@@ -28,7 +28,8 @@ keep this safe, each tested:
   finished by the next ``clean`` or by ``doctor`` (``resume``), so the store
   never keeps listing runs whose directories a clean removed.
 
-Sizes are measured now, as ``disk`` defines them (apparent bytes, as ``du -sb``).
+Sizes are measured now, by the one definition of ``paths.dir_size`` (apparent
+bytes of files and links; directories count 0), and so is what was freed.
 Standard library only, like the rest of the write path.
 """
 
@@ -40,7 +41,7 @@ from dataclasses import dataclass, field
 
 from . import disk, retention
 from .listing import open_for_reading
-from .paths import db_path, from_stored, otto_home
+from .paths import db_path, dir_size, from_stored, otto_home
 
 RECENT_S = 3600  # a run younger than this is never deleted, whatever the policy
 PROTECTED = ("otto.db", "ottolytics.db")
@@ -204,7 +205,7 @@ def plan(db=None, home=None, *, keep_days=None, keep_last=None, keep_failed=None
             continue
         path = _run_path(run, home)
         measured = sized.get(path) if path else None
-        size = measured.tree.bytes if measured else (disk.tree_bytes(path) if path else 0)
+        size = measured.tree.bytes if measured else (dir_size(path) if path else 0)
         result.runs.append(Candidate(run.id, run.uid, run.project, run.status,
                                      run.started_at, path, size, why))
         if path:
@@ -418,7 +419,6 @@ def remove(path, home, protect=()):
     if not errors:
         try:
             os.rmdir(target)
-            freed += st.st_size
         except OSError as exc:
             errors.append((target, exc.strerror or str(exc)))
     return freed, errors, not errors
@@ -459,7 +459,6 @@ def _remove_dir(path, errors, protect):
                 if len(errors) == before:
                     try:
                         os.rmdir(name, dir_fd=fd)
-                        freed += st.st_size
                     except OSError as exc:
                         errors.append((child, exc.strerror or str(exc)))
             else:

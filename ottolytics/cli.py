@@ -296,7 +296,7 @@ def cmd_info(args):
               ("duration", duration(info["duration_s"])), ("user", info["user"]),
               ("host", info["host"]), ("cwd", info["cwd"]), ("ottofile", info["ottofile"]),
               ("args", info["args"]), ("directory", info["run_dir"]),
-              ("size", human_bytes(info["size_bytes"])), ("source", info["source"])]
+              ("size (recorded)", human_bytes(info["size_bytes"])), ("source", info["source"])]
     fields += [(f"param {k}", v) for k, v in info["params"].items()]
     width = max(len(k) for k, _v in fields)
     for k, v in fields:
@@ -396,8 +396,8 @@ def cmd_usage(args):
     if args.json:
         _print_records(report, False)
         return 0
-    print(f"{report['home']}: {human_bytes(report['total_bytes'])} "
-          f"({report['total_bytes']} bytes, {report['entries']} entries)")
+    print(f"{report['home']}: {human_bytes(report['total_bytes'])} measured now "
+          f"({report['total_bytes']} bytes of files and links, {report['entries']} entries)")
     print()
     print_table(["PROJECT", "RUNS", "RUN BYTES", "CACHE", "ORPHANED CACHE", "OLDEST RUN"],
                 [[p["project"], p["runs"], human_bytes(p["run_bytes"]),
@@ -406,10 +406,10 @@ def cmd_usage(args):
                 right=("RUNS", "RUN BYTES", "CACHE", "ORPHANED CACHE"))
     if report["largest_runs"]:
         print()
-        print_table(["RUN", "PROJECT", "STARTED", "SIZE", "PATH"],
+        print_table(["RUN", "PROJECT", "STARTED", "SIZE NOW", "PATH"],
                     [[r["run_id"] or "-", r["project"], local_time(r["started_at"]),
                       human_bytes(r["bytes"]), r["path"]] for r in report["largest_runs"]],
-                    title="largest runs", right=("SIZE",))
+                    title="largest runs", right=("SIZE NOW",))
     print(f"\norphaned cache: {human_bytes(report['orphan_cache_bytes'])}")
     for line in report["recommendations"]:
         print(f"- {line}")
@@ -428,17 +428,23 @@ def _print_plan(p):
     from .formatting import local_time
     from .terminal import human_bytes, print_table
     if p.runs:
-        print_table(["RUN", "PROJECT", "STATUS", "STARTED", "SIZE", "WHY"],
+        print_table(["RUN", "PROJECT", "STATUS", "STARTED", "SIZE NOW", "WHY"],
                     [[c.run_id, c.project, c.status, local_time(c.started_at),
-                      human_bytes(c.bytes), c.reason] for c in p.runs],
-                    title=f"runs to delete ({len(p.runs)})", right=("SIZE",))
+                      human_bytes(c.bytes) if c.path else "-", c.reason] for c in p.runs],
+                    title=f"runs to delete ({len(p.runs)})", right=("SIZE NOW",))
     if p.cache:
-        print_table(["CACHE FILE", "SIZE"], [[path, human_bytes(b)] for path, b, _ in p.cache],
-                    title=f"orphaned cache files to delete ({len(p.cache)})", right=("SIZE",))
+        print_table(["CACHE FILE", "SIZE NOW"],
+                    [[path, human_bytes(b)] for path, b, _ in p.cache],
+                    title=f"orphaned cache files to delete ({len(p.cache)})",
+                    right=("SIZE NOW",))
     for run_id, why in p.protected:
         print(f"kept {run_id}: {why}")
-    print(f"{len(p.runs)} runs and {len(p.cache)} cache files, {human_bytes(p.bytes)}; "
-          f"{p.kept} runs kept")
+    print(f"{len(p.runs)} runs and {len(p.cache)} cache files, {human_bytes(p.bytes)} "
+          f"measured now; {p.kept} runs kept")
+    rows_only = sum(1 for c in p.runs if not c.path)
+    if rows_only:
+        print(f"{rows_only} of these runs were recorded without a directory: only their "
+              "rows go")
 
 
 def cmd_clean(args):

@@ -1,8 +1,10 @@
 """Measuring OTTO_HOME: one parallel walk that sizes every run directory, each
 project's script cache, and everything else, for ``usage`` and ``clean``.
 
-Sizes are apparent sizes of every entry, directories included, never following
-a symlink (a link counts as itself), as ``du -sb`` counts them. The walk also
+Sizes follow the one definition of ``paths.dir_size``: the apparent size of
+every file and symlink, a link counting as itself and never followed;
+directories count 0 (``du -sb`` would add their own sizes, which differ from
+one filesystem to the next). The walk also
 notes which cache files each run's ``script.*`` symlinks point at, which is
 what tells a referenced cache file from an orphan. Standard library only.
 """
@@ -96,12 +98,12 @@ def walk(path, files=False):
                 except OSError as exc:
                     tree.errors.append((f"{top}/{name}", exc.strerror or str(exc)))
                     continue
-                tree.bytes += st.st_size
                 tree.entries += 1
                 kind = st.st_mode & 0o170000
                 if kind == 0o040000:
                     stack.append(f"{top}/{name}")
                     continue
+                tree.bytes += st.st_size
                 if here is not None:
                     here[name] = st.st_size
                 if kind == 0o120000 and name.startswith("script."):
@@ -190,13 +192,6 @@ def _collect(pid, fd):
         return None
 
 
-def _own(path):
-    try:
-        return os.lstat(path).st_size
-    except OSError:
-        return 0
-
-
 def _listing(path, result):
     """(entry, lstat, is_dir) for each entry of *path*; errors go to *result*."""
     try:
@@ -220,11 +215,12 @@ class _Scanner:
         self.jobs = []  # (kind, owner, path, size of the directory itself)
 
     def count(self, st, owner=None):
-        """An entry sized here rather than walked: a file, or a directory's own size."""
-        self.result.total_bytes += st.st_size
+        """An entry sized here rather than walked: a file, or a directory (size 0)."""
+        size = 0 if st.st_mode & 0o170000 == 0o040000 else st.st_size
+        self.result.total_bytes += size
         self.result.entries += 1
         if owner is not None:
-            owner.other_bytes += st.st_size
+            owner.other_bytes += size
 
     def queue(self, kind, owner, path, st):
         self.jobs.append((kind, owner, path, st.st_size))
@@ -255,7 +251,7 @@ def scan(home, workers=None, progress=None, only_projects=None):
     as directories finish; *only_projects* limits which project directories
     are walked (the total then covers only what was walked)."""
     home = os.path.abspath(home)
-    result = HomeScan(home=home, total_bytes=_own(home), entries=0)
+    result = HomeScan(home=home, total_bytes=0, entries=0)
     scanner = _Scanner(result)
     for entry, st, is_dir in _listing(home, result):
         project = is_dir and (PROJECT_DIR.match(entry.name) or entry.name == "ottolytics")
@@ -268,9 +264,8 @@ def scan(home, workers=None, progress=None, only_projects=None):
     jobs = scanner.jobs
     trees = walk_all([(j[2], j[0] == "cache") for j in jobs], workers,
                      (lambda n: progress(n, len(jobs))) if progress else None)
-    for (kind, owner, path, size), tree in zip(jobs, trees):
-        tree.bytes += size  # the directory itself, as du counts it
-        tree.entries += 1
+    for (kind, owner, path, _size), tree in zip(jobs, trees):
+        tree.entries += 1  # the directory itself (0 bytes)
         result.total_bytes += tree.bytes
         result.entries += tree.entries
         result.errors.extend(tree.errors)
@@ -285,16 +280,3 @@ def scan(home, workers=None, progress=None, only_projects=None):
         pd.runs.sort(key=lambda r: r.name)
     return result
 
-
-def tree_bytes(path):
-    """The size of *path* and everything below it, by the one definition every
-    size in ottolytics uses: apparent bytes (``st_size``) of every entry,
-    directories and symlinks included, no link followed -- what ``du -sb``
-    reports. 0 when *path* does not exist."""
-    try:
-        st = os.lstat(path)
-    except OSError:
-        return 0
-    if (st.st_mode & 0o170000) != 0o040000:
-        return st.st_size
-    return st.st_size + walk(path).bytes

@@ -79,14 +79,33 @@ def task_path_from_stored(stored, run_dir_stored=None, home=None):
 
 
 def dir_size(path) -> int:
-    """Bytes of the files under *path*, not following symlinks (a link counts as itself)."""
+    """The size of *path*, by the one definition every size in ottolytics uses:
+    the apparent size (``st_size``) of every file and symlink below it, a link
+    counting as itself and never followed; directories themselves count 0, so
+    a run has the same size on every filesystem. 0 when *path* is missing."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return 0
+    if st.st_mode & 0o170000 != 0o040000:
+        return st.st_size
     total = 0
-    for root, _dirs, files in os.walk(path):
-        for name in files:
-            try:
-                total += os.lstat(join(root, name)).st_size
-            except OSError:
-                pass
+    stack = [str(path)]
+    while stack:
+        try:
+            entries = os.scandir(stack.pop())
+        except OSError:
+            continue
+        with entries:
+            for entry in entries:
+                try:
+                    st = entry.stat(follow_symlinks=False)
+                except OSError:
+                    continue
+                if st.st_mode & 0o170000 == 0o040000:
+                    stack.append(entry.path)
+                else:
+                    total += st.st_size
     return total
 
 

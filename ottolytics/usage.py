@@ -1,5 +1,9 @@
 """``ottolytics usage``: what OTTO_HOME holds, per project, measured now.
 
+Every size here follows the one definition of ``paths.dir_size`` (apparent
+bytes of files and links; directories count 0) and is measured now; the sizes
+stored in the runs (``size_bytes``) are the recorded ones.
+
 One parallel walk (``disk.scan``) gives the total, each run directory's size,
 each project's script cache and the orphaned cache files. The sizes measured
 are written back: each known run's ``size_bytes``, and one ``disk_samples``
@@ -101,22 +105,22 @@ def _recommend(db, home, scan, conn, now, project):
     from .terminal import human_bytes
     out = []
     p = clean.plan(db, home, scan=scan, conn=conn, now=now, project=project)
-    if p.run_bytes:
-        out.append(f"ottolytics clean would free {human_bytes(p.run_bytes)} "
-                   f"({len(p.runs)} runs; {_policy_text(p)})")
+    if p.runs:
+        out.append(f"ottolytics clean would free {human_bytes(p.run_bytes)} (measured now; "
+                   f"{len(p.runs)} runs; {_policy_text(p)})")
     orphans = clean.plan(db, home, scan=scan, conn=conn, now=now, project=project,
                          cache_only=True)
     if orphans.cache_bytes:
         out.append(f"ottolytics clean --cache-only would free "
-                   f"{human_bytes(orphans.cache_bytes)} of orphaned cache "
-                   f"({len(orphans.cache)} files)")
+                   f"{human_bytes(orphans.cache_bytes)} of orphaned cache (measured now; "
+                   f"{len(orphans.cache)} files)")
     days = min((v.keep_days for v in p.policies.values()), default=None)
     if days and days > 7:
         tighter = clean.plan(db, home, keep_days=7, scan=scan, conn=conn, now=now,
                              project=project)
         if tighter.run_bytes > p.run_bytes:
             out.append(f"ottolytics clean --keep 7 would free {human_bytes(tighter.run_bytes)} "
-                       f"({len(tighter.runs)} runs)")
+                       f"(measured now; {len(tighter.runs)} runs)")
     if not out:
         out.append("nothing to clean under the retention in force")
     return out

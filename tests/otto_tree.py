@@ -36,7 +36,15 @@ def synced(home, db):
 
 
 def du(path):
-    """Apparent bytes below *path* as du -sb counts them."""
-    import subprocess
-    return int(subprocess.run(["du", "-sb", str(path)], capture_output=True, text=True,
-                              check=True).stdout.split()[0])
+    """Bytes below *path* as ottolytics counts them: the apparent size of every
+    file and symlink (a link as itself, never followed); directories count 0,
+    so the figure is the same on every filesystem. (``du -sb`` adds each
+    directory's own size.) Computed here independently of ottolytics."""
+    path = str(path)
+    if not os.path.isdir(path) or os.path.islink(path):
+        return os.lstat(path).st_size
+    total = 0
+    for root, dirs, files in os.walk(path):
+        for name in files + [d for d in dirs if os.path.islink(os.path.join(root, d))]:
+            total += os.lstat(os.path.join(root, name)).st_size
+    return total

@@ -30,9 +30,9 @@ def test_report_on_known_tree(home, db):
         (du(x) for x in web + api), reverse=True)
     assert r["orphan_cache_bytes"] == len("orphan\n")
     recs = r["recommendations"]
-    assert recs[0].startswith("ottolytics clean would free ") and "(2 runs;" in recs[0]
+    assert recs[0].startswith("ottolytics clean would free ") and "(measured now; 2 runs;" in recs[0]
     assert recs[1].startswith("ottolytics clean --cache-only would free 7 B")
-    assert recs[2].startswith("ottolytics clean --keep 7 would free ") and "(3 runs)" in recs[2]
+    assert recs[2].startswith("ottolytics clean --keep 7 would free ") and "(measured now; 3 runs)" in recs[2]
 
 
 def test_measured_sizes_are_stored_for_trends(home, db):

@@ -177,12 +177,13 @@ def _task_files(task_dir, name, run_dir, report):
     for entry in entries:
         n = entry.name
         st = entry.stat(follow_symlinks=False)
-        size += st.st_size
         if n in ("stdout.log", "stderr.log", output, "script.sh", "script.py"):
             times[n] = st.st_mtime
-        if entry.is_dir(follow_symlinks=False):
-            size += dir_size(entry.path)  # artifacts/
-        elif n in ("script.sh", "script.py"):
+        if entry.is_dir(follow_symlinks=False):  # artifacts/: a directory itself counts 0
+            size += dir_size(entry.path)
+            continue
+        size += st.st_size  # as paths.dir_size counts: files and links, as themselves
+        if n in ("script.sh", "script.py"):
             script_name = n
             if entry.is_symlink():
                 target = os.readlink(entry.path)
@@ -209,6 +210,23 @@ def _task_files(task_dir, name, run_dir, report):
         "started": times.get(script_name), "last_write": max(last, default=None),
         "size": size,
     }
+
+
+def _run_size(run_dir, files):
+    """The run's size as paths.dir_size defines it, reusing the task directories'
+    sizes measured while reading them."""
+    size = 0
+    for e in os.scandir(run_dir):
+        if not e.is_dir(follow_symlinks=False):
+            size += e.stat(follow_symlinks=False).st_size
+        elif e.name == "tasks":
+            size += sum(f["size"] for f in files.values())
+            for child in os.scandir(e.path):
+                if child.name not in files:
+                    size += dir_size(child.path)
+        else:
+            size += dir_size(e.path)
+    return size
 
 
 def read_run(home, project_dir, ts, db, live_cwds, newest, now, report):
@@ -334,9 +352,7 @@ def read_run(home, project_dir, ts, db, live_cwds, newest, now, report):
         project = project or project_dir
     size = None
     if status != "running":  # the task directories were measured while reading them
-        size = sum(f["size"] for f in files.values()) + sum(
-            e.stat(follow_symlinks=False).st_size for e in os.scandir(run_dir)
-            if not e.is_dir(follow_symlinks=False))
+        size = _run_size(run_dir, files)
     if size is not None:
         run_derived.add("size_bytes")
     dir_hash = match.group("hash") if match else "00000000"
