@@ -87,6 +87,7 @@ class Plan:
     def as_dict(self):
         return {
             "home": self.home, "mode": self.mode, "kept_runs": self.kept,
+            "sizes": "measured now: apparent bytes of files and links (paths.dir_size)",
             "bytes": self.bytes, "run_bytes": self.run_bytes, "cache_bytes": self.cache_bytes,
             "runs": [{"run_id": c.run_id, "project": c.project, "status": c.status,
                       "started_at": c.started_at, "path": c.path, "bytes": c.bytes,
@@ -225,11 +226,13 @@ def _run_path(run, home):
     return os.path.normpath(from_stored(run.run_dir, home)) if run.run_dir else None
 
 
-def shape_refusal(path, home, uid, source):
+def shape_refusal(path, home, uid, source, _real=None):
     """Why *path* is not the directory of one run of *source*, or None: otto's
     runs are ``<project-dir>/<unix-ts>`` directly under OTTO_HOME, the runs
     ottolytics records itself ``ottolytics/runs/<run-id>``; no component of
-    either may be a symlink."""
+    either may be a symlink. *_real* memoises realpath across calls."""
+    real = (lambda p: _real[p] if p in _real else _real.setdefault(p, os.path.realpath(p))) \
+        if _real is not None else os.path.realpath
     home = os.path.abspath(home)
     path = os.path.normpath(os.path.abspath(path))
     rel = os.path.relpath(path, home)
@@ -246,8 +249,8 @@ def shape_refusal(path, home, uid, source):
     if not ok:
         return (f"its directory {rel!r} is not the directory of one run (a {source} run's is "
                 f"{want}); left alone")
-    expected = os.path.join(os.path.realpath(home), *parts[:-1])
-    if os.path.realpath(os.path.dirname(path)) != expected:
+    expected = os.path.join(real(home), *parts[:-1])
+    if real(os.path.dirname(path)) != expected:
         return f"its directory {rel!r} lies below a symlink; left alone"
     return None
 
@@ -326,11 +329,12 @@ def refusals(conn, home, leaving, forget_missing=False):
     not named may go (files and row)."""
     refused = {}
     by_path = {}
+    real = {}
     for run in leaving:
         path = _run_path(run, home)
         if path is None:
             continue  # only the store knows it
-        why = shape_refusal(path, home, run.uid, run.source)
+        why = shape_refusal(path, home, run.uid, run.source, real)
         if why is None:
             presence = _presence(path)
             if presence == FILES_ELSEWHERE:

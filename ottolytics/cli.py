@@ -437,8 +437,10 @@ def _print_plan(p):
                     [[path, human_bytes(b)] for path, b, _ in p.cache],
                     title=f"orphaned cache files to delete ({len(p.cache)})",
                     right=("SIZE NOW",))
-    for run_id, why in p.protected:
+    for run_id, why in p.protected[:20]:
         print(f"kept {run_id}: {why}")
+    if len(p.protected) > 20:
+        print(f"kept {len(p.protected) - 20} more runs against the policy (see --json)")
     print(f"{len(p.runs)} runs and {len(p.cache)} cache files, {human_bytes(p.bytes)} "
           f"measured now; {p.kept} runs kept")
     rows_only = sum(1 for c in p.runs if not c.path)
