@@ -207,6 +207,8 @@ def plan(db=None, home=None, *, keep_days=None, keep_last=None, keep_failed=None
         path = _run_path(run, home)
         measured = sized.get(path) if path else None
         size = measured.tree.bytes if measured else (dir_size(path) if path else 0)
+        if path and not measured and not os.path.lexists(path):
+            why += "; its directory is already gone, so only its row goes"
         result.runs.append(Candidate(run.id, run.uid, run.project, run.status,
                                      run.started_at, path, size, why))
         if path:
@@ -638,7 +640,8 @@ def resume(db=None, home=None, progress=None):
         return None
     if os.path.realpath(data["home"]) != os.path.realpath(home):
         raise StoreError(f"{data['path']}: a clean of OTTO_HOME {data['home']} was interrupted; "
-                         f"finish it with --otto-home {data['home']} (or remove the journal)")
+                         f"finish it with 'ottolytics clean --otto-home {data['home']}' "
+                         "(or remove the journal)")
     store_file = db_path(db, home)
     conn = open_for_reading(store_file)
     try:

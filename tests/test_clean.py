@@ -439,3 +439,15 @@ def test_a_journal_naming_a_young_run_deletes_nothing(home, db):
     assert result.deleted == [] and result.kept == [young[1]]
     assert runs[1].exists() and young[1] in _uids(db)
     assert not os.path.exists(clean.journal_path(str(db)))
+
+
+def test_a_run_whose_directory_otto_already_removed_loses_its_row(home, db):
+    import shutil
+    runs = build(home, [100, 90, 2])
+    synced(home, db)
+    shutil.rmtree(runs[0])            # otto's own clean-up; the project directory stays
+    p = clean.plan(db, home, keep_days=30, keep_last=0)
+    reasons = {c.path: c.reason for c in p.runs}
+    assert "already gone" in reasons[str(runs[0])] and "already gone" not in reasons[str(runs[1])]
+    result = clean.execute(p, db)
+    assert len(result.deleted) == 2 and len(_uids(db)) == 1 and not result.errors
