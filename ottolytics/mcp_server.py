@@ -5,7 +5,8 @@ Five tools, each with a JSON schema and paged or bounded results:
 ``list_execution_history``, ``get_run``, ``get_task_logs``, ``task_stats`` and
 ``failure_groups``. The server is read-only: it opens the store with SQLite's
 ``mode=ro`` (and DuckDB attaches it READ_ONLY), and the only files it reads are
-the log files that a task's row in the store names. Outputs are sized for a
+the log files that a task's row in the store names, and only those that
+paths.open_log allows (inside the run's own tree, regular files, no symlink out). Outputs are sized for a
 model: long texts are cut with a marker that says how much was cut. DuckDB and
 pandas load only when a tool that needs them (task_stats, failure_groups) runs.
 """
@@ -165,8 +166,8 @@ class HistoryTools:
                 rid = resolve(conn, run_id)
             except RunNotFound as exc:
                 raise Refused(str(exc)) from None
-            uid, run_dir = conn.execute("SELECT uid, run_dir FROM runs WHERE id = ?",
-                                        (rid,)).fetchone()
+            uid, run_dir, run_source = conn.execute(
+                "SELECT uid, run_dir, source FROM runs WHERE id = ?", (rid,)).fetchone()
             row = conn.execute(
                 f"SELECT t.id, t.attempt, t.{stream}_path, s.tail FROM tasks t "
                 "LEFT JOIN task_stderr s ON s.task_id = t.id "
@@ -184,12 +185,22 @@ class HistoryTools:
                 "ORDER BY seq", (rid, task_id, stream))]
         finally:
             conn.close()
-        from .paths import task_path_from_stored
+        from .paths import LogRefused, open_task_log, task_path_from_stored
         path = task_path_from_stored(stored, run_dir, self.home)
         result = {"run_id": uid, "task": task, "attempt": got_attempt, "stream": stream,
                   "path": path}
-        if path and os.path.lexists(path):
-            text, source = _read_tail(path), "file"
+        log = None
+        if stored is not None:
+            try:
+                _path, log = open_task_log(stored, run_dir, run_source, self.home)
+            except LogRefused as exc:
+                raise Refused(f"{exc}; only regular files inside the run's own directory "
+                              "(or the store's, for runs ottolytics recorded) are read") \
+                    from None
+            except OSError:
+                log = None  # not there (any more): fall back to what the store kept
+        if log is not None:
+            text, source = _read_tail(log), "file"
         elif fragments:
             text, source = "".join(fragments), "store (log fragments)"
         elif stream == "stderr" and tail:
@@ -274,19 +285,14 @@ def _num(value):
     return None if value != value else value
 
 
-def _read_tail(path, max_bytes=4 * MAX_LOG_BYTES):
-    """The end of the log file at *path*, as text; never follows a symlink (a log
-    path that is a link could point anywhere), and reads at most *max_bytes*."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-    except OSError as exc:
-        raise Refused(f"{path}: cannot be read ({exc.strerror or exc}); only regular log "
-                      "files that the history names are read, and links are not followed") \
-            from None
-    with os.fdopen(fd, "rb") as f:
+def _read_tail(f, max_bytes=4 * MAX_LOG_BYTES):
+    """The end of the open log file *f* (opened by paths.open_log, which enforces
+    where a log may lie and that it is a regular file), as text; reads at most
+    *max_bytes*."""
+    with f:
         size = os.fstat(f.fileno()).st_size
         f.seek(max(0, size - max_bytes))
-        data = f.read(max_bytes)
+        data = f.read(max_bytes) or b""
     text = data.decode("utf-8", "replace")
     if size > max_bytes:  # drop the partial first line
         text = text.split("\n", 1)[-1]

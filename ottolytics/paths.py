@@ -68,14 +68,168 @@ def task_path_to_stored(path, run_dir=None, home=None):
 
 
 def task_path_from_stored(stored, run_dir_stored=None, home=None):
-    """Absolute path of a stored task path; *run_dir_stored* is the run's ``run_dir``."""
+    """Absolute path of a stored task path; *run_dir_stored* is the run's ``run_dir``.
+
+    The same string :func:`stored_path_sql` computes inside SQL (both join as
+    ``os.path.join`` does and normalize nothing), so a path reads alike in
+    ``info``, the frames and the log readers."""
     if stored is None:
         return None
     if isabs(stored):
         return stored
     if run_dir_stored:
-        return os.path.normpath(join(from_stored(run_dir_stored, home), stored))
+        return join(from_stored(run_dir_stored, home), stored)
     return join(otto_home(home), stored)
+
+
+def _sql_text(value) -> str:
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def _sql_join(base, column):
+    """SQL for ``os.path.join(base, column)`` with *column* relative: no second
+    slash when *base* ends with one."""
+    return f"CASE WHEN {base} LIKE '%/' THEN {base} || {column} ELSE {base} || '/' || {column} END"
+
+
+def run_dir_sql(run_dir, home) -> str:
+    """SQL over the column *run_dir* computing :func:`from_stored` with *home*."""
+    h = _sql_text(join(str(home), ""))
+    return (f"CASE WHEN {run_dir} IS NULL THEN NULL WHEN {run_dir} LIKE '/%' THEN {run_dir} "
+            f"ELSE {h} || {run_dir} END")
+
+
+def stored_path_sql(column, run_dir, home) -> str:
+    """SQL over the columns *column* and *run_dir* computing
+    :func:`task_path_from_stored` with *home* (a test holds the two equal)."""
+    h = _sql_text(join(str(home), ""))
+    return (f"CASE WHEN {column} IS NULL THEN NULL WHEN {column} LIKE '/%' THEN {column} "
+            f"WHEN {run_dir} IS NULL OR {run_dir} = '' THEN {h} || {column} "
+            f"ELSE {_sql_join(run_dir_sql(run_dir, home), column)} END")
+
+
+# -- reading the log files that store rows name ------------------------------------
+#
+# A row's paths are untrusted: the public Recorder API and other tools' databases
+# (imported by sync) write them. A log file is read only when
+#   * its real path lies inside the tree its run belongs to: for an otto run its own
+#     run directory under the store's home (``<project>/<unix seconds>``), for any
+#     other run the store's directory (where the shim keeps ``ottolytics/runs``);
+#   * no component below the home is a symlink at the moment it is opened (the path
+#     is opened one component at a time with O_NOFOLLOW, from the home's real path);
+#   * it is a regular file (opened O_NONBLOCK, then fstat: a FIFO or a device is
+#     refused at once instead of blocking).
+
+
+class LogRefused(Exception):
+    """A log path that the read rule refuses; str() is one line naming path and reason."""
+
+    def __init__(self, path, reason):
+        self.path, self.reason = path, reason
+        super().__init__(f"{_shown(path)}: not read: {reason}")
+
+
+def _shown(path):
+    """*path* for a message: control characters escaped, bounded length."""
+    text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(path))
+    return text if len(text) <= 300 else text[:300] + "..."
+
+
+def _is_plain_relative(stored):
+    parts = stored.split("/")
+    return not isabs(stored) and all(p not in ("", ".", "..") for p in parts)
+
+
+def log_tree(source, run_dir_stored, home) -> str | None:
+    """The directory a run's log files must lie in, or None when the run has none
+    (an otto run whose ``run_dir`` is missing, absolute or climbs with ``..``)."""
+    base = abspath(str(home))
+    if source == "otto":
+        if not run_dir_stored or not _is_plain_relative(str(run_dir_stored)):
+            return None
+        return join(base, str(run_dir_stored))
+    return base
+
+
+def _inside(path, tree):
+    return path == tree or path.startswith(tree.rstrip(os.sep) + os.sep)
+
+
+_DIR_FLAGS = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_NOFOLLOW", 0) \
+    | getattr(os, "O_CLOEXEC", 0)
+_FILE_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOFOLLOW", 0) \
+    | getattr(os, "O_CLOEXEC", 0)
+
+
+def open_log(path, tree, home):
+    """Open the log file at *path* for reading (binary, unbuffered file object),
+    if the read rule above allows it; else raise LogRefused."""
+    import stat
+    if path is None or not isinstance(path, str) or path == "":
+        raise LogRefused(path, "no path")
+    if "\0" in path:
+        raise LogRefused(path, "the path holds a NUL byte")
+    if tree is None:
+        raise LogRefused(path, "its run has no directory of its own under the store's "
+                         "home (run_dir missing, absolute or climbing out with '..')")
+    home_real = os.path.realpath(str(home))
+    tree_real = os.path.realpath(tree)
+    if not _inside(tree_real, home_real):
+        raise LogRefused(path, f"its run's directory leads outside {_shown(home_real)}")
+    real = os.path.realpath(path)
+    if not _inside(real, tree_real):
+        where = "the run's directory" if tree_real != home_real else "the store's directory"
+        raise LogRefused(path, f"it lies outside {where} {_shown(tree_real)}")
+    if real == home_real:
+        raise LogRefused(path, "not a regular file")
+    parts = os.path.relpath(real, home_real).split(os.sep)
+    try:
+        fd = os.open(home_real, _DIR_FLAGS)
+    except OSError as exc:
+        raise LogRefused(path, exc.strerror or str(exc)) from None
+    try:
+        for part in parts[:-1]:
+            nxt = os.open(part, _DIR_FLAGS, dir_fd=fd)
+            os.close(fd)
+            fd = nxt
+        nxt = os.open(parts[-1], _FILE_FLAGS, dir_fd=fd)
+        os.close(fd)
+        fd = nxt
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise LogRefused(path, "not a regular file")
+    except LogRefused:
+        os.close(fd)
+        raise
+    except OSError as exc:
+        os.close(fd)
+        import errno
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+            raise LogRefused(path, "a component became a symlink while it was opened") \
+                from None
+        if exc.errno == errno.ENOENT:
+            raise FileNotFoundError(exc.errno, exc.strerror, path) from None
+        raise LogRefused(path, exc.strerror or str(exc)) from None
+    return os.fdopen(fd, "rb", buffering=0)
+
+
+def open_task_log(stored, run_dir_stored, source, home):
+    """(absolute path, open file) of a task's stored log path, by the read rule.
+    Raises LogRefused, or FileNotFoundError when the file is simply not there."""
+    path = task_path_from_stored(stored, run_dir_stored, home)
+    return path, open_log(path, log_tree(source, run_dir_stored, home), home)
+
+
+def check_task_log(stored, run_dir_stored, source, home):
+    """None when the read rule would read the task's log file, else why not (one
+    line); a missing file is 'missing'."""
+    try:
+        _path, f = open_task_log(stored, run_dir_stored, source, home)
+    except LogRefused as exc:
+        return exc.reason
+    except FileNotFoundError:
+        return "missing"
+    f.close()
+    return None
 
 
 def dir_size(path) -> int:
