@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pandas as pd
 
+from . import duck
 from .paths import dir_size
 
 
@@ -205,9 +206,9 @@ def normalize(text):
     """A stderr tail with what varies between occurrences of one failure taken out:
     timestamps, temporary paths, uuids, hex ids and numbers. Only its last
     SIGNATURE_LINES non-empty lines count."""
-    if not text:
+    if not isinstance(text, str) or not text:  # None, NaN or pd.NA (pandas 2 and 3)
         return ""
-    lines = [line.strip() for line in str(text).splitlines() if line.strip()]
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
     result = "\n".join(lines[-SIGNATURE_LINES:])
     for pattern, replacement in _NORMALIZE:
         result = pattern.sub(replacement, result)
@@ -228,7 +229,9 @@ def _message(text):
     """The line of a stderr tail that names the failure: the last one that reads
     like an error, skipping summary banners such as pytest's '=== 1 failed ===';
     else the last line."""
-    lines = [line.strip() for line in str(text or "").splitlines() if line.strip()]
+    if not isinstance(text, str):  # None, NaN or pd.NA: no tail, no message
+        return ""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
     if not lines:
         return ""
     named = [line for line in lines if _ERROR_LINE.search(line)
@@ -345,6 +348,7 @@ def regressions(h, task=None, window=12, min_ratio=1.25, max_p=1e-4, max_points=
 # -- one run ------------------------------------------------------------------
 
 def _run_tasks(h, run):
+    run = h.resolve(run)
     one = h.with_filters(run=[run], since=None, until=None, status=None)
     df = one.tasks()
     if df.empty:
@@ -378,7 +382,7 @@ def critical_path(h, run):
     out = out.reset_index()
     prev_end = ends.loc[chain].shift(1).reset_index(drop=True)
     out["waited_s"] = (out["started_at"] - prev_end).dt.total_seconds()
-    out.insert(0, "run_id", run)
+    out.insert(0, "run_id", h.resolve(run))
     return out
 
 
@@ -464,60 +468,191 @@ def disk_growth(h, freq="D"):
 
 # -- logs -------------------------------------------------------------------------
 
-def _read_lines(path):
+LOG_COLUMNS = ["task", "attempt", "stream", "seq", "at", "text", "source"]
+GREP_COLUMNS = ["run_id", "task", "attempt", "stream", "path", "line", "text", "source"]
+
+
+class LogWarning(UserWarning):
+    """Some log files a history names were not read (see paths.open_log)."""
+
+
+def _text(value):
+    """A string cell as str, or None for None, NaN and pd.NA (pandas 2 and 3)."""
+    return value if isinstance(value, str) else None
+
+
+def _read_file_lines(f, max_bytes=None):
+    with f:
+        data = f.read() if max_bytes is None else f.read(max_bytes)
+    return data.decode("utf-8", "replace").splitlines()
+
+
+def _file_jobs(h, f):
+    """(key, stream, path, home, stored, run_dir, source) for each stored log path."""
+    from .paths import task_path_from_stored
+    if not isinstance(h.stores, duck.Stores):
+        return []  # a Parquet dataset: its paths are other machines' (see the README)
+    df = h.query(lambda a: f"SELECT * FROM ({h.log_paths_sql(a, f)})")
+    jobs = []
+    for r in df.itertuples(index=False):
+        home = h.homes[int(r.store_index)]
+        key = (r.run_id, r.task, int(r.attempt))
+        for stream, stored in (("stdout", _text(r.stdout_stored)),
+                               ("stderr", _text(r.stderr_stored))):
+            if stored is not None:
+                run_dir = _text(r.run_dir_stored)
+                jobs.append((key, r.started_at, stream,
+                             task_path_from_stored(stored, run_dir, home),
+                             (stored, run_dir, _text(r.source), home)))
+    return jobs
+
+
+def _open_job(job, regex=None):
+    """(lines, refusal) for a file job; lines None when the file is missing. With
+    *regex*, only the matching lines, as (number, text)."""
+    from .paths import LogRefused, open_task_log
     try:
-        with open(path, "rb") as f:
-            return f.read().decode("utf-8", "replace").splitlines()
+        _path, f = open_task_log(*job[4])
+    except LogRefused as exc:
+        return None, str(exc)
     except OSError:
-        return None
+        return None, None
+    try:
+        lines = _read_file_lines(f)
+        if regex is not None:
+            lines = [(n, t) for n, t in enumerate(lines, 1) if regex.search(t)]
+        return lines, None
+    except OSError as exc:
+        return None, f"{job[3]}: not read: {exc.strerror or exc}"
+
+
+def _warn(refused):
+    if refused:
+        import warnings
+        more = f" (and {len(refused) - 1} more)" if len(refused) > 1 else ""
+        warnings.warn(f"{len(refused)} log file(s) not read: {refused[0]}{more}", LogWarning,
+                      stacklevel=3)
+
+
+def _pool():
+    return ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 2) * 2))
 
 
 def run_logs(h, run, task=None):
-    one = h.with_filters(run=[run], task=[task] if task else None, since=None, until=None,
+    """A run's output, task by task. For each task attempt and stream: the lines of
+    its log file when the read rule (paths.open_log) allows it; else its stored
+    log fragments (as recorded, one row per fragment); else, for stderr, the lines
+    of its stored stderr tail. Fragments that belong to no task come first.
+    ``source`` says which ("file", "fragments", "stderr tail"). Files the rule
+    refuses are listed in ``df.attrs["refused"]`` and in a LogWarning."""
+    uid = h.resolve(run)
+    one = h.with_filters(run=[uid], task=[task] if task else None, since=None, until=None,
                          status=None)
-    frags = one.query(lambda a: f"SELECT task, attempt, stream, seq, \"at\", text "
-                                f"FROM ({one.logs_sql(a)}) ORDER BY task NULLS FIRST, attempt, seq")
-    if task is not None:
-        frags = frags[frags["task"] == task]
-    if not frags.empty:
-        return frags.reset_index(drop=True)
-    rows = []
-    for t in one.tasks().itertuples():
-        for stream, path in (("stdout", t.stdout_path), ("stderr", t.stderr_path)):
-            for number, text in enumerate(_read_lines(path) or [] if path else [], 1):
-                rows.append((t.task, t.attempt, stream, number, pd.NaT, text))
-    return pd.DataFrame(rows, columns=["task", "attempt", "stream", "seq", "at", "text"])
+    rows, refused, done = [], [], set()
+    jobs = _file_jobs(one, one.filters)
+    with _pool() as pool:
+        for job, (lines, problem) in zip(jobs, pool.map(_open_job, jobs)):
+            if problem:
+                refused.append(problem)
+            if lines is None:
+                continue
+            key, started, stream = job[0], job[1], job[2]
+            done.add(key + (stream,))
+            for number, text in enumerate(lines, 1):
+                rows.append((started, key[1], key[2], 1, stream == "stderr", number, pd.NaT,
+                             text, stream, "file"))
+    frags = one.query(lambda a: f"SELECT l.task, l.attempt, l.stream, l.seq, l.\"at\", l.text, "
+                                f"t.started_at FROM ({one.logs_sql(a)}) l LEFT JOIN "
+                                f"(SELECT task, attempt, min(started_at) AS started_at FROM "
+                                f"({one.tasks_sql(a)}) GROUP BY ALL) t "
+                                f"USING (task, attempt)")
+    for r in frags.itertuples(index=False):
+        name = _text(r.task)
+        if task is not None and name != task:
+            continue
+        attempt = None if pd.isna(r.attempt) else int(r.attempt)
+        if (uid, name, attempt, r.stream) in done:
+            continue
+        rows.append((r.started_at, name, attempt, 0, False, int(r.seq), r.at, r.text,
+                     r.stream, "fragments"))
+    have_frags = {(uid, _text(r.task), None if pd.isna(r.attempt) else int(r.attempt),
+                   r.stream) for r in frags.itertuples(index=False)}
+    tails = one.query(lambda a: f"SELECT * FROM ({one.tails_sql(a)})")
+    for r in tails.itertuples(index=False):
+        key = (uid, r.task, int(r.attempt), "stderr")
+        tail = _text(r.tail)
+        if key in done or key in have_frags or tail is None:
+            continue
+        if task is not None and r.task != task:
+            continue
+        for number, text in enumerate(tail.splitlines(), 1):
+            rows.append((r.started_at, r.task, int(r.attempt), 2, True, number, pd.NaT, text,
+                         "stderr", "stderr tail"))
+    # Run-level fragments first, then tasks by start; within one, fragments as
+    # recorded, then stdout before stderr, line by line.
+    rows.sort(key=lambda r: (r[1] is not None, pd.Timestamp(r[0]).value if r[0] is not None
+                             and not pd.isna(r[0]) else 0, r[1] or "", r[2] or 0, r[3],
+                             r[4], r[5]))
+    df = pd.DataFrame([(r[1], r[2], r[8], r[5], r[6], r[7], r[9]) for r in rows],
+                      columns=LOG_COLUMNS)
+    df["attempt"] = df["attempt"].astype("Int64")
+    df["seq"] = df["seq"].astype("int64")
+    df["at"] = pd.to_datetime(df["at"], utc=True)
+    df.attrs["refused"] = refused
+    _warn(refused)
+    return df
 
 
-def grep(h, pattern, since=None, task=None, max_matches=10_000):
-    """Lines matching the regular expression *pattern* in the log files the history
-    references, searched in parallel: run_id, task, attempt, stream, path, line, text."""
+def grep(h, pattern, since=None, task=None, project=None, max_matches=10_000):
+    """Lines matching the regular expression *pattern* (Python's ``re``) in the logs
+    the history holds, newest task first: its log files (where the read rule
+    allows), else its stored log fragments, else its stored stderr tail (where a
+    failure's ImportError usually is). Columns: run_id, task, attempt, stream,
+    path (the file, or None), line (in the file, the joined fragments or the
+    tail), text, source. Refused files are in ``df.attrs["refused"]`` and a
+    LogWarning."""
     regex = re.compile(pattern)
     src = h.with_filters(since=since if since is not None else h.filters["since"],
-                         task=[task] if isinstance(task, str) else (task or h.filters["task"]))
-    tasks = src.tasks()
-    jobs = [(t.run_id, t.task, t.attempt, stream, path)
-            for t in tasks.itertuples()
-            for stream, path in (("stdout", t.stdout_path), ("stderr", t.stderr_path))
-            if isinstance(path, str) and os.path.exists(path)]
+                         task=[task] if isinstance(task, str) else (task or h.filters["task"]),
+                         project=[project] if isinstance(project, str)
+                         else (project or h.filters["project"]))
+    found, refused, done = [], [], set()
 
-    def search(job):
-        run_id, name, attempt, stream, path = job
-        found = []
-        lines = _read_lines(path) or []
+    def match(started, key, stream, path, lines, source):
         for number, text in enumerate(lines, 1):
             if regex.search(text):
-                found.append((run_id, name, attempt, stream, path, number, text))
-        return found
+                found.append((started, key[0], key[1], key[2], stream, path, number, text,
+                              source))
 
-    rows = []
-    with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 2) * 2)) as pool:
-        for found in pool.map(search, jobs):
-            rows.extend(found)
-            if len(rows) >= max_matches:
-                rows = rows[:max_matches]
+    jobs = sorted(_file_jobs(src, src.filters), key=lambda j: j[1], reverse=True)
+    with _pool() as pool:
+        for job, (lines, problem) in zip(jobs, pool.map(lambda j: _open_job(j, regex), jobs)):
+            if problem:
+                refused.append(problem)
+            if lines is not None:
+                done.add(job[0] + (job[2],))
+                found.extend((job[1], *job[0], job[2], job[3], n, t, "file") for n, t in lines)
+            if len(found) >= max_matches:
                 break
-    return pd.DataFrame(rows, columns=["run_id", "task", "attempt", "stream", "path", "line",
-                                       "text"])
-
-
+    frags = src.query(lambda a: f"SELECT run_id, task, attempt, stream, "
+                                f"string_agg(text, '' ORDER BY seq) AS text, min(\"at\") AS "
+                                f"started_at FROM ({src.logs_sql(a)}) GROUP BY ALL")
+    for r in frags.itertuples(index=False):
+        key = (r.run_id, _text(r.task), None if pd.isna(r.attempt) else int(r.attempt))
+        if key + (r.stream,) not in done and _text(r.text):
+            done.add(key + (r.stream,))
+            match(r.started_at, key, r.stream, None, r.text.splitlines(), "fragments")
+    tails = src.query(lambda a: f"SELECT * FROM ({src.tails_sql(a)})")
+    for r in tails.itertuples(index=False):
+        key = (r.run_id, r.task, int(r.attempt))
+        if key + ("stderr",) not in done and _text(r.tail):
+            match(r.started_at, key, "stderr", None, r.tail.splitlines(), "stderr tail")
+    found.sort(key=lambda r: (-(pd.Timestamp(r[0]).value if r[0] is not None
+                                and not pd.isna(r[0]) else 0), r[1], r[2] or "", r[3] or 0,
+                              r[4], r[6]))
+    df = pd.DataFrame([r[1:] for r in found[:max_matches]], columns=GREP_COLUMNS)
+    df["attempt"] = df["attempt"].astype("Int64")
+    df["line"] = df["line"].astype("int64")
+    df.attrs["refused"] = refused
+    _warn(refused)
+    return df

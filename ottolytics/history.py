@@ -20,7 +20,7 @@ import pyarrow as pa
 
 from . import duck
 from .migrations import RUN_STATUSES, TASK_STATUSES
-from .paths import db_path
+from .paths import db_path, run_dir_sql, stored_path_sql
 from .timeutil import parse_duration
 
 # The store's columns the read path uses, with their DuckDB types.
@@ -115,18 +115,13 @@ def _ts(expr):
 
 
 def _path_expr(column, run_dir, home):
-    """A stored path made absolute: see the README's 'Where things live'."""
-    h = duck.sqlite_literal(home)
-    return (f"CASE WHEN {column} IS NULL THEN NULL WHEN {column} LIKE '/%' THEN {column} "
-            f"WHEN {run_dir} IS NULL THEN {h} || '/' || {column} "
-            f"WHEN {run_dir} LIKE '/%' THEN {run_dir} || '/' || {column} "
-            f"ELSE {h} || '/' || {run_dir} || '/' || {column} END")
+    """A stored path made absolute: see the README's 'Where things live'. Built by
+    paths.stored_path_sql, the SQL twin of paths.task_path_from_stored."""
+    return stored_path_sql(column, run_dir, home)
 
 
 def _run_dir_expr(run_dir, home):
-    h = duck.sqlite_literal(home)
-    return (f"CASE WHEN {run_dir} IS NULL THEN NULL WHEN {run_dir} LIKE '/%' THEN {run_dir} "
-            f"ELSE {h} || '/' || {run_dir} END")
+    return run_dir_sql(run_dir, home)
 
 
 class History:
@@ -388,6 +383,80 @@ class History:
             f"LEFT JOIN {self._rel(al, 'tasks', self._by_run(f))} t ON t.id = l.task_id"
             for al in aliases)
 
+    def log_paths_sql(self, aliases, f=None):
+        """The tasks with a stored log path, with what the read rule needs: run_id,
+        task, attempt, started_at, source, and the raw stored run_dir,
+        stdout_path and stderr_path, plus store_index (the store's index, for its home)."""
+        f = f or self.filters
+        parts = []
+        for i, alias in enumerate(aliases):
+            tasks = self._rel(alias, "tasks", self._tasks_where(f) + [
+                "(stdout_path IS NOT NULL OR stderr_path IS NOT NULL)"],
+                ["id", "run_id", "name", "attempt", "started_at", "stdout_path", "stderr_path"])
+            runs = self._rel(alias, "runs", self._runs_where(f, with_status=False),
+                             ["id", "uid", "source", "run_dir", "started_at"])
+            parts.append(
+                f"SELECT r.uid AS run_id, t.name AS task, t.attempt, "
+                f"{_ts('t.started_at')} AS started_at, r.source, r.run_dir AS run_dir_stored, "
+                f"t.stdout_path AS stdout_stored, t.stderr_path AS stderr_stored, {i} AS store_index "
+                f"FROM {tasks} t JOIN {runs} r ON r.id = t.run_id")
+        return " UNION ALL ".join(parts)
+
+    def tails_sql(self, aliases, f=None):
+        """(run_id, task, attempt, started_at, tail) of the stored stderr tails."""
+        f = f or self.filters
+        return " UNION ALL ".join(
+            f"SELECT r.uid AS run_id, t.name AS task, t.attempt, "
+            f"{_ts('t.started_at')} AS started_at, s.tail "
+            f"FROM {self._rel(al, 'task_stderr', self._ids_clause(f, status=False))} s "
+            f"JOIN {self._rel(al, 'tasks', self._ids_clause(f, 'id', status=False), ['id', 'run_id', 'name', 'attempt', 'started_at'])} t "  # noqa: E501
+            f"ON t.id = s.task_id "
+            f"JOIN {self._rel(al, 'runs', self._runs_where(f, False), ['id', 'uid', 'started_at'])} r "  # noqa: E501
+            f"ON r.id = t.run_id"
+            for al in aliases)
+
+    def resolve(self, ref):
+        """The run id that *ref* names: a run id, a unique prefix of one (at least
+        runinfo.MIN_PREFIX characters), otto's unix timestamp, or 'latest' (the
+        newest run this History's filters keep; ids and prefixes are looked up
+        whatever the time and status filters, as the run methods read a run
+        whole). Raises runinfo.RunNotFound (a one-line message); the same
+        resolver as ``ottolytics info`` and the MCP tools."""
+        from .runinfo import _FETCHED, choose, ref_clause, ref_order
+        ref = str(ref).strip()
+        f = self.filters if ref == "latest" else dict(self.filters, since=None, until=None,
+                                                      status=None, run=None)
+        clause = ref_clause(ref)
+
+        def build(aliases):
+            parts = []
+            for al in aliases:
+                base = self._runs_where(f)
+                where = " WHERE " + " AND ".join(base) if base else ""
+                if clause is None:
+                    pick = f"started_at = (SELECT max(started_at) FROM runs{where})"
+                else:
+                    pick = (f"id IN (SELECT id FROM runs WHERE {' AND '.join(base + [clause])} "
+                            f"ORDER BY {ref_order(ref)} LIMIT {_FETCHED})")
+                rel = self._rel(al, "runs", base + [pick], ["uid", "started_at", "source"])
+                parts.append(f"SELECT uid, started_at, source FROM {rel}")
+            return " UNION ALL ".join(parts)
+        if isinstance(self.stores, duck.Stores):
+            rows = self.query(build)
+        else:  # a Parquet dataset: the same candidates, chosen by DuckDB
+            lit = duck.sqlite_literal(ref)
+            cond = "true" if clause is None else (
+                f"run_id = {lit} OR starts_with(run_id, {lit})"
+                + (f" OR (epoch(started_at) >= {int(ref)} AND epoch(started_at) < "
+                   f"{int(ref) + 1})" if ref.isdigit() and len(ref) <= 12 else ""))
+            rows = self.query(lambda a: f"SELECT run_id, epoch(started_at), source FROM "
+                                        f"({self.runs_sql(a, f)}) WHERE {cond} "
+                                        f"ORDER BY started_at DESC LIMIT "
+                                        f"{1 if clause is None else 10 * _FETCHED}")
+        return choose(ref, rows.itertuples(index=False, name=None),
+                      where=", ".join(self.paths) + (" (with its filters)" if any(
+                          v is not None for v in f.values()) else ""))
+
     def params_long_sql(self, aliases, f=None):
         f = f or self.filters
         parts = []
@@ -472,8 +541,10 @@ class History:
         return export(self, directory)
 
     def logs(self, run, task=None):
-        """A run's output: its log fragments when it has any, else the lines of its
-        tasks' stdout/stderr files. Columns: task, attempt, stream, seq, at, text."""
+        """A run's output (*run*: an id, a unique prefix, otto's timestamp or 'latest'),
+        task by task: the lines of its stdout/stderr files where the read rule allows
+        them, else its stored log fragments, else its stored stderr tail. Columns:
+        task, attempt, stream, seq, at, text, source. See analytics.run_logs."""
         from .analytics import run_logs
         return run_logs(self, run, task)
 
@@ -549,9 +620,10 @@ class History:
         return self.query(lambda a: f"SELECT * FROM ({self.disk_samples_sql(a)}) "
                                     "ORDER BY measured_at, project")
 
-    def grep(self, pattern, since=None, task=None, max_matches=10_000):
+    def grep(self, pattern, since=None, task=None, project=None, max_matches=10_000):
         from .analytics import grep
-        return grep(self, pattern, since=since, task=task, max_matches=max_matches)
+        return grep(self, pattern, since=since, task=task, project=project,
+                    max_matches=max_matches)
 
 
 _NULLABLE_INTS = {pa.int64(): pd.Int64Dtype(), pa.int32(): pd.Int64Dtype()}

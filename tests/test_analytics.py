@@ -100,8 +100,8 @@ def test_critical_path_and_compare(h):
     assert not diff["status_changed"].any()
     failed = h.compare("run002", "run003").set_index("task")
     assert failed.loc["test", "status_changed"] and failed.loc["test", "status_b"] == "failed"
-    with pytest.raises(KeyError, match="no tasks"):
-        h.critical_path("nope")
+    with pytest.raises(KeyError, match="nope: no such run"):
+        h.critical_path("nope")  # RunNotFound is a KeyError
 
 
 def test_disk(db, home):
