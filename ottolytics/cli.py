@@ -313,12 +313,24 @@ def cmd_info(args):
         if paths or t["stderr_tail"]:
             print(f"\n{t['task']} (attempt {t['attempt']}, {t['status']})")
             for k, path in paths:
-                print(f"  {k:<7} {path}")
+                why = t.get("refused", {}).get(k)
+                print(f"  {k:<7} {path}" + (f"  (not read: {why})" if why else ""))
             if t["stderr_tail"]:
                 print("  stderr tail:")
                 for line in t["stderr_tail"].rstrip("\n").splitlines()[-20:]:
                     print(f"    {line}")
     return 0
+
+
+def cmd_logs(args):
+    from .logcmd import logs
+    return logs(args.db, args.run, args.task, args.stream, args.follow, args.json)
+
+
+def cmd_grep(args):
+    from .logcmd import grep
+    return grep(args.db, args.pattern, project=args.project, since=args.since, task=args.task,
+                max_matches=args.max, as_json=args.json, jsonl=args.jsonl)
 
 
 def cmd_stats(args):
@@ -745,6 +757,33 @@ def build_parser():
                    "timestamp, or 'latest'")
     json_flags(p, jsonl=False)
     p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("logs", parents=[common], help="print (or follow) a run's or a task's "
+                       "output", description="Print a run's output task by task, or one "
+                       "task's: its log files (only regular files inside the run's own "
+                       "directory), else the output the store kept.")
+    p.add_argument("run", metavar="RUN", help="a run id (or a unique prefix of at least 4 "
+                   "characters), otto's unix timestamp, or 'latest'")
+    p.add_argument("task", nargs="?", metavar="TASK", help="only this task (its last attempt "
+                   "when following)")
+    p.add_argument("--stream", choices=["stdout", "stderr"], help="only this stream")
+    p.add_argument("-f", "--follow", action="store_true", help="keep printing what the task "
+                   "writes until it ends (needs TASK)")
+    json_flags(p, jsonl=False)
+    p.set_defaults(func=cmd_logs)
+
+    p = sub.add_parser("grep", parents=[common], help="search the logs and stderr tails the "
+                       "history holds", description="Lines matching PATTERN (a Python "
+                       "regular expression) in log files, stored log output and stderr "
+                       "tails, newest first. Exits 0 when some matched, 1 when none.")
+    p.add_argument("pattern", metavar="PATTERN")
+    p.add_argument("--project", help="only this project's runs")
+    p.add_argument("--since", help="only runs since then: 7d, 12h, an ISO date")
+    p.add_argument("--task", help="only this task")
+    p.add_argument("--max", type=int, default=10_000, help="at most this many lines "
+                   "(default 10000)")
+    json_flags(p)
+    p.set_defaults(func=cmd_grep)
 
     p = sub.add_parser("stats", parents=[common], help="success rates and durations, "
                        "busiest tasks, a task's weekly trend")
