@@ -174,6 +174,9 @@ def open_log(path, tree, home):
                          "home (run_dir missing, absolute or climbing out with '..')")
     home_real = os.path.realpath(str(home))
     tree_real = os.path.realpath(tree)
+    if tree_real == os.sep:
+        raise LogRefused(path, "the store's directory is the filesystem root; logs are read "
+                         "only below a store kept in a directory of its own")
     if not _inside(tree_real, home_real):
         raise LogRefused(path, f"its run's directory leads outside {_shown(home_real)}")
     real = os.path.realpath(path)

@@ -243,6 +243,8 @@ def test_open_log_rule_directly(tmp_path):
                      ("/dev/zero", "outside"), ("", "no path"), ("a\0b", "NUL")]:
         with pytest.raises(LogRefused, match=why):
             open_log(bad, tree, str(home))
+    with pytest.raises(LogRefused, match="filesystem root"):   # a store kept in /
+        open_log("/etc/passwd", "/", "/")
     with pytest.raises(LogRefused, match="no directory"):
         open_log(str(log), None, str(home))
     with pytest.raises(FileNotFoundError):
