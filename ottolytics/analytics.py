@@ -534,6 +534,15 @@ def _warn(refused):
                       stacklevel=3)
 
 
+def _tails(h, f):
+    """(run_id, task, attempt, started_at, tail) of the stored stderr tails."""
+    if isinstance(h.stores, duck.Stores):
+        return h.query(lambda a: f"SELECT * FROM ({h.tails_sql(a, f)})")
+    return h.query(lambda a: f"SELECT run_id, task, attempt, started_at, stderr_tail AS tail "
+                             f"FROM ({h.tasks_sql(a, f, status=False, with_tail=True)}) "
+                             f"WHERE stderr_tail IS NOT NULL")
+
+
 def _pool():
     return ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 2) * 2))
 
@@ -577,7 +586,7 @@ def run_logs(h, run, task=None):
                      r.stream, "fragments"))
     have_frags = {(uid, _text(r.task), None if pd.isna(r.attempt) else int(r.attempt),
                    r.stream) for r in frags.itertuples(index=False)}
-    tails = one.query(lambda a: f"SELECT * FROM ({one.tails_sql(a)})")
+    tails = _tails(one, one.filters)
     for r in tails.itertuples(index=False):
         key = (uid, r.task, int(r.attempt), "stderr")
         tail = _text(r.tail)
@@ -642,7 +651,7 @@ def grep(h, pattern, since=None, task=None, project=None, max_matches=10_000):
         if key + (r.stream,) not in done and _text(r.text):
             done.add(key + (r.stream,))
             match(r.started_at, key, r.stream, None, r.text.splitlines(), "fragments")
-    tails = src.query(lambda a: f"SELECT * FROM ({src.tails_sql(a)})")
+    tails = _tails(src, src.filters)
     for r in tails.itertuples(index=False):
         key = (r.run_id, r.task, int(r.attempt))
         if key + ("stderr",) not in done and _text(r.tail):

@@ -409,3 +409,21 @@ def test_terminal_output_escapes_control_characters():
     hostile = "ok\x1b]0;pwned\x07\x00\x9b2J\tend"
     assert escape(hostile, True) == "ok\\x1b]0;pwned\\x07\\x00\\x9b2J\tend"
     assert escape(hostile, False) == hostile
+
+
+def test_parquet_dataset_resolves_refs_and_greps_tails_without_reading_files(shim_run, db,
+                                                                             tmp_path):
+    uid, secret = shim_run
+    update(db, "UPDATE tasks SET stderr_path = ?", str(secret))
+    rec = ottolytics.Recorder(db)
+    with rec.run(project="p", uid="tailed-run") as run:
+        run.task("t").start().finish(1, stderr_tail="ImportError: no module named x\n")
+    rec.close()
+    ottolytics.open(db).to_parquet(tmp_path / "ds")
+    p = ottolytics.open(tmp_path / "ds")
+    assert p.resolve("latest") == "tailed-run" and p.resolve(uid[:8]) == uid
+    found = p.grep("ImportError|SECRET")
+    assert found[["run_id", "text", "source"]].values.tolist() == [
+        ["tailed-run", "ImportError: no module named x", "stderr tail"]]
+    # The dataset's paths are another machine's: no file is read, the stored tail is.
+    assert p.logs(uid)[["text", "source"]].values.tolist() == [["oops", "stderr tail"]]
