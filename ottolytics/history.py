@@ -398,7 +398,8 @@ class History:
             parts.append(
                 f"SELECT r.uid AS run_id, t.name AS task, t.attempt, "
                 f"{_ts('t.started_at')} AS started_at, r.source, r.run_dir AS run_dir_stored, "
-                f"t.stdout_path AS stdout_stored, t.stderr_path AS stderr_stored, {i} AS store_index "
+                f"t.stdout_path AS stdout_stored, t.stderr_path AS stderr_stored, "
+                f"{i} AS store_index "
                 f"FROM {tasks} t JOIN {runs} r ON r.id = t.run_id")
         return " UNION ALL ".join(parts)
 

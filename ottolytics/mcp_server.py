@@ -6,9 +6,10 @@ Five tools, each with a JSON schema and paged or bounded results:
 ``failure_groups``. The server is read-only: it opens the store with SQLite's
 ``mode=ro`` (and DuckDB attaches it READ_ONLY), and the only files it reads are
 the log files that a task's row in the store names, and only those that
-paths.open_log allows (inside the run's own tree, regular files, no symlink out). Outputs are sized for a
-model: long texts are cut with a marker that says how much was cut. DuckDB and
-pandas load only when a tool that needs them (task_stats, failure_groups) runs.
+paths.open_log allows (inside the run's own tree, regular files, no symlink
+out). Outputs are sized for a model: long texts are cut with a marker that says
+how much was cut. DuckDB and pandas load only when a tool that needs them
+(task_stats, failure_groups) runs.
 """
 
 import os
