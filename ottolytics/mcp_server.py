@@ -32,7 +32,8 @@ Run history of task runners (otto, make, CI steps, workflow managers) recorded b
 ottolytics. Start with list_execution_history (newest first, paged with offset), then
 get_run for one run's tasks, exit codes and log paths, get_task_logs for a task's
 output, task_stats for one task's reliability and speed, and failure_groups for the
-recurring failures. Run ids may also be 'latest' or otto's unix timestamp."""
+recurring failures. Run ids may also be 'latest', a unique prefix of at least 4
+characters, or otto's unix timestamp."""
 
 
 class Refused(Exception):
