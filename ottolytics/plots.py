@@ -159,8 +159,10 @@ def _dependency_order(tasks, deps):
 def gantt(h, run):
     """One run's tasks on a time line, coloured by status, the critical path
     outlined, rows in dependency order (a task below what it waited for).
-    Skipped tasks, which take no time, are marked with a hatched diamond."""
+    Skipped tasks, which take no time, are marked with a diamond. *run* is
+    anything ``h.resolve()`` takes: a run id, a unique prefix, or ``latest``."""
     from .analytics import _run_tasks
+    run = h.resolve(run)
     one = h.with_filters(run=[run], since=None, until=None, status=None, task=None)
     tasks = one.tasks()
     fig, ax = _figure(11, max(3, 0.4 * len(tasks) + 1.5))

@@ -153,3 +153,12 @@ def test_disk_plot_uses_readable_units_and_measured_samples(h, db):
     tops = ax.collections[0].get_paths()[0].vertices[:, 1]
     assert max(tops) == pytest.approx(5) and 2 in {round(v, 6) for v in tops}
     assert _legend_outside_axes(fig, ax)
+
+
+def test_gantt_takes_latest_and_prefixes(h):
+    assert plots.gantt(h, "latest").axes[0].get_title() == "Run run039 (critical path outlined)"
+    from ottolytics.runinfo import RunNotFound
+    with pytest.raises(RunNotFound, match="ambiguous"):
+        plots.gantt(h, "run03")
+    with pytest.raises(RunNotFound):
+        plots.gantt(h, "nope-nope")
