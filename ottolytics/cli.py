@@ -6,6 +6,7 @@ the commands that need them.
 """
 
 import os
+import sqlite3
 import sys
 
 from . import __version__
@@ -124,6 +125,13 @@ def _fail(message, code=1):
     return code
 
 
+def _store_failed(exc, args):
+    """One line for an sqlite3 error met reading the store (locked, unreadable...)."""
+    from .migrations import explain
+    from .paths import db_path
+    return _fail(str(explain(exc, db_path(args.db, getattr(args, "otto_home", None)))))
+
+
 def _parse_params(values):
     params = {}
     for item in values or []:
@@ -201,6 +209,16 @@ def _task_counts(r):
     return f"{r['tasks']} {counts}".strip()
 
 
+def _note_spool(db):
+    """Reading writes nothing, so spooled events wait: say so."""
+    from .listing import spool_waiting
+    waiting = spool_waiting(db)
+    if waiting:
+        print(f"ottolytics: note: {waiting} spool file{'s' if waiting > 1 else ''} of events "
+              "not yet in the store; the next recording or 'ottolytics doctor' replays "
+              "them", file=sys.stderr)
+
+
 def cmd_history(args):
     from .formatting import duration, local_time
     from .listing import recent_runs, task_history
@@ -214,10 +232,13 @@ def cmd_history(args):
                                  project=args.project)
         else:
             runs = recent_runs(args.db, limit=args.n, status=args.status, project=args.project)
+    except sqlite3.Error as exc:
+        return _store_failed(exc, args)
     except StoreError as exc:
         return _fail(str(exc))
     if args.task:
         runs, summary = found["runs"], found["summary"]
+    _note_spool(args.db)
     if args.json or args.jsonl:
         for r in runs:
             _iso_fields(r, "started_at", "finished_at")
@@ -259,6 +280,8 @@ def cmd_list(args):
         return _fail(f"--limit {args.limit}: must be 0 or more", 2)
     try:
         runs = recent_runs(args.db, limit=args.limit, project=args.project)
+    except sqlite3.Error as exc:
+        return _store_failed(exc, args)
     except StoreError as exc:
         return _fail(str(exc))
     if args.json or args.jsonl:
@@ -281,6 +304,8 @@ def cmd_info(args):
     from .terminal import human_bytes, print_table
     try:
         info = run_info(args.db, args.run)
+    except sqlite3.Error as exc:
+        return _store_failed(exc, args)
     except StoreError as exc:
         return _fail(str(exc))
     if args.json:
@@ -348,6 +373,8 @@ def cmd_stats(args):
         return _fail(f"--since: {exc}", 2)
     try:
         result = stats(_open_history(args).with_filters(since=since), task=args.task, n=args.n)
+    except sqlite3.Error as exc:
+        return _store_failed(exc, args)
     except (StoreError, OSError) as exc:
         return _fail(str(exc))
     if args.json or args.jsonl:
@@ -400,6 +427,8 @@ def cmd_usage(args):
     try:
         with progress("measuring OTTO_HOME") as advance:
             report = usage(args.db, home=args.otto_home, project=args.project, progress=advance)
+    except sqlite3.Error as exc:
+        return _store_failed(exc, args)
     except (StoreError, OSError, ValueError) as exc:
         return _fail(str(exc))
     if args.project and not report["projects"]:
@@ -476,6 +505,8 @@ def cmd_clean(args):
         from .sync import sync
         try:
             sync(db_path(args.db, args.otto_home), otto_home_dir=args.otto_home, source="otto")
+        except sqlite3.Error as exc:
+            return _store_failed(exc, args)
         except (StoreError, OSError) as exc:
             return _fail(f"syncing OTTO_HOME before cleaning: {exc}")
     try:
@@ -485,6 +516,8 @@ def cmd_clean(args):
                      keep_failed=args.keep_failed, project=args.project, cache=args.cache,
                      cache_only=args.cache_only, progress=advance,
                      forget_missing=args.forget_missing)
+    except sqlite3.Error as exc:
+        return _store_failed(exc, args)
     except (StoreError, PolicyError, OSError) as exc:
         return _fail(str(exc))
     elsewhere = [r for r, why in p.protected if FILES_ELSEWHERE in why]
@@ -577,6 +610,8 @@ def cmd_sync(args):
     try:
         report = sync(args.db, otto_home_dir=args.otto_home, source=args.source,
                       paths=args.paths)
+    except sqlite3.Error as exc:
+        return _store_failed(exc, args)
     except (StoreError, OSError) as exc:
         return _fail(str(exc))
     if args.json:
@@ -596,6 +631,8 @@ def cmd_export_parquet(args):
     from .migrations import StoreError
     try:
         summary = _open_history(args).to_parquet(args.directory)
+    except sqlite3.Error as exc:
+        return _store_failed(exc, args)
     except (StoreError, OSError, ValueError) as exc:
         return _fail(str(exc))
     if args.json:
@@ -616,6 +653,8 @@ def cmd_export_prometheus(args):
         return _fail(f"--window: {exc}", 2)
     try:
         path = write_metrics(_open_history(args), args.file, window)
+    except sqlite3.Error as exc:
+        return _store_failed(exc, args)
     except (StoreError, OSError) as exc:
         return _fail(str(exc))
     print(path)
@@ -629,6 +668,8 @@ def cmd_report_weekly(args):
         df = _open_history(args).weekly_report(args.week)
     except ValueError as exc:
         return _fail(str(exc), 2)
+    except sqlite3.Error as exc:
+        return _store_failed(exc, args)
     except (StoreError, OSError) as exc:
         return _fail(str(exc))
     if args.json or args.jsonl:

@@ -91,22 +91,11 @@ def sqlite_literal(value):
 
 
 def _bring_up_to_date(path):
-    """Migrate a store written by an older ottolytics (with its backup) before
-    reading it; refuse a newer or foreign one with the usual message."""
-    from .migrations import CURRENT_VERSION, check_version
-    from .store import Store, connect
-    conn = connect(path, readonly=True)
-    try:
-        version = check_version(conn, path)
-    finally:
-        conn.close()
-    if version < CURRENT_VERSION:
-        try:
-            Store.open(path, create=False).close()
-        except Exception as exc:
-            raise ReadError(f"{path}: written by an older ottolytics (schema v{version}) and "
-                            f"could not be migrated ({exc}); open it once with write "
-                            "access") from None
+    """Check the store reads (not locked, not damaged, not foreign or newer; the
+    one-line StoreError says what is wrong); one written by an older ottolytics
+    is migrated (with its backup) by opening it."""
+    from .store import open_readonly
+    open_readonly(path).close()
 
 
 def _in_one_transaction(con, sql, fetch):
@@ -129,6 +118,21 @@ def _in_one_transaction(con, sql, fetch):
         raise
     con.execute("COMMIT")
     return result
+
+
+def _wal_without_writer(path):
+    """A WAL store with no -wal file: reading it creates -wal and -shm."""
+    try:
+        with open(path, "rb") as f:
+            header = f.read(20)
+    except OSError:
+        return False
+    return len(header) == 20 and header[18] == 2 and not os.path.exists(path + "-wal")
+
+
+def _release_wal(path):
+    from .store import _release_wal as release
+    release(path)
 
 
 class Stores:
@@ -165,19 +169,27 @@ class Stores:
         this process while DuckDB reads it.
         """
         with inprocess.lock:
-            aliases = []
+            aliases, released = [], []
             try:
                 for i, path in enumerate(self.paths):
                     source = self._snapshot(i, path) if inprocess.is_open(path) else path
+                    if source == path and _wal_without_writer(path):
+                        released.append(path)  # SQLite will create -wal/-shm: remove after
                     alias = f"s{i}"
                     con.execute(f"ATTACH {_quote(source)} AS {alias} (TYPE sqlite, READ_ONLY)")
                     aliases.append(alias)
                 return _in_one_transaction(con, build_sql(aliases), fetch)
             except duckdb.Error as exc:
+                if "locked" in str(exc).lower() or "busy" in str(exc).lower():
+                    from .migrations import StoreLocked, locked_message
+                    # the scanner waits its own fixed 5 s, whatever OTTOLYTICS_BUSY_TIMEOUT
+                    raise StoreLocked(locked_message(", ".join(self.paths), 5)) from None
                 raise ReadError(f"reading {', '.join(self.paths)}: {exc}") from None
             finally:
                 for alias in aliases:
                     con.execute(f"DETACH {alias}")
+                for path in released:
+                    _release_wal(path)
 
     def close(self):
         if self._tmp:

@@ -1,45 +1,29 @@
 """Recent runs for the quick ``history`` command: indexed SQL over sqlite3 only."""
 
-import os
 import time
 
-from . import liveness, migrations
-from .migrations import TASK_STATUSES, StoreError
+from .migrations import TASK_STATUSES
 from .paths import db_path
-from .store import Store, connect
+from .store import open_readonly
 
 
 def open_for_reading(db=None):
-    """A connection to an existing store, migrated and with stale runs closed.
+    """A read-only connection to an existing store (see store.open_readonly).
 
-    Falls back to a read-only connection when the store cannot be written
-    (recovery is then skipped). Raises StoreError with a one-line message.
+    Reading changes nothing: stale runs are closed and the spool is replayed by
+    the next recording, ``sync`` or ``doctor``, not here. Raises StoreError with
+    a one-line message.
     """
-    path = db_path(db)
-    if not os.path.exists(path):
-        raise StoreError(f"{path}: no store yet; record a run with 'ottolytics exec -- CMD' "
-                         "or pass --db")
+    return open_readonly(db_path(db))
+
+
+def spool_waiting(db=None):
+    """How many spool files wait to be replayed into the store at *db*."""
+    from .spool import pending_files
     try:
-        store = Store.open(path, create=False)
-    except StoreError:
-        raise
-    except Exception:
-        conn = connect(path, readonly=True)
-        try:
-            version = migrations.check_version(conn, path)
-        except BaseException:
-            conn.close()
-            raise
-        if version != migrations.CURRENT_VERSION:
-            conn.close()
-            raise StoreError(f"{path}: needs migrating to schema v{migrations.CURRENT_VERSION} "
-                             "but is not writable; run ottolytics once with write access")
-        return conn
-    try:
-        liveness.recover_stale(store)
-    except Exception:
-        pass  # reading must not fail because a write did
-    return store.conn
+        return len(pending_files(db_path(db)))
+    except OSError:
+        return 0
 
 
 def recent_runs(db=None, limit=20, conn=None, status=None, project=None, offset=0,

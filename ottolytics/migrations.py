@@ -206,6 +206,68 @@ class Unreadable(StoreError):
     """The file is not an SQLite database at all, or is damaged."""
 
 
+class StoreLocked(StoreError):
+    """Another process held the store's lock for longer than the busy timeout."""
+
+
+def locked_message(path, timeout_s):
+    return (f"{path}: locked by another process for more than {timeout_s:g}s; try again "
+            "when it is done (see who holds it: fuser -v FILE), or wait longer with "
+            "OTTOLYTICS_BUSY_TIMEOUT=SECONDS")
+
+
+def _free_bytes(directory):
+    try:
+        st = os.statvfs(directory)
+    except OSError:
+        return None
+    return st.f_bavail * st.f_frsize
+
+
+def explain(exc, path, timeout_s=None):
+    """A StoreError whose one line says what is wrong with *path*, for an sqlite3
+    or OS error met while opening or reading it. Only an error that means the
+    bytes themselves are wrong is called damage."""
+    text = str(exc)
+    low = text.lower()
+    directory = os.path.dirname(os.path.abspath(path)) or "."
+    if isinstance(exc, StoreError):
+        return exc
+    if "locked" in low or "busy" in low:
+        if timeout_s is None:
+            try:
+                timeout_s = float(os.environ.get("OTTOLYTICS_BUSY_TIMEOUT", 5))
+            except ValueError:
+                timeout_s = 5.0
+        return StoreLocked(locked_message(path, timeout_s))
+    if os.path.isdir(path):
+        return StoreError(f"{path}: is a directory, not a store; pass the store file "
+                          f"(e.g. --db {os.path.join(path, 'ottolytics.db')})")
+    if isinstance(exc, PermissionError) or (os.path.exists(path)
+                                            and not os.access(path, os.R_OK)):
+        return StoreError(f"{path}: permission denied reading it; run as its owner or "
+                          "fix its permissions")
+    if "disk is full" in low or "no space" in low or (
+            "i/o error" in low and _free_bytes(directory) == 0):
+        return StoreError(f"{path}: the disk holding {directory} is full ({text}); free "
+                          "some space and try again")
+    if "i/o error" in low:
+        return StoreError(f"{path}: disk I/O error ({text}): SQLite could not read the file "
+                          f"or write its -shm/-wal beside it (a full disk, a file size limit, "
+                          f"or a failing disk); check free space on {directory} and the "
+                          "system log")
+    if "readonly" in low or "read-only" in low or "unable to open" in low:
+        where = (f"its directory {directory} is read-only"
+                 if not os.access(directory, os.W_OK) else "it could not be opened")
+        return StoreError(f"{path}: {where} ({text}); run where the store's directory can "
+                          "be written, or copy the store elsewhere")
+    if isinstance(exc, OSError):
+        return StoreError(f"{path}: {exc.strerror or text}")
+    return Unreadable(
+        f"{path}: not an SQLite database, or damaged ({text}); point --db at an "
+        "ottolytics.db, or move this file aside (recording then starts a new store)")
+
+
 def read_version(conn):
     """Return (user_version, application_id, has_tables) without writing anything."""
     version = conn.execute("PRAGMA user_version").fetchone()[0]
@@ -224,10 +286,7 @@ def check_version(conn, path, migrations=MIGRATIONS):
     except sqlite3.DatabaseError as exc:
         if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
             raise  # busy, not damaged: the callers retry or spool
-        raise Unreadable(
-            f"{path}: not an SQLite database, or damaged ({exc}); point --db at an "
-            "ottolytics.db, or move this file aside (recording then starts a new store)"
-        ) from None
+        raise explain(exc, path) from None
     if app_id not in (0, APPLICATION_ID) or (version == 0 and has_tables):
         raise NotAStore(
             f"{path}: is an SQLite database but not an ottolytics store; "

@@ -67,6 +67,106 @@ def connect(path, *, readonly=False, timeout=None):
     return conn
 
 
+class _Reader(inprocess.TrackedConnection):
+    """A read-only connection that, when it closes, removes the -wal and -shm
+    files its reading made SQLite create (see :func:`open_readonly`)."""
+
+    release = None
+
+    def close(self):
+        path, self.release = self.release, None
+        super().close()
+        if path:
+            _release_wal(path)
+
+
+def _release_wal(path):
+    """Let SQLite remove a WAL store's -wal and -shm files, as it does when its
+    last connection closes: a read-only connection may not, so a plain one opens
+    and closes. It writes nothing to the store itself, as the WAL holds no frames
+    of ours; if another connection opened meanwhile, the files stay, for it."""
+    if not (os.path.exists(path + "-wal") or os.path.exists(path + "-shm")):
+        return
+    try:
+        conn = sqlite3.connect(path, timeout=0, isolation_level=None,
+                               factory=inprocess.TrackedConnection)
+    except sqlite3.Error:
+        return
+    try:
+        conn.execute("PRAGMA schema_version").fetchone()
+    except sqlite3.Error:
+        pass
+    finally:
+        conn.close()
+
+
+def open_readonly(path, timeout=None):
+    """A read-only connection to the existing store at *path*, for commands that
+    only read: nothing of the store's bytes changes, and no file is left beside it.
+
+    SQLite's ``mode=ro``: a rollback-journal store (the committed sample) is read
+    under a shared lock and nothing is created. A WAL store being written shares
+    the writer's -wal and -shm, so its newest commits are read consistently. A WAL
+    store with no -wal (no writer) makes SQLite create -wal and -shm, which are
+    removed again at close (see _release_wal); where its directory cannot be
+    written, no writer can create a -wal either, so it is read ``immutable``.
+    Raises StoreError with one line that says what is wrong.
+    """
+    timeout = busy_timeout_s() if timeout is None else timeout
+    if os.path.isdir(path):
+        raise migrations.explain(IsADirectoryError(path), path)
+    if not os.path.exists(path):
+        raise StoreError(f"{path}: no store yet; record a run with 'ottolytics exec -- CMD' "
+                         "or pass --db")
+    try:
+        with open(path, "rb") as f:
+            header = f.read(100)
+    except OSError as exc:
+        raise migrations.explain(exc, path) from None
+    wal = len(header) == 100 and header[18] == 2
+    no_writer = wal and not os.path.exists(path + "-wal")
+    base = "file:" + _uri_path(os.path.abspath(path))
+    conn = None
+    for option in ("?mode=ro", "?immutable=1") if no_writer else ("?mode=ro",):
+        with inprocess.lock:
+            conn = sqlite3.connect(base + option, uri=True, timeout=timeout,
+                                   isolation_level=None, check_same_thread=False,
+                                   factory=_Reader)
+        if no_writer and option == "?mode=ro":
+            conn.release = path
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
+            version = migrations.check_version(conn, path)
+            break
+        except sqlite3.OperationalError as exc:
+            conn.close()
+            if option == "?mode=ro" and no_writer and "unable to open" in str(exc).lower():
+                continue  # a directory where no -shm can be made: read it immutable
+            raise migrations.explain(exc, path, timeout) from None
+        except StoreError as exc:
+            conn.close()
+            if (option == "?mode=ro" and no_writer and "unable to open" in str(exc).lower()):
+                continue
+            raise
+        except BaseException:
+            conn.close()
+            raise
+    if version != migrations.CURRENT_VERSION:
+        # Written by an older ottolytics: migrate it once (with a backup), the one
+        # case where reading writes, then read it as usual.
+        conn.close()
+        try:
+            Store.open(path, create=False).close()
+        except StoreError:
+            raise
+        except Exception as exc:
+            raise StoreError(f"{path}: needs migrating to schema v{migrations.CURRENT_VERSION}"
+                             f" but cannot be written ({exc}); run ottolytics once with "
+                             "write access") from None
+        return open_readonly(path, timeout)
+    return conn
+
+
 def _set_wal(conn):
     """Switch to WAL once; the mode is persistent, so later opens only read it.
 
