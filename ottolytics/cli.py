@@ -704,6 +704,8 @@ def cmd_synth(args):
                              seed=args.seed, days=args.days, end=end, force=args.force)
     except FileExistsError as exc:
         return _fail(str(exc), 2)
+    except (OSError, sqlite3.Error) as exc:
+        return _fail(f"{args.out}: cannot write it ({exc})")
     print(f"wrote {summary['runs']} runs and {summary['tasks']} tasks to {args.out} "
           f"in {summary['seconds']:.1f}s")
     return 0

@@ -74,6 +74,9 @@ def synthesize(out, runs, tasks_per_run, seed=0, days=90.0, end=None, force=Fals
     """Write a synthetic store to *out*; returns a summary dict (runs, tasks, seconds)."""
     t0 = time.perf_counter()
     out = Path(out)
+    if out.is_dir():
+        raise FileExistsError(f"{out}: is a directory; name the store file to write, "
+                              f"e.g. {out / 'synth.db'}")
     if out.exists() and not force:
         raise FileExistsError(f"{out}: already exists; pass --force to overwrite it")
     end = DEFAULT_END if end is None else end
@@ -81,6 +84,23 @@ def synthesize(out, runs, tasks_per_run, seed=0, days=90.0, end=None, force=Fals
     tmp.parent.mkdir(parents=True, exist_ok=True)
     if tmp.exists():
         tmp.unlink()
+    counts = {}
+    try:
+        _build(tmp, runs, tasks_per_run, seed, days, end, counts)
+        os.replace(tmp, out)
+    except BaseException:
+        for leftover in (tmp, Path(f"{tmp}-wal"), Path(f"{tmp}-shm"), Path(f"{tmp}-journal")):
+            try:
+                leftover.unlink()
+            except FileNotFoundError:
+                pass
+        raise
+    counts["seconds"] = time.perf_counter() - t0
+    return counts
+
+
+def _build(tmp, runs, tasks_per_run, seed, days, end, counts):
+    """Write the whole store into *tmp*; fills *counts*."""
     conn = sqlite3.connect(tmp, isolation_level=None)
     try:
         conn.execute("PRAGMA journal_mode = OFF")
@@ -93,16 +113,13 @@ def synthesize(out, runs, tasks_per_run, seed=0, days=90.0, end=None, force=Fals
         conn.execute("BEGIN")
         for name, _sql in indexes:
             conn.execute(f"DROP INDEX {name}")
-        counts = _generate(conn, random.Random(seed), runs, tasks_per_run, days, end)
+        counts.update(_generate(conn, random.Random(seed), runs, tasks_per_run, days, end))
         for _name, sql in indexes:
             conn.execute(sql)
         conn.execute("COMMIT")
         conn.execute("PRAGMA journal_mode = WAL")
     finally:
         conn.close()
-    os.replace(tmp, out)
-    counts["seconds"] = time.perf_counter() - t0
-    return counts
 
 
 def _generate(conn, rng, n_runs, m, days, end):

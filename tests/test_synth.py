@@ -1,6 +1,7 @@
 import hashlib
 import sqlite3
 
+import pytest
 
 from ottolytics.migrations import CURRENT_VERSION
 from ottolytics.synth import synthesize
@@ -79,3 +80,25 @@ def test_refuses_to_overwrite_without_force(tmp_path, cli):
     conn.close()
     assert cli("synth", tmp_path / "x.db", "--runs", "5", "--tasks-per-run", "2",
                "--end", "someday").returncode == 2
+
+
+def test_synth_onto_a_directory_is_one_line_and_leaves_nothing(tmp_path, cli):
+    target = tmp_path / "somedir"
+    target.mkdir()
+    (target / "keep.txt").write_text("mine")
+    proc = cli("synth", target, "--runs", "3", "--tasks-per-run", "2", "--force")
+    err = proc.stderr.decode()
+    assert proc.returncode == 2 and "Traceback" not in err
+    assert err.count("\n") == 1 and "is a directory" in err
+    assert not list(tmp_path.glob("*.synth-*")) and (target / "keep.txt").read_text() == "mine"
+
+
+def test_synth_removes_its_temporary_file_when_it_fails(tmp_path, monkeypatch):
+    from ottolytics import synth
+
+    def boom(*args):
+        raise RuntimeError("interrupted half way")
+    monkeypatch.setattr(synth, "_generate", boom)
+    with pytest.raises(RuntimeError):
+        synth.synthesize(tmp_path / "s.db", runs=3, tasks_per_run=2)
+    assert not list(tmp_path.glob("s.db*"))
