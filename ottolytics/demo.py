@@ -20,6 +20,7 @@ def _say(text=""):
 
 def run_demo(sample=None, out=None):
     from .cli import main as cli_main
+    from .formatting import shorten
     from .sample import END, generate
     out = os.path.abspath(out or "demo-output")
     home = os.path.join(out, "home")
@@ -59,7 +60,7 @@ def run_demo(sample=None, out=None):
         _say(f"  h.regressions():    {r.project}/{r.task} got {r.ratio:.2f}x {r.direction} "
              f"from {r.changed_at:%Y-%m-%d} (run {r.run_id}, p={r.p_value:.1g})")
     for r in h.failure_groups().head(3).itertuples():
-        _say(f"  h.failure_groups(): {r.count:>3}x in {r.tasks}: {r.message[:72]}")
+        _say(f"  h.failure_groups(): {r.count:>3}x in {r.tasks}: {shorten(r.message, 72)}")
 
     monday = (END - timedelta(days=END.weekday() + 7)).date()  # the sample's last full week
     week = week_label(monday)

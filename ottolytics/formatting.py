@@ -14,6 +14,20 @@ def iso_utc(ts):
     return datetime.fromtimestamp(ts, timezone.utc).isoformat()
 
 
+def shorten(text, width):
+    """*text* in at most *width* characters: cut after the last whole word that
+    fits, with an ellipsis (a single word longer than that is cut inside)."""
+    text = "" if text is None else " ".join(str(text).split())
+    if len(text) <= width:
+        return text
+    head = text[:width - 1]
+    cut = head.rfind(" ", 0, width)
+    if text[width - 1] == " ":
+        cut = width - 1
+    word = head[:cut].rstrip(" -:;,") if cut > 0 else ""
+    return (word or head) + "…"
+
+
 def local_time(ts):
     """Unix seconds -> local time with its zone, for people (``2026-11-22 05:10:00 CET``)."""
     if ts is None:

@@ -34,6 +34,22 @@ def test_demo_on_the_bundled_sample(tmp_path, capsys, monkeypatch):
         assert str(path) in out and path.stat().st_size > 100
     assert (tmp_path / "out" / "weekly-2026-W46.csv").read_text().startswith("week,week_start")
     assert _digest(ROOT / "data" / "sample") == before   # the committed copy is untouched
+    groups = [line.split("h.failure_groups():", 1)[1].split(": ", 1)[1]
+              for line in out.splitlines() if "h.failure_groups():" in line]
+    assert len(groups) == 3
+    # A long message is cut between words, and says so with an ellipsis.
+    assert "FAILED tests/integration/test_sessions.py::test_session_expiry[387]…" in groups
+    for message in groups:
+        assert len(message) <= 72 and not message.endswith((" …", "-…"))
+
+
+def test_shorten_cuts_at_a_word_boundary():
+    from ottolytics.formatting import shorten
+    assert shorten("short enough", 20) == "short enough"
+    assert shorten("the quick brown fox jumps", 16) == "the quick brown…"
+    assert shorten("ImportError: no module - named x", 26) == "ImportError: no module…"
+    assert shorten("a" * 30, 10) == "a" * 9 + "…"          # no space: a hard cut
+    assert shorten(None, 10) == ""
 
 
 def test_demo_generates_a_sample_when_there_is_none(tmp_path, capsys, monkeypatch):
