@@ -121,7 +121,8 @@ def _fast_quick(argv):
 
 
 def _fail(message, code=1):
-    print(f"ottolytics: error: {message}", file=sys.stderr)
+    from .formatting import printable
+    print(f"ottolytics: error: {printable(str(message))}", file=sys.stderr)
     return code
 
 
@@ -220,7 +221,7 @@ def _note_spool(db):
 
 
 def cmd_history(args):
-    from .formatting import duration, local_time
+    from .formatting import duration, local_time, printable
     from .listing import recent_runs, task_history
     from .migrations import StoreError
     from .terminal import human_bytes, print_table
@@ -248,7 +249,8 @@ def cmd_history(args):
             _print_records(runs, args.jsonl)
         return 0
     if not runs:
-        print(f"no runs of task {args.task!r}" if args.task else "no runs recorded yet")
+        print(f"no runs of task {printable(repr(args.task))}" if args.task
+              else "no runs recorded yet")
         return 0
     if args.task:
         rows = [[local_time(r["started_at"]), _status_cell(r["status"]),
@@ -258,7 +260,7 @@ def cmd_history(args):
         print_table(["TIMESTAMP", "STATUS", "DURATION", "EXIT", "ATTEMPTS", "SIZE", "USER",
                      "PROJECT", "RUN"], rows, right=("DURATION", "SIZE", "EXIT"))
         rate = summary["success_rate"]
-        print(f"{args.task}: {summary['successes']} of "
+        print(f"{printable(args.task)}: {summary['successes']} of "
               f"{summary['successes'] + summary['failures']} finished runs succeeded"
               + (f" ({rate:.0%})" if rate is not None else "")
               + f", over the {summary['runs']} runs shown")
@@ -298,7 +300,7 @@ def cmd_list(args):
 
 
 def cmd_info(args):
-    from .formatting import duration, local_time
+    from .formatting import duration, local_time, printable
     from .migrations import StoreError
     from .runinfo import run_info
     from .terminal import human_bytes, print_table
@@ -326,24 +328,24 @@ def cmd_info(args):
     width = max(len(k) for k, _v in fields)
     for k, v in fields:
         if v is not None:
-            print(f"{k:<{width}}  {v}")
+            print(printable(f"{k:<{width}}  {v}"))
     print()
     print_table(["TASK", "ATTEMPT", "STATUS", "DURATION", "EXIT", "DEPENDS ON"],
                 [[t["task"], t["attempt"], _status_cell(t["status"]), duration(t["duration_s"]),
                   "" if t["exit_code"] is None else t["exit_code"], ", ".join(t["depends_on"])]
                  for t in info["tasks"]], right=("DURATION", "EXIT"))
-    print(f"\ndependency order: {' -> '.join(info['order']) or '-'}")
+    print(f"\ndependency order: {printable(' -> '.join(info['order'])) or '-'}")
     for t in info["tasks"]:
         paths = [(k, t[k + "_path"]) for k in ("script", "stdout", "stderr") if t[k + "_path"]]
         if paths or t["stderr_tail"]:
-            print(f"\n{t['task']} (attempt {t['attempt']}, {t['status']})")
+            print(f"\n{printable(t['task'])} (attempt {t['attempt']}, {t['status']})")
             for k, path in paths:
                 why = t.get("refused", {}).get(k)
-                print(f"  {k:<7} {path}" + (f"  (not read: {why})" if why else ""))
+                print(printable(f"  {k:<7} {path}" + (f"  (not read: {why})" if why else "")))
             if t["stderr_tail"]:
                 print("  stderr tail:")
                 for line in t["stderr_tail"].rstrip("\n").splitlines()[-20:]:
-                    print(f"    {line}")
+                    print(f"    {printable(line)}")
     return 0
 
 
@@ -359,7 +361,7 @@ def cmd_grep(args):
 
 
 def cmd_stats(args):
-    from .formatting import duration
+    from .formatting import duration, printable
     from .migrations import StoreError
     from .stats import stats
     from .terminal import print_table
@@ -396,7 +398,8 @@ def cmd_stats(args):
           f"run duration avg {secs(o['avg_duration_s'])}, p95 {secs(o['p95_duration_s'])}")
     top = result["top"]
     if len(top):
-        print("busiest: " + ", ".join(f"{r.task} ({r.total})" for r in top.head(3).itertuples()))
+        print("busiest: " + ", ".join(f"{printable(r.task)} ({r.total})"
+                                      for r in top.head(3).itertuples()))
         print()
         print_table(["PROJECT", "TASK", "TOTAL", "SUCCESS", "FAILED", "SUCCESS RATE", "AVG",
                      "P95"],
@@ -407,7 +410,7 @@ def cmd_stats(args):
         trend = result["trend"]
         print()
         if not len(trend):
-            print(f"no runs of task {args.task!r} in that period")
+            print(f"no runs of task {printable(repr(args.task))} in that period")
         else:
             print_table(["WEEK", "PROJECT", "RUNS", "SUCCESS", "FAILED", "SUCCESS RATE", "P50",
                          "P95"],
@@ -420,7 +423,7 @@ def cmd_stats(args):
 
 
 def cmd_usage(args):
-    from .formatting import local_time
+    from .formatting import local_time, printable
     from .migrations import StoreError
     from .terminal import human_bytes, print_table, progress
     from .usage import usage
@@ -437,7 +440,7 @@ def cmd_usage(args):
     if args.json:
         _print_records(report, False)
         return 0
-    print(f"{report['home']}: {human_bytes(report['total_bytes'])} measured now "
+    print(f"{printable(report['home'])}: {human_bytes(report['total_bytes'])} measured now "
           f"({report['total_bytes']} bytes of files and links, {report['entries']} entries)")
     print()
     print_table(["PROJECT", "RUNS", "RUN BYTES", "CACHE", "ORPHANED CACHE", "OLDEST RUN"],
@@ -453,20 +456,20 @@ def cmd_usage(args):
                     title="largest runs", right=("SIZE NOW",))
     print(f"\norphaned cache: {human_bytes(report['orphan_cache_bytes'])}")
     for line in report["recommendations"]:
-        print(f"- {line}")
+        print(printable(f"- {line}"))
     for e in report["errors"][:10]:
-        print(f"ottolytics: warning: {e['path']}: {e['error']}", file=sys.stderr)
+        print(printable(f"ottolytics: warning: {e['path']}: {e['error']}"), file=sys.stderr)
     if len(report["errors"]) > 10:
         print(f"ottolytics: warning: {len(report['errors']) - 10} more unreadable paths "
               "(see --json)", file=sys.stderr)
     recorded = report.get("recorded") or {}
     if "error" in recorded:
-        print(f"ottolytics: warning: {recorded['error']}", file=sys.stderr)
+        print(printable(f"ottolytics: warning: {recorded['error']}"), file=sys.stderr)
     return 0
 
 
 def _print_plan(p):
-    from .formatting import local_time
+    from .formatting import local_time, printable
     from .terminal import human_bytes, print_table
     if p.runs:
         print_table(["RUN", "PROJECT", "STATUS", "STARTED", "SIZE NOW", "WHY"],
@@ -479,7 +482,7 @@ def _print_plan(p):
                     title=f"orphaned cache files to delete ({len(p.cache)})",
                     right=("SIZE NOW",))
     for run_id, why in p.protected[:20]:
-        print(f"kept {run_id}: {why}")
+        print(printable(f"kept {run_id}: {why}"))
     if len(p.protected) > 20:
         print(f"kept {len(p.protected) - 20} more runs against the policy (see --json)")
     print(f"{len(p.runs)} runs and {len(p.cache)} cache files, {human_bytes(p.bytes)} "
@@ -554,7 +557,7 @@ def cmd_clean(args):
                          indent=2))
     else:
         for path, message in result.errors:
-            print(f"ottolytics: error: {path}: {message}", file=sys.stderr)
+            _fail(f"{path}: {message}")
         print(f"deleted {len(result.deleted)} runs and {result.cache_deleted} cache files; "
               f"freed {human_bytes(result.freed)} ({result.freed} bytes, measured)")
         if result.kept:
@@ -617,7 +620,8 @@ def cmd_sync(args):
     if args.json:
         print(json.dumps(report.as_dict(), indent=2))
     else:
-        print("\n".join(summary_lines(report, verbose=args.verbose)))
+        from .formatting import printable
+        print("\n".join(printable(line) for line in summary_lines(report, verbose=args.verbose)))
     return 0
 
 

@@ -6,6 +6,35 @@ STATUS_SYMBOLS = {"success": "✓", "failed": "✗", "running": "⋯", "pending"
                   "interrupted": "○", "skipped": "–"}
 
 
+_ESCAPES = None
+
+
+def _escape_table():
+    """Code point -> visible escape, for every character a terminal could act on:
+    C0 controls and DEL, C1 controls (\x9b is a one-byte CSI), bidi overrides,
+    and surrogates (bytes kept by surrogateescape, shown as the byte)."""
+    table = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F, *range(0x80, 0xA0))}
+    table.update({0x09: "\\t", 0x0A: "\\n", 0x0D: "\\r"})
+    for c in (*range(0x202A, 0x202F), *range(0x2066, 0x206A), 0x200E, 0x200F, 0x061C):
+        table[c] = f"\\u{c:04x}"
+    for c in range(0xD800, 0xE000):
+        table[c] = f"\\x{c - 0xDC00:02x}" if 0xDC80 <= c <= 0xDCFF else f"\\u{c:04x}"
+    return table
+
+
+def printable(value):
+    """*value* safe to print to a terminal: control characters escaped (``\\x1b``,
+    ``\\n``), so text from the store never moves the cursor, sets a title or
+    clears the screen. Non-strings are returned unchanged; JSON output does not
+    use this (it keeps exact values)."""
+    global _ESCAPES
+    if not isinstance(value, str) or value.isprintable():
+        return value
+    if _ESCAPES is None:
+        _ESCAPES = _escape_table()
+    return value.translate(_ESCAPES)
+
+
 def iso_utc(ts):
     """Unix seconds -> ISO 8601 in UTC (``2026-11-22T04:10:00.123456+00:00``), or None."""
     if ts is None:
@@ -50,7 +79,8 @@ def duration(seconds):
 
 def table(headers, rows):
     """A plain, aligned text table (no colour), one string."""
-    cells = [[str(c) for c in headers]] + [["" if c is None else str(c) for c in r] for r in rows]
+    cells = [[printable(str(c)) for c in headers]] + [
+        ["" if c is None else printable(str(c)) for c in r] for r in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in cells]
     return "\n".join(lines)

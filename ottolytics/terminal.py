@@ -9,6 +9,7 @@ import os
 import sys
 from contextlib import contextmanager
 
+from .formatting import printable
 from .formatting import table as plain_table
 
 
@@ -28,16 +29,16 @@ def print_table(headers, rows, title=None, right=()):
     if fancy():
         from rich.console import Console
         from rich.table import Table
-        t = Table(title=title, title_justify="left", header_style="bold")
+        t = Table(title=printable(title), title_justify="left", header_style="bold")
         for h in headers:
-            t.add_column(h, justify="right" if h in right else "left")
+            t.add_column(printable(h), justify="right" if h in right else "left")
         for r in rows:
-            t.add_row(*["" if c is None else str(c) for c in r])
+            t.add_row(*["" if c is None else printable(str(c)) for c in r])
         # No markup, emoji or highlighting: cells are data, and parsing them costs.
         Console(markup=False, emoji=False, highlight=False).print(t)
         return
     if title:
-        print(title)
+        print(printable(title))
     print(plain_table(headers, rows))
 
 
