@@ -67,6 +67,7 @@ def _option_value(argv, i):
 # The quick commands' options: name -> (attribute, converter); None takes no value.
 _QUICK = {
     "history": ({"-n": ("n", int), "--status": ("status", str), "--project": ("project", str),
+                 "--since": ("since", str),
                  "--json": ("json", None), "--jsonl": ("jsonl", None), "--db": ("db", str)},
                 ("task",), {"n": 20}),
     "list": ({"--limit": ("limit", int), "--project": ("project", str),
@@ -185,8 +186,16 @@ def _print_records(records, jsonl):
 
 
 def _frame_records(df):
-    """A frame as JSON-ready records: ISO timestamps, nulls as None."""
+    """A frame as JSON-ready records: timestamps as formatting.iso_utc writes them
+    (the one format of all JSON output), nulls as None."""
     import json
+    import pandas as pd
+    from .formatting import iso_utc
+    df = df.copy()
+    for col in df.columns:
+        if pd.api.types.is_datetime64_any_dtype(df[col]):
+            df[col] = pd.Series([None if pd.isna(t) else iso_utc(t)
+                                 for t in df[col]], index=df.index, dtype=object)
     return json.loads(df.to_json(orient="records", date_format="iso", date_unit="us"))
 
 
@@ -220,25 +229,58 @@ def _note_spool(db):
               "them", file=sys.stderr)
 
 
+def _check_status(status, task):
+    """None, or the error for a --status that no run (or, with TASK, task) can have."""
+    from .migrations import RUN_STATUSES, TASK_STATUSES
+    valid = TASK_STATUSES if task else RUN_STATUSES
+    if status is None or status in valid:
+        return None
+    return _fail(f"--status {status}: not a {'task' if task else 'run'} status; use one of "
+                 f"{', '.join(valid)}", 2)
+
+
+def _unknown_project(args):
+    """None, or the error for a --project that the store does not know."""
+    from .listing import project_names
+    names = project_names(args.db)
+    if args.project in names:
+        return None
+    shown = ", ".join(names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
+    return _fail(f"--project {args.project}: no such project in the store; "
+                 + (f"it has {shown}" if names else "it has no projects yet"))
+
+
 def cmd_history(args):
     from .formatting import duration, local_time, printable
     from .listing import recent_runs, task_history
     from .migrations import StoreError
     from .terminal import human_bytes, print_table
+    from .timeutil import parse_since
     if args.n < 0:
         return _fail(f"-n {args.n}: must be 0 or more", 2)
+    bad = _check_status(args.status, args.task)
+    if bad is not None:
+        return bad
+    try:
+        since = parse_since(args.since) if args.since else None
+    except ValueError as exc:
+        return _fail(f"--since: {exc}", 2)
     try:
         if args.task:
             found = task_history(args.db, args.task, limit=args.n, status=args.status,
-                                 project=args.project)
+                                 project=args.project, since=since)
+            runs, summary = found["runs"], found["summary"]
         else:
-            runs = recent_runs(args.db, limit=args.n, status=args.status, project=args.project)
+            runs = recent_runs(args.db, limit=args.n, status=args.status, project=args.project,
+                               since=since)
+        if args.project and not runs:
+            bad = _unknown_project(args)
+            if bad is not None:
+                return bad
     except sqlite3.Error as exc:
         return _store_failed(exc, args)
     except StoreError as exc:
         return _fail(str(exc))
-    if args.task:
-        runs, summary = found["runs"], found["summary"]
     _note_spool(args.db)
     if args.json or args.jsonl:
         for r in runs:
@@ -282,6 +324,10 @@ def cmd_list(args):
         return _fail(f"--limit {args.limit}: must be 0 or more", 2)
     try:
         runs = recent_runs(args.db, limit=args.limit, project=args.project)
+        if args.project and not runs:
+            bad = _unknown_project(args)
+            if bad is not None:
+                return bad
     except sqlite3.Error as exc:
         return _store_failed(exc, args)
     except StoreError as exc:
@@ -362,15 +408,15 @@ def cmd_grep(args):
 
 def cmd_stats(args):
     from .formatting import duration, printable
+    from .timeutil import since_is_duration
     from .migrations import StoreError
     from .stats import stats
     from .terminal import print_table
-    from .timeutil import parse_duration
-    import time
+    from .timeutil import parse_since
     if args.n < 0:
         return _fail(f"-n {args.n}: must be 0 or more", 2)
     try:
-        since = time.time() - parse_duration(args.since) if args.since else None
+        since = parse_since(args.since) if args.since else None
     except ValueError as exc:
         return _fail(f"--since: {exc}", 2)
     try:
@@ -392,7 +438,8 @@ def cmd_stats(args):
     o = result["overall"].iloc[0]
     pct = lambda v: "-" if v is None or v != v else f"{v:.1%}"  # noqa: E731
     secs = lambda v: "-" if v is None or v != v else duration(float(v))  # noqa: E731
-    period = f"last {args.since}" if args.since else "all time"
+    period = "all time" if not args.since else (
+        f"last {args.since}" if since_is_duration(args.since) else f"since {args.since}")
     print(f"{period}: {int(o['runs'])} runs, {int(o['tasks'])} tasks; runs succeeded "
           f"{pct(o['success_rate'])}, tasks {pct(o['task_success_rate'])}; "
           f"run duration avg {secs(o['avg_duration_s'])}, p95 {secs(o['p95_duration_s'])}")
@@ -438,6 +485,11 @@ def cmd_usage(args):
         return _fail(f"--project {args.project}: no such project under {report['home']}; "
                      "run 'ottolytics usage' to see them")
     if args.json:
+        _iso_fields(report, "measured_at")
+        for item in report["projects"]:
+            _iso_fields(item, "oldest_run")
+        for item in report["largest_runs"]:
+            _iso_fields(item, "started_at")
         _print_records(report, False)
         return 0
     print(f"{printable(report['home'])}: {human_bytes(report['total_bytes'])} measured now "
@@ -493,6 +545,13 @@ def _print_plan(p):
               "rows go")
 
 
+def _plan_dict(p):
+    doc = p.as_dict()
+    for run in doc["runs"]:
+        _iso_fields(run, "started_at")
+    return doc
+
+
 def cmd_clean(args):
     import json
     from .clean import FILES_ELSEWHERE, execute, plan
@@ -529,7 +588,7 @@ def cmd_clean(args):
               f"{p.home}: their files are elsewhere, so their rows are kept; pass "
               "--otto-home DIR, or --forget-missing to drop those rows", file=sys.stderr)
     if args.json and (args.dry_run or not args.yes):
-        print(json.dumps({"dry_run": True, "plan": p.as_dict()}, indent=2))
+        print(json.dumps({"dry_run": True, "plan": _plan_dict(p)}, indent=2))
     elif not args.json:
         _print_plan(p)
     if not p.runs and not p.cache:
@@ -553,7 +612,7 @@ def cmd_clean(args):
     with progress("deleting", total=len(p.runs) + len(p.cache)) as advance:
         result = execute(p, args.db, progress=lambda n: advance(n))
     if args.json:
-        print(json.dumps({"dry_run": False, "plan": p.as_dict(), "result": result.as_dict()},
+        print(json.dumps({"dry_run": False, "plan": _plan_dict(p), "result": result.as_dict()},
                          indent=2))
     else:
         for path, message in result.errors:
@@ -610,6 +669,10 @@ def cmd_sync(args):
     import json
     from .migrations import StoreError
     from .sync import summary_lines, sync
+    for path in args.paths:
+        if not os.path.exists(path):
+            return _fail(f"{path}: does not exist; pass an OTTO_HOME, an executions.db, or a "
+                         "oneshot directory or session file", 2)
     try:
         report = sync(args.db, otto_home_dir=args.otto_home, source=args.source,
                       paths=args.paths)
@@ -677,7 +740,13 @@ def cmd_report_weekly(args):
     except (StoreError, OSError) as exc:
         return _fail(str(exc))
     if args.json or args.jsonl:
-        _print_records(_frame_records(df), args.jsonl)
+        from datetime import datetime
+        from .formatting import iso_utc
+        records = _frame_records(df)
+        for r in records:  # the week's bounds, local midnights, as UTC like all JSON times
+            for name in ("week_start", "week_end"):
+                r[name] = iso_utc(datetime.fromisoformat(r[name])) if r[name] else None
+        _print_records(records, args.jsonl)
         return 0
     if args.out:
         write_csv(df, args.out)
@@ -789,6 +858,8 @@ def build_parser():
     p.add_argument("-n", type=int, default=20, help="how many runs (default 20)")
     p.add_argument("--status", help="only runs (or, with TASK, task runs) with this status")
     p.add_argument("--project", help="only this project's runs")
+    p.add_argument("--since", help="only runs started since then: 7d or 12h ago, a date "
+                   "(2026-11-01) or an ISO time (2026-11-01T08:00Z); no zone means UTC")
     json_flags(p)
     p.set_defaults(func=cmd_history)
 
@@ -835,7 +906,8 @@ def build_parser():
     p = sub.add_parser("stats", parents=[common], help="success rates and durations, "
                        "busiest tasks, a task's weekly trend")
     p.add_argument("task", nargs="?", metavar="TASK", help="also show this task's weekly trend")
-    p.add_argument("--since", default="30d", help="period, e.g. 7d, 12h (default 30d; "
+    p.add_argument("--since", default="30d", help="period: 7d or 12h ago, a date "
+                   "(2026-11-01) or an ISO time, no zone meaning UTC (default 30d; "
                    "'' for all time)")
     p.add_argument("-n", type=int, default=10, help="how many tasks in the table (default 10)")
     json_flags(p)

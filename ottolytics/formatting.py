@@ -36,11 +36,24 @@ def printable(value):
 
 
 def iso_utc(ts):
-    """Unix seconds -> ISO 8601 in UTC (``2026-11-22T04:10:00.123456+00:00``), or None."""
+    """Unix seconds (or a datetime; naive is taken as UTC) -> ISO 8601 in UTC with
+    ``Z``, the one timestamp format of all JSON output: ``2026-11-22T04:10:00Z``,
+    with the fraction only when there is one, trailing zeros dropped
+    (``2026-11-22T04:10:00.25Z``, at most microseconds). None (or NaN) -> None."""
+    from datetime import datetime, timezone  # not at import: the quick commands' budget
     if ts is None:
         return None
-    from datetime import datetime, timezone  # not at import: the quick commands' budget
-    return datetime.fromtimestamp(ts, timezone.utc).isoformat()
+    if isinstance(ts, datetime):
+        dt = ts.replace(tzinfo=timezone.utc) if ts.tzinfo is None else ts.astimezone(
+            timezone.utc)
+    else:
+        if ts != ts:  # NaN
+            return None
+        dt = datetime.fromtimestamp(ts, timezone.utc)
+    text = dt.strftime("%Y-%m-%dT%H:%M:%S")
+    if dt.microsecond:
+        text += f".{dt.microsecond:06d}".rstrip("0")
+    return text + "Z"
 
 
 def shorten(text, width):

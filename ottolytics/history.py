@@ -12,7 +12,6 @@ float seconds (``duration_s``), statuses are categoricals in a fixed order.
 """
 
 import os
-import time
 from datetime import datetime, timezone
 
 import pandas as pd
@@ -21,7 +20,7 @@ import pyarrow as pa
 from . import duck
 from .migrations import RUN_STATUSES, TASK_STATUSES
 from .paths import db_path, run_dir_sql, stored_path_sql
-from .timeutil import parse_duration
+from .timeutil import parse_since
 
 # The store's columns the read path uses, with their DuckDB types.
 SOURCE_TYPES = {
@@ -86,16 +85,7 @@ def to_unix(value, now=None):
         if value.tzinfo is None:
             value = value.replace(tzinfo=timezone.utc)
         return value.timestamp()
-    text = str(value).strip()
-    try:
-        return (time.time() if now is None else now) - parse_duration(text)
-    except ValueError:
-        pass
-    try:
-        return to_unix(datetime.fromisoformat(text.replace("Z", "+00:00")))
-    except ValueError:
-        raise ValueError(f"{value!r} is neither a duration (30d, 12h) nor a date or "
-                         "timestamp") from None
+    return parse_since(value, now)  # the one parser of --since and since=
 
 
 AT_X = 'x."at"'  # "at" is a keyword in DuckDB

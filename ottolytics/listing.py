@@ -17,6 +17,15 @@ def open_for_reading(db=None):
     return open_readonly(db_path(db))
 
 
+def project_names(db=None):
+    """Every project name in the store at *db*, sorted."""
+    conn = open_for_reading(db)
+    try:
+        return [n for (n,) in conn.execute("SELECT name FROM projects ORDER BY name")]
+    finally:
+        conn.close()
+
+
 def spool_waiting(db=None):
     """How many spool files wait to be replayed into the store at *db*."""
     from .spool import pending_files
@@ -97,7 +106,8 @@ def _duration(status, started, finished, now):
     return None if end is None or started is None else max(0.0, end - started)
 
 
-def task_history(db=None, task=None, limit=20, conn=None, status=None, project=None):
+def task_history(db=None, task=None, limit=20, conn=None, status=None, project=None,
+                 since=None):
     """A task's runs, newest first: one dict per run (its last attempt) with
     run_id, project, status, started_at, finished_at, duration_s, exit_code,
     attempts, size_bytes, user; plus a summary over those runs.
@@ -106,7 +116,7 @@ def task_history(db=None, task=None, limit=20, conn=None, status=None, project=N
     task seen recently costs a few index steps, however long the history."""
     own = conn is None
     conn = conn or open_for_reading(db)
-    where, args = _where("t.status", status, project)
+    where, args = _where("t.status", status, project, since)
     where, args = ["t.name = ?"] + where, [task] + args
     try:
         rows = conn.execute(

@@ -61,7 +61,7 @@ def test_history_table_and_json(db, cli):
                           "tasks_skipped", "tasks_interrupted", "tasks_running",
                           "tasks_pending"}
     assert first["project"] == "web" and first["tasks"] == 1 and first["tasks_failed"] == 1
-    assert first["started_at"].endswith("+00:00") and first["duration_s"] >= 0
+    assert first["started_at"].endswith("Z") and first["duration_s"] >= 0
     assert len(json.loads(cli("history", "-n", "1", "--json").stdout)) == 1
 
 
@@ -121,3 +121,54 @@ def test_a_file_that_is_not_a_store_is_a_one_line_error(tmp_path, argv, cli):
     assert out.stderr.decode().count("\n") == 1 and b"Traceback" not in out.stderr
     assert b"not an SQLite database, or damaged" in out.stderr
     assert bad.read_bytes().startswith(b"this is not a database")   # left as it was
+
+
+def test_sync_of_a_path_that_does_not_exist_fails(tmp_path, cli, db):
+    proc = cli("sync", tmp_path / "nonexistent" / "path")
+    err = proc.stderr.decode()
+    assert proc.returncode == 2 and err.count("\n") == 1 and "does not exist" in err
+    assert not db.exists()   # nothing was written
+
+
+ISO_Z = r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d*[1-9])?Z$"
+
+
+def _timestamps(doc, names=("started_at", "finished_at", "week_start", "measured_at",
+                            "oldest_run", "at", "changed_at", "first_seen", "last_seen")):
+    if isinstance(doc, dict):
+        for k, v in doc.items():
+            if k in names and v is not None:
+                yield v
+            yield from _timestamps(v, names)
+    elif isinstance(doc, list):
+        for v in doc:
+            yield from _timestamps(v, names)
+
+
+def test_one_timestamp_format_in_all_json_output(db, cli, tmp_path):
+    """ISO 8601 UTC with 'Z', and no fraction when it is zero."""
+    import re
+    from known_history import record
+    record(db)
+    docs = [json.loads(cli(*argv).stdout) for argv in (
+        ["history", "--json"], ["history", "test", "--json"], ["list", "--json"],
+        ["info", "latest", "--json"], ["stats", "test", "--since", "", "--json"],
+        ["report", "weekly", "--week", "2026-W39", "--json"], ["usage", "--json"],
+        ["clean", "--dry-run", "--json", "--keep", "0", "--keep-last", "0"])]
+    found = list(_timestamps(docs))
+    assert len(found) > 100
+    bad = [t for t in found if not (isinstance(t, str) and re.match(ISO_Z, t))]
+    assert not bad, bad[:5]
+    assert "2026-09-23T05:13:20Z" in found   # run039 started on the second: no fraction
+    lines = cli("history", "--jsonl").stdout.decode().splitlines()
+    assert all(re.match(ISO_Z, json.loads(x)["started_at"]) for x in lines)
+
+
+def test_iso_utc():
+    from datetime import datetime, timezone
+    from ottolytics.formatting import iso_utc
+    assert iso_utc(1790149999.0) == "2026-09-23T07:53:19Z"
+    assert iso_utc(1790149999.25) == "2026-09-23T07:53:19.25Z"
+    assert iso_utc(datetime(2026, 9, 23, 6, 33, 19, 123456, timezone.utc)) == \
+        "2026-09-23T06:33:19.123456Z"
+    assert iso_utc(None) is None and iso_utc(float("nan")) is None

@@ -48,6 +48,49 @@ def test_history_and_list_commands(db, cli):
     assert len(listed) == 4 and listed[1].startswith("web")
     rows = json.loads(cli("list", "--limit", "3", "--project", "web", "--json").stdout)
     assert [r["run_id"] for r in rows] == ["run039", "run038", "run037"]
-    assert rows[0]["started_at"].endswith("+00:00")
+    assert rows[0]["started_at"].endswith("Z")
     assert cli("list", "--limit", "-1").returncode == 2
     assert cli("list", "--limit", "x").returncode == 2   # argparse's message, exit 2
+
+
+def test_unknown_status_or_project_is_an_error_not_an_empty_history(db, cli):
+    record(db)
+    for argv in (["history", "--status", "nope"], ["history", "test", "--status", "nope"]):
+        proc = cli(*argv)
+        err = proc.stderr.decode()
+        assert proc.returncode == 2 and err.count("\n") == 1 and "--status nope" in err
+        assert "success" in err and proc.stdout == b""
+    for argv in (["history", "--project", "nope"], ["history", "test", "--project", "nope"],
+                 ["list", "--project", "nope"]):
+        proc = cli(*argv)
+        err = proc.stderr.decode()
+        assert proc.returncode == 1 and err.count("\n") == 1, err
+        assert "--project nope: no such project" in err and "web" in err
+    # a known project with no runs matching the other filters is still an empty answer
+    ok = cli("history", "--project", "web", "--status", "interrupted")
+    assert ok.returncode == 0 and b"no runs" in ok.stdout
+
+
+def test_history_since_takes_durations_dates_and_times(db, cli):
+    from datetime import datetime, timezone
+    record(db)
+
+    def ids(*argv):
+        proc = cli("history", "-n", "100", *argv, "--json")
+        assert proc.returncode == 0, proc.stderr
+        doc = json.loads(proc.stdout)
+        return [r["run_id"] for r in (doc["runs"] if isinstance(doc, dict) else doc)]
+    cut = T0 + 30 * 3600 - 1
+    iso = datetime.fromtimestamp(cut, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert ids("--since", iso) == [f"run{i:03d}" for i in range(39, 29, -1)]
+    offset = datetime.fromtimestamp(cut, timezone.utc).astimezone().isoformat()
+    assert ids("--since", offset) == ids("--since", iso)
+    day = datetime.fromtimestamp(T0 + 39 * 3600, timezone.utc).strftime("%Y-%m-%d")
+    midnight = datetime.fromisoformat(day).replace(tzinfo=timezone.utc).timestamp()
+    assert ids("--since", day) == [f"run{i:03d}" for i in range(RUNS - 1, -1, -1)
+                                   if T0 + i * 3600 >= midnight]
+    assert ids("test", "--since", iso) == [f"run{i:03d}" for i in range(39, 29, -1)]
+    assert ids("--since", "7d") == []          # the known history is from 2026-09
+    bad = cli("history", "--since", "soon")
+    assert bad.returncode == 2 and bad.stderr.decode().count("\n") == 1
+    assert b"--since" in bad.stderr

@@ -73,7 +73,7 @@ def test_info_command(db, cli):
     assert "dependency order: lint -> build -> docs -> test" in text
     assert "stderr tail:" in text and "connection refused" in text
     doc = json.loads(cli("info", "latest", "--json").stdout)
-    assert doc["run_id"] == "run039" and doc["started_at"].endswith("+00:00")
+    assert doc["run_id"] == "run039" and doc["started_at"].endswith("Z")
     assert len(doc["tasks"]) == 4 and doc["order"][0] == "lint"
     missing = cli("info", "nope-nope")
     assert missing.returncode == 1 and missing.stderr.decode().count("\n") == 1

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from known_history import RUNS, record
+from known_history import RUNS, T0, record
 from ottolytics import open as open_history
 from ottolytics.stats import stats
 
@@ -47,6 +47,19 @@ def test_stats_command(db, cli):
     recent = json.loads(cli("stats", "--json").stdout)   # default: the last 30 days
     assert recent["overall"]["runs"] == 0   # the known history is from 2026-09
     assert cli("stats", "--since", "soon").returncode == 2
+
+
+def test_stats_since_takes_dates_and_times(db, cli):
+    from datetime import datetime, timezone
+    record(db)
+    cut = T0 + 30 * 3600 - 1
+    for since in (datetime.fromtimestamp(cut, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                  datetime.fromtimestamp(cut, timezone.utc).isoformat()):
+        proc = cli("stats", "--since", since, "--json")
+        assert proc.returncode == 0, proc.stderr
+        assert json.loads(proc.stdout)["overall"]["runs"] == 10
+    day = cli("stats", "--since", "2026-09-01")
+    assert day.returncode == 0 and f"since 2026-09-01: {RUNS} runs".encode() in day.stdout
 
 
 def test_each_figure_alone_matches_the_combined_call(h):
