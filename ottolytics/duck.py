@@ -130,6 +130,19 @@ def _wal_without_writer(path):
     return len(header) == 20 and header[18] == 2 and not os.path.exists(path + "-wal")
 
 
+def _writable_dir(path):
+    folder = os.path.dirname(path) or "."
+    if not os.access(folder, os.W_OK):
+        return False
+    try:  # os.access does not see every reason (an immutable or read-only mount)
+        fd, probe = tempfile.mkstemp(prefix=".ottolytics-probe-", dir=folder)
+    except OSError:
+        return False
+    os.close(fd)
+    os.unlink(probe)
+    return True
+
+
 def _release_wal(path):
     from .store import _release_wal as release
     release(path)
@@ -146,14 +159,15 @@ class Stores:
                                 "or pass the right path")
             _bring_up_to_date(path)
         self._tmp = None
+        self._writable = {}
 
     def _snapshot(self, index, path):
         """A consistent copy of a store this process is writing, via SQLite's backup API."""
         if self._tmp is None:
             self._tmp = tempfile.mkdtemp(prefix="ottolytics-snapshot-")
         target = os.path.join(self._tmp, f"s{index}.db")
-        src = sqlite3.connect(f"file:{path}?mode=ro", uri=True,
-                              factory=inprocess.TrackedConnection)
+        from .store import open_readonly
+        src = open_readonly(path)
         dest = sqlite3.connect(target)
         try:
             src.backup(dest)
@@ -172,9 +186,17 @@ class Stores:
             aliases, released = [], []
             try:
                 for i, path in enumerate(self.paths):
-                    source = self._snapshot(i, path) if inprocess.is_open(path) else path
-                    if source == path and _wal_without_writer(path):
-                        released.append(path)  # SQLite will create -wal/-shm: remove after
+                    idle_wal = _wal_without_writer(path)
+                    if idle_wal and path not in self._writable:
+                        self._writable[path] = _writable_dir(path)
+                    if inprocess.is_open(path) or (idle_wal and not self._writable[path]):
+                        # read-only directory: DuckDB's SQLite could not create the
+                        # -shm it needs (and takes no URI options); copy instead
+                        source = self._snapshot(i, path)
+                    else:
+                        source = path
+                        if idle_wal:
+                            released.append(path)  # SQLite creates -wal/-shm: remove after
                     alias = f"s{i}"
                     con.execute(f"ATTACH {_quote(source)} AS {alias} (TYPE sqlite, READ_ONLY)")
                     aliases.append(alias)

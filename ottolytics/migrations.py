@@ -257,10 +257,12 @@ def explain(exc, path, timeout_s=None):
                           f"or a failing disk); check free space on {directory} and the "
                           "system log")
     if "readonly" in low or "read-only" in low or "unable to open" in low:
-        where = (f"its directory {directory} is read-only"
-                 if not os.access(directory, os.W_OK) else "it could not be opened")
-        return StoreError(f"{path}: {where} ({text}); run where the store's directory can "
-                          "be written, or copy the store elsewhere")
+        if not os.access(directory, os.W_OK):
+            return StoreError(f"{path}: its directory {directory} is read-only ({text}), and "
+                              "SQLite must create files beside the store to write it; make "
+                              "the directory writable, or copy the store to one that is")
+        return StoreError(f"{path}: cannot be opened ({text}); check the file and its "
+                          "directory (permissions, free space, the mount)")
     if isinstance(exc, OSError):
         return StoreError(f"{path}: {exc.strerror or text}")
     return Unreadable(

@@ -162,6 +162,12 @@ def test_history_works_in_a_read_only_directory(tmp_path, db, cli, make_readonly
         assert proc.returncode == 0, proc.stderr.decode()
         assert len(__import__("json").loads(proc.stdout)) == 2
         assert cli("info", "latest").returncode == 0
+        stats = cli("stats", "--since", "")
+        assert stats.returncode == 0 and b"all time: 2 runs" in stats.stdout, stats.stderr
+        assert sorted(p.name for p in db.parent.iterdir()) == ["ottolytics", "ottolytics.db"]
+        synced = cli("sync")
+        err = _one_line_error(synced)
+        assert synced.returncode == 1 and "is read-only" in err and "damaged" not in err
     finally:
         restore() if callable(restore) else None
 
