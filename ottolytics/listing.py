@@ -27,12 +27,18 @@ def project_names(db=None):
 
 
 def spool_waiting(db=None):
-    """How many spool files wait to be replayed into the store at *db*."""
-    from .spool import pending_files
-    try:
-        return len(pending_files(db_path(db)))
-    except OSError:
-        return 0
+    """How many spool files wait to be replayed into the store at *db*; as
+    spool.pending_files counts them, without importing the replay machinery."""
+    import os
+    from .paths import spool_dirs
+    count = 0
+    for directory in spool_dirs(db_path(db)):
+        try:
+            names = os.listdir(directory)
+        except OSError:
+            continue
+        count += sum(1 for n in names if n.endswith(".jsonl") or ".replaying-" in n)
+    return count
 
 
 def recent_runs(db=None, limit=20, conn=None, status=None, project=None, offset=0,
