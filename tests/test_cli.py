@@ -28,6 +28,7 @@ def test_no_command_prints_help_and_exits_2(cli):
     ["run", "start"],
     ["history", "-n", "5"],
     ["history", "true", "--json"],
+    ["history", "--since", "2026-01-01T00:00Z", "--project", "nope"],
     ["list", "--limit", "5"],
     ["info", "latest"],
     ["usage"],
