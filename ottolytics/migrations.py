@@ -212,7 +212,7 @@ class StoreLocked(StoreError):
 
 def locked_message(path, timeout_s):
     return (f"{path}: locked by another process for more than {timeout_s:g}s; try again "
-            "when it is done (see who holds it: fuser -v FILE), or wait longer with "
+            f"when it is done (see who holds it: fuser -v {path}), or wait longer with "
             "OTTOLYTICS_BUSY_TIMEOUT=SECONDS")
 
 
