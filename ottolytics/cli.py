@@ -219,6 +219,26 @@ def _task_counts(r):
     return f"{r['tasks']} {counts}".strip()
 
 
+def _note_stale(db, runs):
+    """Reading writes nothing, so a run whose recorder died still reads 'running'
+    until a recording or doctor marks it: say so."""
+    from .formatting import printable
+    from .listing import stale_running
+    from .migrations import StoreError
+    running = [r["run_id"] for r in runs if r["status"] == "running"]
+    if not running:
+        return
+    try:
+        stale = stale_running(db, running)
+    except (StoreError, sqlite3.Error):
+        return  # a note, not the answer
+    for uid, reason in list(stale.items())[:3]:
+        print(printable(f"ottolytics: note: run {uid} is stored as running, but {reason}; "
+                        "'ottolytics doctor' marks it interrupted"), file=sys.stderr)
+    if len(stale) > 3:
+        print(f"ottolytics: note: {len(stale) - 3} more such runs", file=sys.stderr)
+
+
 def _note_spool(db):
     """Reading writes nothing, so spooled events wait: say so."""
     from .listing import spool_waiting
@@ -282,6 +302,7 @@ def cmd_history(args):
     except StoreError as exc:
         return _fail(str(exc))
     _note_spool(args.db)
+    _note_stale(args.db, runs)
     if args.json or args.jsonl:
         for r in runs:
             _iso_fields(r, "started_at", "finished_at")
@@ -328,6 +349,7 @@ def cmd_list(args):
             bad = _unknown_project(args)
             if bad is not None:
                 return bad
+        _note_stale(args.db, runs)
     except sqlite3.Error as exc:
         return _store_failed(exc, args)
     except StoreError as exc:

@@ -17,6 +17,32 @@ def open_for_reading(db=None):
     return open_readonly(db_path(db))
 
 
+def stale_running(db, uids, max_age_s=None, now=None):
+    """{run id: reason} for those of *uids* stored as running whose recorder is
+    gone, judged as recovery judges them (liveness), but without writing: a
+    recording or ``doctor`` marks them interrupted."""
+    from . import liveness
+    if not uids:
+        return {}
+    max_age_s = liveness.DEFAULT_MAX_AGE_S if max_age_s is None else max_age_s
+    now = time.time() if now is None else now
+    conn = open_for_reading(db)
+    try:
+        marks = ",".join("?" * len(uids))
+        rows = conn.execute(f"SELECT uid, pid, pid_started_at, host, started_at FROM runs "
+                            f"WHERE status = 'running' AND uid IN ({marks})",
+                            list(uids)).fetchall()
+    finally:
+        conn.close()
+    here = liveness.hostname()
+    found = {}
+    for uid, pid, pst, host, started in rows:
+        reason = liveness._verdict(pid, pst, host, started, now, max_age_s, here)
+        if reason:
+            found[uid] = reason
+    return found
+
+
 def project_names(db=None):
     """Every project name in the store at *db*, sorted."""
     conn = open_for_reading(db)

@@ -143,9 +143,14 @@ def test_kill_9_of_the_shim_leaves_an_interrupted_run_after_reopen(db, home, cli
     proc.wait()
     # The orphaned child keeps sleeping; the shim (recording process) is gone.
     assert q(db, "SELECT status FROM runs") == [("running",)]
+    # history only reads: it shows the stored status and says the recorder is gone
     hist = cli("history", "--json")
-    assert hist.returncode == 0
-    assert json.loads(hist.stdout)[0]["status"] == "interrupted"
+    assert hist.returncode == 0 and json.loads(hist.stdout)[0]["status"] == "running"
+    assert b"is gone" in hist.stderr and b"doctor" in hist.stderr
+    assert q(db, "SELECT status FROM runs") == [("running",)]
+    cli("doctor")   # marks it, as the next recording would
+    hist = cli("history", "--json")
+    assert json.loads(hist.stdout)[0]["status"] == "interrupted" and hist.stderr == b""
     assert q(db, "SELECT status FROM tasks") == [("interrupted",)]
     assert q(db, "PRAGMA integrity_check") == [("ok",)]
     reason = q(db, "SELECT reason FROM transitions WHERE task_id IS NULL "
