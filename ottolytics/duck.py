@@ -130,19 +130,6 @@ def _wal_without_writer(path):
     return len(header) == 20 and header[18] == 2 and not os.path.exists(path + "-wal")
 
 
-def _writable_dir(path):
-    folder = os.path.dirname(path) or "."
-    if not os.access(folder, os.W_OK):
-        return False
-    try:  # os.access does not see every reason (an immutable or read-only mount)
-        fd, probe = tempfile.mkstemp(prefix=".ottolytics-probe-", dir=folder)
-    except OSError:
-        return False
-    os.close(fd)
-    os.unlink(probe)
-    return True
-
-
 def _release_wal(path):
     from .store import _release_wal as release
     release(path)
@@ -188,7 +175,8 @@ class Stores:
                 for i, path in enumerate(self.paths):
                     idle_wal = _wal_without_writer(path)
                     if idle_wal and path not in self._writable:
-                        self._writable[path] = _writable_dir(path)
+                        from .store import writable_dir
+                        self._writable[path] = writable_dir(os.path.dirname(path))
                     if inprocess.is_open(path) or (idle_wal and not self._writable[path]):
                         # read-only directory: DuckDB's SQLite could not create the
                         # -shm it needs (and takes no URI options); copy instead

@@ -100,6 +100,29 @@ def _release_wal(path):
         conn.close()
 
 
+def _cannot_make_shm(exc, path):
+    """SQLite could not open a WAL store for reading because its directory cannot
+    be written: no writer can create a -wal there either, so reading the file as
+    immutable is safe."""
+    return ("unable to open" in str(exc).lower()
+            and not writable_dir(os.path.dirname(os.path.abspath(path))))
+
+
+def writable_dir(folder):
+    """Can files be created in *folder*? os.access does not see every reason why
+    not (an immutable directory, a read-only mount), so a probe file is made."""
+    folder = folder or "."
+    if not os.access(folder, os.W_OK):
+        return False
+    probe = os.path.join(folder, f".ottolytics-probe-{os.getpid()}-{os.urandom(4).hex()}")
+    try:
+        os.close(os.open(probe, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+    except OSError:
+        return False
+    os.unlink(probe)
+    return True
+
+
 def open_readonly(path, timeout=None):
     """A read-only connection to the existing store at *path*, for commands that
     only read: nothing of the store's bytes changes, and no file is left beside it.
@@ -140,12 +163,12 @@ def open_readonly(path, timeout=None):
             break
         except sqlite3.OperationalError as exc:
             conn.close()
-            if option == "?mode=ro" and no_writer and "unable to open" in str(exc).lower():
+            if option == "?mode=ro" and no_writer and _cannot_make_shm(exc, path):
                 continue  # a directory where no -shm can be made: read it immutable
             raise migrations.explain(exc, path, timeout) from None
         except StoreError as exc:
             conn.close()
-            if (option == "?mode=ro" and no_writer and "unable to open" in str(exc).lower()):
+            if option == "?mode=ro" and no_writer and _cannot_make_shm(exc, path):
                 continue
             raise
         except BaseException:
