@@ -173,3 +173,19 @@ def test_iso_utc():
     assert iso_utc(datetime(2026, 9, 23, 6, 33, 19, 123456, timezone.utc)) == \
         "2026-09-23T06:33:19.123456Z"
     assert iso_utc(None) is None and iso_utc(float("nan")) is None
+
+
+@pytest.mark.parametrize("argv", [
+    ["history", "-n", "5"], ["history", "true", "--since", "7d", "--json"],
+    ["history", "--project", "nope"], ["list", "--project", "nope"], ["list", "--limit", "5"],
+    ["info", "latest"], ["info", "latest", "--json"], ["--db", "/", "history"],
+])
+def test_quick_commands_import_only_the_standard_library(argv, db, cli):
+    code = ("import sys\nbefore = set(sys.modules)\nfrom ottolytics.cli import main\n"
+            "main(sys.argv[1:])\n"
+            "new = {m.split('.')[0] for m in set(sys.modules) - before}\n"
+            "print('NONSTD', sorted(new - set(sys.stdlib_module_names) - {'ottolytics'}), "
+            "file=sys.stderr)")
+    assert cli("exec", "--", "true").returncode == 0
+    proc = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True)
+    assert "NONSTD []" in proc.stderr, proc.stderr
