@@ -224,6 +224,16 @@ def _free_bytes(directory):
     return st.f_bavail * st.f_frsize
 
 
+def _sqlite_header(path):
+    """Does *path* start as an SQLite database does (or is it empty)?"""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(16)
+    except OSError:
+        return True  # cannot tell: say the general thing
+    return head in (b"", b"SQLite format 3\x00")
+
+
 def explain(exc, path, timeout_s=None):
     """A StoreError whose one line says what is wrong with *path*, for an sqlite3
     or OS error met while opening or reading it. Only an error that means the
@@ -265,9 +275,13 @@ def explain(exc, path, timeout_s=None):
                           "directory (permissions, free space, the mount)")
     if isinstance(exc, OSError):
         return StoreError(f"{path}: {exc.strerror or text}")
+    if not _sqlite_header(path):
+        return Unreadable(f"{path}: not an SQLite database ({text}); point --db or "
+                          "OTTOLYTICS_DB at an ottolytics.db")
     return Unreadable(
-        f"{path}: not an SQLite database, or damaged ({text}); point --db at an "
-        "ottolytics.db, or move this file aside (recording then starts a new store)")
+        f"{path}: an SQLite database, but damaged ({text}); point --db at an "
+        "ottolytics.db, or, if this is your store, move this file aside (recording then "
+        "starts a new store)")
 
 
 def read_version(conn):

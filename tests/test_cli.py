@@ -120,8 +120,21 @@ def test_a_file_that_is_not_a_store_is_a_one_line_error(tmp_path, argv, cli):
     out = cli("--db", bad, *argv, env={"OTTO_HOME": str(bad.parent)}, cwd=tmp_path)
     assert out.returncode == 1, out.stderr
     assert out.stderr.decode().count("\n") == 1 and b"Traceback" not in out.stderr
-    assert b"not an SQLite database, or damaged" in out.stderr
+    assert b"not an SQLite database" in out.stderr
+    assert b"move this file aside" not in out.stderr   # e.g. --db /etc/passwd: never that
     assert bad.read_bytes().startswith(b"this is not a database")   # left as it was
+
+
+@pytest.mark.parametrize("argv", [["history"], ["info", "latest"], ["stats"]])
+def test_a_damaged_store_is_called_damaged(tmp_path, argv, cli, db):
+    assert cli("exec", "--", "true").returncode == 0
+    data = bytearray(db.read_bytes())
+    data[100:4096] = b"\xff" * (4096 - 100)   # the schema page, after the file header
+    db.write_bytes(bytes(data))
+    out = cli(*argv)
+    err = out.stderr.decode()
+    assert out.returncode == 1 and err.count("\n") == 1 and "Traceback" not in err
+    assert "damaged" in err and "move this file aside" in err
 
 
 def test_sync_of_a_path_that_does_not_exist_fails(tmp_path, cli, db):
