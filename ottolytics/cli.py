@@ -774,7 +774,11 @@ def cmd_report_weekly(args):
         write_csv(df, args.out)
         print(args.out if len(df) else f"{args.out}: no runs that week; wrote the header only")
     else:
-        sys.stdout.write(to_csv_text(df))
+        text = to_csv_text(df)
+        if sys.stdout.isatty():  # for the eyes: no escape sequence from a cell reaches it
+            from .formatting import printable
+            text = "".join(printable(line) + "\n" for line in text.split("\r\n")[:-1])
+        sys.stdout.write(text)
         if not len(df):
             print("ottolytics: no runs that week; the report has the header only",
                   file=sys.stderr)
