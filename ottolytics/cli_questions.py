@@ -5,7 +5,9 @@ on a history narrowed by the same filters, printed as a table or, with
 ``--json`` / ``--jsonl``, as the frame's records.
 """
 
-from .cli import _fail, _frame_records, _open_history, _print_records
+import argparse
+
+from .cli import _fail, _frame_records, _open_history, _print_records, _unknown_project
 
 
 def add_parsers(sub, common, json_flags):
@@ -50,8 +52,8 @@ def add_parsers(sub, common, json_flags):
 
 def _history(args):
     """The store narrowed by --project, --task and --since; ValueError on a bad --since."""
-    from .history import to_unix
-    since = to_unix(args.since) if args.since else None
+    from .timeutil import parse_since
+    since = parse_since(args.since) if args.since else None
     h = _open_history(args)
     return h.with_filters(project=args.project, since=since,
                           task=getattr(args, "task", None))
@@ -64,6 +66,10 @@ def _run(args, call, render):
         return _fail(f"-n {args.n}: must be 0 or more", 2)
     try:
         h = _history(args)
+        for name in args.project or ():
+            unknown = _unknown_project(argparse.Namespace(db=args.db, project=name))
+            if unknown is not None:
+                return unknown
     except ValueError as exc:
         return _fail(f"--since: {exc}", 2)
     except (StoreError, OSError) as exc:

@@ -62,6 +62,10 @@ def test_filters_narrow_and_bad_arguments_are_one_line(capsys, store):
     code, out, err = run(capsys, store, "failures", "--since", "nope")
     assert code == 2 and err.startswith("ottolytics: error: --since:") and len(
         err.splitlines()) == 1
+    code, out, err = run(capsys, store, "regressions", "--project", "nope")
+    assert code == 1 and "--project nope: no such project" in err and "web" in err
+    code, out, err = run(capsys, store, "failures", "--since", "2026-11-01")
+    assert code == 0
     code, out, err = run(capsys, store, "flaky", "-n", "-1")
     assert code == 2 and "-n -1" in err
     code, out, err = run(capsys, store, "flaky", "--window", "1")
