@@ -1,24 +1,34 @@
 """Parquet datasets of the history: written by ``History.to_parquet(DIR)`` (and
 ``ottolytics export parquet DIR``), read back by ``ottolytics.open(DIR)``.
 
-Layout: ``DIR/<table>/date=YYYY-MM-DD/host=<host>/data_0.parquet`` for the tables
-runs, tasks, transitions and params, Hive-partitioned by the UTC date of the
-run's start and its host (``unknown`` when not recorded), zstd-compressed.
+Layout::
 
+    DIR/manifest.json                      what the dataset is now (written last)
+    DIR/current -> snapshots/<snapshot>    the same, for other Hive readers
+    DIR/snapshots/<snapshot>/<table>/date=YYYY-MM-DD/host=<host>/data_0.parquet
+
+for the tables runs, tasks, transitions and params, Hive-partitioned by the UTC
+date of the run's start and its host (``unknown`` when not recorded),
+zstd-compressed. Partition values are percent-encoded as Hive and Spark do, so
+every Hive reader decodes them back to the original.
+
+* Complete states only: an export builds a new snapshot directory (named
+  ``*.tmp`` until it is whole and fsynced), renames it, then replaces
+  ``manifest.json`` (temporary file, fsync, rename) and the ``current`` link. A
+  reader sees the previous snapshot or the new one, never a mix; a killed export
+  leaves the previous one, and the next export removes what it left.
 * Incremental: every partition has a signature of what it holds (its runs'
-  ids, statuses, end times and task counts). ``DIR/_signatures/<host>.json``
-  keeps them, one file per host, so many hosts can export into one shared
-  directory without touching each other's files; a re-export rewrites only
-  partitions whose signature changed.
-* Atomic: each partition's file is written beside its final name and renamed
-  into place, so a reader sees a whole old file or a whole new one, never part
-  of one. Partitions whose runs are gone (cleaned) are removed.
-* DuckDB, ``pyarrow.dataset`` and pandas read it as it is; ``ottolytics.open(DIR)``
-  answers the same questions as over the store.
+  ids, statuses, end times, sizes and task counts), kept in the manifest; an
+  export writes only partitions whose signature changed and hard-links the
+  others from the previous snapshot. Many hosts can export into one shared
+  directory: an export replaces only its own hosts' partitions (a lock file
+  serialises exports).
+* ``ottolytics.open(DIR)`` reads exactly the files the manifest names.
 """
 
 import json
 import os
+import re
 import shutil
 import uuid
 from datetime import datetime, timezone
@@ -33,12 +43,18 @@ from . import duck
 from .history import History
 
 TABLES = ("runs", "tasks", "transitions", "params")
-FORMAT_VERSION = 1
-SIGNATURES = "_signatures"
+FORMAT_VERSION = 2
+MANIFEST = "manifest.json"
+CURRENT = "current"
+SNAPSHOTS = "snapshots"
+LOCK = ".lock"
+DATA_FILE = "data_0.parquet"
+LEGACY = (*TABLES, "_signatures")  # format 1 wrote straight into DIR/<table>
+_SNAPSHOT_NAME = re.compile(r"^[0-9]{6,}-[0-9a-f]{8}$")
 
 
 def is_dataset(path):
-    return os.path.isdir(os.path.join(str(path), "runs"))
+    return os.path.isfile(os.path.join(str(path), MANIFEST))
 
 
 PART = "strftime(%s, '%%Y-%%m-%%d') AS date, coalesce(%s, 'unknown') AS host"
@@ -108,49 +124,210 @@ def _signatures_sql(h, aliases):
         GROUP BY ALL"""
 
 
-def _read_signatures(directory):
-    found = {}
-    folder = os.path.join(directory, SIGNATURES)
-    if os.path.isdir(folder):
-        for name in os.listdir(folder):
-            if name.endswith(".json"):
-                try:
-                    with open(os.path.join(folder, name)) as f:
-                        found.update({tuple(k.split("/", 1)): v for k, v in json.load(f).items()})
-                except (OSError, ValueError):
-                    continue  # unreadable: those partitions are simply written again
-    return found
+# Hive escapes these in partition values (Spark's list; pyarrow, DuckDB and
+# polars decode any %XX). Other characters, non-ASCII included, stay as they are:
+# Spark decodes %XX one byte to one character, so UTF-8 must not be escaped.
+_ESCAPE = set('"#%\'*/:=?\\{[]^\x7f') | {chr(i) for i in range(0x20)}
+
+
+def hive_value(value):
+    """*value* as a Hive partition path segment that every Hive reader decodes
+    back to *value*. Values a reader would take as null get one letter escaped:
+    DuckDB reads ``null`` (any case) as null, and every reader
+    ``__HIVE_DEFAULT_PARTITION__`` (pyarrow and polars even when escaped)."""
+    text = "".join(f"%{ord(c):02X}" if c in _ESCAPE else c for c in str(value))
+    if text.lower() in ("null", "__hive_default_partition__"):
+        text = f"%{ord(text[0]):02X}" + text[1:]
+    return text
+
+
+def _partition_path(table, d, host):
+    return os.path.join(table, f"date={hive_value(d)}", f"host={hive_value(host)}", DATA_FILE)
+
+
+def _fsync_path(path, directory=False):
+    try:
+        fd = os.open(path, os.O_RDONLY | (getattr(os, "O_DIRECTORY", 0) if directory else 0))
+    except OSError:
+        return  # a file system that cannot open directories for fsync
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def _write_json_atomic(path, data):
-    os.makedirs(os.path.dirname(path), exist_ok=True)
+    """Temporary file in the same directory, fsync, rename, fsync the directory."""
     tmp = f"{path}.{uuid.uuid4().hex}.tmp"
-    with open(tmp, "w") as f:
-        json.dump(data, f, indent=1, sort_keys=True)
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(data, f, indent=1, sort_keys=True)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    _fsync_path(os.path.dirname(path), directory=True)
 
 
-def _safe(value):
-    return value.replace("/", "_")
+def read_manifest(directory):
+    """The manifest of the dataset in *directory*, checked, or None when there is
+    none. Raises duck.ReadError when it is not one this version can read."""
+    path = os.path.join(directory, MANIFEST)
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        raise duck.ReadError(f"{path}: unreadable ({exc}); export again to rewrite it") from None
+    try:
+        ok = (data["format"] == FORMAT_VERSION and _SNAPSHOT_NAME.match(data["snapshot"])
+              and all(isinstance(d, str) and isinstance(host, str) and isinstance(rows, int)
+                      for t in TABLES for d, host, rows in data["files"][t])
+              and all(isinstance(d, str) and isinstance(host, str) and isinstance(sig, str)
+                      for d, host, sig in data["partitions"])
+              and isinstance(data["version"], int))
+    except (KeyError, TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise duck.ReadError(f"{path}: not a manifest this version of ottolytics can read "
+                             f"(format {FORMAT_VERSION}); export again to rewrite it")
+    return data
+
+
+class _Lock:
+    """An exclusive lock on DIR/.lock while an export runs (none where the
+    platform has no fcntl): exports into one shared directory take turns."""
+
+    def __init__(self, directory):
+        self.path = os.path.join(directory, LOCK)
+        self.fd = None
+
+    def __enter__(self):
+        try:
+            import fcntl
+        except ImportError:
+            return self
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        fcntl.flock(self.fd, fcntl.LOCK_EX)
+        return self
+
+    def __exit__(self, *exc):
+        if self.fd is not None:
+            os.close(self.fd)  # closing releases the lock
+
+
+def _current_target(directory):
+    try:
+        target = os.readlink(os.path.join(directory, CURRENT))
+    except OSError:
+        return None
+    return os.path.basename(target)
+
+
+def _remove(path):
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+
+
+def _sweep(directory, keep):
+    """Remove what earlier exports left: temporary files and snapshots that
+    neither *keep* nor the ``current`` link names."""
+    keep = set(keep) | {_current_target(directory)}
+    for name in os.listdir(directory):
+        if name.endswith(".tmp") and (name.startswith(MANIFEST + ".")
+                                      or name.startswith(CURRENT + ".")):
+            _remove(os.path.join(directory, name))
+    folder = os.path.join(directory, SNAPSHOTS)
+    if os.path.isdir(folder):
+        for name in os.listdir(folder):
+            if name not in keep:
+                _remove(os.path.join(folder, name))
+
+
+def _point_current(directory, snapshot):
+    """Swing the ``current`` link to *snapshot* atomically (a new link, renamed
+    over the old one). Where links cannot be made, readers use the manifest."""
+    link = os.path.join(directory, CURRENT)
+    if os.path.exists(link) and not os.path.islink(link):
+        return  # something of the user's: leave it
+    tmp = f"{link}.{uuid.uuid4().hex}.tmp"
+    try:
+        os.symlink(os.path.join(SNAPSHOTS, snapshot), tmp)
+        os.replace(tmp, link)
+    except OSError:
+        if os.path.lexists(tmp):
+            os.unlink(tmp)
+        return
+    _fsync_path(directory, directory=True)
+
+
+def _carry(old, new):
+    """An unchanged partition's file into the new snapshot: a hard link (the file
+    is never written again), or a copy where links are not possible."""
+    os.makedirs(os.path.dirname(new), exist_ok=True)
+    try:
+        os.link(old, new)
+    except OSError:
+        shutil.copy2(old, new)
 
 
 def export(h, directory):
-    """Write *h* as a partitioned Parquet dataset in *directory*, incrementally.
+    """Write *h* as a partitioned Parquet dataset in *directory*, incrementally,
+    as a new complete snapshot that replaces the previous one at once.
 
     Returns {"written": partitions rewritten, "unchanged": partitions kept,
-    "removed": partitions whose runs are gone, "rows": {table: rows written}}."""
+    "removed": partitions whose runs are gone, "rows": {table: rows written},
+    "snapshot": the new snapshot's directory name}."""
     if isinstance(h, ParquetHistory):
         raise ValueError("export a store, not a Parquet dataset")
     directory = os.path.abspath(str(directory))
     os.makedirs(directory, exist_ok=True)
+    with _Lock(directory):
+        return _export_locked(h, directory)
+
+
+def _export_locked(h, directory):
+    try:
+        manifest = read_manifest(directory)
+    except duck.ReadError:
+        manifest = None  # unreadable: write everything again
+    old_snapshot = manifest["snapshot"] if manifest else None
+    _sweep(directory, {old_snapshot})
+    previous = {(d, host): sig for d, host, sig in manifest["partitions"]} if manifest else {}
     current = h.query(lambda a: _signatures_sql(h, a))
-    previous = _read_signatures(directory)
     now = {(d, host): sig for d, host, sig in current.itertuples(index=False)}
     changed = {key for key, sig in now.items() if previous.get(key) != sig}
     hosts = {host for _d, host in now}
     gone = {key for key in previous if key[1] in hosts and key not in now}
     summary = {"written": len(changed), "unchanged": len(now) - len(changed),
                "removed": len(gone), "rows": {}}
+    # Partitions of other hosts (exported from their own stores) are carried too.
+    kept = {key: sig for key, sig in previous.items() if key not in gone and key not in now}
+    kept.update((key, sig) for key, sig in now.items() if key not in changed)
+    version = (manifest["version"] + 1) if manifest else 1
+    snapshot = f"{version:06d}-{uuid.uuid4().hex[:8]}"
+    snapshots = os.path.join(directory, SNAPSHOTS)
+    work = os.path.join(snapshots, snapshot + ".tmp")
+    os.makedirs(work)
+    files = {t: [] for t in TABLES}
+    if manifest:
+        old_root = os.path.join(snapshots, old_snapshot)
+        for table in TABLES:
+            for d, host, rows in manifest["files"][table]:
+                if (d, host) in kept:
+                    rel = _partition_path(table, d, host)
+                    _carry(os.path.join(old_root, rel), os.path.join(work, rel))
+                    files[table].append([d, host, rows])
     keep = "" if len(changed) == len(now) else (
         " WHERE (date, host) IN (" + ", ".join(
             f"({duck.sqlite_literal(d)}, {duck.sqlite_literal(host)})" for d, host in changed)
@@ -171,21 +348,36 @@ def export(h, directory):
                     pieces = [h.query_arrow(lambda a, table=table, k=k: _table_sql(h, a, table, keep)[k])
                               for k in range(PIECES.get(table, 1))]
                     rows = sum(p.num_rows for p in pieces)
-                    jobs += [pool.submit(_write_file, directory, table, d, host, part)
-                             for (d, host), part in _split(pieces).items()]
+                    for (d, host), part in _split(pieces).items():
+                        files[table].append([d, host, part.num_rows])
+                        jobs.append(pool.submit(_write_file, work,
+                                                _partition_path(table, d, host), part))
                 summary["rows"][table] = rows
             for job in jobs:
                 job.result()
-            for table in TABLES:
-                for d, host in gone | (changed - _present(directory, table, changed)):
-                    _remove_partition(directory, table, d, host)
         finally:
             _execute(h, lambda a: f"DROP TABLE IF EXISTS {STAGED}")
-    by_host = {}
-    for (d, host), sig in now.items():
-        by_host.setdefault(host, {})[f"{d}/{host}"] = sig
-    for host, sigs in by_host.items():
-        _write_json_atomic(os.path.join(directory, SIGNATURES, f"{_safe(host)}.json"), sigs)
+    # Durable before it becomes visible: the snapshot's directories, its rename,
+    # then the manifest (written last) and the link.
+    for base, _dirs, _files in os.walk(work, topdown=False):
+        _fsync_path(base, directory=True)
+    final = os.path.join(snapshots, snapshot)
+    os.rename(work, final)
+    _fsync_path(snapshots, directory=True)
+    partitions = sorted([d, host, sig] for (d, host), sig in {**kept, **{
+        k: now[k] for k in changed}}.items())
+    _write_json_atomic(os.path.join(directory, MANIFEST), {
+        "format": FORMAT_VERSION, "version": version, "snapshot": snapshot,
+        "written_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "partitions": partitions,
+        "files": {t: sorted(files[t]) for t in TABLES}})
+    _point_current(directory, snapshot)
+    # The previous snapshot stays for readers that opened it; older ones go.
+    _sweep(directory, {snapshot, old_snapshot})
+    if os.path.isdir(os.path.join(directory, "_signatures")):  # format 1's tree
+        for name in LEGACY:
+            _remove(os.path.join(directory, name))
+    summary["snapshot"] = snapshot
     return summary
 
 
@@ -211,32 +403,14 @@ def _split(pieces):
     return {k: v[0] if len(v) == 1 else pa.concat_tables(v) for k, v in found.items()}
 
 
-def _partition_dir(directory, table, d, host):
-    return os.path.join(directory, table, f"date={d}", f"host={_safe(host)}")
-
-
-def _write_file(directory, table, d, host, rows):
-    """One partition's file, written beside its final name and renamed into place."""
-    folder = _partition_dir(directory, table, d, host)
-    os.makedirs(folder, exist_ok=True)
-    final = os.path.join(folder, "data_0.parquet")
-    tmp = os.path.join(folder, f".data_0.{uuid.uuid4().hex}.tmp")
-    try:
-        pq.write_table(rows, tmp, compression="zstd")
-        os.replace(tmp, final)  # atomic: readers see the old file or the new one
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-def _present(directory, table, keys):
-    return {(d, host) for d, host in keys
-            if os.path.exists(os.path.join(_partition_dir(directory, table, d, host),
-                                           "data_0.parquet"))}
-
-
-def _remove_partition(directory, table, d, host):
-    shutil.rmtree(_partition_dir(directory, table, d, host), ignore_errors=True)
+def _write_file(root, rel, rows):
+    """One partition's file, inside the snapshot being built (not visible yet)."""
+    path = os.path.join(root, rel)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "wb") as f:
+        pq.write_table(rows, f, compression="zstd")
+        f.flush()
+        os.fsync(f.fileno())
 
 
 # -- reading ------------------------------------------------------------------
@@ -262,8 +436,10 @@ class ParquetHistory(History):
 
     def __init__(self, directory, _share=None, **filters):
         directory = os.path.abspath(str(directory))
-        if not is_dataset(directory):
-            raise duck.ReadError(f"{directory}: not an ottolytics Parquet dataset (no runs/)")
+        if _share is not None:
+            self.snapshot, self._tables = _share.snapshot, _share._tables
+        else:
+            self.snapshot, self._tables = _open_snapshot(directory)
         self.directory = directory
         super().__init__([], **filters, _share=_share)
         self.paths = [directory]
@@ -275,9 +451,11 @@ class ParquetHistory(History):
         return cls(parent.directory, _share=parent, **f)
 
     def _source(self, table):
-        glob = os.path.join(self.directory, table, "**", "*.parquet")
-        if not any(True for _ in _iter_files(os.path.join(self.directory, table))):
+        if not self._tables[table]:
             return None
+        # The snapshot is immutable and was checked against the manifest on open,
+        # so this glob names exactly the manifest's files.
+        glob = os.path.join(self.directory, SNAPSHOTS, self.snapshot, table, "**", "*.parquet")
         return (f"read_parquet({duck.sqlite_literal(glob)}, hive_partitioning = true, "
                 f"hive_types = {{'date': VARCHAR, 'host': VARCHAR}}, union_by_name = true)")
 
@@ -376,8 +554,28 @@ class ParquetHistory(History):
                             "orphan_cache_bytes", "other_bytes", "total_bytes"])
 
 
-def _iter_files(root):
-    for base, _dirs, files in os.walk(root):
-        for name in files:
-            if name.endswith(".parquet"):
-                yield os.path.join(base, name)
+def _open_snapshot(directory):
+    """(snapshot name, {table: its files}) of the dataset's manifest, after
+    checking that the snapshot holds exactly the files the manifest names."""
+    manifest = read_manifest(directory) if os.path.isdir(directory) else None
+    if manifest is None:
+        if os.path.isdir(os.path.join(directory, "_signatures")):
+            why = "written by an older ottolytics (no manifest.json)"
+        elif os.path.isdir(os.path.join(directory, SNAPSHOTS)):
+            why = "no complete export yet (the first one was interrupted)"
+        else:
+            why = "not an ottolytics Parquet dataset (no manifest.json)"
+        raise duck.ReadError(f"{directory}: {why}; export again with "
+                             f"'ottolytics export parquet {directory}'")
+    root = os.path.join(directory, SNAPSHOTS, manifest["snapshot"])
+    tables = {t: {_partition_path(t, d, host) for d, host, _rows in manifest["files"][t]}
+              for t in TABLES}
+    named = set().union(*tables.values())
+    found = {os.path.relpath(os.path.join(base, name), root)
+             for base, _dirs, names in os.walk(root) for name in names}
+    if not os.path.isdir(root) or named != found:
+        missing, extra = len(named - found), len(found - named)
+        raise duck.ReadError(f"{directory}: snapshot {manifest['snapshot']} does not match "
+                             f"its manifest ({missing} files missing, {extra} not named); "
+                             f"export again")
+    return manifest["snapshot"], tables

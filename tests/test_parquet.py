@@ -1,3 +1,4 @@
+import json
 import os
 import threading
 
@@ -31,12 +32,20 @@ def test_layout_and_summary(exported):
     _db, out, summary = exported
     assert summary["rows"] == {"runs": RUNS, "tasks": RUNS * 4 + 1, "transitions": 402,
                                "params": 2 * RUNS}
-    files = sorted(os.path.relpath(os.path.join(r, f), out)
-                   for r, _d, fs in os.walk(out) for f in fs if f.endswith(".parquet"))
-    assert files and all(f.split(os.sep)[1].startswith("date=") and
-                         f.split(os.sep)[2].startswith("host=") for f in files)
+    current = out / "current"
+    assert os.readlink(current) == os.path.join("snapshots", summary["snapshot"])
+    files = sorted(os.path.relpath(os.path.join(r, f), current)
+                   for r, _d, fs in os.walk(current) for f in fs)
+    assert files and all(f.split(os.sep)[0] in ("runs", "tasks", "transitions", "params") and
+                         f.split(os.sep)[1].startswith("date=") and
+                         f.split(os.sep)[2].startswith("host=") and f.endswith(".parquet")
+                         for f in files)
+    import json
+    manifest = json.load(open(out / "manifest.json"))
+    assert manifest["snapshot"] == summary["snapshot"] and manifest["version"] == 1
+    assert sum(rows for _d, _h, rows in manifest["files"]["tasks"]) == RUNS * 4 + 1
     import pyarrow.parquet as pq
-    meta = pq.ParquetFile(os.path.join(out, files[0])).metadata
+    meta = pq.ParquetFile(os.path.join(current, files[0])).metadata
     assert meta.row_group(0).column(0).compression == "ZSTD"
 
 
@@ -44,11 +53,11 @@ def test_read_back_with_duckdb_pyarrow_and_pandas(exported):
     db, out, _summary = exported
     h = ottolytics.open(db)
     src = norm(h.tasks(), ["run_id", "task", "attempt"])
-    glob = os.path.join(out, "tasks", "**", "*.parquet")
+    glob = os.path.join(out, "current", "tasks", "**", "*.parquet")
     via_duck = duckdb.sql(f"SELECT * FROM read_parquet('{glob}', hive_partitioning = true)").arrow().read_all().to_pandas()
-    via_arrow = ds.dataset(os.path.join(out, "tasks"), format="parquet",
+    via_arrow = ds.dataset(os.path.join(out, "current", "tasks"), format="parquet",
                            partitioning="hive").to_table().to_pandas()
-    via_pandas = pd.read_parquet(os.path.join(out, "tasks"))
+    via_pandas = pd.read_parquet(os.path.join(out, "current", "tasks"))
     for frame in (via_duck, via_arrow, via_pandas):
         got = norm(frame[src.columns.tolist()], ["run_id", "task", "attempt"])
         assert len(got) == len(src)
@@ -81,13 +90,14 @@ def test_incremental_rewrites_only_changed_partitions(exported):
     db, out, summary = exported
     again = ottolytics.open(db).to_parquet(out)
     assert again["written"] == 0 and again["unchanged"] == summary["written"]
-    stamps = {os.path.join(r, f): os.stat(os.path.join(r, f)).st_mtime_ns
-              for r, _d, fs in os.walk(out / "runs") for f in fs}
+    runs = out / "current" / "runs"
+    stamps = {os.path.relpath(os.path.join(r, f), runs): os.stat(os.path.join(r, f)).st_ino
+              for r, _d, fs in os.walk(runs) for f in fs}
     record(db, [RUNS + 200])  # one new run, days later: a partition of its own
     third = ottolytics.open(db).to_parquet(out)
     assert third["written"] == 1 and third["rows"]["runs"] == 1
-    for path, stamp in stamps.items():
-        assert os.stat(path).st_mtime_ns == stamp, "an unchanged partition was rewritten"
+    for path, inode in stamps.items():  # carried into the new snapshot as hard links
+        assert os.stat(runs / path).st_ino == inode, "an unchanged partition was rewritten"
     assert len(ottolytics.open(out).runs()) == RUNS + 1
 
 
@@ -99,7 +109,7 @@ def test_readers_never_see_half_a_file(exported):
     def reader():
         while not stop.is_set():
             try:
-                seen.append(len(pd.read_parquet(out / "tasks")))
+                seen.append(len(pd.read_parquet(out / "current" / "tasks")))
             except Exception as exc:  # a partial file would fail to parse
                 errors.append(exc)
 
@@ -126,6 +136,217 @@ def test_hosts_merge_in_one_shared_dataset(tmp_path):
     ottolytics.open(b).to_parquet(shared)
     merged = ottolytics.open(shared)
     assert len(merged.runs()) == RUNS
-    assert sorted(os.listdir(shared / "_signatures")) == sorted(
-        [f"{h}.json" for h in {os.uname().nodename, "host-b"}])
+    import json
+    manifest = json.load(open(shared / "manifest.json"))
+    assert {host for _d, host, _s in manifest["partitions"]} == {os.uname().nodename, "host-b"}
+    ottolytics.open(a).to_parquet(shared)   # host a again: host-b's partitions stay
+    assert len(ottolytics.open(shared).runs()) == RUNS
     assert merged.success_rate(by="task", freq=None).set_index("task").loc["test", "failures"] == 11
+
+
+# -- hostile partition values and killed exports ---------------------------------
+
+HOSTS = ["x=y", "ci%2Frunner", "a/b", "café", "sp ace", "q?#*:", "..", "null", "NULL",
+         "back\\slash", "tab\there", "[x]{y}^'\"", "__HIVE_DEFAULT_PARTITION__", "unknown"]
+
+
+def _set_hosts(db, hosts):
+    import sqlite3
+    conn = sqlite3.connect(db)
+    ids = [r[0] for r in conn.execute("SELECT id FROM runs ORDER BY id")]
+    for i, rid in enumerate(ids):
+        conn.execute("UPDATE runs SET host = ? WHERE id = ?", (hosts[i % len(hosts)], rid))
+    conn.commit()
+    conn.close()
+
+
+def _hive_dir(out, table):
+    return os.path.join(out, "current", table)
+
+
+def test_partition_values_read_back_exactly_in_every_reader(db, tmp_path):
+    record(db)
+    _set_hosts(db, HOSTS)
+    out = tmp_path / "dataset"
+    ottolytics.open(db).to_parquet(out)
+    want = sorted(ottolytics.open(db).runs()["host"].astype(str))
+    assert sorted(set(want)) == sorted(HOSTS)
+    assert sorted(ottolytics.open(out).runs()["host"].astype(str)) == want
+    assert sorted(ottolytics.open(out).tasks()["host"].astype(str)) == sorted(
+        ottolytics.open(db).tasks()["host"].astype(str))
+    runs = _hive_dir(out, "runs")
+    via_duck = duckdb.sql(
+        f"SELECT host FROM read_parquet('{runs}/**/*.parquet', hive_partitioning = true, "
+        f"hive_types = {{'host': VARCHAR}})").fetchall()
+    assert sorted(h for (h,) in via_duck) == want
+    import pyarrow as pa
+    hive = ds.partitioning(pa.schema([("date", pa.string()), ("host", pa.string())]),
+                           flavor="hive")
+    via_arrow = ds.dataset(runs, format="parquet", partitioning=hive).to_table()
+    polars = pytest.importorskip("polars")
+    via_polars = polars.scan_parquet(
+        f"{runs}/**/*.parquet", hive_partitioning=True,
+        hive_schema={"date": polars.String, "host": polars.String}).collect()
+    # Hive's own null marker reads back as null in pyarrow and polars, whatever the
+    # escaping (they compare after decoding); every other value comes back exactly.
+    marker = "__HIVE_DEFAULT_PARTITION__"
+    expect = sorted(None if h == marker else h for h in want if h != marker) + [None] * want.count(marker)
+    for got in (via_arrow["host"].to_pylist(), via_polars["host"].to_list()):
+        assert sorted(h for h in got if h is not None) == sorted(h for h in want if h != marker)
+        assert got.count(None) == want.count(marker)
+
+
+def _synth_store(path, runs=800):
+    from ottolytics.synth import synthesize
+    synthesize(path, runs, 8, seed=3, days=20)
+    return path
+
+
+def _mark(db, k):
+    """Put marker *k* into every partition of every table: a full rewrite whose
+    tables say which export they came from."""
+    import sqlite3
+    conn = sqlite3.connect(db)
+    conn.execute("UPDATE runs SET size_bytes = ?", (k,))
+    conn.execute("UPDATE tasks SET cpu_user_s = ?", (float(k),))
+    conn.execute("UPDATE run_params SET value = ?", (str(k),))
+    conn.commit()
+    conn.close()
+
+
+def _state(source):
+    """(marker, counts) of what a reader sees; a marker set of more than one
+    value, or counts that disagree with the store's, is a mix of two exports."""
+    con = duckdb.connect()
+    if isinstance(source, str):   # an external Hive reader on DIR/current
+        def src(t):
+            return (f"read_parquet('{source}/{t}/**/*.parquet', hive_partitioning = true, "
+                    f"hive_types = {{'date': VARCHAR, 'host': VARCHAR}})")
+        marks = (con.sql(f"SELECT DISTINCT size_bytes FROM {src('runs')}").fetchall(),
+                 con.sql(f"SELECT DISTINCT cpu_user_s FROM {src('tasks')}").fetchall(),
+                 con.sql(f"SELECT DISTINCT value FROM {src('params')}").fetchall())
+        counts = tuple(con.sql(f"SELECT count(*) FROM {src(t)}").fetchone()[0]
+                       for t in ("runs", "tasks", "transitions", "params"))
+        marks = {int(float(v)) for rows in marks for (v,) in rows}
+    else:   # ottolytics.open(DIR) or the store itself
+        h = source
+        marks = set(h.query(lambda a: f"SELECT DISTINCT CAST(size_bytes AS BIGINT) AS m FROM "
+                                      f"({h.runs_sql(a)}) UNION SELECT DISTINCT "
+                                      f"CAST(cpu_user_s AS BIGINT) FROM ({h.tasks_sql(a)})")["m"])
+        counts = tuple(int(h.query(lambda a, sql=sql: f"SELECT count(*) AS n FROM ({sql(a)})")["n"][0])
+                       for sql in (h.runs_sql, h.tasks_sql, h.transitions_sql))
+    return marks, counts
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs POSIX signals")
+def test_a_killed_export_leaves_the_previous_dataset_or_the_new_one(tmp_path):
+    import random
+    import signal
+    import subprocess
+    import sys
+    import time
+    store = _synth_store(tmp_path / "store.db")
+    out = tmp_path / "dataset"
+    _mark(store, 1)
+    ottolytics.open(store).to_parquet(out)
+    full = _state(ottolytics.open(store))[1]
+    assert _state(ottolytics.open(out)) == ({1}, full)
+    assert _state(str(out / "current"))[1][:3] == full
+    committed, rng, kills = 1, random.Random(13), 0
+    cmd = [sys.executable, "-m", "ottolytics", "--db", str(store), "export", "parquet", str(out)]
+
+    def writing(proc):
+        """Wait until the export has begun its new snapshot; seconds it took."""
+        t0, before = time.monotonic(), set(os.listdir(out / "snapshots"))
+        while proc.poll() is None and not any(
+                n.endswith(".tmp") for n in set(os.listdir(out / "snapshots")) - before):
+            time.sleep(0.005)
+        return time.monotonic() - t0
+
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL)
+    writing(proc)
+    t0 = time.monotonic()
+    assert proc.wait() == 0
+    span = time.monotonic() - t0   # how long the writing part of an export takes
+    for k in range(2, 7):
+        _mark(store, k)
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        writing(proc)   # kill it while it writes: anywhere from its first file to its end
+        time.sleep(rng.uniform(0, span))
+        proc.send_signal(signal.SIGKILL)
+        killed = proc.wait() == -signal.SIGKILL
+        kills += killed
+        marks, counts = _state(ottolytics.open(out))
+        assert counts == full and marks in ({committed}, {k}), (k, marks, counts)
+        outside = _state(str(out / "current"))
+        assert outside[1][:3] == full and outside[0] in ({committed}, {k}), (k, outside)
+        committed = marks.pop()
+    assert kills >= 3, "too few exports were killed mid-way to show anything"
+    # The next export finishes the job and sweeps what the killed ones left.
+    subprocess.run(cmd, check=True, capture_output=True)
+    assert _state(ottolytics.open(out)) == ({6}, full)
+    left = [os.path.join(r, n) for r, ds_, fs in os.walk(out) for n in ds_ + fs
+            if n.endswith(".tmp")]
+    assert not left
+    assert len(os.listdir(out / "snapshots")) <= 2   # the new one and the one before
+
+
+def test_an_interrupted_first_export_is_not_a_dataset(db, tmp_path):
+    record(db)
+    out = tmp_path / "dataset"
+    ottolytics.open(db).to_parquet(out)
+    os.remove(out / "manifest.json")   # as if killed before the manifest was written
+    with pytest.raises(Exception, match="export again"):
+        ottolytics.open(out).runs()
+    ottolytics.open(db).to_parquet(out)
+    assert len(ottolytics.open(out).runs()) == RUNS
+
+
+@pytest.mark.parametrize("step", ["_write_json_atomic", "_point_current"])
+def test_an_export_stopped_between_its_last_steps(db, tmp_path, monkeypatch, step):
+    """Stopped after the new snapshot is renamed (before the manifest), or after
+    the manifest (before the link): each reader still sees one whole export."""
+    from ottolytics import parquet
+    record(db, range(0, 20))
+    out = tmp_path / "dataset"
+    first = ottolytics.open(db).to_parquet(out)["snapshot"]
+    record(db, range(20, RUNS))
+
+    def stop(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(parquet, step, stop)
+    with pytest.raises(KeyboardInterrupt):
+        ottolytics.open(db).to_parquet(out)
+    monkeypatch.undo()
+    expect = 20 if step == "_write_json_atomic" else RUNS
+    assert len(ottolytics.open(out).runs()) == expect
+    assert os.readlink(out / "current").endswith(first)   # the link still names a whole one
+    assert len(pd.read_parquet(out / "current" / "runs")) == 20
+    before = json.load(open(out / "manifest.json"))["snapshot"]
+    last = ottolytics.open(db).to_parquet(out)["snapshot"]
+    assert len(ottolytics.open(out).runs()) == len(pd.read_parquet(out / "current" / "runs")) == RUNS
+    # Swept: the unnamed snapshot and the older ones; kept: the new one and the
+    # one before it (for readers that opened it).
+    assert sorted(os.listdir(out / "snapshots")) == sorted({before, last})
+    assert not [n for n in os.listdir(out) if n.endswith(".tmp")]
+
+
+def test_spark_reads_the_partition_values_back_exactly(db, tmp_path):
+    import shutil
+    if shutil.which("java") is None:
+        pytest.skip("no java (apt-get install default-jre-headless)")
+    pyspark_sql = pytest.importorskip("pyspark.sql", reason="pyspark not installed")
+    record(db)
+    _set_hosts(db, HOSTS)
+    out = tmp_path / "dataset"
+    ottolytics.open(db).to_parquet(out)
+    spark = (pyspark_sql.SparkSession.builder.master("local[1]").appName("ottolytics-test")
+             .config("spark.ui.enabled", "false")
+             .config("spark.sql.sources.partitionColumnTypeInference.enabled", "false")
+             .getOrCreate())
+    try:
+        rows = spark.read.parquet(str(out / "current" / "runs")).select("host").collect()
+    finally:
+        spark.stop()
+    assert sorted(r["host"] for r in rows) == sorted(ottolytics.open(db).runs()["host"].astype(str))
