@@ -740,8 +740,12 @@ def cmd_export_prometheus(args):
         window = parse_duration(args.window)
     except ValueError as exc:
         return _fail(f"--window: {exc}", 2)
+    for flag, value in (("--max-tasks", args.max_tasks), ("--max-projects", args.max_projects)):
+        if value < 1:
+            return _fail(f"{flag} {value}: give a number of at least 1", 2)
     try:
-        path = write_metrics(_open_history(args), args.file, window)
+        path = write_metrics(_open_history(args), args.file, window, max_tasks=args.max_tasks,
+                             max_projects=args.max_projects)
     except sqlite3.Error as exc:
         return _store_failed(exc, args)
     except (StoreError, OSError) as exc:
@@ -983,6 +987,12 @@ def build_parser():
     pp.add_argument("file", metavar="FILE")
     pp.add_argument("--window", default="7d",
                     help="window for durations and success ratios (default 7d)")
+    pp.add_argument("--max-tasks", type=int, default=100, metavar="N",
+                    help="tasks with series of their own, the most recently run (default "
+                         "100); the rest are summed into task=\"__other__\"")
+    pp.add_argument("--max-projects", type=int, default=20, metavar="N",
+                    help="projects with series of their own (default 20); the rest are "
+                         "summed into project=\"__other__\"")
     pp.set_defaults(func=cmd_export_prometheus)
 
     p = sub.add_parser("report", help="reports: weekly")

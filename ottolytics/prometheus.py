@@ -2,31 +2,61 @@
 
 Built with prometheus_client (a registry of our own, written with
 ``write_to_textfile``, which writes a temporary file beside the target and
-renames it), never formatted by hand. Labels are bounded: project, task and
-status only (plus ``quantile`` in the duration summary), never run ids or
-paths. No sample carries a timestamp: node_exporter rejects those.
+renames it), never formatted by hand. Labels are project, task and status only
+(plus ``quantile`` in the duration summary), never run ids or paths, and their
+number is bounded: the ``max_projects`` most recently run projects and the
+``max_tasks`` most recently run tasks keep their names; the rest are summed into
+``project="__other__"`` / ``task="__other__"``. No sample carries a timestamp:
+node_exporter rejects those.
 """
 
 import os
 import time
 
 import pandas as pd
+
+from .duck import sqlite_literal
 from prometheus_client import CollectorRegistry, write_to_textfile
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import GaugeMetricFamily, Metric
 
 PREFIX = "ottolytics"
 QUANTILES = (0.5, 0.9, 0.95)
 DEFAULT_WINDOW_S = 7 * 86400
 STALE_AFTER_S = 24 * 3600
+MAX_TASKS = 100      # (project, task) names with series of their own
+MAX_PROJECTS = 20    # projects with series of their own
+OTHER = "__other__"  # the label value the rest are summed into
 
 
 class HistoryCollector:
     """Collects the metric families from a History when the registry is read."""
 
-    def __init__(self, h, window_s=DEFAULT_WINDOW_S, now=None):
+    def __init__(self, h, window_s=DEFAULT_WINDOW_S, now=None, max_tasks=MAX_TASKS,
+                 max_projects=MAX_PROJECTS):
+        if max_tasks < 1 or max_projects < 1:
+            raise ValueError("max_tasks and max_projects must be at least 1")
         self.h = h
         self.window_s = window_s
         self.now = now
+        self.max_tasks = max_tasks
+        self.max_projects = max_projects
+
+    def _kept(self, runs, ranks):
+        """The projects and (project, task) pairs that keep their names: the most
+        recently started ones (then the busiest, then by name)."""
+        last = {}
+        for project, _status, _n, started, _stale in runs.itertuples(index=False):
+            last[project] = max(last.get(project, float("-inf")),
+                                float("-inf") if pd.isna(started) else started)
+        for project, _task, started, _n in ranks.itertuples(index=False):
+            last.setdefault(project, float("-inf") if pd.isna(started) else started)
+        projects = set(sorted(last, key=lambda p: (-last[p], p))[:self.max_projects])
+        ranks = ranks[ranks["project"].isin(projects)].copy()
+        ranks["key"] = ranks["last"].fillna(float("-inf"))
+        ranks = ranks.sort_values(["key", "n", "project", "task"],
+                                  ascending=[False, False, True, True])
+        tasks = set(zip(ranks["project"][:self.max_tasks], ranks["task"][:self.max_tasks]))
+        return projects, tasks, len(last) - len(projects)
 
     def collect(self):
         h = self.h
@@ -39,8 +69,16 @@ class HistoryCollector:
                                  f"count(*) FILTER (WHERE CAST(status AS VARCHAR) = 'running' "
                                  f"AND epoch(started_at) < {now - STALE_AFTER_S}) AS stale "
                                  f"FROM ({h.runs_sql(a)}) GROUP BY ALL")
-        total = CounterMetricFamily(f"{p}_runs", "Runs recorded, by final status.",
-                                    labels=["project", "status"])
+        ranks = h.query(lambda a: f"SELECT project, task, max(started_s) AS last, count(*) AS n "
+                                  f"FROM ({h.facts_sql(a, need=['project'])}) GROUP BY ALL")
+        projects, kept, projects_folded = self._kept(runs, ranks)
+        tasks_folded = len(ranks) - len(kept)
+
+        def project_of(name):
+            return name if name in projects else OTHER
+
+        total = GaugeMetricFamily(f"{p}_runs", "Runs in the store, by final status "
+                                  "(falls when runs are cleaned).", labels=["project", "status"])
         last_run = GaugeMetricFamily(f"{p}_last_run_timestamp_seconds",
                                      "Start time of the newest run.", labels=["project"])
         running = GaugeMetricFamily(f"{p}_runs_running", "Runs running now.", labels=["project"])
@@ -49,15 +87,18 @@ class HistoryCollector:
                                   labels=["project"])
         interrupted = GaugeMetricFamily(f"{p}_runs_interrupted",
                                         "Runs that ended interrupted.", labels=["project"])
-        per_project = {}
+        per_project, per_status = {}, {}
         for project, status, n, last, n_stale in runs.itertuples(index=False):
-            total.add_metric([project, status], n)
+            project = project_of(project)
+            per_status[(project, status)] = per_status.get((project, status), 0) + n
             entry = per_project.setdefault(project, {"last": 0, "running": 0, "stale": 0,
                                                      "interrupted": 0})
-            entry["last"] = max(entry["last"], last or 0)
+            entry["last"] = max(entry["last"], 0 if pd.isna(last) else last)
             entry["stale"] += n_stale
             if status in ("running", "interrupted"):
                 entry[status] += n
+        for (project, status), n in sorted(per_status.items()):
+            total.add_metric([project, status], n)
         for project, e in sorted(per_project.items()):
             last_run.add_metric([project], e["last"])
             running.add_metric([project], e["running"])
@@ -68,6 +109,14 @@ class HistoryCollector:
         # One pass over the tasks: all-time totals per status, and the window's
         # durations and ratio per task (GROUPING SETS; finished attempts only).
         fin = "w AND status IN ('success', 'failed')"
+        other = sqlite_literal(OTHER)
+        project_sql = "project" if not projects_folded else (
+            f"CASE WHEN project IN ({', '.join(map(sqlite_literal, sorted(projects)))}) "
+            f"THEN project ELSE {other} END")
+        task_sql = "task" if not tasks_folded else (
+            "CASE WHEN (project, task) IN (" + ", ".join(
+                f"({sqlite_literal(pr)}, {sqlite_literal(t)})" for pr, t in sorted(kept))
+            + f") THEN task ELSE {other} END")
         q = ", ".join(f"quantile_cont(duration_s, {x}) FILTER (WHERE {fin}) AS q{i}"
                       for i, x in enumerate(QUANTILES))
         stats = h.query(lambda a: f"""
@@ -79,10 +128,13 @@ class HistoryCollector:
                    count(*) FILTER (WHERE {fin}) AS done,
                    arg_max(duration_s, started_s) FILTER (WHERE w AND duration_s IS NOT NULL)
                    AS last, {q}
-            FROM (SELECT *, started_s >= {since} AS w FROM ({h.facts_sql(a, need=['project'])}))
+            FROM (SELECT * REPLACE ({project_sql} AS project, {task_sql} AS task),
+                         started_s >= {since} AS w
+                  FROM ({h.facts_sql(a, need=['project'])}))
             GROUP BY GROUPING SETS ((project, task, status), (project, task))""")
-        task_total = CounterMetricFamily(f"{p}_tasks", "Task attempts recorded, by status.",
-                                         labels=["project", "task", "status"])
+        task_total = GaugeMetricFamily(f"{p}_tasks", "Task attempts in the store, by status "
+                                       "(falls when runs are cleaned).",
+                                       labels=["project", "task", "status"])
         last_success = GaugeMetricFamily(f"{p}_task_last_success_timestamp_seconds",
                                          "Start time of the task's newest successful attempt.",
                                          labels=["project", "task"])
@@ -93,7 +145,15 @@ class HistoryCollector:
         for row in stats[stats["per_task"] == 1].itertuples(index=False):
             if not pd.isna(row.last_success):
                 last_success.add_metric([row.project, row.task], row.last_success)
-        yield from (task_total, last_success)
+        folded = GaugeMetricFamily(f"{p}_tasks_folded",
+                                   f"Task names summed into task=\"{OTHER}\" (over the "
+                                   f"limit of {self.max_tasks}).")
+        folded.add_metric([], tasks_folded)
+        folded_projects = GaugeMetricFamily(f"{p}_projects_folded",
+                                            f"Projects summed into project=\"{OTHER}\" (over "
+                                            f"the limit of {self.max_projects}).")
+        folded_projects.add_metric([], projects_folded)
+        yield from (task_total, last_success, folded, folded_projects)
 
         summary = Metric(f"{p}_task_duration_seconds",
                          f"Task durations over the last {self.window_s / 86400:g} days.", "summary")
@@ -126,11 +186,17 @@ class HistoryCollector:
         cache_bytes = GaugeMetricFamily(f"{p}_cache_disk_bytes",
                                         "Bytes of the project's otto script cache.",
                                         labels=["project"])
+        sums = {}
         for row in disk.itertuples(index=False):
-            if not pd.isna(row.run_bytes):
-                run_bytes.add_metric([row.project], float(row.run_bytes))
-            if not pd.isna(row.cache_bytes):
-                cache_bytes.add_metric([row.project], float(row.cache_bytes))
+            entry = sums.setdefault(project_of(row.project), [None, None])
+            for i, value in enumerate((row.run_bytes, row.cache_bytes)):
+                if not pd.isna(value):
+                    entry[i] = (entry[i] or 0) + float(value)
+        for project, (run_b, cache_b) in sorted(sums.items()):
+            if run_b is not None:
+                run_bytes.add_metric([project], run_b)
+            if cache_b is not None:
+                cache_bytes.add_metric([project], cache_b)
         yield from (run_bytes, cache_bytes)
 
         store = GaugeMetricFamily(f"{p}_store_size_bytes",
@@ -144,15 +210,18 @@ class HistoryCollector:
         yield from (store, stamp)
 
 
-def registry_for(h, window_s=DEFAULT_WINDOW_S, now=None):
+def registry_for(h, window_s=DEFAULT_WINDOW_S, now=None, max_tasks=MAX_TASKS,
+                 max_projects=MAX_PROJECTS):
     registry = CollectorRegistry()
-    registry.register(HistoryCollector(h, window_s, now))
+    registry.register(HistoryCollector(h, window_s, now, max_tasks, max_projects))
     return registry
 
 
-def write_metrics(h, path, window_s=DEFAULT_WINDOW_S):
+def write_metrics(h, path, window_s=DEFAULT_WINDOW_S, max_tasks=MAX_TASKS,
+                  max_projects=MAX_PROJECTS):
     """Write the metrics of *h* to *path*, atomically, for node_exporter."""
     path = os.path.abspath(str(path))
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    write_to_textfile(path, registry_for(h, window_s))
+    write_to_textfile(path, registry_for(h, window_s, max_tasks=max_tasks,
+                                         max_projects=max_projects))
     return path

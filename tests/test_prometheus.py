@@ -58,7 +58,7 @@ def test_families_parse_back_with_bounded_labels(metrics):
     projects = {s.labels["project"] for s in fams["ottolytics_runs"].samples}
     assert set(HOSTILE) <= projects
     text = open(metrics).read()
-    assert "# HELP ottolytics_runs_total" in text and "# TYPE ottolytics_runs_total counter" in text
+    assert "# HELP ottolytics_runs " in text and "# TYPE ottolytics_runs gauge" in text
     assert "run" + "_id" not in text and "/tmp" not in text
 
 
@@ -82,3 +82,82 @@ def test_empty_history_and_cli(db, tmp_path):
     assert run_cli("export", "prometheus", path, "--window", "soon").returncode == 2
     if shutil.which("promtool"):
         assert subprocess.run(["promtool", "check", "metrics"], stdin=open(path)).returncode == 0
+
+
+def _many_tasks(db, names, project="wide"):
+    """One run of *project* with a task per name, started one second apart (the
+    last name is the newest); every tenth fails."""
+    rec = Recorder(db)
+    run = rec.run(project=project)
+    t0 = 1_790_000_000.0
+    run.start(at=t0)
+    for i, name in enumerate(names):
+        run.task(name).start(at=t0 + i).finish(1 if i % 10 == 0 else 0, at=t0 + i + 0.5)
+    run.finish(at=t0 + len(names) + 1)
+    rec.close()
+
+
+def test_task_labels_are_bounded_with_an_other_bucket(db, tmp_path):
+    names = [f"item-{i:04d}" for i in range(300)]
+    _many_tasks(db, names)
+    path = tmp_path / "m.prom"
+    write_metrics(ottolytics.open(db), path, window_s=100 * 365 * 86400, max_tasks=50)
+    fams = families(path)
+    tasks = fams["ottolytics_tasks"]
+    assert tasks.type == "gauge"
+    series = {s.labels["task"] for s in tasks.samples}
+    assert series == set(names[-50:]) | {"__other__"}   # the 50 most recent, then the rest
+    by_task = {}
+    for s in tasks.samples:
+        by_task[s.labels["task"]] = by_task.get(s.labels["task"], 0) + s.value
+    assert sum(by_task.values()) == 300 and by_task["__other__"] == 250   # nothing lost
+    ratio = {s.labels["task"]: s.value for s in fams["ottolytics_task_success_ratio"].samples}
+    assert ratio["__other__"] == pytest.approx(225 / 250)
+    count = {s.labels["task"]: s.value for s in fams["ottolytics_task_duration_seconds"].samples
+             if s.name.endswith("_count")}
+    assert count["__other__"] == 250 and len(count) == 51
+    folded = fams["ottolytics_tasks_folded"].samples
+    assert [(s.labels, s.value) for s in folded] == [({}, 250)]
+    for fam in fams.values():
+        assert len({s.labels.get("task") for s in fam.samples}) <= 51
+
+
+def test_default_limit_keeps_the_textfile_small(db, tmp_path):
+    _many_tasks(db, [f"foreach-{i}" for i in range(2000)])
+    path = tmp_path / "m.prom"
+    assert run_cli("export", "prometheus", path, "--window", "36500d").returncode == 0
+    fams = families(path)
+    assert len({s.labels["task"] for s in fams["ottolytics_tasks"].samples}) == 101
+    assert sum(len(f.samples) for f in fams.values()) < 2000 and path.stat().st_size < 200_000
+    narrow = tmp_path / "narrow.prom"
+    assert run_cli("export", "prometheus", narrow, "--max-tasks", "5").returncode == 0
+    assert len({s.labels["task"] for s in families(narrow)["ottolytics_tasks"].samples}) == 6
+    bad = run_cli("export", "prometheus", narrow, "--max-tasks", "0")
+    assert bad.returncode == 2 and b"--max-tasks" in bad.stderr and b"Traceback" not in bad.stderr
+    if shutil.which("promtool"):
+        proc = subprocess.run(["promtool", "check", "metrics"], stdin=open(path),
+                              capture_output=True, text=True)
+        assert proc.returncode == 0 and not proc.stdout.strip(), proc.stdout + proc.stderr
+
+
+def test_projects_are_bounded_too(db, tmp_path):
+    rec = Recorder(db)
+    for i in range(30):
+        with rec.run(project=f"proj-{i:02d}") as run:
+            with run.task("build"):
+                pass
+    rec.close()
+    path = tmp_path / "m.prom"
+    write_metrics(ottolytics.open(db), path, max_projects=10)
+    fams = families(path)
+    projects = {s.labels["project"] for s in fams["ottolytics_runs"].samples}
+    assert len(projects) == 11 and "__other__" in projects
+    assert sum(s.value for s in fams["ottolytics_runs"].samples) == 30
+    for fam in fams.values():
+        assert len({s.labels.get("project") for s in fam.samples} - {None}) <= 11, fam.name
+
+
+def test_stored_counts_are_gauges_that_may_fall(metrics):
+    text = open(metrics).read()
+    assert "# TYPE ottolytics_runs gauge" in text and "# TYPE ottolytics_tasks gauge" in text
+    assert "_total" not in text
