@@ -756,9 +756,18 @@ def cmd_export_prometheus(args):
 
 def cmd_report_weekly(args):
     from .migrations import StoreError
-    from .report import to_csv_text, write_csv
+    from .report import last_complete_week, newest_week, to_csv_text, week_label, write_csv
     try:
-        df = _open_history(args).weekly_report(args.week)
+        h = _open_history(args)
+        df = h.weekly_report(args.week)
+        hint = None
+        if not len(df):
+            hint = "no runs that week"
+            if args.week is None:
+                newest = newest_week(h)
+                hint = (f"no runs in {week_label(last_complete_week())}, the last complete week"
+                        + (f"; the newest runs are in {newest}: pass --week {newest}"
+                           if newest else "; the store has no runs"))
     except ValueError as exc:
         return _fail(str(exc), 2)
     except sqlite3.Error as exc:
@@ -773,19 +782,24 @@ def cmd_report_weekly(args):
             for name in ("week_start", "week_end"):
                 r[name] = iso_utc(datetime.fromisoformat(r[name])) if r[name] else None
         _print_records(records, args.jsonl)
+        if hint:
+            print(f"ottolytics: {hint}", file=sys.stderr)
         return 0
     if args.out:
-        write_csv(df, args.out)
-        print(args.out if len(df) else f"{args.out}: no runs that week; wrote the header only")
+        try:
+            write_csv(df, args.out)
+        except OSError as exc:
+            return _fail(f"--out {exc}" if not str(exc).startswith("[Errno") else
+                         f"--out {args.out}: {exc.strerror}")
+        print(args.out if not hint else f"{args.out}: {hint}; wrote the header only")
     else:
         text = to_csv_text(df)
         if sys.stdout.isatty():  # for the eyes: no escape sequence from a cell reaches it
             from .formatting import printable
             text = "".join(printable(line) + "\n" for line in text.split("\r\n")[:-1])
         sys.stdout.write(text)
-        if not len(df):
-            print("ottolytics: no runs that week; the report has the header only",
-                  file=sys.stderr)
+        if hint:
+            print(f"ottolytics: {hint}; the report has the header only", file=sys.stderr)
     return 0
 
 

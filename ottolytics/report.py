@@ -145,16 +145,34 @@ def to_csv_text(df):
 
 
 def write_csv(df, path):
-    """Write the report to *path* atomically (a temporary file, then a rename)."""
-    path = os.path.abspath(str(path))
+    """Write the report to *path* atomically: a temporary file in the same
+    directory, fsynced, then renamed over *path*. The directory must exist."""
+    text = str(path)
+    path = os.path.abspath(text)
+    if os.path.isdir(path) or text.endswith((os.sep, "/")):
+        raise IsADirectoryError(f"{text}: is a directory; give a file name such as "
+                                f"{os.path.join(text, 'weekly.csv')}")
     folder = os.path.dirname(path)
-    os.makedirs(folder, exist_ok=True)
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(f"{folder}: directory does not exist; create it first "
+                                f"(mkdir -p {folder})")
     tmp = os.path.join(folder, f".{os.path.basename(path)}.{uuid.uuid4().hex}.tmp")
     try:
         with open(tmp, "w", encoding="utf-8", newline="") as f:
             f.write(to_csv_text(df))
+            f.flush()
+            os.fsync(f.fileno())
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
     return path
+
+
+def newest_week(h):
+    """The label of the ISO week (local time) of the history's newest run, or None."""
+    newest = h.query(lambda a: f"SELECT max(epoch(started_at)) AS t FROM ({h.runs_sql(a)})")["t"][0]
+    if pd.isna(newest):
+        return None
+    day = datetime.fromtimestamp(float(newest)).date()
+    return week_label(day - timedelta(days=day.weekday()))

@@ -1,3 +1,4 @@
+import os
 import csv
 import io
 from datetime import date, datetime
@@ -74,3 +75,49 @@ def test_cli_writes_atomically_and_header_only_when_empty(h, db, tmp_path):
     assert len(lines) == 4 and json.loads(lines[0])["project"] == "web"
     bad = run_cli("report", "weekly", "--week", "soon")
     assert bad.returncode == 2 and b"ISO week" in bad.stderr
+
+
+def test_out_naming_a_directory_is_one_line_and_writes_nothing(h, db, tmp_path):
+    folder = tmp_path / "reports"
+    folder.mkdir()
+    for out in (folder, str(folder) + os.sep):
+        proc = run_cli("report", "weekly", "--week", WEEK, "--out", out, cwd=tmp_path)
+        assert proc.returncode == 1, proc.stderr
+        err = proc.stderr.decode()
+        assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+        assert "is a directory" in err
+        assert os.listdir(folder) == [] and not [n for n in os.listdir(tmp_path) if n.endswith(".tmp")]
+    assert not [n for n in os.listdir("/") if n.endswith(".tmp") and "reports" in n]
+
+
+def test_out_in_a_missing_directory_is_one_line_and_creates_nothing(h, db, tmp_path):
+    out = tmp_path / "nonexistent" / "dir" / "x.csv"
+    proc = run_cli("report", "weekly", "--week", WEEK, "--out", out)
+    err = proc.stderr.decode()
+    assert proc.returncode == 1 and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert "does not exist" in err
+    assert not (tmp_path / "nonexistent").exists()
+
+
+def test_write_csv_replaces_the_file_whole(tmp_path):
+    from ottolytics.report import write_csv
+    import pandas as pd
+    (tmp_path / "out").mkdir()
+    path = tmp_path / "out" / "r.csv"
+    path.write_text("old")
+    write_csv(pd.DataFrame({"a": [1, 2]}), path)
+    assert path.read_bytes() == b"a\r\n1\r\n2\r\n"
+    assert os.listdir(tmp_path / "out") == ["r.csv"]
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        write_csv(pd.DataFrame({"a": [1]}), tmp_path / "no" / "r.csv")
+
+
+def test_default_week_without_runs_says_which_week_has_them(h, db):
+    # The known history ran in 2026-W39; today's last complete week is later.
+    proc = run_cli("report", "weekly", env={"TZ": "UTC"})
+    assert proc.returncode == 0
+    err = proc.stderr.decode().strip().splitlines()
+    assert len(err) == 1, err
+    assert "no runs in" in err[0] and "last complete week" in err[0]
+    assert "--week 2026-W39" in err[0]
+    assert proc.stdout.decode() == ",".join(COLUMNS) + "\r\n"
