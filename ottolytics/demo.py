@@ -20,8 +20,10 @@ def _say(text=""):
 
 def run_demo(sample=None, out=None):
     from .cli import main as cli_main
+    import pandas as pd
+
     from .formatting import shorten
-    from .sample import END, generate
+    from .sample import generate
     out = os.path.abspath(out or "demo-output")
     home = os.path.join(out, "home")
     if os.path.exists(home):
@@ -62,12 +64,16 @@ def run_demo(sample=None, out=None):
     for r in h.failure_groups().head(3).itertuples():
         _say(f"  h.failure_groups(): {r.count:>3}x in {r.tasks}: {shorten(r.message, 72)}")
 
-    monday = (END - timedelta(days=END.weekday() + 7)).date()  # the sample's last full week
+    # Windows end where the history shown ends, not today: a finished sample
+    # would otherwise have empty duration and ratio families.
+    end = runs["finished_at"].max()
+    end = runs["started_at"].max() if pd.isna(end) else end
+    monday = (end - timedelta(days=end.weekday() + 7)).date()  # its last full week
     week = week_label(monday)
     csv_path = os.path.join(out, f"weekly-{week}.csv")
     write_csv(h.weekly_report(week), csv_path)
     prom_path = os.path.join(out, "ottolytics.prom")
-    write_metrics(h, prom_path)
+    write_metrics(h, prom_path, now=end.timestamp())
     trend_path = os.path.join(out, "api-build-duration.png")
     fig = duration_trend(h.with_filters(project=["api"]), "build")
     fig.savefig(trend_path, dpi=110)

@@ -218,10 +218,11 @@ def registry_for(h, window_s=DEFAULT_WINDOW_S, now=None, max_tasks=MAX_TASKS,
 
 
 def write_metrics(h, path, window_s=DEFAULT_WINDOW_S, max_tasks=MAX_TASKS,
-                  max_projects=MAX_PROJECTS):
-    """Write the metrics of *h* to *path*, atomically, for node_exporter."""
+                  max_projects=MAX_PROJECTS, now=None):
+    """Write the metrics of *h* to *path*, atomically, for node_exporter. *now*
+    (unix seconds; default the current time) is where the window ends."""
     path = os.path.abspath(str(path))
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    write_to_textfile(path, registry_for(h, window_s, max_tasks=max_tasks,
+    write_to_textfile(path, registry_for(h, window_s, now=now, max_tasks=max_tasks,
                                          max_projects=max_projects))
     return path

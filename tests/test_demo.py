@@ -59,3 +59,18 @@ def test_demo_generates_a_sample_when_there_is_none(tmp_path, capsys, monkeypatc
     assert "a sample generated just now" in out
     assert (tmp_path / "demo-output" / "ottolytics.prom").exists()
     assert run_demo(sample=str(tmp_path / "nowhere")) == 1
+
+
+def test_demo_metrics_describe_the_end_of_the_sample(tmp_path, capsys, monkeypatch):
+    """The sample ended 2026-11-20: the windows end where the history ends, not
+    today, so the duration and ratio families have samples."""
+    from prometheus_client.parser import text_string_to_metric_families
+    monkeypatch.chdir(ROOT)
+    assert run_demo(out=tmp_path / "out") == 0
+    text = (tmp_path / "out" / "ottolytics.prom").read_text()
+    fams = {f.name: f for f in text_string_to_metric_families(text)}
+    for name in ("ottolytics_task_duration_seconds", "ottolytics_task_success_ratio",
+                 "ottolytics_task_last_duration_seconds"):
+        assert fams[name].samples, name
+    ratios = [s.value for s in fams["ottolytics_task_success_ratio"].samples]
+    assert all(0 <= r <= 1 for r in ratios) and min(ratios) < 1
