@@ -350,3 +350,27 @@ def test_spark_reads_the_partition_values_back_exactly(db, tmp_path):
     finally:
         spark.stop()
     assert sorted(r["host"] for r in rows) == sorted(ottolytics.open(db).runs()["host"].astype(str))
+
+
+def test_a_dataset_of_the_older_layout_is_rewritten_and_its_tree_removed(db, tmp_path):
+    record(db)
+    out = tmp_path / "dataset"
+    legacy = out / "runs" / "date=2026-09-21" / "host=h"
+    legacy.mkdir(parents=True)
+    ottolytics.open(db).runs().head(3).to_parquet(legacy / "data_0.parquet")
+    (out / "_signatures").mkdir()
+    (out / "_signatures" / "h.json").write_text("{}")
+    with pytest.raises(Exception, match="older ottolytics.*export again"):
+        ottolytics.open(out)
+    ottolytics.open(db).to_parquet(out)
+    assert sorted(os.listdir(out)) == [".lock", "current", "manifest.json", "snapshots"]
+    assert len(ottolytics.open(out).runs()) == RUNS
+
+
+def test_a_snapshot_that_does_not_match_its_manifest_is_refused(exported):
+    _db, out, summary = exported
+    extra = out / "snapshots" / summary["snapshot"] / "runs" / "date=2030-01-01" / "host=x"
+    extra.mkdir(parents=True)
+    (extra / "data_0.parquet").write_bytes(b"")
+    with pytest.raises(Exception, match="does not match its manifest"):
+        ottolytics.open(out)
