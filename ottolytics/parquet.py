@@ -359,8 +359,9 @@ def _export_locked(h, directory):
             _execute(h, lambda a: f"DROP TABLE IF EXISTS {STAGED}")
     # Durable before it becomes visible: the snapshot's directories, its rename,
     # then the manifest (written last) and the link.
-    for base, _dirs, _files in os.walk(work, topdown=False):
-        _fsync_path(base, directory=True)
+    folders = [base for base, _dirs, _files in os.walk(work)]
+    with ThreadPoolExecutor(max_workers=8) as pool:  # fsync waits on the disk, not the CPU
+        list(pool.map(lambda folder: _fsync_path(folder, directory=True), folders))
     final = os.path.join(snapshots, snapshot)
     os.rename(work, final)
     _fsync_path(snapshots, directory=True)
