@@ -301,6 +301,8 @@ def _export_locked(h, directory):
         manifest = read_manifest(directory)
     except duck.ReadError:
         manifest = None  # unreadable: write everything again
+    if manifest and not os.path.isdir(os.path.join(directory, SNAPSHOTS, manifest["snapshot"])):
+        manifest = None  # its snapshot is gone: nothing to carry over, write everything
     old_snapshot = manifest["snapshot"] if manifest else None
     _sweep(directory, {old_snapshot})
     previous = {(d, host): sig for d, host, sig in manifest["partitions"]} if manifest else {}

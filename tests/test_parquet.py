@@ -374,3 +374,13 @@ def test_a_snapshot_that_does_not_match_its_manifest_is_refused(exported):
     (extra / "data_0.parquet").write_bytes(b"")
     with pytest.raises(Exception, match="does not match its manifest"):
         ottolytics.open(out)
+
+
+def test_an_export_recovers_when_the_manifest_names_a_missing_snapshot(exported):
+    import shutil
+    db, out, summary = exported
+    shutil.rmtree(out / "snapshots" / summary["snapshot"])
+    with pytest.raises(Exception, match="does not match its manifest"):
+        ottolytics.open(out)
+    again = ottolytics.open(db).to_parquet(out)
+    assert again["unchanged"] == 0 and len(ottolytics.open(out).runs()) == RUNS
