@@ -55,7 +55,8 @@ class HistoryCollector:
         ranks["key"] = ranks["last"].fillna(float("-inf"))
         ranks = ranks.sort_values(["key", "n", "project", "task"],
                                   ascending=[False, False, True, True])
-        tasks = set(zip(ranks["project"][:self.max_tasks], ranks["task"][:self.max_tasks]))
+        top = ranks.iloc[:self.max_tasks]
+        tasks = set(zip(top["project"], top["task"]))
         return projects, tasks, len(last) - len(projects)
 
     def collect(self):
