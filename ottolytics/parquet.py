@@ -26,6 +26,7 @@ every Hive reader decodes them back to the original.
 * ``ottolytics.open(DIR)`` reads exactly the files the manifest names.
 """
 
+import hashlib
 import json
 import os
 import re
@@ -141,8 +142,25 @@ def hive_value(value):
     return text
 
 
+MAX_SEGMENT = 200  # bytes of an escaped value in a path; file names stop at 255
+
+
+def _segment(value):
+    """The escaped path segment of a partition value. A value too long for a file
+    name (store rows are untrusted) is shortened to its start and a hash of the
+    whole, so that one hostile row cannot stop every export."""
+    text = hive_value(value)
+    if len(text.encode()) <= MAX_SEGMENT:
+        return text
+    digest = hashlib.sha256(str(value).encode("utf-8", "surrogatepass")).hexdigest()[:16]
+    head = str(value)
+    while len(hive_value(head).encode()) > MAX_SEGMENT - 20:
+        head = head[:len(head) * 3 // 4]
+    return hive_value(f"{head}~{digest}")
+
+
 def _partition_path(table, d, host):
-    return os.path.join(table, f"date={hive_value(d)}", f"host={hive_value(host)}", DATA_FILE)
+    return os.path.join(table, f"date={_segment(d)}", f"host={_segment(host)}", DATA_FILE)
 
 
 def _fsync_path(path, directory=False):
