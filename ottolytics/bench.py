@@ -265,7 +265,7 @@ def _otto_tree(home, runs, tasks_per_run):
         tasks = [Task(n, start=i * 2, duration=2, deps=[names[i - 1]] if i else [],
                       status="failed" if (r % 17 == 0 and i == tasks_per_run - 1) else "success")
                  for i, n in enumerate(names)]
-        make_run(home, cwd, base + r * 60, tasks)
+        make_run(home, cwd, base + r * 60, tasks, db_path=home / "otto.db")
 
 
 def _walk_floor(home):

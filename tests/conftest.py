@@ -12,10 +12,13 @@ ROOT = Path(__file__).resolve().parent.parent
 
 @pytest.fixture(autouse=True)
 def home(tmp_path, monkeypatch):
-    """Every test gets its own OTTO_HOME and state dir; nothing touches ~/.otto."""
+    """Every test gets its own OTTO_HOME, HOME and state dir; nothing touches ~/.otto
+    (otto keeps otto.db in $HOME/.otto whatever OTTO_HOME says)."""
     home = tmp_path / "otto-home"
     home.mkdir()
     monkeypatch.setenv("OTTO_HOME", str(home))
+    monkeypatch.setenv("HOME", str(tmp_path / "user-home"))
+    monkeypatch.delenv("OTTO_DB_PATH", raising=False)
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
     for var in ("OTTOLYTICS_DB", "OTTOLYTICS_RUN_ID", "OTTOLYTICS_SPOOL_DIR",
                 "OTTOLYTICS_BUSY_TIMEOUT", "OTTOLYTICS_MAX_RUN_AGE"):

@@ -2,6 +2,7 @@
 
 import os
 import time
+from pathlib import Path
 
 from ottolytics.otto_layout import Task, make_run
 from ottolytics.sync import sync
@@ -11,16 +12,22 @@ DAY = 86400
 
 def build(home, ages_days, cwd="/src/web", failed=(), shared_script=False):
     """One otto run per age (days before now) of tasks lint -> build; runs whose
-    index is in *failed* fail their build. Returns the run directories, oldest first."""
+    index is in *failed* fail their build. Returns the run directories, oldest first.
+
+    otto.db goes beside the runs, where ``OTTO_DB_PATH=$OTTO_HOME/otto.db`` puts it
+    (otto's default is ``~/.otto/otto.db`` whatever OTTO_HOME says), and otto's
+    auto-prune is off, as ``retention: auto_prune: false`` sets it: these trees
+    are for clean's and usage's own policies."""
     now = int(time.time())
     runs = []
     for i, age in enumerate(sorted(ages_days, reverse=True)):
         ts = now - int(age * DAY)
         script = "#!/bin/sh\necho shared\n" if shared_script else f"#!/bin/sh\necho {i}\n"
         tasks = [Task("lint", script=script),
-                 Task("build", deps=["lint"], status="failed" if i in failed else "success",
+                 Task("build", start=5, deps=["lint"], script=script.replace("echo", "echo build"),
+                      status="failed" if i in failed else "success",
                       stderr="boom\n" if i in failed else "")]
-        run = make_run(home, cwd, ts, tasks)
+        run = make_run(home, cwd, ts, tasks, db_path=Path(home) / "otto.db", prune=False)
         runs.append(run)
     old = time.time() - 30 * DAY
     for run in runs:  # caches are old unless a test says otherwise
