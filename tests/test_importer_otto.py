@@ -1,4 +1,8 @@
+"""The otto importer, against trees written the way otto 1.1.1 writes them
+(``ottolytics/otto_layout.py``: otto's write order, names, clocks and otto.db)."""
+
 import hashlib
+import json
 import os
 import sqlite3
 import subprocess
@@ -9,7 +13,10 @@ from pathlib import Path
 import pytest
 
 from conftest import q, run_cli
-from ottolytics.otto_layout import Task, make_run, otto_db, project_dir, sha8
+from ottolytics.importers.otto import fingerprint
+from ottolytics.otto_layout import (
+    Task, auto_prune, default_db_path, make_run, otto_db, project_dir, sha8)
+from ottolytics.liveness import hostname
 from ottolytics.sync import sync
 
 T0 = 1_790_000_000  # an old timestamp: these runs are long finished
@@ -26,9 +33,26 @@ def store_digest(db):
     return h.hexdigest()
 
 
+def otto_db_file():
+    """Where otto (and so the fixture writer) put otto.db: ~/.otto/otto.db."""
+    return default_db_path()
+
+
+def task_rows(db, started_at=T0):
+    return q(db, "SELECT t.name, t.status, t.derived FROM tasks t JOIN runs r "
+                 "ON r.id = t.run_id WHERE r.started_at = ? ORDER BY t.name", started_at)
+
+
+def skip_reason(db, name, started_at=T0):
+    return q(db, "SELECT tr.reason FROM transitions tr JOIN tasks t ON t.id = tr.task_id "
+                 "JOIN runs r ON r.id = t.run_id WHERE t.name = ? AND r.started_at = ? "
+                 "AND tr.to_status = 'skipped'", name, started_at)[0][0]
+
+
 @pytest.fixture
 def web(home):
-    """Two runs of project web (new naming) and one of api (old otto-<hash> naming)."""
+    """Two runs of project web and one of a project whose directory is named otto
+    (so otto names its directory otto-<hash8>)."""
     make_run(home, "/src/web", T0, [
         Task("lint", duration=3),
         Task("build", start=3, duration=40, deps=["lint"]),
@@ -40,8 +64,12 @@ def web(home):
         Task("lint", duration=3),
         Task("build", start=3, duration=55, deps=["lint"], python=True),
     ])
-    make_run(home, "/src/api", T0 + 60, [Task("check", duration=7)], old_naming=True)
+    make_run(home, "/src/otto", T0 + 60, [Task("check", duration=7)])
     return home
+
+def script_hash(task):
+    from ottolytics.otto_layout import generated_script
+    return sha8(generated_script(task))
 
 
 def test_round_trip(web, db):
@@ -51,44 +79,43 @@ def test_round_trip(web, db):
                  "r.source_ref, r.host, r.user, r.derived FROM runs r JOIN projects p "
                  "ON p.id = r.project_id ORDER BY r.started_at")
     web_dir = project_dir(web, "/src/web").name
-    api_dir = project_dir(web, "/src/api", old_naming=True).name
+    otto_dir = project_dir(web, "/src/otto").name
+    assert otto_dir == f"otto-{sha8('/src/otto')}"
     assert [r[:3] for r in runs] == [
         (f"otto-{T0}-{sha8('/src/web')}", "web", "failed"),
-        (f"otto-{T0 + 60}-{sha8('/src/api')}", "api", "success"),  # old naming: name from cwd
+        (f"otto-{T0 + 60}-{sha8('/src/otto')}", "otto", "success"),
         (f"otto-{T0 + 3600}-{sha8('/src/web')}", "web", "success")]
     first = runs[0]
     assert first[3] == T0 and first[4] == T0 + 73  # ends with its last task (e2e: 43 + 30)
-    assert first[5:8] == ("otto", f"{web_dir}/{T0}", "build-1")
+    # otto.db's hostname is always NULL: the host is the one holding the files.
+    assert first[5:8] == ("otto", f"{web_dir}/{T0}", hostname())
     assert first[8] == "alice"
-    assert set(first[9].split(",")) >= {"status", "finished_at", "size_bytes"}
-    assert runs[1][6] == f"{api_dir}/{T0 + 60}"
+    assert set(first[9].split(",")) >= {"status", "finished_at", "size_bytes", "host"}
+    assert runs[1][6] == f"{otto_dir}/{T0 + 60}"
     first_id, last_id = (q(db, "SELECT id FROM runs WHERE started_at = ?", ts)[0][0]
                          for ts in (T0, T0 + 3600))
     tasks = q(db, "SELECT name, status, started_at, finished_at, exit_code, script_hash, derived "
                   "FROM tasks WHERE run_id = ? ORDER BY name", first_id)
     assert tasks == [
-        ("build", "success", T0 + 3, T0 + 43, 0, sha8(f"#!/bin/sh\necho build {T0}\n"),
-         "script_hash"),
-        ("lint", "success", T0, T0 + 3, 0, sha8(f"#!/bin/sh\necho lint {T0}\n"), "script_hash"),
+        ("build", "success", T0 + 3, T0 + 43, 0,
+         script_hash(Task("build", deps=["lint"])), "script_hash"),
+        ("lint", "success", T0, T0 + 3, 0, script_hash(Task("lint")), "script_hash"),
         # otto.db says exit code 1 for every failure: unknown, so not copied.
         ("test:e2e", "failed", T0 + 43, T0 + 73, None,
-         sha8(f"#!/bin/sh\necho test:e2e {T0}\n"), "script_hash"),
+         script_hash(Task("test:e2e", deps=["build"])), "script_hash"),
         ("test:unit", "success", T0 + 43, T0 + 63, 0,
-         sha8(f"#!/bin/sh\necho test:unit {T0}\n"), "script_hash"),
+         script_hash(Task("test:unit", deps=["build"])), "script_hash"),
     ]
     deps = q(db, "SELECT t.name, d.depends_on FROM task_deps d JOIN tasks t ON t.id = d.task_id "
                  "WHERE t.run_id = ? ORDER BY 1", first_id)
     assert deps == [("build", "lint"), ("test:e2e", "build"), ("test:unit", "build")]
     assert "FAILED tests/e2e.py::test_login" in q(db, "SELECT tail FROM task_stderr")[0][0]
-    # Paths resolve: run_dir under OTTO_HOME, task files under the run.
     run_dir, out = q(db, "SELECT r.run_dir, t.stdout_path FROM runs r JOIN tasks t "
                          "ON t.run_id = r.id WHERE t.name = 'lint' AND r.id = ?", first_id)[0]
     assert (web / run_dir / out).read_text() == "ok\n"
     assert q(db, "SELECT script_path FROM tasks WHERE run_id = ? AND name = 'build'",
              last_id) == [("tasks/build/script.py",)]
-    size = q(db, "SELECT size_bytes FROM runs WHERE id = ?", first_id)[0][0]
-    assert size > 0
-    # Durations, as analysis will see them.
+    assert q(db, "SELECT size_bytes FROM runs WHERE id = ?", first_id)[0][0] > 0
     assert q(db, "SELECT name, finished_at - started_at FROM tasks WHERE run_id = ? "
                  "ORDER BY name", last_id) == [("build", 55.0), ("lint", 3.0)]
 
@@ -101,6 +128,288 @@ def test_idempotent(web, db):
     assert store_digest(db) == before
 
 
+# -- otto.db where otto keeps it, and as otto writes it ---------------------
+
+def test_otto_db_is_found_in_home_dot_otto_when_otto_home_is_set(home, db, tmp_path):
+    """otto ignores OTTO_HOME for otto.db: it stays ~/.otto/otto.db."""
+    assert os.environ["OTTO_HOME"] == str(home)
+    make_run(home, "/src/web", T0, [Task("lint", duration=3)])
+    assert otto_db_file() == Path(os.environ["HOME"]) / ".otto" / "otto.db"
+    assert otto_db_file().exists() and not (home / "otto.db").exists()
+    sync(db)
+    # The start comes from otto.db's row, not from a file time.
+    assert task_rows(db) == [("lint", "success", "script_hash")]
+
+
+def test_otto_db_under_otto_home_and_otto_db_path(home, db, tmp_path, monkeypatch):
+    make_run(home, "/src/web", T0, [Task("lint", duration=3)], db_path=home / "otto.db")
+    sync(db)
+    assert task_rows(db) == [("lint", "success", "script_hash")]
+    elsewhere = tmp_path / "custom" / "otto.db"
+    monkeypatch.setenv("OTTO_DB_PATH", str(elsewhere))
+    make_run(home, "/src/api", T0 + 9, [Task("check", duration=3)])
+    assert elsewhere.exists()
+    sync(db)
+    assert task_rows(db, T0 + 9) == [("check", "success", "script_hash")]
+
+
+def test_the_writer_writes_otto_db_as_otto_does(home):
+    make_run(home, "/src/web", T0, [Task("lint"), Task("build", start=5, deps=["lint"],
+                                                      status="failed")])
+    make_run(home, "/src/web", T0 + 100, [Task("lint")])
+    conn = sqlite3.connect(otto_db_file())
+    indexes = {r[0] for r in conn.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'index' AND name LIKE 'idx_%'")}
+    assert indexes == {"idx_runs_timestamp", "idx_runs_status", "idx_runs_project",
+                       "idx_tasks_run", "idx_tasks_name", "idx_tasks_status",
+                       "idx_tasks_name_run", "idx_projects_name"}
+    assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    assert conn.execute("SELECT version FROM schema_version").fetchall() == [(2,)]
+    # hostname NULL, runs never finalized, args always ["otto"]
+    assert conn.execute("SELECT timestamp, status, hostname, args, ended_at FROM runs").fetchall() \
+        == [(T0, "running", None, '["otto"]', None), (T0 + 100, "running", None, '["otto"]', None)]
+    # a project: first_seen when it was first seen, last_seen and run_count per run
+    assert conn.execute("SELECT name, first_seen, last_seen, run_count FROM projects").fetchall() \
+        == [("web", T0, T0 + 100, 2)] or conn.execute(
+        "SELECT count(*) FROM projects").fetchone()[0] == 2  # two ottofile contents
+    # a task inserted running, then updated; a failure's exit code is 1
+    assert conn.execute("SELECT name, status, exit_code, script_hash, started_at, ended_at, "
+                        "duration_seconds FROM tasks WHERE run_id = 1 ORDER BY id").fetchall() == [
+        ("lint", "completed", 0, None, T0, T0 + 5, 5.0),
+        ("build", "failed", 1, None, T0 + 5, T0 + 10, 5.0)]
+    conn.close()
+    fk = otto_db(otto_db_file())
+    assert fk.execute("PRAGMA foreign_keys").fetchone() == (1,)
+    fk.close()
+    assert (home / ".last_prune").exists()
+    build = project_dir(home, "/src/web") / str(T0) / "tasks" / "build"
+    # the dependency's output existed: its input link and .env are there
+    assert os.readlink(build / "input.lint.json") == "../lint/output.lint.json"
+    assert (build / "input.lint.env").exists()
+    lint = build.parent / "lint"
+    assert sorted(p.name for p in lint.iterdir()) == [
+        "builtins.sh", "output.lint.env", "output.lint.json", "script.sh", "stderr.log",
+        "stdout.log"]
+    assert not (project_dir(home, "/src/web") / "builtins.sh").exists()
+
+
+def test_project_counters_as_otto_keeps_them(home):
+    text = "otto:\n  api: 1\ntasks:\n  lint:\n    action: echo lint\n"
+    for i in range(3):
+        make_run(home, "/src/web", T0 + i * 100, [Task("lint")], ottofile_content=text)
+    conn = sqlite3.connect(otto_db_file())
+    assert conn.execute("SELECT name, hash, first_seen, last_seen, run_count "
+                        "FROM projects").fetchall() == [("web", sha8(text), T0, T0 + 200, 3)]
+    conn.close()
+
+
+# -- what otto leaves out, recovered where it honestly can be -------------------
+
+def test_an_up_to_date_dependency_leaves_nothing_and_is_recovered_from_the_script(home, db):
+    """otto skips it before making its directory, and writes no row; build's script
+    still loads its input, so it was in the run, and it did not run."""
+    run = make_run(home, "/src/web", T0, [Task("gen", status="skipped"),
+                                          Task("build", start=1, deps=["gen"])])
+    assert not (run / "tasks" / "gen").exists()
+    assert not list((run / "tasks" / "build").glob("input.*"))  # no output, no input link
+    assert q(otto_db_file(), "SELECT name FROM tasks") == [("build",)]
+    report = sync(db)
+    assert not report.skipped
+    assert task_rows(db) == [("build", "success", "script_hash"),
+                             ("gen", "skipped", "finished_at,started_at,status")]
+    assert skip_reason(db, "gen") == "up to date: build depends on it, and it has no task directory"
+    assert q(db, "SELECT d.depends_on FROM task_deps d JOIN tasks t ON t.id = d.task_id "
+                 "WHERE t.name = 'build'") == [("gen",)]
+    assert q(db, "SELECT status FROM runs") == [("success",)]
+
+
+def test_transitive_skips_from_the_ottofile_while_it_is_unchanged(home, db, tmp_path):
+    cwd = tmp_path / "src" / "web"
+    tasks = [Task("fetch", status="skipped"), Task("gen", deps=["fetch"], status="skipped"),
+             Task("build", start=1, deps=["gen"])]
+    make_run(home, cwd, T0, tasks, write_ottofile=True)
+    sync(db)
+    assert task_rows(db) == [("build", "success", "script_hash"),
+                             ("fetch", "skipped", "finished_at,started_at,status"),
+                             ("gen", "skipped", "deps,finished_at,started_at,status")]
+    assert "tasks" in q(db, "SELECT derived FROM runs")[0][0].split(",")
+    assert skip_reason(db, "fetch") == \
+        "up to date: gen depends on it, and it has no task directory"
+    # The ottofile changed since: the run's graph is no longer known; a new store
+    # gets only what the files tell.
+    (cwd / "otto.yml").write_text((cwd / "otto.yml").read_text() + "# edited\n")
+    other = tmp_path / "other.db"
+    sync(other)
+    assert task_rows(other) == [("build", "success", "script_hash"),
+                                ("gen", "skipped", "finished_at,started_at,status")]
+    assert "tasks" not in q(other, "SELECT derived FROM runs")[0][0].split(",")
+
+
+def test_tui_success_stays_success(home, db):
+    """otto --tui makes every task's directory with empty logs first: a task that
+    was up to date keeps an empty directory, and the run still succeeded."""
+    run = make_run(home, "/src/web", T0, [Task("lint", status="skipped"),
+                                          Task("build", start=1, deps=["lint"])], tui=True)
+    assert sorted(p.name for p in (run / "tasks" / "lint").iterdir()) == [
+        "stderr.log", "stdout.log"]
+    sync(db)
+    assert q(db, "SELECT status FROM runs") == [("success",)]
+    assert task_rows(db) == [("build", "success", "script_hash"),
+                             ("lint", "skipped", "finished_at,started_at,status")]
+    assert skip_reason(db, "lint") == "up to date: build depends on it, and it never started"
+
+
+def test_tui_tasks_never_reached_after_a_failure_are_not_failed(home, db):
+    make_run(home, "/src/web", T0, [
+        Task("lint"), Task("docs", status="skipped"),
+        Task("build", start=5, deps=["lint"], status="failed", stderr="boom\n"),
+        Task("package", deps=["build"], status="unreached")], tui=True)
+    sync(db)
+    assert q(db, "SELECT status FROM runs") == [("failed",)]
+    assert task_rows(db) == [("build", "failed", "script_hash"),
+                             ("docs", "skipped", "finished_at,started_at,status"),
+                             ("lint", "success", "script_hash"),
+                             ("package", "skipped", "finished_at,started_at,status")]
+    assert skip_reason(db, "package") == \
+        "never started: up to date, or the run stopped at a failure first"
+
+
+def test_a_second_between_directory_name_and_otto_db_timestamp(home, db):
+    """The run directory and otto.db's timestamp are two clock reads: a task killed
+    with the run is still matched to its otto.db row, and so is interrupted."""
+    run = make_run(home, "/src/web", T0, [Task("lint", duration=3),
+                                          Task("build", start=3, duration=60, status="running",
+                                               deps=["lint"])], clock_skew=1)
+    assert "timestamp: %d\n" % (T0 + 1) in (run / "run.yaml").read_text()
+    assert q(otto_db_file(), "SELECT timestamp FROM runs") == [(T0 + 1,)]
+    sync(db)
+    assert q(db, "SELECT status FROM runs") == [("interrupted",)]
+    assert task_rows(db) == [("build", "interrupted", "finished_at,script_hash,status"),
+                             ("lint", "success", "script_hash")]
+    assert q(db, "SELECT value FROM run_params WHERE key = 'otto_timestamp'") == [
+        (str(T0 + 1),)]
+
+
+def test_two_runs_in_the_same_second(home, db):
+    """otto.db keeps only one of them; both are imported, the second from files."""
+    make_run(home, "/src/web", T0, [Task("a", duration=9)])
+    make_run(home, "/src/api", T0, [Task("b", duration=4)])
+    assert q(otto_db_file(), "SELECT count(*) FROM runs") == [(1,)]
+    sync(db)
+    rows = q(db, "SELECT p.name, t.name, t.derived FROM tasks t JOIN runs r ON r.id = t.run_id "
+                 "JOIN projects p ON p.id = r.project_id ORDER BY p.name")
+    assert [r[:2] for r in rows] == [("api", "b"), ("web", "a")]
+    assert "started_at" in rows[0][2] and "started_at" not in (rows[1][2] or "")
+
+
+@pytest.mark.parametrize("want", ["all digits", "leading zero"])
+def test_numeric_looking_hashes_stay_text(home, db, want):
+    """serde_yaml quotes an all-digit hash; a leading-zero one it leaves plain,
+    which a YAML 1.1 reader would take for an octal number."""
+    def fits(h):  # a leading zero and octal digits only: the worst case for YAML 1.1
+        if want == "leading zero":
+            return h[0] == "0" and set(h) <= set("01234567")
+        return h.isdigit() and h[0] != "0"
+    text = next(t for t in (f"tasks: {{}}\n# {i}\n" for i in range(200_000)) if fits(sha8(t)))
+    run = make_run(home, "/src/web", T0, [Task("lint")], ottofile_content=text)
+    line = next(x for x in (run / "run.yaml").read_text().splitlines() if x.startswith("hash:"))
+    assert line == (f"hash: '{sha8(text)}'" if want == "all digits" else f"hash: {sha8(text)}")
+    sync(db)
+    assert q(db, "SELECT value FROM run_params WHERE key = 'ottofile_hash'") == [(sha8(text),)]
+
+
+def test_bash_output_env_and_last_prune_are_no_trouble(home, db):
+    run = make_run(home, "/src/web", T0, [Task("gen", output={"version": "1.2"}),
+                                          Task("build", start=5, deps=["gen"])])
+    gen = run / "tasks" / "gen"
+    assert "version='1.2'" in (gen / "output.gen.env").read_text()
+    assert json.loads((gen / "output.gen.json").read_text()) == {"version": "1.2"}
+    assert "OTTO_INPUT_GEN_VERSION='1.2'" in (run / "tasks/build/input.gen.env").read_text()
+    assert (home / ".last_prune").is_file()
+    report = sync(db)
+    assert report.added == {"otto": 1} and not report.skipped
+
+
+# -- auto-prune: rows go, directories stay ------------------------------------
+
+def _daily_runs(home, days, cwd="/src/web"):
+    """One run a day for *days* days, as otto leaves them (auto-prune after each)."""
+    runs = []
+    for i in range(days):
+        runs.append(make_run(home, cwd, T0 + i * 86400, [
+            Task("lint", duration=3),
+            Task("build", start=3, duration=30, deps=["lint"],
+                 status="running" if i == 0 else "success")]))
+    return runs
+
+
+def test_auto_prune_deletes_rows_and_leaves_the_run_directories(home, db):
+    runs = _daily_runs(home, 45)
+    assert all(r.is_dir() for r in runs)                  # nothing was removed
+    stamps = [r[0] for r in q(otto_db_file(), "SELECT timestamp FROM runs ORDER BY 1")]
+    assert len(stamps) < 45 and min(stamps) > T0 + 10 * 86400   # the old rows are gone
+    assert q(otto_db_file(), "SELECT run_count FROM projects")[0][0] == len(stamps)
+    report = sync(db)
+    assert report.added == {"otto": 45} and not report.skipped
+    old, new = task_rows(db), task_rows(db, T0 + 44 * 86400)
+    assert old == [("build", "failed", "finished_at,script_hash,started_at,status"),
+                   ("lint", "success", "exit_code,finished_at,script_hash,started_at,status")]
+    assert new == [("build", "success", "script_hash"), ("lint", "success", "script_hash")]
+
+
+def test_rows_pruned_after_import_keep_the_fuller_reading(home, db):
+    make_run(home, "/src/web", T0, [Task("lint", duration=3),
+                                    Task("build", start=3, status="running", deps=["lint"])],
+             prune=False)
+    sync(db)
+    assert task_rows(db)[0] == ("build", "interrupted", "finished_at,script_hash,status")
+    conn = otto_db(otto_db_file())
+    assert auto_prune(home, conn, now=T0 + 400 * 86400, keep_last=0) == [T0]
+    conn.close()
+    again = sync(db)
+    assert again.unchanged == {"otto": 1} and not again.updated
+    assert task_rows(db)[0] == ("build", "interrupted", "finished_at,script_hash,status")
+
+
+# -- a run read wrongly before is read again ----------------------------------
+
+def test_a_run_stored_by_an_earlier_importer_is_read_again(home, db):
+    """Before, a --tui run whose up-to-date task kept its empty directory came in as
+    failed and final; the next sync corrects it."""
+    make_run(home, "/src/web", T0, [Task("lint", status="skipped"),
+                                    Task("build", start=1, deps=["lint"])], tui=True)
+    sync(db)
+    conn = sqlite3.connect(db)
+    with conn:  # what the earlier importer stored
+        conn.execute("UPDATE runs SET status = 'failed'")
+        conn.execute("UPDATE tasks SET status = 'failed' WHERE name = 'lint'")
+        conn.execute("UPDATE sync_state SET signature = '1790000005.000:2:db', final = 1")
+    conn.close()
+    report = sync(db)
+    assert report.updated == {"otto": 1}
+    assert q(db, "SELECT status FROM runs") == [("success",)]
+    assert sync(db).unchanged == {"otto": 1}
+
+
+def test_the_signature_follows_the_source(home, db):
+    run = make_run(home, "/src/web", T0, [Task("lint")])
+    sync(db)
+    sig = q(db, "SELECT signature FROM sync_state")[0][0]
+    # otto.db's row changes (a row written late): read again
+    conn = otto_db(otto_db_file())
+    conn.execute("UPDATE tasks SET ended_at = ended_at + 1")
+    conn.close()
+    assert sync(db).updated == {"otto": 1}
+    sig2 = q(db, "SELECT signature FROM sync_state")[0][0]
+    assert sig2 != sig
+    # a file appears in a task directory: read again
+    (run / "tasks" / "lint" / "artifacts").mkdir()
+    os.utime(run / "tasks" / "lint", (T0 + 50, T0 + 50))
+    assert fingerprint(str(run)) not in sig2
+    assert sync(db).updated == {"otto": 1}
+    assert sync(db).unchanged == {"otto": 1}
+
+
 def test_files_only_when_there_is_no_otto_db(home, db):
     make_run(home, "/src/web", T0, [Task("lint"), Task("build", start=5, status="failed",
                                                       deps=["lint"])], db=False)
@@ -111,59 +420,48 @@ def test_files_only_when_there_is_no_otto_db(home, db):
         ("lint", "success", T0, T0 + 5, "exit_code,finished_at,script_hash,started_at,status")]
 
 
-def test_skipped_tasks_are_recovered_from_the_files(home, db):
-    make_run(home, "/src/web", T0, [Task("gen", status="skipped"),
-                                    Task("build", start=1, deps=["gen"])])
-    report = sync(db)
-    assert q(db, "SELECT name, status FROM tasks ORDER BY name") == [
-        ("build", "success"), ("gen", "skipped")]
-    assert q(db, "SELECT to_status, reason FROM transitions t JOIN tasks k ON k.id = t.task_id "
-                 "WHERE k.name = 'gen'") == [("skipped", "no task directory in this run")]
-    # The dangling input symlink is reported, not fatal.
-    assert any("broken symlink" in r for _s, _p, r in report.skipped)
-
-
-def test_two_runs_in_the_same_second(home, db):
-    """otto.db keeps only one of them; both are imported, the second from files."""
-    make_run(home, "/src/web", T0, [Task("a", duration=9)])
-    make_run(home, "/src/api", T0, [Task("b", duration=4)])
-    assert q(home / "otto.db", "SELECT count(*) FROM runs") == [(1,)]
-    sync(db)
-    rows = q(db, "SELECT p.name, t.name, t.derived FROM tasks t JOIN runs r ON r.id = t.run_id "
-                 "JOIN projects p ON p.id = r.project_id ORDER BY p.name")
-    assert [r[:2] for r in rows] == [("api", "b"), ("web", "a")]
-    assert "started_at" in rows[0][2] and "started_at" not in (rows[1][2] or "")
-
-
 def test_incremental_new_run_and_running_run_finishing(home, db):
     make_run(home, "/src/web", T0, [Task("lint")])
     sync(db)
     now = int(time.time())
     run = make_run(home, "/src/web", now - 5, [Task("lint", duration=2),
-                                               Task("build", start=2, status="running")])
+                                               Task("build", start=2, duration=60,
+                                                    status="running", deps=["lint"])])
     report = sync(db)
     assert report.added == {"otto": 1} and report.unchanged == {"otto": 1}
     assert q(db, "SELECT status, finished_at FROM runs ORDER BY started_at DESC LIMIT 1") == [
         ("running", None)]
-    assert q(db, "SELECT status FROM tasks WHERE name = 'build'") == [("running",)]
+    assert q(db, "SELECT status FROM tasks WHERE name = 'build' AND started_at > ?", T0 + 100) \
+        == [("running",)]
     # otto finishes the build: output appears, the run goes quiet.
     tdir = run / "tasks" / "build"
     (tdir / "output.build.json").write_text("{}")
     old = now - 3600
-    for f in tdir.iterdir():
-        os.utime(f, (old, old), follow_symlinks=False)
-    for f in (run / "tasks" / "lint").iterdir():
+    for f in list(tdir.iterdir()) + list((run / "tasks" / "lint").iterdir()):
         os.utime(f, (old, old), follow_symlinks=False)
     os.utime(run / "run.yaml", (old, old))
     report = sync(db)
     assert report.updated == {"otto": 1} and report.unchanged == {"otto": 1}
     assert q(db, "SELECT status FROM runs ORDER BY started_at DESC LIMIT 1") == [("success",)]
-    assert q(db, "SELECT count(*) FROM tasks WHERE name = 'build'") == [(1,)]
     assert sync(db).updated == {}
 
 
+def test_a_run_otto_stopped_writing_becomes_interrupted_at_the_next_sync(home, db):
+    now = int(time.time())
+    run = make_run(home, "/src/web", now - 5, [Task("build", duration=600, status="running")])
+    sync(db)
+    assert q(db, "SELECT status FROM runs") == [("running",)]
+    old = now - 3600  # nothing written for an hour: otto is gone
+    for f in (run / "tasks" / "build").iterdir():
+        os.utime(f, (old, old), follow_symlinks=False)
+    os.utime(run / "run.yaml", (old, old))
+    assert sync(db).updated == {"otto": 1}
+    assert q(db, "SELECT status FROM runs") == [("interrupted",)]
+
+
 def test_run_left_behind_by_a_dead_otto_is_interrupted(home, db):
-    make_run(home, "/src/web", T0, [Task("lint"), Task("build", start=5, status="running")])
+    make_run(home, "/src/web", T0, [Task("lint"), Task("build", start=5, status="running",
+                                                      deps=["lint"])])
     sync(db)
     assert q(db, "SELECT status FROM runs") == [("interrupted",)]
     assert q(db, "SELECT status FROM tasks WHERE name = 'build'") == [("interrupted",)]
@@ -208,7 +506,8 @@ def test_task_name_with_bytes_that_are_not_utf8(web, db):
 
 
 def test_broken_and_looping_symlinks(web, db):
-    run = make_run(web, "/src/web", T0 + 7200, [Task("lint"), Task("build", deps=["lint"])])
+    run = make_run(web, "/src/web", T0 + 7200, [Task("lint"),
+                                               Task("build", start=5, deps=["lint"])])
     script = run / "tasks" / "lint" / "script.sh"
     target = os.readlink(script)
     (script.parent / target).resolve().unlink()          # broken: the cache file is gone
@@ -249,7 +548,7 @@ def test_unreadable_directory(web, db, tmp_path):
 
 
 def test_otto_db_locked(web, db):
-    holder = sqlite3.connect(web / "otto.db", isolation_level=None)
+    holder = sqlite3.connect(otto_db_file(), isolation_level=None)
     holder.execute("PRAGMA locking_mode = EXCLUSIVE")
     holder.execute("BEGIN EXCLUSIVE")
     holder.execute("UPDATE runs SET status = status")
@@ -270,7 +569,7 @@ def test_otto_db_locked(web, db):
 
 
 def test_otto_db_of_unknown_schema_version(web, db):
-    conn = otto_db(web)
+    conn = otto_db(otto_db_file())
     conn.execute("INSERT INTO schema_version VALUES (9, 0)")
     conn.close()
     report = sync(db)

@@ -6,11 +6,14 @@ them. What neither records is derived, by the rules in the README's sync
 section, and named in the run's and task's ``derived`` column. otto's own
 defects are corrected, not copied: runs are never finalized in otto.db, a
 failed task's exit code there is always 1, skipped tasks and script hashes
-are never recorded, and of two runs started in the same second only one is
-in otto.db.
+are never recorded (an up-to-date task leaves no trace at all), the run's
+timestamp in otto.db can be a second after its directory's name, auto-prune
+deletes rows but leaves the directories, and of two runs started in the
+same second only one is in otto.db.
 """
 
 import errno
+import hashlib
 import os
 import re
 import sqlite3
@@ -22,45 +25,69 @@ from ..paths import dir_size
 from . import known, needs_writing, read_utf8, save_runs
 
 SOURCE = "otto"
-# <basename of cwd>-<hash8>, and the older otto-<hash8>.
+# <basename of cwd>-<sha256(cwd)[:8]> (``otto-<hash8>`` for a directory named otto).
 PROJECT_DIR = re.compile(r"^(?P<name>.+)-(?P<hash>[0-9a-f]{8})$")
 KNOWN_DB_VERSIONS = (1, 2)
 # A run whose newest file is younger than this may still be written by otto.
 ACTIVE_WINDOW_S = 120.0
 DB_TIMEOUT_S = 1.0
 TAIL_BYTES = 4096
+SCRIPT_BYTES = 1 << 20
 DB_STATUS = {"completed": "success", "failed": "failed", "skipped": "skipped",
              "running": "running", "pending": "pending"}
+# The generated prologue loads each dependency's input: bash and python forms.
+DESERIALIZE = re.compile(r'^otto_deserialize_input[ (]"([^"]+)"\)?\s*$', re.M)
+SIGNATURE_VERSION = "v2"
 
 
-def otto_db_path(home):
-    return os.environ.get("OTTO_DB_PATH") or join(home, "otto.db")
+def otto_db_paths(home):
+    """Where otto.db may be: ``$OTTO_DB_PATH``; else ``~/.otto/otto.db``, where otto
+    keeps it even when OTTO_HOME is set, and ``$OTTO_HOME/otto.db``."""
+    if os.environ.get("OTTO_DB_PATH"):
+        return [os.environ["OTTO_DB_PATH"]]
+    paths = []
+    for path in (join(os.path.expanduser("~"), ".otto", "otto.db"), join(home, "otto.db")):
+        if os.path.realpath(path) not in map(os.path.realpath, paths):
+            paths.append(path)
+    return paths
 
 
-ABSENT, UNKNOWN = "absent", "unknown"
+def project_dir_of(cwd):
+    """The project directory otto makes for a run in *cwd*."""
+    cwd = str(cwd).rstrip("/") or "/"
+    name = os.path.basename(cwd) or "otto_project"
+    return f"{name}-{hashlib.sha256(cwd.encode('utf-8', 'surrogateescape')).hexdigest()[:8]}"
 
 
 class OttoDb:
-    """What otto.db knows, loaded once per sync (it is small: one row per run)."""
+    """What the otto.db files know, loaded once per sync (small: otto prunes them).
 
-    def __init__(self, runs, tasks, projects):
-        self.runs = runs          # timestamp -> row dict
-        self.tasks = tasks        # run id -> {task name: row dict}
-        self.projects = projects  # project id -> row dict
+    ``complete`` is False when a database exists but cannot be read now (locked):
+    then the runs stay open for the next sync to complete.
+    """
+
+    def __init__(self):
+        self.runs = {}        # timestamp -> [(run row, {task name: row})]
+        self.complete = True
+        self.found = False
 
     @classmethod
-    def load(cls, path, report):
-        """The database; ABSENT when there is none; UNKNOWN when it can never be read
-        (unknown schema, corrupt); None when it cannot be read now (locked): then
-        runs stay open for the next sync to complete."""
-        if not os.path.exists(path):
-            return ABSENT
+    def load(cls, paths, report):
+        db = cls()
+        for path in paths:
+            if os.path.exists(path):
+                db.found = True
+                db._load_one(path, report)
+        return db
+
+    def _load_one(self, path, report):
         uri = "file:" + os.path.abspath(path).replace("?", "%3F").replace("#", "%23") + "?mode=ro"
         try:
             conn = sqlite3.connect(uri, uri=True, timeout=DB_TIMEOUT_S)
         except sqlite3.Error as exc:
             report.skip(SOURCE, path, f"cannot open otto.db: {exc}; importing from files only")
-            return None
+            self.complete = False
+            return
         conn.row_factory = sqlite3.Row
         try:
             has_version = conn.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table' "
@@ -71,23 +98,58 @@ class OttoDb:
                 report.skip(SOURCE, path, f"otto.db schema version {version} is not one this "
                             f"ottolytics reads ({', '.join(map(str, KNOWN_DB_VERSIONS))}); "
                             "importing from files only")
-                return UNKNOWN
-            projects = {r["id"]: dict(r) for r in conn.execute("SELECT * FROM projects")}
-            runs = {int(r["timestamp"]): dict(r) for r in conn.execute("SELECT * FROM runs")}
-            tasks = {}
-            for r in conn.execute("SELECT * FROM tasks"):
-                tasks.setdefault(r["run_id"], {})[r["name"]] = dict(r)
-            return cls(runs, tasks, projects)
+                return
+            by_id = {}
+            for r in conn.execute("SELECT * FROM runs"):
+                row = dict(r)
+                try:
+                    stamp = int(row["timestamp"])
+                except (TypeError, ValueError):
+                    continue
+                by_id[row["id"]] = (row, {})
+                self.runs.setdefault(stamp, []).append(by_id[row["id"]])
+            for r in conn.execute("SELECT * FROM tasks ORDER BY id"):
+                if r["run_id"] in by_id:
+                    by_id[r["run_id"]][1][r["name"]] = dict(r)
         except sqlite3.OperationalError as exc:
             reason = "locked by otto" if "locked" in str(exc) else str(exc)
             report.skip(SOURCE, path, f"otto.db {reason}; importing from files only, "
                         "the next sync fills in what it knows")
-            return None
+            self.complete = False
         except sqlite3.DatabaseError as exc:
             report.skip(SOURCE, path, f"otto.db unreadable ({exc}); importing from files only")
-            return UNKNOWN
         finally:
             conn.close()
+
+    def candidates(self, project_dir, ts):
+        """Rows that may be the run in *project_dir*/*ts*: otto.db's timestamp is read
+        from the clock just after the directory's name, so it is *ts* or a second
+        later; the row's cwd must give this project directory."""
+        found = []
+        for stamp in (ts, ts + 1):
+            for run, tasks in self.runs.get(stamp, ()):
+                if run.get("cwd") is None or project_dir_of(run["cwd"]) == project_dir:
+                    found.append((run, tasks))
+        return found
+
+    def find(self, project_dir, ts, stamp, cwd):
+        """The row of the run whose run.yaml says *stamp* and *cwd*, else None."""
+        rows = [(r, t) for r, t in self.candidates(project_dir, ts)
+                if r.get("cwd") in (None, cwd)]
+        exact = [(r, t) for r, t in rows if int(r["timestamp"]) == stamp]
+        return (exact or rows or [None])[0]
+
+
+def _row_digest(pairs):
+    """A digest of otto.db's rows for a run: changes when otto or its prune changes them."""
+    if not pairs:
+        return "-"
+    h = hashlib.sha1()
+    for run, tasks in sorted(pairs, key=lambda p: (p[0].get("timestamp"), p[0].get("id"))):
+        h.update(repr(sorted(run.items())).encode("utf-8", "surrogateescape"))
+        for name in sorted(tasks):
+            h.update(repr(sorted(tasks[name].items())).encode("utf-8", "surrogateescape"))
+    return h.hexdigest()[:16]
 
 
 def _live_otto_cwds():
@@ -132,8 +194,11 @@ class BadRun(Exception):
 
 
 def _read_yaml(path):
+    """run.yaml as strings: serde_yaml writes YAML 1.2, which YAML 1.1 readers get
+    wrong (a plain ``01234567`` hash would be an octal number), so every scalar is
+    read as the text it is."""
     import yaml
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when present
+    loader = getattr(yaml, "CBaseLoader", yaml.BaseLoader)  # libyaml when present
     try:
         text = read_utf8(path, BadRun)
     except BadRun as exc:
@@ -147,6 +212,15 @@ def _read_yaml(path):
     missing = [k for k in ("prog", "cwd", "timestamp", "hash") if k not in data]
     if missing:
         raise BadRun(f"run.yaml lacks {', '.join(missing)} (truncated?)")
+    try:
+        data["timestamp"] = int(data["timestamp"])
+    except (TypeError, ValueError):
+        raise BadRun("run.yaml's timestamp is not a unix time") from None
+    for key in ("ottofile", "user", "cwd", "hash"):
+        if data.get(key) in ("null", "~", "") or not isinstance(data.get(key), (str, type(None))):
+            data[key] = None
+    args = data.get("args")
+    data["args"] = [str(a) for a in args] if isinstance(args, list) else None
     return data
 
 
@@ -159,7 +233,21 @@ def _link_problem(path):
         return "looping" if exc.errno == errno.ELOOP else "broken"
 
 
-def _task_files(task_dir, name, run_dir, report):
+def _script_deps(path, scripts):
+    """The dependencies a generated script loads (its prologue's
+    ``otto_deserialize_input`` lines), read once per cache file; None if unreadable."""
+    real = os.path.realpath(path)
+    if real not in scripts:
+        try:
+            with open(real, "rb") as f:
+                text = f.read(SCRIPT_BYTES).decode("utf-8", "replace")
+            scripts[real] = DESERIALIZE.findall(text)
+        except OSError:
+            scripts[real] = None
+    return scripts[real]
+
+
+def _task_files(task_dir, name, report, scripts):
     """What a task directory says about its task, from one pass over its entries.
 
     Each entry is lstat'ed once (its time and size); symlinks are resolved by
@@ -169,11 +257,11 @@ def _task_files(task_dir, name, run_dir, report):
         entries = list(os.scandir(task_dir))
     except OSError as exc:
         raise BadRun(f"task directory {name} unreadable: {exc.strerror or exc}") from None
-    deps, reused, times = set(), {}, {}
+    deps, times = set(), {}
     size = 0
     script_name = script_hash = None
+    script_deps = None
     output = f"output.{name}.json"
-    run_prefix = run_dir + os.sep
     for entry in entries:
         n = entry.name
         st = entry.stat(follow_symlinks=False)
@@ -191,24 +279,24 @@ def _task_files(task_dir, name, run_dir, report):
                 if problem:
                     report.skip(SOURCE, entry.path,
                                 f"{problem} symlink to {target}; hash taken from its name")
+                else:
+                    script_deps = _script_deps(entry.path, scripts)
                 stem = os.path.basename(target).rsplit(".", 1)[0]
                 script_hash = stem if re.fullmatch(r"[0-9a-f]{8}", stem) else None
+            else:
+                script_deps = _script_deps(entry.path, scripts)
         elif n.startswith("input.") and (n.endswith(".json") or n.endswith(".env")):
-            dep = n[len("input."):].rsplit(".", 1)[0]
-            deps.add(dep)
+            deps.add(n[len("input."):].rsplit(".", 1)[0])
             if n.endswith(".json") and entry.is_symlink():
-                target = os.path.normpath(os.path.join(task_dir, os.readlink(entry.path)))
                 problem = _link_problem(entry.path)
                 if problem:
                     report.skip(SOURCE, entry.path, f"{problem} symlink; dependency kept by name")
-                elif not target.startswith(run_prefix):
-                    reused[dep] = target
+    deps.update(script_deps or ())
     last = [times[k] for k in ("stdout.log", "stderr.log", output) if k in times]
     return {
-        "deps": sorted(deps), "reused": reused, "script_name": script_name,
-        "script_hash": script_hash, "has_output": output in times,
-        "started": times.get(script_name), "last_write": max(last, default=None),
-        "size": size,
+        "deps": sorted(deps), "script_name": script_name, "script_hash": script_hash,
+        "has_output": output in times, "started": times.get(script_name),
+        "last_write": max(last, default=None), "size": size,
     }
 
 
@@ -229,9 +317,72 @@ def _run_size(run_dir, files):
     return size
 
 
-def read_run(home, project_dir, ts, db, live_cwds, newest, now, report):
+def _ottofile_graph(meta, graphs):
+    """{task: [deps]} of the run's ottofile when the file at run.yaml's ``ottofile``
+    still hashes to run.yaml's ``hash`` (so it is the ottofile the run used);
+    None when it changed, is gone, or uses ``foreach`` (its expansion is not
+    reproduced here)."""
+    path, want = meta.get("ottofile"), meta.get("hash")
+    if not path or not want:
+        return None
+    key = (path, want)
+    if key not in graphs:
+        graphs[key] = None
+        try:
+            with open(path, "rb") as f:
+                raw = f.read(SCRIPT_BYTES)
+            if hashlib.sha256(raw).hexdigest()[:8] == want:
+                graphs[key] = _graph(raw.decode("utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError):
+            pass
+    return graphs[key]
+
+
+def _graph(text):
+    import yaml
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    try:
+        spec = yaml.load(text, Loader=loader)
+    except yaml.YAMLError:
+        return None
+    tasks = spec.get("tasks") if isinstance(spec, dict) else None
+    if not isinstance(tasks, dict):
+        return None
+    graph = {str(name): [] for name in tasks}
+    for name, task in tasks.items():
+        task = task if isinstance(task, dict) else {}
+        if task.get("foreach") is not None:
+            return None
+        for dep in task.get("before") or ():
+            graph[str(name)].append(str(dep))
+        for later in task.get("after") or ():  # "after: [X]": X runs after this task
+            if str(later) in graph and str(name) not in graph[str(later)]:
+                graph[str(later)].append(str(name))
+    return graph
+
+
+def fingerprint(run_dir):
+    """A cheap digest of a run directory: run.yaml's time and size, and each task
+    directory's name and time (a directory's time changes whenever an entry is
+    made or removed in it, as otto does when a task starts or ends)."""
+    h = hashlib.sha1()
+    st = os.lstat(join(run_dir, "run.yaml"))
+    h.update(f"{st.st_mtime_ns}:{st.st_size}".encode())
+    try:
+        entries = sorted(os.scandir(join(run_dir, "tasks")), key=lambda e: e.name)
+    except FileNotFoundError:
+        entries = []
+    for e in entries:
+        h.update(f"/{e.name}:{e.stat(follow_symlinks=False).st_mtime_ns}".encode(
+            "utf-8", "surrogateescape"))
+    return h.hexdigest()[:16]
+
+
+def read_run(home, project_dir, ts, db, live_cwds, newest, now, report, caches=None):
     """One run directory as an ImportedRun; raises BadRun when it cannot be imported whole."""
+    caches = caches if caches is not None else {"scripts": {}, "graphs": {}}
     run_dir = join(home, project_dir, str(ts))
+    fp = fingerprint(run_dir)
     meta = _read_yaml(join(run_dir, "run.yaml"))
     match = PROJECT_DIR.match(project_dir)
     tasks_dir = join(run_dir, "tasks")
@@ -245,59 +396,58 @@ def read_run(home, project_dir, ts, db, live_cwds, newest, now, report):
         except UnicodeEncodeError:
             raise BadRun(f"a task directory name holds bytes that are not UTF-8: "
                          f"{name.encode('utf-8', 'surrogateescape')!r}") from None
-    files = {name: _task_files(f"{tasks_dir}/{name}", name, run_dir, report) for name in names
-             if os.path.isdir(f"{tasks_dir}/{name}")}
+    files = {name: _task_files(f"{tasks_dir}/{name}", name, report, caches["scripts"])
+             for name in names if os.path.isdir(f"{tasks_dir}/{name}")}
+    # A task that started has its script link. A directory without one was made by
+    # `otto --tui` before anything ran, for a task that then never started.
+    started = {n: f for n, f in files.items() if f["script_name"]}
 
-    db_run = db_tasks = None
-    if isinstance(db, OttoDb):
-        candidate = db.runs.get(ts)
-        # timestamp is UNIQUE in otto.db: another project's run may own this second.
-        if candidate and (candidate.get("cwd") in (None, meta.get("cwd"))):
-            db_run = candidate
-            db_tasks = db.tasks.get(candidate["id"], {})
+    found = db.find(project_dir, ts, meta["timestamp"], meta.get("cwd")) if db else None
+    db_run, db_tasks = found if found else (None, {})
     last_write = max([f["last_write"] for f in files.values() if f["last_write"]]
                      + [_mtime(join(run_dir, "run.yaml")) or ts])
     active = newest and (meta.get("cwd") in live_cwds or now - last_write < ACTIVE_WINDOW_S)
 
     tasks = []
-    run_derived = set()
-    for name, f in files.items():
-        d = (db_tasks or {}).get(name) or {}
+    for name, f in started.items():
+        d = db_tasks.get(name) or {}
         derived = set()
         db_status = DB_STATUS.get(d.get("status"))
         if f["has_output"]:
             status = "success"
             if db_status != "success":
                 derived.add("status")
-        elif db_status == "failed" or db_status == "skipped":
+        elif db_status in ("failed", "skipped"):
             status = db_status
         elif active:
             status = "running"
             if db_status != "running":
                 derived.add("status")
-        else:
-            # No output, and nobody is writing the run any more.
-            status = "interrupted" if db_status in ("running", "pending") else "failed"
+        elif db_status in ("running", "pending"):
+            status = "interrupted"  # otto stopped while it ran: killed, or cut off
             derived.add("status")
-        started = d.get("started_at")
-        if started is None:
-            started = f["started"] or f["last_write"] or ts
+        else:
+            status = "failed"  # no row to tell a failure from a kill: see the README
+            derived.add("status")
+        started_at = d.get("started_at")
+        if started_at is None:
+            started_at = f["started"] or f["last_write"] or ts
             derived.add("started_at")
         finished = d.get("ended_at")
         if status != "running" and finished is None:
-            finished = f["last_write"] or started
+            finished = f["last_write"] or started_at
             derived.add("finished_at")
         if status == "running":
             finished = None
         exit_code = 0 if status == "success" else None  # otto.db's failed exit code is always 1
         if status == "success" and d.get("exit_code") != 0:
             derived.add("exit_code")
-        task = {"name": name, "status": status, "started_at": float(started),
+        task = {"name": name, "status": status, "started_at": float(started_at),
                 "finished_at": None if finished is None else float(finished),
                 "exit_code": exit_code, "deps": f["deps"],
                 "stdout_path": f"tasks/{name}/stdout.log",
                 "stderr_path": f"tasks/{name}/stderr.log",
-                "script_path": f"tasks/{name}/{f['script_name']}" if f["script_name"] else None,
+                "script_path": f"tasks/{name}/{f['script_name']}",
                 "script_hash": f["script_hash"]}
         if f["script_hash"]:
             derived.add("script_hash")
@@ -309,22 +459,15 @@ def read_run(home, project_dir, ts, db, live_cwds, newest, now, report):
                                 "otto stopped writing this run")]
         task["derived"] = derived
         tasks.append(task)
-    # Dependencies that did not run here (reused output, or no directory) were skipped.
-    present = {t["name"] for t in tasks}
-    for name, f in files.items():
-        for dep in f["deps"]:
-            if dep in present:
-                continue
-            present.add(dep)
-            reused = f["reused"].get(dep)
-            reason = (f"output reused from {os.path.relpath(reused, home)}" if reused
-                      else "no task directory in this run")
-            tasks.append({"name": dep, "status": "skipped", "started_at": float(ts),
-                          "finished_at": float(ts), "derived": {"status", "started_at"},
-                          "changes": [(None, "skipped", float(ts), reason)]})
+
+    graph = _ottofile_graph(meta, caches["graphs"])
+    tasks += _skipped(started, files, graph, tasks, active, ts)
+    run_derived = {"status"}  # otto never finalizes a run
+    if graph is not None and any(t["status"] == "skipped" for t in tasks):
+        run_derived.add("tasks")  # some of its tasks come from the ottofile
 
     statuses = {t["status"] for t in tasks}
-    if "running" in statuses or (active and not tasks):
+    if "running" in statuses or (active and not started):
         status = "running"
     elif "failed" in statuses:
         status = "failed"
@@ -332,14 +475,13 @@ def read_run(home, project_dir, ts, db, live_cwds, newest, now, report):
         status = "interrupted"
     else:
         status = "success"
-    run_derived.add("status")  # otto never finalizes a run
     finished = None
     if status != "running":
         ends = [t["finished_at"] for t in tasks if t.get("finished_at")]
         finished = max(ends + [last_write])
         run_derived.add("finished_at")
     host = (db_run or {}).get("hostname")
-    if not host:
+    if not host:  # otto writes NULL: the run was on the host that holds its files
         host = hostname()
         run_derived.add("host")
     # The ottofile's parent directory names the project, as in otto. (otto.db's
@@ -353,26 +495,84 @@ def read_run(home, project_dir, ts, db, live_cwds, newest, now, report):
     size = None
     if status != "running":  # the task directories were measured while reading them
         size = _run_size(run_dir, files)
-    if size is not None:
         run_derived.add("size_bytes")
     dir_hash = match.group("hash") if match else "00000000"
+    params = {"ottofile_hash": meta["hash"]} if meta.get("hash") else {}
+    if meta["timestamp"] != ts:
+        params["otto_timestamp"] = meta["timestamp"]  # otto.db's key for this run
     return {
         "source": SOURCE, "ref": f"{project_dir}/{ts}", "uid": f"otto-{ts}-{dir_hash}",
         "project": project, "status": status, "started_at": float(ts), "finished_at": finished,
-        "args": meta.get("args"), "ottofile": _str(meta.get("ottofile")),
-        "user": _str(meta.get("user")), "host": host, "cwd": _str(meta.get("cwd")),
+        "args": meta.get("args"), "ottofile": meta.get("ottofile"),
+        "user": meta.get("user"), "host": host, "cwd": meta.get("cwd"),
         "run_dir": f"{project_dir}/{ts}", "size_bytes": size, "derived": run_derived,
-        "params": {"ottofile_hash": meta.get("hash")} if meta.get("hash") else None,
-        "tasks": tasks,
-        # Final once otto stopped writing it, unless otto.db was locked: then the
+        "params": params or None, "tasks": tasks,
+        # Final once otto stopped writing it, unless an otto.db was locked: then the
         # next sync reads it again to fill in what otto.db knows.
-        "final": status != "running" and db is not None,
-        "signature": f"{last_write:.3f}:{len(files)}:{'db' if isinstance(db, OttoDb) else '-'}",
+        "final": status != "running" and (db is None or db.complete),
+        "signature": signature(fp, status, db, project_dir, ts),
     }
 
 
-def _str(value):
-    return None if value is None else str(value)
+def signature(fp, status, db, project_dir, ts):
+    """Changes whenever the run's files, its otto.db rows or its derived status do;
+    ``v2`` tells runs read by an earlier importer, which are read again."""
+    rows = _row_digest(db.candidates(project_dir, ts)) if db else "-"
+    return f"{SIGNATURE_VERSION}:{fp}:{status}:{rows}"
+
+
+def _skipped(started, files, graph, tasks, active, ts):
+    """Tasks of this run that did not start, as ``skipped`` with the reason.
+
+    otto skips an up-to-date task before making its directory and records it
+    nowhere. What still tells: a task that started after a dependency that did
+    not (its script loads that dependency's input, and otto starts a task only
+    once every dependency completed or was skipped); the ottofile's graph, when
+    it is still the one the run used, for the dependencies of those; and the
+    empty directories of ``otto --tui``.
+    """
+    deps_of = {n: list(f["deps"]) for n, f in started.items()}
+    if graph:
+        for n in started:
+            deps_of[n] = sorted(set(deps_of[n]) | set(graph.get(n, ())))
+    needed_by = {}
+    todo = list(started)
+    while todo:
+        n = todo.pop()
+        for dep in deps_of.get(n, graph.get(n, ()) if graph else ()):
+            if dep in started or dep in needed_by:
+                continue
+            needed_by[dep] = n
+            todo.append(dep)
+    starts = {t["name"]: t["started_at"] for t in tasks}
+    failed = any(t["status"] in ("failed", "interrupted") for t in tasks)
+    out = []
+    for name in sorted(set(needed_by) | (set(files) - set(started))):
+        if name in needed_by:
+            first = needed_by[name]
+            while first not in starts:
+                first = needed_by[first]
+            at = starts[first]
+            reason = (f"up to date: {needed_by[name]} depends on it, and it has no "
+                      "task directory" if name not in files else
+                      f"up to date: {needed_by[name]} depends on it, and it never started")
+        elif active:
+            continue  # an empty --tui directory: the task may still start
+        else:
+            at = float(ts)
+            reason = ("never started: up to date, or the run stopped at a failure first"
+                      if failed else "never started in a run that succeeded: up to date")
+        derived = {"status", "started_at", "finished_at"}
+        task = {"name": name, "status": "skipped", "started_at": at, "finished_at": at,
+                "derived": derived, "changes": [(None, "skipped", at, reason)]}
+        if graph and graph.get(name):
+            task["deps"] = list(graph[name])
+            derived.add("deps")
+        if name in files:
+            task["stdout_path"] = f"tasks/{name}/stdout.log"
+            task["stderr_path"] = f"tasks/{name}/stderr.log"
+        out.append(task)
+    return out
 
 
 def scan(home, report):
@@ -394,7 +594,7 @@ def scan(home, report):
             continue
         for run in runs:
             if run.name.startswith(".") or not run.is_dir(follow_symlinks=False):
-                continue  # .cache, builtins.sh
+                continue  # .cache
             if not run.name.isdigit():
                 report.skip(SOURCE, run.path, "run directory name is not a unix timestamp")
                 continue
@@ -403,25 +603,42 @@ def scan(home, report):
 
 
 def sync(store, home, report, progress=None):
-    """Import otto's history under *home* into *store*."""
+    """Import otto's history under *home* into *store*.
+
+    A run stored as final is read again only when its cheap signature (run.yaml,
+    its task directories' times, its otto.db rows) changed: a no-op sync costs a
+    few stats per run.
+    """
     home = os.path.abspath(home)
     seen = known(store.conn, SOURCE)
     runs = scan(home, report)
+    if not runs:
+        return
     newest = {}
     for project_dir, ts, _path in runs:
         newest[project_dir] = max(ts, newest.get(project_dir, 0))
-    todo = [r for r in runs if not seen.get(f"{r[0]}/{r[1]}", (None, False))[1]]
-    report.count("unchanged", SOURCE, len(runs) - len(todo))
-    if not todo:
-        return
-    db = OttoDb.load(otto_db_path(home), report)
+    db = OttoDb.load(otto_db_paths(home), report)
+    db = db if db.found else None
     live = _live_otto_cwds()
     now = time.time()
+    caches = {"scripts": {}, "graphs": {}}
     imported = []
-    for project_dir, ts, path in todo:
+    for project_dir, ts, path in runs:
+        ref = f"{project_dir}/{ts}"
+        previous, final = seen.get(ref, (None, False))
         try:
+            if final and previous:
+                old = previous.split(":")
+                rows = _row_digest(db.candidates(project_dir, ts)) if db else "-"
+                fp = fingerprint(path)
+                if old[:2] == [SIGNATURE_VERSION, fp] and (
+                        old[-1] == rows or rows == "-"):
+                    # Unchanged; or otto's prune deleted its rows, which tells
+                    # nothing new: keep what was read while they were there.
+                    report.count("unchanged", SOURCE)
+                    continue
             run = read_run(home, project_dir, ts, db, live, ts == newest[project_dir], now,
-                           report)
+                           report, caches)
         except BadRun as exc:
             report.skip(SOURCE, path, str(exc))
             continue
@@ -433,4 +650,3 @@ def sync(store, home, report, progress=None):
             if progress:
                 progress(1)
     save_runs(store, imported, report)
-
