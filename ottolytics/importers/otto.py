@@ -147,8 +147,9 @@ def _row_digest(pairs):
     h = hashlib.sha1()
     for run, tasks in sorted(pairs, key=lambda p: (p[0].get("timestamp"), p[0].get("id"))):
         h.update(repr(sorted(run.items())).encode("utf-8", "surrogateescape"))
-        for name in sorted(tasks):
-            h.update(repr(sorted(tasks[name].items())).encode("utf-8", "surrogateescape"))
+        for name in sorted(tasks):  # not its paths: they name where OTTO_HOME was then
+            h.update(repr(sorted((k, v) for k, v in tasks[name].items()
+                                 if not k.endswith("_path"))).encode("utf-8", "surrogateescape"))
     return h.hexdigest()[:16]
 
 
