@@ -16,8 +16,9 @@ imported with ``sync``. Over 91 days ending 2026-11-20 (UTC):
   for three days until it is fixed;
 * one ``api`` run is killed part-way (interrupted) on KILLED_DATE;
 * up-to-date tasks are skipped; tasks after a failure are skipped;
-* ``mobile``'s runs grow their logs, and otto's own clean-up has removed its
-  oldest run directories, leaving orphaned files in its script cache;
+* ``mobile``'s runs grow their logs; otto skips its up-to-date lint without a
+  trace; and otto's auto-prune has deleted the otto.db rows of its runs older
+  than 30 days while their directories stay (sync imports those from files);
 * failures carry realistic stderr.
 
 The same seed always gives the same history (tested): times come from the
@@ -28,6 +29,7 @@ import math
 import os
 import random
 import shutil
+import sqlite3
 from datetime import datetime, timedelta, timezone
 
 END = datetime(2026, 11, 20, 23, 0, tzinfo=timezone.utc)
@@ -230,10 +232,15 @@ def _record_run(rec, rng, project, at, trigger, user, n, kill):
 
 
 def _otto_project(home, rng):
-    """``mobile``: otto runs every third day in otto's layout, with otto.db; otto's
-    clean-up has removed the oldest run directories, orphaning their scripts."""
-    from .otto_layout import Task, make_run, otto_db
+    """``mobile``: otto runs every third day, written as otto writes them, with
+    otto.db kept beside them (as ``OTTO_DB_PATH=$OTTO_HOME/otto.db`` does). Some
+    runs find lint up to date, so otto skips it without a trace; some are run
+    with ``otto --tui``; a failing unit test stops the run, cutting off the UI
+    tests. After each run otto's auto-prune deletes the otto.db rows of runs
+    older than 30 days (but the newest 10), and leaves their directories."""
+    from .otto_layout import Task, make_run
     start = END - timedelta(days=DAYS)
+    db_path = os.path.join(home, "otto.db")
     runs = []
     version = 0
     for offset in range(0, DAYS, 3):
@@ -244,28 +251,37 @@ def _otto_project(home, rng):
         growth = 1 + offset // 9
         lines = "".join(f"[{i:03d}] compiling module_{i}.kt\n" for i in range(20 * growth))
         fail = rng.random() < 0.06
+        lint_skipped = rng.random() < 0.3          # nothing changed since: up to date
+        lint = int(_lognormal(rng, 8)) + 1
+        build_at = 1 + (0 if lint_skipped else lint + 1)
+        build = int(_lognormal(rng, 120)) + 1
+        test_at = build_at + build + 1
+        unit, ui = int(_lognormal(rng, 60)) + 1, int(_lognormal(rng, 200)) + 1
         tasks = [
-            Task("lint", start=1, duration=int(_lognormal(rng, 8)) + 1, stdout="lint ok\n"),
-            Task("build", start=12, duration=int(_lognormal(rng, 120)) + 1, deps=["lint"],
-                 stdout=lines, script=f"#!/bin/sh\n./gradlew assembleRelease  # v{version}\n"),
-            Task("test:unit", start=140, duration=int(_lognormal(rng, 60)) + 1,
+            Task("lint", start=1, duration=lint, stdout="lint ok\n",
+                 status="skipped" if lint_skipped else "success"),
+            Task("build", start=build_at, duration=build, deps=["lint"],
+                 stdout=lines, script=f"#!/bin/bash\n./gradlew assembleRelease  # v{version}\n",
+                 output={"apk": f"app-release-v{version}.aab"}),
+            Task("test:unit", start=test_at, duration=unit,
                  deps=["build"], status="failed" if fail else "success",
                  stderr=("com.example.LoginTest > testTokenRefresh FAILED\n"
                          "    java.lang.AssertionError at LoginTest.kt:88\n") if fail else "",
                  stdout="".join(f"test {i} PASSED\n" for i in range(30 + offset))),
-            Task("test:ui", start=140, duration=int(_lognormal(rng, 200)) + 1,
-                 deps=["build"], stdout="ui tests: 48 passed\n"),
+            # otto stops at the first failure: the UI tests are cut off there
+            Task("test:ui", start=test_at, duration=unit if fail else ui,
+                 deps=["build"], stdout="ui tests: 48 passed\n",
+                 status="running" if fail else "success"),
+            Task("package", start=test_at + max(unit, ui) + 1,
+                 duration=int(_lognormal(rng, 20)) + 1, deps=["test:unit", "test:ui"],
+                 stdout="app-release.aab\n", status="unreached" if fail else "success"),
         ]
-        if not fail:
-            tasks.append(Task("package", start=400, duration=int(_lognormal(rng, 20)) + 1,
-                              deps=["test:unit", "test:ui"], stdout="app-release.aab\n"))
-        runs.append(make_run(home, "/src/mobile", ts, tasks, user="ci", host="mac-mini-1"))
-    for old in runs[:6]:  # otto's own clean removed these; their cache files stay behind
-        shutil.rmtree(old)
-    conn = otto_db(home)  # one file for the sample: no -wal/-shm beside it
+        runs.append(make_run(home, "/src/mobile", ts, tasks, user="ci", db_path=db_path,
+                             tui=rng.random() < 0.2, clock_skew=int(rng.random() < 0.25)))
+    conn = sqlite3.connect(db_path)  # one file for the sample: no -wal/-shm beside it
     conn.execute("PRAGMA journal_mode = DELETE")
     conn.close()
-    return len(runs) - 6
+    return len(runs)
 
 
 def generate(out, seed=DEFAULT_SEED, force=False):

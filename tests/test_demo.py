@@ -25,7 +25,7 @@ def test_demo_on_the_bundled_sample(tmp_path, capsys, monkeypatch):
     before = _digest(ROOT / "data" / "sample")
     assert run_demo(out=tmp_path / "out") == 0
     out = capsys.readouterr().out
-    assert "all time: 804 runs, 4824 tasks" in out and "SUCCESS RATE" in out
+    assert "all time: 810 runs, 4857 tasks" in out and "SUCCESS RATE" in out
     assert "api/build got 1.5" in out and "from 2026-10-12" in out     # the planted regression
     assert "web/test:integration" in out                                # the planted flaky test
     for name in ("weekly-2026-W46.csv", "ottolytics.prom", "api-build-duration.png",

@@ -90,12 +90,25 @@ def test_the_planted_stories_are_found(fresh):
     assert set(params["trigger"].dropna()) == {"nightly", "push"}  # otto runs have none
 
 
-def test_otto_layout_syncs_and_leaves_orphans(fresh):
+def test_otto_project_as_otto_leaves_it(fresh):
+    """mobile is written as otto writes it: auto-prune deleted the otto.db rows of
+    its old runs and left every directory (and so every cache file) in place; sync
+    imports all of them, the old ones from their files."""
     from ottolytics.usage import usage
     report = usage(fresh / "ottolytics.db", fresh, record=False)
     mobile = next(p for p in report["projects"] if p["project"] == "mobile")
-    assert mobile["runs"] == 25 and mobile["orphan_cache_bytes"] > 0
-    assert (fresh / "otto.db").exists()
+    assert mobile["runs"] == 31 and mobile["orphan_cache_bytes"] == 0
+    assert not (fresh / ".last_prune").exists() or (fresh / ".last_prune").is_file()
+    conn = sqlite3.connect(fresh / "otto.db")
+    rows = conn.execute("SELECT count(*) FROM runs").fetchone()[0]
+    hosts = conn.execute("SELECT DISTINCT hostname FROM runs").fetchall()
+    conn.close()
+    assert 10 <= rows < 31 and hosts == [(None,)]
     h = ottolytics.open(fresh / "ottolytics.db")
-    growth = h.with_filters(project=["mobile"]).runs().sort_values("started_at")
-    assert growth["size_bytes"].iloc[-1] > 2 * growth["size_bytes"].iloc[0]   # logs grow
+    runs = h.with_filters(project=["mobile"]).runs().sort_values("started_at")
+    assert len(runs) == 31 and set(runs["status"]) <= {"success", "failed"}
+    tasks = h.with_filters(project=["mobile"]).tasks()
+    lint = tasks[tasks["task"] == "lint"]
+    assert (lint["status"] == "skipped").sum() >= 3          # up to date: no trace but build's
+    assert set(tasks.loc[tasks["status"] == "failed", "task"]) <= {"test:unit", "test:ui"}
+    assert runs["size_bytes"].iloc[-1] > 2 * runs["size_bytes"].iloc[0]   # logs grow
