@@ -60,14 +60,18 @@ def project_dir_of(cwd):
 
 
 class OttoDb:
-    """What the otto.db files know, loaded once per sync (small: otto prunes them).
+    """What the otto.db files know (small: otto prunes them). Runs are loaded once
+    per sync, with a digest of their task rows computed by SQLite; the task rows
+    themselves only when a run is read.
 
     ``complete`` is False when a database exists but cannot be read now (locked):
     then the runs stay open for the next sync to complete.
     """
 
     def __init__(self):
-        self.runs = {}        # timestamp -> [(run row, {task name: row})]
+        self.runs = {}        # timestamp -> [run row]
+        self.paths = []       # a run row's "_db" indexes this
+        self.tasks = {}       # db index -> {run id: {task name: row}}
         self.complete = True
         self.found = False
 
@@ -80,15 +84,20 @@ class OttoDb:
                 db._load_one(path, report)
         return db
 
-    def _load_one(self, path, report):
+    @staticmethod
+    def _connect(path):
         uri = "file:" + os.path.abspath(path).replace("?", "%3F").replace("#", "%23") + "?mode=ro"
+        conn = sqlite3.connect(uri, uri=True, timeout=DB_TIMEOUT_S)
+        conn.row_factory = sqlite3.Row
+        return conn
+
+    def _load_one(self, path, report):
         try:
-            conn = sqlite3.connect(uri, uri=True, timeout=DB_TIMEOUT_S)
+            conn = self._connect(path)
         except sqlite3.Error as exc:
             report.skip(SOURCE, path, f"cannot open otto.db: {exc}; importing from files only")
             self.complete = False
             return
-        conn.row_factory = sqlite3.Row
         try:
             has_version = conn.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table' "
                                        "AND name = 'schema_version'").fetchone()[0]
@@ -99,18 +108,22 @@ class OttoDb:
                             f"ottolytics reads ({', '.join(map(str, KNOWN_DB_VERSIONS))}); "
                             "importing from files only")
                 return
-            by_id = {}
-            for r in conn.execute("SELECT * FROM runs"):
+            index = len(self.paths)
+            self.paths.append(path)
+            # A digest of each run's task rows, not their paths (they name where
+            # OTTO_HOME was when otto ran): changes when otto or its prune does.
+            for r in conn.execute(
+                    "SELECT r.*, (SELECT count(*) || '/' || group_concat(t.id || ',' || t.name "
+                    "|| ',' || t.status || ',' || ifnull(t.exit_code, '') || ',' "
+                    "|| ifnull(t.started_at, '') || ',' || ifnull(t.ended_at, ''), ';') "
+                    "FROM tasks t WHERE t.run_id = r.id) AS _tasks FROM runs r"):
                 row = dict(r)
                 try:
                     stamp = int(row["timestamp"])
                 except (TypeError, ValueError):
                     continue
-                by_id[row["id"]] = (row, {})
-                self.runs.setdefault(stamp, []).append(by_id[row["id"]])
-            for r in conn.execute("SELECT * FROM tasks ORDER BY id"):
-                if r["run_id"] in by_id:
-                    by_id[r["run_id"]][1][r["name"]] = dict(r)
+                row["_db"] = index
+                self.runs.setdefault(stamp, []).append(row)
         except sqlite3.OperationalError as exc:
             reason = "locked by otto" if "locked" in str(exc) else str(exc)
             report.skip(SOURCE, path, f"otto.db {reason}; importing from files only, "
@@ -121,36 +134,47 @@ class OttoDb:
         finally:
             conn.close()
 
+    def tasks_of(self, run):
+        """{task name: row} of a run row, loading its database's task rows once."""
+        index = run["_db"]
+        if index not in self.tasks:
+            by_run = self.tasks[index] = {}
+            try:
+                conn = self._connect(self.paths[index])
+                try:
+                    for r in conn.execute("SELECT * FROM tasks ORDER BY id"):
+                        by_run.setdefault(r["run_id"], {})[r["name"]] = dict(r)
+                finally:
+                    conn.close()
+            except sqlite3.Error:
+                self.complete = False  # locked since: the next sync completes these runs
+        return self.tasks[index].get(run["id"], {})
+
     def candidates(self, project_dir, ts):
         """Rows that may be the run in *project_dir*/*ts*: otto.db's timestamp is read
         from the clock just after the directory's name, so it is *ts* or a second
         later; the row's cwd must give this project directory."""
-        found = []
-        for stamp in (ts, ts + 1):
-            for run, tasks in self.runs.get(stamp, ()):
-                if run.get("cwd") is None or project_dir_of(run["cwd"]) == project_dir:
-                    found.append((run, tasks))
-        return found
+        return [run for stamp in (ts, ts + 1) for run in self.runs.get(stamp, ())
+                if run.get("cwd") is None or project_dir_of(run["cwd"]) == project_dir]
 
     def find(self, project_dir, ts, stamp, cwd):
-        """The row of the run whose run.yaml says *stamp* and *cwd*, else None."""
-        rows = [(r, t) for r, t in self.candidates(project_dir, ts)
-                if r.get("cwd") in (None, cwd)]
-        exact = [(r, t) for r, t in rows if int(r["timestamp"]) == stamp]
-        return (exact or rows or [None])[0]
+        """(row, {task: row}) of the run whose run.yaml says *stamp* and *cwd*, else None."""
+        rows = [r for r in self.candidates(project_dir, ts) if r.get("cwd") in (None, cwd)]
+        exact = [r for r in rows if int(r["timestamp"]) == stamp]
+        run = (exact or rows or [None])[0]
+        return (run, self.tasks_of(run)) if run else None
 
 
-def _row_digest(pairs):
+RUN_KEYS = ("_db", "id", "timestamp", "status", "ended_at", "duration_seconds", "size_bytes",
+            "cwd", "user", "hostname", "_tasks")
+
+
+def _row_digest(runs):
     """A digest of otto.db's rows for a run: changes when otto or its prune changes them."""
-    if not pairs:
+    if not runs:
         return "-"
-    h = hashlib.sha1()
-    for run, tasks in sorted(pairs, key=lambda p: (p[0].get("timestamp"), p[0].get("id"))):
-        h.update(repr(sorted(run.items())).encode("utf-8", "surrogateescape"))
-        for name in sorted(tasks):  # not its paths: they name where OTTO_HOME was then
-            h.update(repr(sorted((k, v) for k, v in tasks[name].items()
-                                 if not k.endswith("_path"))).encode("utf-8", "surrogateescape"))
-    return h.hexdigest()[:16]
+    values = sorted(tuple(str(r.get(k)) for k in RUN_KEYS) for r in runs)
+    return hashlib.sha1(repr(values).encode("utf-8", "surrogateescape")).hexdigest()[:16]
 
 
 def _live_otto_cwds():
@@ -236,8 +260,9 @@ def _link_problem(path):
 
 def _script_deps(path, scripts):
     """The dependencies a generated script loads (its prologue's
-    ``otto_deserialize_input`` lines), read once per cache file; None if unreadable."""
-    real = os.path.realpath(path)
+    ``otto_deserialize_input`` lines), read once per cache file; None if unreadable.
+    *path* is the script's cache file (the link's target, resolved by its text)."""
+    real = os.path.normpath(path)
     if real not in scripts:
         try:
             with open(real, "rb") as f:
@@ -281,7 +306,7 @@ def _task_files(task_dir, name, report, scripts):
                     report.skip(SOURCE, entry.path,
                                 f"{problem} symlink to {target}; hash taken from its name")
                 else:
-                    script_deps = _script_deps(entry.path, scripts)
+                    script_deps = _script_deps(join(task_dir, target), scripts)
                 stem = os.path.basename(target).rsplit(".", 1)[0]
                 script_hash = stem if re.fullmatch(r"[0-9a-f]{8}", stem) else None
             else:
