@@ -17,6 +17,7 @@ def home(tmp_path, monkeypatch):
     home = tmp_path / "otto-home"
     home.mkdir()
     monkeypatch.setenv("OTTO_HOME", str(home))
+    (tmp_path / "user-home").mkdir()
     monkeypatch.setenv("HOME", str(tmp_path / "user-home"))
     monkeypatch.delenv("OTTO_DB_PATH", raising=False)
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
