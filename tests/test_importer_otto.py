@@ -168,10 +168,35 @@ def test_the_writer_writes_otto_db_as_otto_does(home):
     # hostname NULL, runs never finalized, args always ["otto"]
     assert conn.execute("SELECT timestamp, status, hostname, args, ended_at FROM runs").fetchall() \
         == [(T0, "running", None, '["otto"]', None), (T0 + 100, "running", None, '["otto"]', None)]
-    # a project: first_seen when it was first seen, last_seen and run_count per run
+    # a project per ottofile content (these two runs' ottofiles differ)
     assert conn.execute("SELECT name, first_seen, last_seen, run_count FROM projects").fetchall() \
-        == [("web", T0, T0 + 100, 2)] or conn.execute(
-        "SELECT count(*) FROM projects").fetchone()[0] == 2  # two ottofile contents
+        == [("web", T0, T0, 1), ("web", T0 + 100, T0 + 100, 1)]
+    # otto's columns, types and constraints (executor/state/schema.rs)
+    columns = {t: [(r[1], r[2], r[3], r[4], r[5]) for r in conn.execute(f"PRAGMA table_info({t})")]
+               for t in ("schema_version", "projects", "runs", "tasks")}
+    assert columns == {
+        "schema_version": [("version", "INTEGER", 0, None, 1),
+                           ("applied_at", "INTEGER", 1, None, 0)],
+        "projects": [("id", "INTEGER", 0, None, 1), ("hash", "TEXT", 1, None, 0),
+                     ("name", "TEXT", 0, None, 0), ("ottofile_path", "TEXT", 0, None, 0),
+                     ("first_seen", "INTEGER", 1, None, 0), ("last_seen", "INTEGER", 1, None, 0),
+                     ("run_count", "INTEGER", 0, "0", 0)],
+        "runs": [("id", "INTEGER", 0, None, 1), ("project_id", "INTEGER", 1, None, 0),
+                 ("timestamp", "INTEGER", 1, None, 0), ("status", "TEXT", 1, None, 0),
+                 ("duration_seconds", "REAL", 0, None, 0), ("size_bytes", "INTEGER", 0, None, 0),
+                 ("ottofile_path", "TEXT", 0, None, 0), ("cwd", "TEXT", 0, None, 0),
+                 ("user", "TEXT", 0, None, 0), ("hostname", "TEXT", 0, None, 0),
+                 ("args", "TEXT", 0, None, 0), ("ended_at", "INTEGER", 0, None, 0)],
+        "tasks": [("id", "INTEGER", 0, None, 1), ("run_id", "INTEGER", 1, None, 0),
+                  ("name", "TEXT", 1, None, 0), ("status", "TEXT", 1, None, 0),
+                  ("script_hash", "TEXT", 0, None, 0), ("exit_code", "INTEGER", 0, None, 0),
+                  ("started_at", "INTEGER", 0, None, 0), ("ended_at", "INTEGER", 0, None, 0),
+                  ("duration_seconds", "REAL", 0, None, 0), ("stdout_path", "TEXT", 0, None, 0),
+                  ("stderr_path", "TEXT", 0, None, 0), ("script_path", "TEXT", 0, None, 0)]}
+    assert [r[2:5] for r in conn.execute("PRAGMA foreign_key_list(tasks)")] == [
+        ("runs", "run_id", "id")]
+    assert {r[1] for r in conn.execute("PRAGMA index_list(runs)") if r[2]} == {
+        "sqlite_autoindex_runs_1"}  # timestamp UNIQUE
     # a task inserted running, then updated; a failure's exit code is 1
     assert conn.execute("SELECT name, status, exit_code, script_hash, started_at, ended_at, "
                         "duration_seconds FROM tasks WHERE run_id = 1 ORDER BY id").fetchall() == [
