@@ -39,6 +39,7 @@ BUMP_DATE = datetime(2026, 11, 3, tzinfo=timezone.utc)
 FIX_DATE = BUMP_DATE + timedelta(days=3)
 KILLED_DATE = datetime(2026, 11, 14, tzinfo=timezone.utc)
 DEFAULT_SEED = 2026
+OTTO_HOST = "mac-mini-1"  # where mobile's otto runs
 
 RECORDED = {
     # project: (suites, median seconds of build, hosts)
@@ -301,6 +302,10 @@ def generate(out, seed=DEFAULT_SEED, force=False):
     otto_runs = _otto_project(out, rng)
     report = sync(db, otto_home_dir=out, source="otto", progress=False)
     with Store.open(db, create=False) as store:  # one file, no -wal/-shm beside it
+        # otto.db's hostname is NULL, so sync took this host; the sample's mobile
+        # runs were run (and synced) on its build machine, wherever it is generated.
+        with store.conn:
+            store.conn.execute("UPDATE runs SET host = ? WHERE source = 'otto'", (OTTO_HOST,))
         store.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         store.conn.execute("PRAGMA journal_mode = DELETE")
         store.conn.execute("VACUUM")

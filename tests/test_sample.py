@@ -112,3 +112,13 @@ def test_otto_project_as_otto_leaves_it(fresh):
     assert (lint["status"] == "skipped").sum() >= 3          # up to date: no trace but build's
     assert set(tasks.loc[tasks["status"] == "failed", "task"]) <= {"test:unit", "test:ui"}
     assert runs["size_bytes"].iloc[-1] > 2 * runs["size_bytes"].iloc[0]   # logs grow
+
+
+def test_the_sample_does_not_depend_on_the_host_that_makes_it(tmp_path, monkeypatch, fresh):
+    """otto.db's hostname is NULL, so sync takes the host it runs on; the sample
+    names the mac mini that ran mobile, wherever it is generated."""
+    import ottolytics.importers.otto as otto_importer
+    monkeypatch.setattr(otto_importer, "hostname", lambda: "somewhere-else")
+    generate(tmp_path / "elsewhere")
+    assert _tables(tmp_path / "elsewhere" / "ottolytics.db", tmp_path / "elsewhere") == \
+        _tables(fresh / "ottolytics.db", fresh)
