@@ -300,7 +300,16 @@ def generate(out, seed=DEFAULT_SEED, force=False):
     db = os.path.join(out, "ottolytics.db")
     recorded = _record_projects(db, rng)
     otto_runs = _otto_project(out, rng)
-    report = sync(db, otto_home_dir=out, source="otto", progress=False)
+    # mobile's otto kept otto.db beside its runs: read that one, never ~/.otto's
+    saved = os.environ.get("OTTO_DB_PATH")
+    os.environ["OTTO_DB_PATH"] = os.path.join(out, "otto.db")
+    try:
+        report = sync(db, otto_home_dir=out, source="otto", progress=False)
+    finally:
+        if saved is None:
+            del os.environ["OTTO_DB_PATH"]
+        else:
+            os.environ["OTTO_DB_PATH"] = saved
     with Store.open(db, create=False) as store:  # one file, no -wal/-shm beside it
         # otto.db's hostname is NULL, so sync took this host; the sample's mobile
         # runs were run (and synced) on its build machine, wherever it is generated.

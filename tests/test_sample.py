@@ -122,3 +122,17 @@ def test_the_sample_does_not_depend_on_the_host_that_makes_it(tmp_path, monkeypa
     generate(tmp_path / "elsewhere")
     assert _tables(tmp_path / "elsewhere" / "ottolytics.db", tmp_path / "elsewhere") == \
         _tables(fresh / "ottolytics.db", fresh)
+
+
+def test_the_sample_ignores_the_users_own_otto_db(tmp_path, monkeypatch, fresh):
+    """Generating the sample where a real otto has written ~/.otto/otto.db (and
+    OTTO_DB_PATH points elsewhere) gives the same sample."""
+    from ottolytics.otto_layout import Task, make_run
+    user = tmp_path / "user"
+    monkeypatch.setenv("HOME", str(user))
+    make_run(tmp_path / "real-otto-home", "/src/mobile", 1_795_140_900, [Task("lint")],
+             db_path=user / ".otto" / "otto.db")
+    monkeypatch.setenv("OTTO_DB_PATH", str(user / ".otto" / "otto.db"))
+    generate(tmp_path / "here")
+    assert _tables(tmp_path / "here" / "ottolytics.db", tmp_path / "here") == \
+        _tables(fresh / "ottolytics.db", fresh)

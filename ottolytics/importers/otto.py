@@ -165,7 +165,7 @@ class OttoDb:
         return (run, self.tasks_of(run)) if run else None
 
 
-RUN_KEYS = ("_db", "id", "timestamp", "status", "ended_at", "duration_seconds", "size_bytes",
+RUN_KEYS = ("id", "timestamp", "status", "ended_at", "duration_seconds", "size_bytes",
             "cwd", "user", "hostname", "_tasks")
 
 
