@@ -38,6 +38,8 @@ DB_STATUS = {"completed": "success", "failed": "failed", "skipped": "skipped",
 # The generated prologue loads each dependency's input: bash and python forms.
 DESERIALIZE = re.compile(r'^otto_deserialize_input[ (]"([^"]+)"\)?\s*$', re.M)
 SIGNATURE_VERSION = "v2"
+# How much later than the directory's name otto.db's timestamp may be read.
+SKEW_S = 10
 
 
 def otto_db_paths(home):
@@ -152,16 +154,17 @@ class OttoDb:
 
     def candidates(self, project_dir, ts):
         """Rows that may be the run in *project_dir*/*ts*: otto.db's timestamp is read
-        from the clock just after the directory's name, so it is *ts* or a second
-        later; the row's cwd must give this project directory."""
-        return [run for stamp in (ts, ts + 1) for run in self.runs.get(stamp, ())
+        from the clock after the directory's name (usually the same second or the
+        next; later when otto waited to open a locked otto.db), and the row's cwd
+        must give this project directory."""
+        return [run for stamp in range(ts, ts + SKEW_S + 1) for run in self.runs.get(stamp, ())
                 if run.get("cwd") is None or project_dir_of(run["cwd"]) == project_dir]
 
     def find(self, project_dir, ts, stamp, cwd):
         """(row, {task: row}) of the run whose run.yaml says *stamp* and *cwd*, else None."""
-        rows = [r for r in self.candidates(project_dir, ts) if r.get("cwd") in (None, cwd)]
-        exact = [r for r in rows if int(r["timestamp"]) == stamp]
-        run = (exact or rows or [None])[0]
+        rows = [r for r in self.runs.get(stamp, ()) if r.get("cwd") in (None, cwd)
+                and (r.get("cwd") is None or project_dir_of(r["cwd"]) == project_dir)]
+        run = (rows or [None])[0]
         return (run, self.tasks_of(run)) if run else None
 
 
