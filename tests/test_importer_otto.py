@@ -618,3 +618,14 @@ def test_sync_command_summary_and_json(web, db):
     import json
     report = json.loads(run_cli("sync", "--json").stdout)
     assert report["unchanged"] == {"otto": 3} and len(report["skipped"]) == 1
+
+
+def test_hostile_otto_db_values_do_not_stop_the_sync(web, db):
+    conn = otto_db(otto_db_file())
+    conn.execute("UPDATE tasks SET started_at = 'soon', ended_at = x'00ff' WHERE name = 'lint'")
+    conn.execute("UPDATE runs SET hostname = 42, cwd = 7 WHERE timestamp = ?", (T0 + 60,))
+    conn.close()
+    report = sync(db)
+    assert report.added == {"otto": 3} and not report.skipped
+    # lint's times fall back on its files
+    assert task_rows(db)[1] == ("lint", "success", "finished_at,script_hash,started_at")

@@ -14,6 +14,7 @@ same second only one is in otto.db.
 
 import errno
 import hashlib
+import math
 import os
 import re
 import sqlite3
@@ -91,6 +92,7 @@ class OttoDb:
         uri = "file:" + os.path.abspath(path).replace("?", "%3F").replace("#", "%23") + "?mode=ro"
         conn = sqlite3.connect(uri, uri=True, timeout=DB_TIMEOUT_S)
         conn.row_factory = sqlite3.Row
+        conn.text_factory = lambda b: b.decode("utf-8", "replace")  # bytes that are not UTF-8
         return conn
 
     def _load_one(self, path, report):
@@ -158,12 +160,12 @@ class OttoDb:
         next; later when otto waited to open a locked otto.db), and the row's cwd
         must give this project directory."""
         return [run for stamp in range(ts, ts + SKEW_S + 1) for run in self.runs.get(stamp, ())
-                if run.get("cwd") is None or project_dir_of(run["cwd"]) == project_dir]
+                if run.get("cwd") is None or project_dir_of(str(run["cwd"])) == project_dir]
 
     def find(self, project_dir, ts, stamp, cwd):
         """(row, {task: row}) of the run whose run.yaml says *stamp* and *cwd*, else None."""
         rows = [r for r in self.runs.get(stamp, ()) if r.get("cwd") in (None, cwd)
-                and (r.get("cwd") is None or project_dir_of(r["cwd"]) == project_dir)]
+                and (r.get("cwd") is None or project_dir_of(str(r["cwd"])) == project_dir)]
         run = (rows or [None])[0]
         return (run, self.tasks_of(run)) if run else None
 
@@ -439,7 +441,8 @@ def read_run(home, project_dir, ts, db, live_cwds, newest, now, report, caches=N
 
     tasks = []
     for name, f in started.items():
-        d = db_tasks.get(name) or {}
+        d = dict(db_tasks.get(name) or {})
+        d["started_at"], d["ended_at"] = _num(d.get("started_at")), _num(d.get("ended_at"))
         derived = set()
         db_status = DB_STATUS.get(d.get("status"))
         if f["has_output"]:
@@ -510,7 +513,7 @@ def read_run(home, project_dir, ts, db, live_cwds, newest, now, report, caches=N
         finished = max(ends + [last_write])
         run_derived.add("finished_at")
     host = (db_run or {}).get("hostname")
-    if not host:  # otto writes NULL: the run was on the host that holds its files
+    if not isinstance(host, str) or not host:  # otto writes NULL: the run was on the host that holds its files
         host = hostname()
         run_derived.add("host")
     # The ottofile's parent directory names the project, as in otto. (otto.db's
@@ -541,6 +544,15 @@ def read_run(home, project_dir, ts, db, live_cwds, newest, now, report, caches=N
         "final": status != "running" and (db is None or db.complete),
         "signature": signature(fp, status, db, project_dir, ts),
     }
+
+
+def _num(value):
+    """A time from otto.db as a float, or None when it is not one (otto.db is input)."""
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return None
+    return value if math.isfinite(value) else None
 
 
 def signature(fp, status, db, project_dir, ts):
