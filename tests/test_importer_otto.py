@@ -629,3 +629,24 @@ def test_hostile_otto_db_values_do_not_stop_the_sync(web, db):
     assert report.added == {"otto": 3} and not report.skipped
     # lint's times fall back on its files
     assert task_rows(db)[1] == ("lint", "success", "finished_at,script_hash,started_at")
+
+
+def test_the_ottofile_graph_reads_before_and_after_and_leaves_foreach_alone():
+    from ottolytics.importers.otto import _graph
+    text = ("tasks:\n  lint:\n    action: echo\n  build:\n    before: [lint]\n"
+            "    after: [notify]\n    action: echo\n  notify:\n    action: echo\n")
+    # "after: [notify]" on build: notify runs after build
+    assert _graph(text) == {"lint": [], "build": ["lint"], "notify": ["build"]}
+    assert _graph(text + "  test:\n    foreach: {items: [a, b]}\n    action: echo\n") is None
+    assert _graph("not: [a, mapping") is None and _graph("- a list\n") is None
+
+
+def test_otto_home_at_home_dot_otto_reads_otto_db_once(tmp_path, db, monkeypatch):
+    home = Path(os.environ["HOME"]) / ".otto"
+    monkeypatch.setenv("OTTO_HOME", str(home))
+    make_run(home, "/src/web", T0, [Task("lint", duration=3)])
+    assert (home / "otto.db").exists()
+    report = sync(db, otto_home_dir=str(home))
+    assert report.added == {"otto": 1} and not report.skipped
+    assert task_rows(db) == [("lint", "success", "script_hash")]
+    assert sync(db, otto_home_dir=str(home)).unchanged == {"otto": 1}
