@@ -513,7 +513,8 @@ def read_run(home, project_dir, ts, db, live_cwds, newest, now, report, caches=N
         finished = max(ends + [last_write])
         run_derived.add("finished_at")
     host = (db_run or {}).get("hostname")
-    if not isinstance(host, str) or not host:  # otto writes NULL: the run was on the host that holds its files
+    # otto writes NULL: the run was made on the host that holds its files
+    if not isinstance(host, str) or not host:
         host = hostname()
         run_derived.add("host")
     # The ottofile's parent directory names the project, as in otto. (otto.db's
