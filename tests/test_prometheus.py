@@ -161,3 +161,53 @@ def test_stored_counts_are_gauges_that_may_fall(metrics):
     text = open(metrics).read()
     assert "# TYPE ottolytics_runs gauge" in text and "# TYPE ottolytics_tasks gauge" in text
     assert "_total" not in text
+
+
+def _free_port():
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+NODE_EXPORTER = shutil.which("prometheus-node-exporter") or shutil.which("node_exporter")
+
+
+@pytest.mark.skipif(NODE_EXPORTER is None, reason="node_exporter not installed (Debian package "
+                    "prometheus-node-exporter; .ci/run installs it)")
+def test_node_exporter_serves_the_textfile(metrics):
+    """The real reader: node_exporter's textfile collector, scraped over loopback.
+    It rejects a file it cannot parse (node_textfile_scrape_error 1) and drops
+    families that clash with its own rules, so every family with samples must
+    come through."""
+    import time
+    import urllib.request
+    port = _free_port()
+    proc = subprocess.Popen(
+        [NODE_EXPORTER, f"--web.listen-address=127.0.0.1:{port}", "--collector.disable-defaults",
+         "--collector.textfile", f"--collector.textfile.directory={metrics.parent}"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        body = None
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and body is None:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
+                    body = r.read().decode()
+            except OSError:
+                if proc.poll() is not None:
+                    pytest.fail(f"node_exporter exited: {proc.stderr.read().decode()[-500:]}")
+                time.sleep(0.2)
+        assert body is not None, "node_exporter did not answer within 20 s"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    served = {f.name: f for f in text_string_to_metric_families(body)}
+    assert served["node_textfile_scrape_error"].samples[0].value == 0
+    ours = {name for name in served if name.startswith("ottolytics_")}
+    # A family with no samples (no otto script cache here) is rightly not served.
+    assert ours == {name for name, f in families(metrics).items() if f.samples}
+    runs = {(s.labels["project"], s.labels["status"]): s.value
+            for s in served["ottolytics_runs"].samples}
+    assert runs[("web", "success")] == 30
+    assert set(HOSTILE) <= {s.labels["project"] for s in served["ottolytics_runs"].samples}
