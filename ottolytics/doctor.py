@@ -12,7 +12,6 @@ program's file or database is reported as not a store. A store locked by
 another process past the busy timeout is one check saying so.
 """
 
-import glob
 import os
 import sqlite3
 from dataclasses import asdict, dataclass
@@ -31,7 +30,7 @@ class Check:
 
 
 def _spool_backlog(path):
-    """(files waiting, events in them, files kept as .failed) for the store at *path*."""
+    """(files waiting, events in them, quarantined files not yet reported) for *path*."""
     pending = spool.pending_files(path)
     events = 0
     for f in pending:
@@ -40,10 +39,8 @@ def _spool_backlog(path):
                 events += max(0, sum(1 for _ in handle) - 1)  # minus the header line
         except OSError:
             pass
-    failed = []
-    for directory in spool_dirs(path):
-        failed += sorted(glob.glob(os.path.join(glob.escape(directory), "*.failed")))
-    return pending, events, failed
+    fresh, _seen = spool.quarantined(path)
+    return pending, events, fresh
 
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
@@ -226,8 +223,15 @@ def _repair(path, checks, max_run_age):
     pending, events, failed = _spool_backlog(path)
     detail = f"{len(pending)} files, {events} events waiting"
     if failed:
-        detail += (f"; {len(failed)} files with events that could not be applied, kept "
-                   f"for inspection: {', '.join(str(f) for f in failed[:3])}")
+        # Reported once: they are moved aside, so the next doctor is not BAD for good.
+        spool.mark_reported(failed)
+        detail += (f"; {len(failed)} files with events that could not be applied, "
+                   f"quarantined for inspection: {', '.join(str(f) for f in failed[:3])}")
+    else:
+        seen = spool.quarantined(path)[1]
+        if seen:
+            detail += (f"; {len(seen)} quarantined files reported before, kept in "
+                       f"{os.path.dirname(seen[0])}")
     checks.append(Check("spool", not pending and not failed, detail, events))
     return checks
 

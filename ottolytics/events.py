@@ -15,6 +15,48 @@ the task was started while spooling.
 TERMINAL_TASK = ("success", "failed", "skipped")
 
 
+def storable(text):
+    """*text* as SQLite can hold it: undecodable bytes shown as ``\\xNN``.
+
+    Arguments, names and paths reach Python with undecodable bytes as lone
+    surrogates (PEP 383), which SQLite's UTF-8 cannot take. A run's ``args``
+    keep the exact bytes (JSON ``\\udcNN`` escapes, see ``_json_list``); in
+    names and other text each such byte is written as ``\\xNN``.
+    """
+    if text.isascii():
+        return text
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        pass
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:  # a surrogate that stands for no byte
+        return text.encode("utf-8", "backslashreplace").decode("ascii")
+
+
+def _clean(value):
+    if isinstance(value, str):
+        return storable(value)
+    if isinstance(value, dict):
+        return {_clean(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_clean(v) for v in value]
+    return value
+
+
+def clean_event(ev):
+    """*ev* with every string made storable; ``args`` stays exact (JSON escapes)."""
+    out = {}
+    for key, value in ev.items():
+        if key == "args" or not isinstance(value, (str, dict, list)):
+            out[key] = value
+        else:
+            out[key] = _clean(value)
+    return out
+
+
 def _json_list(items):
     """A list of strings as JSON, through the json module's own C encoder:
     importing json itself pulls in re and costs the shim ~2 ms."""
@@ -270,4 +312,4 @@ APPLY = {
 
 def apply(store, conn, ev, tokens):
     """Apply one event inside the caller's transaction; return the row id it touched."""
-    return APPLY[ev["e"]](store, conn, ev, tokens)
+    return APPLY[ev["e"]](store, conn, clean_event(ev), tokens)

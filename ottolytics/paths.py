@@ -316,4 +316,4 @@ def sha256_hex(text: str) -> str:
             from _sha256 import sha256
     except ImportError:
         from hashlib import sha256
-    return sha256(text.encode()).hexdigest()
+    return sha256(text.encode("utf-8", "surrogateescape")).hexdigest()

@@ -161,7 +161,7 @@ class Recorder:
                 del self._spooled_tasks[tok]
 
     def _apply(self, conn, ev):
-        return events.APPLY[ev["e"]](self._store, conn, ev, self._tokens)
+        return events.apply(self._store, conn, ev, self._tokens)
 
     def batch(self):
         """``with rec.batch():`` applies the events inside in one transaction.
@@ -173,7 +173,7 @@ class Recorder:
         return _Batch(self)
 
     def _apply_many(self, conn, evs):
-        return [events.APPLY[ev["e"]](self._store, conn, ev, self._tokens) for ev in evs]
+        return [events.apply(self._store, conn, ev, self._tokens) for ev in evs]
 
     def _write(self, fn, arg):
         """Write through the store if it is usable (reopening it now and then

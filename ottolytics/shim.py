@@ -233,8 +233,8 @@ def _begin(rec, argv, project, task_name, run, home):
     if task_dir is not None:
         script = join(task_dir, "command.sh")
         try:
-            with open(script, "w") as f:
-                f.write(command_line + "\n")
+            with open(script, "wb") as f:  # the exact bytes, even when not UTF-8
+                f.write(os.fsencode(command_line) + b"\n")
             paths["script_path"] = task_path_to_stored(script, run_dir, home)
         except OSError:
             pass

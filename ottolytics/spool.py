@@ -107,8 +107,11 @@ def pending_files(db):
     return found
 
 
-def read_events(path):
-    """Parse a spool file; returns (events, bad_line_count)."""
+def read_events(path, bad_lines=None):
+    """Parse a spool file; returns (events, bad_line_count).
+
+    Lines that cannot be parsed are appended (as bytes) to *bad_lines* if given.
+    """
     import json
     good, bad = [], 0
     with open(path, "rb") as f:
@@ -120,6 +123,8 @@ def read_events(path):
             record = json.loads(raw.decode("utf-8"))
         except (UnicodeDecodeError, ValueError):
             bad += 1  # typically the last line of a process killed mid-write
+            if bad_lines is not None:
+                bad_lines.append(raw)
             continue
         if number == 0 and "spool" in record:
             if record["spool"] > SPOOL_FORMAT:
@@ -130,6 +135,8 @@ def read_events(path):
             good.append(record)
         else:
             bad += 1
+            if bad_lines is not None:
+                bad_lines.append(raw)
     return good, bad
 
 
@@ -155,7 +162,7 @@ def _claim_all(db, warn):
     return claimed
 
 
-def _merged_events(claimed, warn):
+def _merged_events(claimed, warn, bad_lines):
     """Events of all *claimed* files in time order, each tagged with its file.
 
     Files from different processes interleave (``run start`` in one, ``exec``
@@ -165,7 +172,7 @@ def _merged_events(claimed, warn):
     merged, bad_counts, unreadable = [], {}, set()
     for index, (original, path) in enumerate(claimed):
         try:
-            evs, bad = read_events(path)
+            evs, bad = read_events(path, bad_lines.setdefault(original, []))
         except (OSError, ValueError) as exc:
             warn(f"cannot replay spool file {path}: {exc}")
             unreadable.add(original)
@@ -179,18 +186,86 @@ def _merged_events(claimed, warn):
     return merged, bad_counts, unreadable
 
 
+QUARANTINE = "quarantine"
+SEEN = ".seen"
+
+
+def quarantine_dir(spool_file):
+    return join(dirname(spool_file), QUARANTINE)
+
+
+def _quarantine(path, original, lines, failures):
+    """Keep what could not be applied in ``quarantine/<original>``, one JSON line each;
+    returns where. The rest of the file was applied, so it is not kept."""
+    import json
+    directory = quarantine_dir(path)
+    os.makedirs(directory, exist_ok=True)
+    kept = join(directory, original)
+    with open(kept, "a", encoding="utf-8") as f:
+        for raw in lines:
+            f.write(json.dumps({"error": "unreadable line",
+                                "line": raw.decode("utf-8", "backslashreplace")}) + "\n")
+        for ev, error in failures:
+            f.write(json.dumps({"error": error, "event": ev}) + "\n")
+    return kept
+
+
+def quarantined(db):
+    """(not yet reported, reported before) quarantined spool files for *db*.
+
+    ``*.failed`` files beside the spool (kept whole by earlier versions) count
+    as not yet reported.
+    """
+    fresh, seen = [], []
+    for directory in spool_dirs(db):
+        for folder in (directory, join(directory, QUARANTINE)):
+            try:
+                names = sorted(os.listdir(folder))
+            except OSError:
+                continue
+            for name in names:
+                full = join(folder, name)
+                if folder == directory:
+                    if name.endswith(".failed"):
+                        fresh.append(full)
+                elif name.endswith(SEEN):
+                    seen.append(full)
+                else:
+                    fresh.append(full)
+    return fresh, seen
+
+
+def mark_reported(paths):
+    """Move reported quarantine files aside so they are reported once, not forever."""
+    moved = []
+    for path in paths:
+        directory = dirname(path)
+        if basename(directory) != QUARANTINE:
+            directory = join(directory, QUARANTINE)
+        target = join(directory, basename(path) + SEEN)
+        try:
+            os.makedirs(directory, exist_ok=True)
+            os.replace(path, target)
+            moved.append(target)
+        except OSError:
+            pass
+    return moved
+
+
 def replay(store, tokens_out=None, warn=None):
     """Replay every finished spool file for *store*; return (files, events, skipped).
 
-    Events that cannot be applied (say, a finish whose start was lost) are
-    skipped and counted; their file is then kept as ``*.failed`` for
-    inspection instead of being deleted, so nothing is thrown away.
+    Events that cannot be applied (say, a finish whose start was lost) never
+    block the others: they are skipped, counted, written with the reason to
+    ``quarantine/<file>`` beside the spool (reported once by ``doctor``) and
+    named in one warning line, so nothing is thrown away.
     """
     warn = warn or (lambda msg: print(f"ottolytics: warning: {msg}", file=sys.stderr))
     claimed = _claim_all(store.path, warn)
     if not claimed:
         return 0, 0, 0
-    merged, bad_counts, unreadable = _merged_events(claimed, warn)
+    bad_lines = {}
+    merged, bad_counts, unreadable = _merged_events(claimed, warn, bad_lines)
     failures = {}
 
     def apply_all(conn):
@@ -209,7 +284,7 @@ def replay(store, tokens_out=None, warn=None):
             except Exception as exc:  # a bad event must not sink the others
                 conn.execute("ROLLBACK TO ev")
                 conn.execute("RELEASE ev")
-                failures.setdefault(original, []).append(f"{ev.get('e')}: {exc}")
+                failures.setdefault(original, []).append((ev, f"{ev.get('e')}: {exc}"))
         conn.executemany(
             "INSERT OR IGNORE INTO spool_replays(name, events, replayed_at) VALUES (?, ?, ?)",
             [(name, 0, time.time()) for name in bad_counts if name not in done])
@@ -222,14 +297,22 @@ def replay(store, tokens_out=None, warn=None):
     for original, path in claimed:
         if original in unreadable:
             continue
-        problems = bad_counts.get(original, 0) + len(failures.get(original, ()))
+        failed = failures.get(original, [])
+        problems = bad_counts.get(original, 0) + len(failed)
         skipped += problems
         if problems:
-            kept = join(dirname(path), original + ".failed")
-            os.replace(path, kept)
-            detail = "; ".join(failures.get(original, [])[:3])
-            warn(f"spool file {original}: skipped {problems} events that could not be "
-                 f"applied ({detail or 'unreadable lines'}); kept it as {kept}")
+            try:
+                kept = _quarantine(path, original, bad_lines.get(original, []), failed)
+            except OSError as exc:  # cannot write the quarantine: keep the whole file
+                kept = join(dirname(path), original + ".failed")
+                os.replace(path, kept)
+                warn(f"cannot quarantine spool file {original} ({exc.strerror or exc}); "
+                     f"kept it as {kept}")
+            else:
+                os.unlink(path)
+            detail = "; ".join(error for _ev, error in failed[:2]) or "unreadable lines"
+            warn(f"spool file {original}: {problems} events could not be applied and were "
+                 f"quarantined in {kept} ({detail}); the others were recorded")
         else:
             os.unlink(path)
     return len(claimed) - len(unreadable), applied, skipped

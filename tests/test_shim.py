@@ -209,3 +209,19 @@ def test_console_entry_exits_fast_with_the_code_and_everything_recorded(db):
     assert q(db, "SELECT name, status, exit_code FROM tasks") == [("e", "failed", 3)]
     assert q(db, "SELECT status FROM runs") == [("failed",)]
     assert q(db, "PRAGMA integrity_check") == [("ok",)]
+
+
+def test_a_command_line_that_is_not_utf8_is_recorded_exactly(db, home):
+    """Undecodable bytes in argv: recorded, args kept byte for byte, names shown escaped."""
+    proc = subprocess.run([PY, "-m", "ottolytics", "exec", "--project", b"p\xff", "--",
+                           "echo", b"caf\xe9"], capture_output=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == b"caf\xe9\n"
+    assert b"warning" not in proc.stderr, proc.stderr
+    [(project, args, task, script, run_dir)] = q(
+        db, "SELECT p.name, r.args, t.name, t.script_path, r.run_dir FROM runs r "
+            "JOIN projects p ON p.id = r.project_id JOIN tasks t ON t.run_id = r.id")
+    assert project == "p\\xff" and task == "echo"
+    assert [os.fsencode(a) for a in json.loads(args)] == [b"echo", b"caf\xe9"]
+    assert (home / run_dir / script).read_bytes() == b"echo 'caf\xe9'\n"
+    assert q(db, "SELECT status FROM runs") == [("success",)]

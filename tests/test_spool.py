@@ -153,8 +153,9 @@ def test_truncated_last_line_is_skipped_counted_and_kept(db, monkeypatch):
     files, applied, skipped = spool.replay(store, warn=messages.append)
     store.close()
     assert (files, applied, skipped) == (1, 7, 1)
-    assert messages and "skipped 1" in messages[0]
-    assert list(path.parent.glob("*.failed")), "a file with skipped events is kept"
+    assert len(messages) == 1 and "1 events could not be applied" in messages[0]
+    [kept] = (path.parent / "quarantine").glob("*")
+    assert '"na' in kept.read_text(), "the unreadable line is kept in quarantine"
     assert q(db, "SELECT count(*) FROM tasks") == [(2,)]
 
 
@@ -211,3 +212,49 @@ def test_a_long_lived_recorder_recovers_when_the_store_comes_back(db, monkeypatc
     assert q(db, "SELECT name, status FROM tasks") == [("a", "success")]
     assert q(db, "SELECT status FROM runs") == [("success",)]
     assert not spool.pending_files(db)
+
+
+def _write_spool(db, lines, name="4242-1-abcdef.jsonl"):
+    directory = Path(str(db) + ".spool")
+    directory.mkdir(exist_ok=True)
+    path = directory / name
+    header = {"spool": 1, "db": str(db), "pid": 4242, "created": 1.0}
+    path.write_text("\n".join(json.dumps(x) for x in [header, *lines]) + "\n")
+    return path
+
+
+def _spooled_run(uid, project, at=1000.0, tok="t1"):
+    return [{"e": "run_start", "uid": uid, "project": project, "at": at, "args": ["x"]},
+            {"e": "task_start", "run": uid, "name": "t", "at": at, "tok": tok, "attempt": 1},
+            {"e": "task_finish", "tok": tok, "status": "success", "at": at + 1, "exit_code": 0},
+            {"e": "run_finish", "uid": uid, "at": at + 1}]
+
+
+def test_a_spooled_name_that_is_not_utf8_replays(db):
+    """What an earlier version spooled for ``--project $'p\\xff'`` lands in the store."""
+    Store.open(db).close()
+    _write_spool(db, _spooled_run("r1", "p\udcff"))
+    doctor = run_cli("--db", db, "doctor")
+    assert doctor.returncode == 0, doctor.stdout + doctor.stderr
+    assert q(db, "SELECT p.name, r.status FROM runs r JOIN projects p "
+                 "ON p.id = r.project_id") == [("p\\xff", "success")]
+    assert not list(Path(str(db) + ".spool").glob("*.failed"))
+
+
+def test_a_bad_spool_entry_is_quarantined_and_reported_once(db):
+    Store.open(db).close()
+    good = _spooled_run("good", "p")
+    bad = [{"e": "task_finish", "tok": "never-started", "status": "success", "at": 5.0}]
+    _write_spool(db, good[:2] + bad + good[2:])
+    first = run_cli("--db", db, "doctor")
+    assert q(db, "SELECT uid, status FROM runs") == [("good", "success")]
+    out = first.stdout.decode()
+    assert first.returncode == 1 and "quarantine" in out, out
+    warnings = [l for l in first.stderr.decode().splitlines() if "warning" in l]
+    assert len(warnings) == 1 and "never-started" in warnings[0], first.stderr
+    [kept] = (Path(str(db) + ".spool") / "quarantine").glob("*")
+    assert "never-started" in kept.read_text() and "good" not in kept.read_text()
+    second = run_cli("--db", db, "doctor")
+    assert second.returncode == 0, second.stdout
+    assert "quarantine" in second.stdout.decode()  # still mentioned, no longer BAD
+    assert q(db, "SELECT count(*) FROM tasks") == [(1,)]
