@@ -82,8 +82,14 @@ class Recorder:
     running before recovery calls it interrupted.
     """
 
-    def __init__(self, db=None, *, max_run_age=None, warn=None):
+    def __init__(self, db=None, *, max_run_age=None, warn=None, wait=None, quiet_spool=False):
         self.db = db_path(db)
+        # None: wait for a lock up to the busy timeout, a few times; else wait
+        # at most this many seconds, once, and spool (the shim's choice).
+        self.wait = wait
+        # Say that events were spooled only at close, if they still are (the
+        # shim retries the store at the end, so a brief lock needs no warning).
+        self._quiet_spool = quiet_spool
         age = max_run_age if max_run_age is not None else os.environ.get("OTTOLYTICS_MAX_RUN_AGE")
         if age is not None and age != "":
             from .timeutil import parse_duration
@@ -107,7 +113,9 @@ class Recorder:
     # -- store or spool ---------------------------------------------------
 
     def _open_store(self):
-        store = Store.open(self.db)
+        store = Store.open(self.db, timeout=self.wait)
+        if self.wait is not None:
+            store.set_wait(self.wait)
         try:
             self.replayed = spool.replay(store, tokens_out=self._tokens, warn=self._warn_fn)
             self.recovered = liveness.recover_stale(store, self.max_run_age)
@@ -140,6 +148,17 @@ class Recorder:
             self._spool = spool.SpoolWriter(self.db)
         self._next_retry = time.monotonic() + RETRY_STORE_EVERY_S
         self._reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+    def retry_store(self, wait=None):
+        """Try the store again at the next event (with *wait*), replaying our spool."""
+        with self._lock:
+            self.wait = wait if wait is not None else self.wait
+            if self._store is not None and self.wait is not None:
+                try:
+                    self._store.set_wait(self.wait)
+                except Exception:
+                    pass
+            self._next_retry = 0.0
 
     def _try_recover_store(self):
         """While spooling, reopen the store now and then and replay our own spool."""
@@ -202,7 +221,7 @@ class Recorder:
                 handle._tok = ev["tok"]
                 self._spooled_tasks[ev["tok"]] = handle
         self._spool.append(ev)
-        if not self._warned:
+        if not self._warned and not self._quiet_spool:
             self._warned = True
             self._warn_fn(f"cannot record to {self.db} ({self._reason}); events are "
                           f"spooled to {self._spool.path} and replayed at the next "
@@ -261,6 +280,11 @@ class Recorder:
                 self._store.close()
                 self._store = None
             if self._spool is not None:
+                if self._quiet_spool and not self._warned and self._spool.path:
+                    self._warned = True
+                    self._warn_fn(f"cannot record to {self.db} ({self._reason}); events "
+                                  f"are spooled to {self._spool.path} and replayed at the "
+                                  "next successful open")
                 self._spool.close()
 
     def __enter__(self):

@@ -26,6 +26,8 @@ FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
 # After the child exits, how long to keep draining pipes that a grandchild holds open.
 DRAIN_GRACE_S = 0.5
 CHUNK = 65536
+START_WAIT_S = 0.25
+END_WAIT_S = 1.0
 RUN_ID_ENV = "OTTOLYTICS_RUN_ID"
 
 
@@ -141,6 +143,22 @@ def _pump(proc, outputs):
     return result
 
 
+def _waits():
+    """(before, after): how long exec waits for a locked store before it spools.
+
+    Before the command: ``$OTTOLYTICS_EXEC_WAIT`` (default 0.25 s), so a locked
+    store never holds the command up. After it: up to 1 s (never more than the
+    busy timeout), to land the whole run in the store when the lock was brief.
+    """
+    from .store import busy_timeout_s
+    try:
+        before = float(os.environ.get("OTTOLYTICS_EXEC_WAIT", START_WAIT_S))
+    except ValueError:
+        before = START_WAIT_S
+    before = max(0.0, before)
+    return before, max(before, min(END_WAIT_S, busy_timeout_s()))
+
+
 def exec_command(argv, *, db=None, project=None, task=None, run=None, home=None) -> int:
     """Run *argv* as one recorded task; return the exit code the shim should exit with.
 
@@ -150,13 +168,17 @@ def exec_command(argv, *, db=None, project=None, task=None, run=None, home=None)
         print("ottolytics exec: no command given; usage: ottolytics exec [options] -- CMD ...",
               file=sys.stderr)
         return 2
-    received = []
+    received = []  # every signal, in order
+    pending = []  # signals that came while there was no child to forward them to
     child = None
     forward_keyboard = not _in_terminal_foreground()
 
     def on_signal(signum, frame):
         received.append(signum)
-        if child is not None and child.returncode is None:
+        if child is None:
+            pending.append(signum)
+            return
+        if child.returncode is None:
             if signum in (signal.SIGINT, signal.SIGQUIT) and not forward_keyboard:
                 return  # the terminal already sent it to the child's process group
             try:
@@ -166,34 +188,50 @@ def exec_command(argv, *, db=None, project=None, task=None, run=None, home=None)
 
     saved = {s: signal.signal(s, on_signal) for s in FORWARDED}
     try:
+        wait_before, wait_after = _waits()
+        began = time.time()
         try:
-            rec = Recorder(db)
+            rec = Recorder(db, wait=wait_before, quiet_spool=True)
             task_name = task or os.path.basename(argv[0]) or "command"
-            handle, owned, task_dir, th = _begin(rec, argv, project, task_name, run, home)
+            handle, owned, task_dir, th = _begin(rec, argv, project, task_name, run, home,
+                                                 began)
         except Exception as exc:  # never let recording stop the command
             print(f"ottolytics: warning: not recording this command: {exc}", file=sys.stderr)
             rec = handle = th = task_dir = None
             owned = False
+        if rec is not None:
+            rec.retry_store(wait_after)
+        if pending:  # a signal came while we waited for the store: do not start
+            sig = pending[0]
+            _end(rec, handle, owned, th, None, None,
+                 f"received {signal.Signals(sig).name} before the command started", b"",
+                 None, home, began)
+            return 128 + sig
         out = _Output(1, join(task_dir, "stdout.log") if task_dir else None, keep_tail=False)
         err = _Output(2, join(task_dir, "stderr.log") if task_dir else None, keep_tail=True)
         env = dict(os.environ)
         if handle is not None:
             env[RUN_ID_ENV] = handle.uid
+        spawned = time.monotonic()
         try:
             sys.stdout.flush()
             sys.stderr.flush()
             child = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                      env=env)
         except OSError as exc:
+            child = False
             code = 127 if isinstance(exc, FileNotFoundError) else 126
             message = f"ottolytics exec: {argv[0]}: {exc.strerror or exc}\n".encode()
             err.write(message)
             out.close()
             err.close()
-            _end(rec, handle, owned, th, code, None, None, bytes(err.tail), None, home)
+            _end(rec, handle, owned, th, code, None, None, bytes(err.tail), None, home, began)
             return code
+        for signum in pending:  # came during the spawn itself: the child gets them
+            on_signal(signum, None)
 
         status, rusage = _pump(child, [(child.stdout, out), (child.stderr, err)])
+        elapsed = time.monotonic() - spawned
         out.close()
         err.close()
         child.stdout.close()
@@ -206,14 +244,16 @@ def exec_command(argv, *, db=None, project=None, task=None, run=None, home=None)
             exit_code = code = os.waitstatus_to_exitcode(status)
         interrupted = bool(received) and (sig is not None or code != 0)
         reason = f"received {signal.Signals(received[0]).name}" if interrupted else None
-        _end(rec, handle, owned, th, exit_code, sig, reason, bytes(err.tail), rusage, home)
+        # The command's own duration, whatever the store's locks cost before it.
+        _end(rec, handle, owned, th, exit_code, sig, reason, bytes(err.tail), rusage, home,
+             began + elapsed)
         return code
     finally:
         for s, h in saved.items():
             signal.signal(s, h)
 
 
-def _begin(rec, argv, project, task_name, run, home):
+def _begin(rec, argv, project, task_name, run, home, at):
     """Start (or join) the run and start the task; returns (run, owned, task_dir, task)."""
     run_uid = run or os.environ.get(RUN_ID_ENV) or None
     if run_uid and rec.run_exists(run_uid) is False:
@@ -243,12 +283,12 @@ def _begin(rec, argv, project, task_name, run, home):
     th = handle.task(task_name, **paths)
     with rec.batch():  # one transaction for the run's start and the task's
         if owned:
-            handle.start()
-        th.start()
+            handle.start(at=at)
+        th.start(at=at)
     return handle, owned, task_dir, th
 
 
-def _end(rec, handle, owned, th, exit_code, sig, reason, tail, rusage, home):
+def _end(rec, handle, owned, th, exit_code, sig, reason, tail, rusage, home, at):
     """Record the task's end (and the run's, when the shim owns it); never raises."""
     if th is None:
         return
@@ -264,9 +304,9 @@ def _end(rec, handle, owned, th, exit_code, sig, reason, tail, rusage, home):
             size = dir_size(run_dir) if exists(run_dir) else None
         with rec.batch():  # one transaction for the task's end and the run's
             th.finish(exit_code, signal=sig, status="interrupted" if reason else None,
-                      reason=reason, stderr_tail=tail_text(tail), **resources)
+                      reason=reason, stderr_tail=tail_text(tail), at=at, **resources)
             if owned:
-                handle.finish("interrupted" if reason else None, size_bytes=size)
+                handle.finish("interrupted" if reason else None, size_bytes=size, at=at)
         rec.close()
     except Exception as exc:
         print(f"ottolytics: warning: could not record the end of {th.name}: {exc}",

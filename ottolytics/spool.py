@@ -27,8 +27,10 @@ _LIVE = set()
 
 
 def _owner_name():
+    """``pid-start-time-random``: a process's files sort in the order it wrote them,
+    which replay keeps for events with the same time."""
     start = process_start_time(os.getpid())
-    return f"{os.getpid()}-{int(start or 0)}-{os.urandom(3).hex()}"
+    return f"{os.getpid()}-{int(start or 0)}-{time.time_ns():016x}-{os.urandom(3).hex()}"
 
 
 class SpoolWriter:

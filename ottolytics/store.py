@@ -190,14 +190,14 @@ def open_readonly(path, timeout=None):
     return conn
 
 
-def _set_wal(conn):
+def _set_wal(conn, timeout=None):
     """Switch to WAL once; the mode is persistent, so later opens only read it.
 
     The switch needs an exclusive lock, so it is retried (re-reading the mode,
-    which another process may have switched meanwhile) for up to the busy
-    timeout.
+    which another process may have switched meanwhile) for up to *timeout*
+    (default: the busy timeout).
     """
-    deadline = time.monotonic() + busy_timeout_s()
+    deadline = time.monotonic() + (busy_timeout_s() if timeout is None else timeout)
     while True:
         try:
             mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
@@ -275,7 +275,7 @@ class Store:
         try:
             # Check the version before anything that could write to the file.
             version = migrations.check_version(conn, path)
-            _set_wal(conn)
+            _set_wal(conn, timeout)
             conn.execute("PRAGMA synchronous = NORMAL")
             if version != migrations.CURRENT_VERSION:
                 migrations.migrate(conn, path)
@@ -283,6 +283,12 @@ class Store:
             conn.close()
             raise
         return cls(conn, path)
+
+    def set_wait(self, seconds):
+        """Wait at most *seconds* for a lock, once: for callers that must not stall
+        (the shim) and would rather spool the events."""
+        self.conn.execute(f"PRAGMA busy_timeout = {int(seconds * 1000)}")
+        self.attempts = 1
 
     def close(self):
         try:

@@ -225,3 +225,67 @@ def test_a_command_line_that_is_not_utf8_is_recorded_exactly(db, home):
     assert [os.fsencode(a) for a in json.loads(args)] == [b"echo", b"caf\xe9"]
     assert (home / run_dir / script).read_bytes() == b"echo 'caf\xe9'\n"
     assert q(db, "SELECT status FROM runs") == [("success",)]
+
+
+def _hold_exclusive(db):
+    """Another process's view: an EXCLUSIVE lock with an open write transaction."""
+    from ottolytics.store import Store
+    Store.open(db).close()
+    holder = sqlite3.connect(db, isolation_level=None)
+    holder.execute("PRAGMA locking_mode = EXCLUSIVE")
+    holder.execute("BEGIN EXCLUSIVE")
+    holder.execute("CREATE TABLE IF NOT EXISTS held(x)")
+    return holder
+
+
+def test_a_locked_store_neither_delays_the_command_nor_counts_in_its_duration(db, cli):
+    holder = _hold_exclusive(db)
+    try:
+        t0 = time.monotonic()
+        proc = subprocess.Popen(
+            [PY, "-m", "ottolytics", "exec", "--task", "quick", "--", PY, "-c",
+             "print('hello', flush=True); raise SystemExit(5)"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        first = proc.stdout.readline()
+        first_after = time.monotonic() - t0
+        _rest, err = proc.communicate(timeout=60)
+        total = time.monotonic() - t0
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert first == b"hello\n" and first_after < 2.0, (first, first_after)
+    assert proc.returncode == 5
+    assert total < 4.0, total  # the default busy timeout is 5 s, tried 4 times before
+    assert b"spooled" in err and err.count(b"ottolytics: warning") == 1, err
+    assert q(db, "SELECT count(*) FROM tasks") == [(0,)]
+    assert cli("doctor").returncode == 0  # the next open replays the spool
+    [(status, code, duration)] = q(db, "SELECT status, exit_code, finished_at - started_at "
+                                       "FROM tasks WHERE name = 'quick'")
+    assert (status, code) == ("failed", 5) and duration < 1.0, duration
+    [(run_duration,)] = q(db, "SELECT finished_at - started_at FROM runs")
+    assert run_duration < 1.0
+
+
+def test_sigterm_while_the_shim_waits_for_the_store_does_not_start_the_command(
+        db, cli, tmp_path):
+    marker = tmp_path / "started"
+    holder = _hold_exclusive(db)
+    try:
+        proc = subprocess.Popen(
+            [PY, "-m", "ottolytics", "exec", "--task", "never", "--", "touch", str(marker)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            env={**os.environ, "OTTOLYTICS_EXEC_WAIT": "4"})
+        time.sleep(1.5)  # started, and waiting for the lock
+        assert proc.poll() is None
+        proc.send_signal(signal.SIGTERM)
+        _out, err = proc.communicate(timeout=30)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert proc.returncode == 143, err
+    assert not marker.exists(), "the command must not start after SIGTERM"
+    assert cli("doctor").returncode == 0
+    [(status, reason)] = q(db, "SELECT t.status, x.reason FROM tasks t JOIN transitions x "
+                               "ON x.task_id = t.id AND x.to_status = t.status")
+    assert status == "interrupted" and "SIGTERM" in reason and "before" in reason
+    assert q(db, "SELECT status FROM runs") == [("interrupted",)]
