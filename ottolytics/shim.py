@@ -74,16 +74,25 @@ def _in_terminal_foreground():
 
 
 class _Output:
-    """One of the child's streams: to the terminal and to its log file."""
+    """One of the child's streams: to the terminal and to its log file.
+
+    When the log cannot take more (a full disk), what was written is kept, the
+    log is not written again (a log with a hole would mislead), and
+    :meth:`problem` says so for the warning and the task's record.
+    """
 
     def __init__(self, terminal_fd, log_path, keep_tail):
         self.terminal_fd = terminal_fd
         self.log = None
+        self.name = basename(log_path) if log_path else None
+        self.error = None
+        self.total = 0
+        self.logged = 0
         if log_path is not None:
             try:
                 self.log = open(log_path, "ab", buffering=0)
-            except OSError:
-                self.log = None
+            except OSError as exc:
+                self.log, self.error = None, exc
         self.keep_tail = keep_tail
         self.tail = bytearray()
 
@@ -92,19 +101,40 @@ class _Output:
             os.write(self.terminal_fd, data)
         except OSError:
             pass  # the terminal went away; the log still gets everything
+        self.total += len(data)
         if self.log is not None:
+            view = memoryview(data)
             try:
-                self.log.write(data)
-            except OSError:
-                self.log = None
+                while view:  # a short write is what a filling disk gives first
+                    n = self.log.write(view)
+                    self.logged += n
+                    view = view[n:]
+            except OSError as exc:
+                self.error = exc
+                self._close_log()
         if self.keep_tail:
             self.tail += data
             if len(self.tail) > 2 * STDERR_TAIL_BYTES:
                 del self.tail[:-STDERR_TAIL_BYTES]
 
+    def _close_log(self):
+        try:
+            self.log.close()
+        except OSError as exc:
+            self.error = self.error or exc
+        self.log = None
+
+    def problem(self):
+        """One phrase when the log lost output, else None."""
+        if self.error is None or self.name is None:
+            return None
+        why = self.error.strerror or str(self.error)
+        return (f"{self.name} is incomplete ({why}): kept {self.logged} of "
+                f"{self.total} bytes")
+
     def close(self):
         if self.log is not None:
-            self.log.close()
+            self._close_log()
 
 
 def _pump(proc, outputs):
@@ -244,9 +274,12 @@ def exec_command(argv, *, db=None, project=None, task=None, run=None, home=None)
             exit_code = code = os.waitstatus_to_exitcode(status)
         interrupted = bool(received) and (sig is not None or code != 0)
         reason = f"received {signal.Signals(received[0]).name}" if interrupted else None
+        lost = [p for p in (out.problem(), err.problem()) if p]
+        for problem in lost:
+            print(f"ottolytics: warning: {problem}; the terminal got all of it", file=sys.stderr)
         # The command's own duration, whatever the store's locks cost before it.
         _end(rec, handle, owned, th, exit_code, sig, reason, bytes(err.tail), rusage, home,
-             began + elapsed)
+             began + elapsed, note="; ".join(lost) or None)
         return code
     finally:
         for s, h in saved.items():
@@ -288,7 +321,7 @@ def _begin(rec, argv, project, task_name, run, home, at):
     return handle, owned, task_dir, th
 
 
-def _end(rec, handle, owned, th, exit_code, sig, reason, tail, rusage, home, at):
+def _end(rec, handle, owned, th, exit_code, sig, reason, tail, rusage, home, at, note=None):
     """Record the task's end (and the run's, when the shim owns it); never raises."""
     if th is None:
         return
@@ -303,8 +336,9 @@ def _end(rec, handle, owned, th, exit_code, sig, reason, tail, rusage, home, at)
             run_dir = run_dir_for(handle.uid, home)
             size = dir_size(run_dir) if exists(run_dir) else None
         with rec.batch():  # one transaction for the task's end and the run's
+            why = "; ".join(r for r in (reason, note) if r) or None
             th.finish(exit_code, signal=sig, status="interrupted" if reason else None,
-                      reason=reason, stderr_tail=tail_text(tail), at=at, **resources)
+                      reason=why, stderr_tail=tail_text(tail), at=at, **resources)
             if owned:
                 handle.finish("interrupted" if reason else None, size_bytes=size, at=at)
         rec.close()

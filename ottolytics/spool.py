@@ -45,6 +45,7 @@ class SpoolWriter:
         import json
         errors = []
         for directory in spool_dirs(self.db):
+            path = f = None
             try:
                 os.makedirs(directory, exist_ok=True)
                 path = join(directory, _owner_name() + SUFFIX)
@@ -58,6 +59,7 @@ class SpoolWriter:
                 return
             except OSError as exc:
                 errors.append(f"{directory}: {exc.strerror or exc}")
+                _discard(f, path)  # e.g. a full disk: try the next directory
         raise OSError("no writable spool directory (" + "; ".join(errors) + ")")
 
     def append(self, event):
@@ -76,6 +78,19 @@ class SpoolWriter:
             self._file.close()
             self._file = None
             _LIVE.discard(basename(self.path))
+
+
+def _discard(f, path):
+    if f is not None:
+        try:
+            f.close()
+        except OSError:
+            pass
+    if path is not None:
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
 
 
 def _owner_alive(name):

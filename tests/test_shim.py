@@ -289,3 +289,46 @@ def test_sigterm_while_the_shim_waits_for_the_store_does_not_start_the_command(
                                "ON x.task_id = t.id AND x.to_status = t.status")
     assert status == "interrupted" and "SIGTERM" in reason and "before" in reason
     assert q(db, "SELECT status FROM runs") == [("interrupted",)]
+
+
+@pytest.fixture
+def tiny_disk(tmp_path):
+    """A 64 KiB tmpfs; skipped where mounting is not permitted."""
+    mount = tmp_path / "tiny"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)],
+                          capture_output=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], capture_output=True)
+
+
+def test_a_full_disk_keeps_what_fits_of_the_logs_and_says_so(tmp_path, tiny_disk):
+    db = tmp_path / "elsewhere.db"
+    code = ("import sys; sys.stdout.write('o' * 200000); sys.stdout.flush(); "
+            "sys.stderr.write('e' * 200000); sys.exit(4)")
+    proc = run_cli("--db", db, "exec", "--task", "big", "--", PY, "-c", code,
+                   env={"OTTO_HOME": str(tiny_disk)})
+    assert proc.returncode == 4
+    assert proc.stdout == b"o" * 200000, "the terminal gets everything"
+    assert proc.stderr.startswith(b"e" * 200000)
+    warnings = [l for l in proc.stderr.decode().splitlines() if "ottolytics: warning" in l]
+    [run_dir, out_path, err_path] = q(db, "SELECT r.run_dir, t.stdout_path, t.stderr_path "
+                                          "FROM tasks t JOIN runs r ON r.id = t.run_id")[0]
+    out_log = (tiny_disk / run_dir / out_path).read_bytes()
+    err_log = (tiny_disk / run_dir / err_path).read_bytes()
+    assert len(out_log) > 0 and out_log == b"o" * len(out_log), "what fitted is kept"
+    assert err_log == b"e" * len(err_log)
+    incomplete = [n for n, log in (("stdout.log", out_log), ("stderr.log", err_log))
+                  if len(log) < 200000]
+    assert incomplete
+    for name in incomplete:
+        assert any(name in w and "No space left" in w for w in warnings), warnings
+    [(status, reason)] = q(db, "SELECT t.status, x.reason FROM tasks t JOIN transitions x "
+                               "ON x.task_id = t.id AND x.to_status = t.status")
+    assert status == "failed" and all(n in reason for n in incomplete), reason
+    assert f"kept {len(out_log)} of 200000 bytes" in reason
+    assert q(db, "SELECT tail FROM task_stderr") == [("e" * 4096,)]
