@@ -189,6 +189,127 @@ def _waits():
     return before, max(before, min(END_WAIT_S, busy_timeout_s()))
 
 
+# -- starting the command so that its rusage is its own ----------------------
+#
+# Linux carries the high-water RSS of a process's memory before execve into
+# its ru_maxrss: a command forked (or vforked, or posix_spawned) from this
+# Python process reports ~10 MB of Python for ``true``. So the command is
+# forked by a small process instead: ``sh`` runs a subshell that waits on a
+# pipe; we (a child subreaper) kill that sh, adopt the subshell, open the
+# pipe, and the subshell execs the command. The command is then our direct
+# child, in our process group, with our stdin, and wait4 gives its own
+# rusage. Where any step is unavailable, the command is spawned directly.
+
+PR_SET_CHILD_SUBREAPER = 36
+_SUBREAPER = []
+
+
+def _become_subreaper():
+    if not _SUBREAPER:
+        ok = False
+        if sys.platform.startswith("linux") and os.access("/bin/sh", os.X_OK):
+            try:
+                import ctypes
+                libc = ctypes.CDLL(None, use_errno=True)
+                ok = libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+            except Exception:
+                ok = False
+        _SUBREAPER.append(ok)
+    return _SUBREAPER[0]
+
+
+def _resolve(argv0, env):
+    """Raise what execvp would for *argv0* (FileNotFoundError, PermissionError)."""
+    if "/" in argv0:
+        candidates = [argv0]
+    else:
+        path = env.get("PATH", os.defpath)
+        candidates = [join(d or ".", argv0) for d in path.split(os.pathsep)]
+    denied = None
+    for c in candidates:
+        if os.path.isfile(c):
+            if os.access(c, os.X_OK):
+                return c
+            denied = c
+        elif "/" in argv0 and os.path.isdir(c):
+            denied = c
+    if denied is not None:
+        raise PermissionError(13, "Permission denied", argv0)
+    raise FileNotFoundError(2, "No such file or directory", argv0)
+
+
+class _Adopted:
+    """The command's process when we adopted it (what _pump needs of a Popen)."""
+
+    def __init__(self, pid, stdout, stderr):
+        self.pid, self.stdout, self.stderr = pid, stdout, stderr
+        self.returncode = None
+
+
+def _children_of(pid):
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(x) for x in f.read().split()]
+    except (OSError, ValueError):
+        return None
+
+
+def _parent_of(pid):
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+        return int(data[data.rfind(b")") + 2:].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _spawn(argv, env):
+    """Start *argv* with stdout and stderr piped; returns a Popen-like object."""
+    _resolve(argv[0], env)
+    if not _become_subreaper():
+        return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    gate_r, gate_w = os.pipe()
+    script = '( read _ <&3 || exit 125; exec 3<&-; exec "$@" ); exit 125'
+    try:
+        # fd 3 of the sh is the gate (our own fd 3 may be anything, e.g. the store).
+        sh = subprocess.Popen(["/bin/sh", "-c", script, "sh", *argv], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, env=env, pass_fds=(3,),
+                              preexec_fn=lambda: os.dup2(gate_r, 3))
+    except OSError:
+        os.close(gate_w)
+        return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    finally:
+        os.close(gate_r)
+    cmd_pid = None
+    deadline = time.monotonic() + 5.0
+    while time.monotonic() < deadline:
+        kids = _children_of(sh.pid)
+        if kids is None or sh.poll() is not None:
+            break
+        if kids:
+            cmd_pid = kids[0]
+            break
+        time.sleep(0.0002)
+    try:
+        os.kill(sh.pid, signal.SIGKILL)
+    except OSError:
+        pass
+    sh.wait()
+    if cmd_pid is None or _parent_of(cmd_pid) != os.getpid():
+        if cmd_pid is not None:  # not ours: it has not started the command; stop it
+            try:
+                os.kill(cmd_pid, signal.SIGKILL)
+            except OSError:
+                pass
+        os.close(gate_w)
+        sh.stdout.close()
+        sh.stderr.close()
+        return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    os.write(gate_w, b"go\n")
+    os.close(gate_w)
+    return _Adopted(cmd_pid, sh.stdout, sh.stderr)
+
+
 def exec_command(argv, *, db=None, project=None, task=None, run=None, home=None) -> int:
     """Run *argv* as one recorded task; return the exit code the shim should exit with.
 
@@ -246,8 +367,7 @@ def exec_command(argv, *, db=None, project=None, task=None, run=None, home=None)
         try:
             sys.stdout.flush()
             sys.stderr.flush()
-            child = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     env=env)
+            child = _spawn(argv, env)
         except OSError as exc:
             child = False
             code = 127 if isinstance(exc, FileNotFoundError) else 126

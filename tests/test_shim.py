@@ -332,3 +332,20 @@ def test_a_full_disk_keeps_what_fits_of_the_logs_and_says_so(tmp_path, tiny_disk
     assert status == "failed" and all(n in reason for n in incomplete), reason
     assert f"kept {len(out_log)} of 200000 bytes" in reason
     assert q(db, "SELECT tail FROM task_stderr") == [("e" * 4096,)]
+
+
+@pytest.mark.parametrize("cmd", [["true"], ["sleep", "1"]])
+def test_peak_rss_is_the_commands_own_not_the_shims(db, cmd):
+    """Within 10 % of what /usr/bin/time reports for the same command."""
+    if not os.access("/usr/bin/time", os.X_OK):
+        pytest.skip("/usr/bin/time is not installed (apt-get install time)")
+    reference = []
+    for _ in range(3):
+        done = subprocess.run(["/usr/bin/time", "-f", "%M", *cmd], capture_output=True)
+        reference.append(int(done.stderr.split()[-1]) * 1024)
+    recorded = []
+    for _ in range(2):
+        assert shim(*cmd).returncode == 0
+    recorded = [r for (r,) in q(db, "SELECT peak_rss_bytes FROM tasks")]
+    for rss in recorded:
+        assert 0.9 * min(reference) <= rss <= 1.1 * max(reference), (recorded, reference)
