@@ -2,7 +2,7 @@
 """Measure how recording holds up under faults; print what was tried, what
 survived and what was lost.
 
-    python scripts/reliability.py            # about four minutes on 2 cores
+    python scripts/reliability.py            # about five minutes on 2 shared cores
     python scripts/reliability.py --quick    # smaller, about two minutes
 
 Not part of the test suite: it runs real processes, kills them with SIGKILL
