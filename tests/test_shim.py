@@ -339,11 +339,10 @@ def test_peak_rss_is_the_commands_own_not_the_shims(db, cmd):
     """Within 10 % of what /usr/bin/time reports for the same command."""
     if not os.access("/usr/bin/time", os.X_OK):
         pytest.skip("/usr/bin/time is not installed (apt-get install time)")
-    reference = []
-    for _ in range(3):
+    reference = []  # /usr/bin/time's own figure for `true` varies by ~25 % run to run
+    for _ in range(7 if cmd == ["true"] else 3):
         done = subprocess.run(["/usr/bin/time", "-f", "%M", *cmd], capture_output=True)
         reference.append(int(done.stderr.split()[-1]) * 1024)
-    recorded = []
     for _ in range(2):
         assert shim(*cmd).returncode == 0
     recorded = [r for (r,) in q(db, "SELECT peak_rss_bytes FROM tasks")]
