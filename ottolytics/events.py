@@ -46,8 +46,20 @@ def _clean(value):
     return value
 
 
+def _storable(value):
+    if isinstance(value, str):
+        return value.isascii() or storable(value) is value
+    if isinstance(value, dict):
+        return all(_storable(k) and _storable(v) for k, v in value.items())
+    if isinstance(value, list):
+        return all(_storable(v) for v in value)
+    return True
+
+
 def clean_event(ev):
     """*ev* with every string made storable; ``args`` stays exact (JSON escapes)."""
+    if all(key == "args" or _storable(value) for key, value in ev.items()):
+        return ev  # the usual case: nothing to copy
     out = {}
     for key, value in ev.items():
         if key == "args" or not isinstance(value, (str, dict, list)):
