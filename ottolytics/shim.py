@@ -137,6 +137,22 @@ class _Output:
             self._close_log()
 
 
+def _reap_adopted(command_pid):
+    """Reap the processes the command left behind that ended: as a subreaper we
+    inherit them, and they would stay zombies until we exit. Never the command."""
+    while True:
+        try:
+            info = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+        except ChildProcessError:
+            return
+        if info is None or info.si_pid == command_pid:
+            return
+        try:
+            os.waitpid(info.si_pid, os.WNOHANG)
+        except ChildProcessError:
+            return
+
+
 def _pump(proc, outputs):
     """Copy the child's pipes until they close; returns the child's (status, rusage)."""
     poller = select.poll()
@@ -160,6 +176,8 @@ def _pump(proc, outputs):
                 poller.unregister(fd)
                 del by_fd[fd]
         if result is None:
+            if _SUBREAPER and _SUBREAPER[0]:
+                _reap_adopted(proc.pid)
             pid, status, rusage = os.wait4(proc.pid, os.WNOHANG)
             if pid:
                 result = (status, rusage)

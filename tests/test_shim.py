@@ -348,3 +348,31 @@ def test_peak_rss_is_the_commands_own_not_the_shims(db, cmd):
     recorded = [r for (r,) in q(db, "SELECT peak_rss_bytes FROM tasks")]
     for rss in recorded:
         assert 0.9 * min(reference) <= rss <= 1.1 * max(reference), (recorded, reference)
+
+
+def test_processes_the_command_orphans_are_reaped_not_left_zombies(db):
+    """The shim adopts what the command orphans (it is a subreaper): no zombies pile up."""
+    proc = _spawn_shim(db, "sh", "-c", "for i in 1 2 3 4 5; do (sleep 0.1 &); done; "
+                                       "sleep 0.3; echo ready; sleep 3")
+
+    def zombies_of(pid):
+        found = []
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                try:
+                    data = open(f"/proc/{entry}/stat", "rb").read()
+                except OSError:
+                    continue
+                fields = data[data.rfind(b")") + 2:].split()
+                if fields[0] == b"Z" and int(fields[1]) == pid:
+                    found.append(int(entry))
+        return found
+
+    try:
+        assert proc.stdout.readline() == b"ready\n"  # the orphans have ended by now
+        time.sleep(0.6)  # the shim looks for them every 0.2 s
+        assert proc.poll() is None
+        assert zombies_of(proc.pid) == []
+    finally:
+        proc.communicate(timeout=30)
+    assert proc.returncode == 0
