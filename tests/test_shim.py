@@ -376,3 +376,28 @@ def test_processes_the_command_orphans_are_reaped_not_left_zombies(db):
     finally:
         proc.communicate(timeout=30)
     assert proc.returncode == 0
+
+
+def test_a_lock_released_while_the_command_runs_leaves_no_trace(db):
+    """Spooled at the start, the run lands in the store at the end: nothing to say."""
+    from ottolytics import spool
+    holder = _hold_exclusive(db)
+    released = False
+    try:
+        proc = subprocess.Popen(
+            [PY, "-m", "ottolytics", "exec", "--task", "brief", "--", "sh", "-c",
+             "echo started; sleep 1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        assert proc.stdout.readline() == b"started\n"
+        holder.execute("ROLLBACK")
+        holder.close()
+        released = True
+        _out, err = proc.communicate(timeout=60)
+    finally:
+        if not released:
+            holder.execute("ROLLBACK")
+            holder.close()
+    assert proc.returncode == 0
+    assert b"warning" not in err, err
+    assert q(db, "SELECT name, status FROM tasks") == [("brief", "success")]
+    assert q(db, "SELECT status FROM runs") == [("success",)]
+    assert not spool.pending_files(db)
