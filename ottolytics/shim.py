@@ -236,6 +236,17 @@ def _become_subreaper():
     return _SUBREAPER[0]
 
 
+def _stop_subreaping():
+    """Leave the process as we found it (exec_command may run inside a longer one)."""
+    if _SUBREAPER and _SUBREAPER[0]:
+        try:
+            import ctypes
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0)
+        except Exception:
+            pass
+    _SUBREAPER.clear()
+
+
 def _resolve(argv0, env):
     """Raise what execvp would for *argv0* (FileNotFoundError, PermissionError)."""
     if "/" in argv0:
@@ -420,6 +431,7 @@ def exec_command(argv, *, db=None, project=None, task=None, run=None, home=None)
              began + elapsed, note="; ".join(lost) or None)
         return code
     finally:
+        _stop_subreaping()
         for s, h in saved.items():
             signal.signal(s, h)
 
