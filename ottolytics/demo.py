@@ -86,5 +86,20 @@ def run_demo(sample=None, out=None):
     _say(f"                              {heat_path}")
     _say(f"\nNext: ottolytics --db {db} history -n 10"
          f"\n      ottolytics --db {db} info latest"
-         f"\n      jupyter lab notebooks/failure_investigation.ipynb")
+         f"\n      {_notebooks_hint(sample, db)}")
     return 0
+
+
+def _notebooks_hint(sample, db):
+    """Where the notebooks are: a checkout has them; pip does not install them."""
+    places = [os.getcwd()]
+    if sample:   # data/sample of a checkout, run from elsewhere
+        places.append(os.path.dirname(os.path.dirname(os.path.abspath(sample))))
+    for place in places:
+        path = os.path.join(place, "notebooks", "failure_investigation.ipynb")
+        if os.path.isfile(path):
+            shown = os.path.relpath(path) if place == os.getcwd() else path
+            return f"jupyter lab {shown}"
+    return ("the notebooks are not installed with the package: they are in notebooks/ of "
+            f"ottolytics's source (a git checkout); to read this copy, set\n      "
+            f"STORE = \"{db}\" in their first cell")
