@@ -73,6 +73,7 @@ EXCLUDED = [
     (r"^claude mcp add\b", "registers the server with a client that is not installed here"),
     (r"\bottolytics mcp\b", "a stdio server that waits for a client; "
                             "tests/test_mcp_server.py runs it with a real client session"),
+    (r"\bottolytics\b.*\blogs\b.*(\s-f\b|--follow\b)", "follows a log until interrupted"),
     (r"\bottolytics bench\b(?!.*--quick)", "full sizes take minutes of both cores"),
     (r"\bottolytics bench\b.*--quick", "about 10 s on a quiet machine but over 5 minutes on "
                                        "a loaded one, and its exit code is whether this "
