@@ -36,7 +36,8 @@ traceback. A console or sh example must find something on the sample: output
 saying "no runs" or "no such" fails it. Output a console block shows is compared line by line (runs of spaces
 collapsed) with what the command prints. A synopsis line
 (``ottolytics sync [--source S] [PATH...]``) is not run: every option it names must
-be one that the command's ``--help`` lists. Lines that cannot run in a test are in
+be one that the command's ``--help`` lists, and so must every ``ottolytics ...`` that
+the prose and the tables name in backticks. Lines that cannot run in a test are in
 EXCLUDED below, each with its reason. Afterwards the committed ``data/sample`` must
 be byte for byte as it was.
 """
@@ -358,25 +359,58 @@ def test_command_runs_as_shown(item, tmp_path):
             + "\n".join(item.output) + "\n--- printed\n" + result.stdout)
 
 
-@pytest.mark.parametrize("item", _ids("synopsis"), ids=lambda i: i.id)
-def test_synopsis_names_real_options(item, tmp_path):
-    code = strip_comment(item.text)
+def _subcommand_and_options(code):
+    """(['report', 'weekly'], ['--week', ...]) of `ottolytics report weekly [--week W]`;
+    what follows a bare `--` is CMD's, not ours."""
+    code = _unquoted(code).split(" -- ")[0]
     words = code.split()[1:]
     sub = []
     for w in words:
         if not re.fullmatch(r"[a-z][a-z-]*", w):
             break
         sub.append(w)
+    options = [o for o in re.findall(r"(?<![\w-])(--?[a-zA-Z][\w-]*)", code) if o != "--"]
+    return sub, options
+
+
+_HELP = {}
+
+
+def _help(sub, box):
+    key = tuple(sub)
+    if key not in _HELP:
+        result = subprocess.run(["ottolytics", *sub, "--help"], cwd=box.checkout,
+                                env=box.env(), capture_output=True, text=True, timeout=60)
+        _check(result, f"ottolytics {' '.join(sub)} --help", 0)
+        _HELP[key] = result.stdout
+    return _HELP[key]
+
+
+def _assert_options_exist(code, where, box):
+    sub, options = _subcommand_and_options(code)
+    text = _help(sub, box)
+    for option in options:
+        assert re.search(rf"(?<![\w-]){re.escape(option)}(?![\w-])", text), (
+            f"{where} names {option}, which `ottolytics {' '.join(sub)} --help` does not list")
+
+
+@pytest.mark.parametrize("item", _ids("synopsis"), ids=lambda i: i.id)
+def test_synopsis_names_real_options(item, tmp_path):
+    _assert_options_exist(strip_comment(item.text), f"README line {item.line}", Sandbox(tmp_path))
+
+
+def test_inline_commands_name_real_commands_and_options(tmp_path):
+    """`ottolytics ...` in the prose and tables: the subcommand and each option exist."""
     box = Sandbox(tmp_path)
-    result = subprocess.run(["ottolytics", *sub, "--help"], cwd=box.checkout,
-                            env=box.env(), capture_output=True, text=True, timeout=60)
-    _check(result, f"ottolytics {' '.join(sub)} --help", 0)
-    for option in re.findall(r"(?<![\w-])(--?[a-zA-Z][\w-]*)", _unquoted(code)):
-        if option == "--":
-            continue
-        assert re.search(rf"(?<![\w-]){re.escape(option)}(?![\w-])", result.stdout), (
-            f"README line {item.line} names {option}, which "
-            f"`ottolytics {' '.join(sub)} --help` does not list")
+    spans = []
+    for n, line in enumerate(README.read_text(encoding="utf-8").splitlines(), 1):
+        for span in re.findall(r"`(ottolytics [^`]+)`", line):
+            for code in span.replace("\\|", "|").split("&&"):
+                if code.strip().startswith("ottolytics "):
+                    spans.append((n, code.strip()))
+    assert spans
+    for n, code in spans:
+        _assert_options_exist(code, f"README line {n}: `{code}`", box)
 
 
 def _make_block():
