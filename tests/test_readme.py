@@ -265,6 +265,9 @@ def _digest(folder):
 
 @pytest.fixture(scope="module", autouse=True)
 def committed_sample_untouched():
+    if not (BIN / "ottolytics").exists():
+        pytest.fail(f"no ottolytics command beside {sys.executable}: run the tests in the "
+                    "virtualenv the package is installed in (pip install -e '.[test]')")
     before = _digest(SAMPLE)
     yield
     assert _digest(SAMPLE) == before, "a README command changed the committed data/sample"
