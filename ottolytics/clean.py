@@ -13,7 +13,11 @@ keep this safe, each tested:
   row and files, and the plan says why;
 * nothing outside OTTO_HOME is deleted, and no symlink is followed: a link
   inside a run is removed as a link and its target is left alone;
-* a run that is running, or that started within the last hour, is kept;
+* a run that is running, or that started within the last hour, is kept: by its
+  row's start, and by its directory's own timestamp (an otto run's name, another
+  run's directory's mtime), since a row's start is untrusted;
+* an otto run's directory must be its own: ``<project-dir>/<ts>`` for the run
+  ``otto-<ts>-<hash8>`` that the importer names after it;
 * a run whose directory is missing is forgotten only when the place it would be
   in exists here (otto or a person removed it); when even that is missing the
   run's files are elsewhere (another OTTO_HOME), so its row is kept, with a
@@ -190,7 +194,7 @@ def plan(db=None, home=None, *, keep_days=None, keep_last=None, keep_failed=None
             result.protected += protected
             result.kept += len(project_runs) - len(delete)
             chosen += delete
-        refused = refusals(conn, home, [run for run, _why in chosen], forget_missing) \
+        refused = refusals(conn, home, [run for run, _why in chosen], forget_missing, now) \
             if chosen else {}
     finally:
         if own and conn is not None:
@@ -242,9 +246,14 @@ def shape_refusal(path, home, uid, source, _real=None):
     if rel == os.curdir or parts[0] == os.pardir:
         return "its directory is outside OTTO_HOME; left alone"
     if source == "otto":
-        ok = (len(parts) == 2 and parts[0] != SHIM_RUNS[0] and disk.PROJECT_DIR.match(parts[0])
+        match = disk.PROJECT_DIR.match(parts[0]) if len(parts) == 2 else None
+        ok = (match is not None and parts[0] != SHIM_RUNS[0]
               and parts[1].isascii() and parts[1].isdigit())
         want = "<project-dir>/<unix-ts>"
+        if ok and uid != f"otto-{parts[1]}-{match.group('hash')}":
+            # the importer names a run otto-<ts>-<hash8> after its own directory
+            return (f"its directory {rel!r} is not the directory of its own run "
+                    f"(run {uid} would be otto-{parts[1]}-{match.group('hash')}); left alone")
     else:
         ok = len(parts) == 3 and tuple(parts[:2]) == SHIM_RUNS and parts[2] == uid
         want = "/".join(SHIM_RUNS + (str(uid),))
@@ -254,6 +263,24 @@ def shape_refusal(path, home, uid, source, _real=None):
     expected = os.path.join(real(home), *parts[:-1])
     if real(os.path.dirname(path)) != expected:
         return f"its directory {rel!r} lies below a symlink; left alone"
+    return None
+
+
+def youth(path, source, now):
+    """Why the directory *path* counts as started within the last hour by its own
+    timestamp, or None: an otto run's name (``<unix-ts>``, otto's clock when it
+    made it), another run's mtime. A store row's started_at is untrusted: this
+    keeps a fresh directory that an old row names."""
+    name = os.path.basename(path)
+    if source == "otto":
+        stamp = int(name) if name.isascii() and name.isdigit() else None
+    else:
+        try:
+            stamp = os.lstat(path).st_mtime
+        except OSError:
+            stamp = None  # gone: only its row goes
+    if stamp is not None and now - stamp < RECENT_S:  # the future counts as young
+        return "started within the last hour (by its directory's own timestamp); left alone"
     return None
 
 
@@ -326,7 +353,7 @@ def _claimed_below(claimed, home):
     return out
 
 
-def refusals(conn, home, leaving, forget_missing=False):
+def refusals(conn, home, leaving, forget_missing=False, now=None):
     """{run id: why its directory must stay} for the StoreRuns *leaving*; a run
     not named may go (files and row)."""
     refused = {}
@@ -336,7 +363,8 @@ def refusals(conn, home, leaving, forget_missing=False):
         path = _run_path(run, home)
         if path is None:
             continue  # only the store knows it
-        why = shape_refusal(path, home, run.uid, run.source, real)
+        why = shape_refusal(path, home, run.uid, run.source, real) \
+            or youth(path, run.source, time.time() if now is None else now)
         if why is None:
             presence = _presence(path)
             if presence == FILES_ELSEWHERE:

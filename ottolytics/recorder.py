@@ -31,6 +31,9 @@ LOG_BATCH_BYTES = 64 * 1024
 RETRY_STORE_EVERY_S = 5.0
 
 _PROCESS = {}
+# The sources that importers write (sync.SOURCES, tested equal): clean and the log
+# readers trust such a row's run_dir shape, so the public API cannot claim one.
+IMPORTED_SOURCES = ("otto", "workflow-manager", "oneshot")
 
 
 def process_identity():
@@ -297,6 +300,8 @@ class Recorder:
 
     def run(self, project=None, params=None, *, args=None, run_dir=None, uid=None, **meta):
         """A new run handle; recording starts on ``with`` or ``start()``."""
+        if meta.get("source") in IMPORTED_SOURCES:  # those rows come from importers only
+            raise ValueError(f"source {meta['source']!r} is reserved for 'ottolytics sync'")
         project = project or os.path.basename(os.getcwd()) or "default"
         return Run(self, project, params, args=args, run_dir=run_dir, uid=uid, meta=meta)
 

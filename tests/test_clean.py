@@ -302,6 +302,7 @@ def _shim_run(db, home, uid, age_s, files=("tasks/t/stdout.log",)):
     run.start(at=time.time() - age_s)
     run.finish(at=time.time() - age_s + 1)
     rec.close()
+    os.utime(path, (time.time() - age_s + 1,) * 2)  # as old as the run, like a real one
     return path
 
 
@@ -354,11 +355,54 @@ def test_an_old_row_sharing_a_recent_runs_directory_leaves_its_files(home, db):
              source="otto")
     p = clean.plan(db, home, keep_days=30, keep_last=0)
     assert [c.path for c in p.runs] == [str(runs[0])]
-    assert any(r == "hostile-share" and "also the directory of" in why
+    assert any(r == "hostile-share" and "not the directory of its own run" in why
                for r, why in p.protected)
     clean.execute(p, db)
     assert sorted(str(p) for p in runs[1].rglob("*")) == recent_files
     assert not runs[0].exists() and "hostile-share" in _uids(db)
+
+
+def _forged_otto_row(db, uid, run_dir):
+    """A row as an importer would write it (the Recorder API refuses source='otto')."""
+    _old_row(db, uid, run_dir, source="otto")
+
+
+def test_an_otto_row_naming_another_runs_directory_deletes_nothing(home, db, cli):
+    """Review item 2: a forged old otto row whose run_dir is a fresh run directory
+    (not in the store, no run.yaml yet) must not get it deleted: the row's uid does
+    not name that directory, and the directory's own timestamp is recent."""
+    fresh = home / "p-12345678" / str(int(time.time()))
+    (fresh / "tasks" / "t").mkdir(parents=True)
+    (fresh / "tasks" / "t" / "stdout.log").write_text("mine\n")
+    rel = f"p-12345678/{fresh.name}"
+    _forged_otto_row(db, "evil", rel)                      # any uid
+    p = clean.plan(db, home, keep_days=30, keep_last=0)
+    assert p.runs == []
+    assert any(r == "evil" and "not the directory of its own run" in why
+               for r, why in p.protected)
+    # the uid forged too: the directory's name and mtime say it is minutes old
+    _forged_otto_row(db, f"otto-{fresh.name}-12345678", rel)
+    p = clean.plan(db, home, keep_days=30, keep_last=0)
+    assert p.runs == []
+    assert any(r == f"otto-{fresh.name}-12345678" and "within the last hour" in why
+               for r, why in p.protected)
+    out = cli("clean", "--keep", "30", "--keep-last", "0", "--no-sync", "--yes")
+    assert out.returncode == 0, out.stderr
+    assert (fresh / "tasks" / "t" / "stdout.log").read_text() == "mine\n"
+
+
+def test_a_directory_touched_within_the_hour_is_kept_whatever_its_row_says(home, db):
+    """The young-run guard reads the directory's mtime too, for every source."""
+    old = _shim_run(db, home, "00000000000old02", 100 * DAY)
+    os.utime(old, None)                                    # written to just now
+    p = clean.plan(db, home, keep_days=30, keep_last=0)
+    assert p.runs == [] and any("within the last hour" in why for _r, why in p.protected)
+    os.utime(old, (time.time() - 100 * DAY,) * 2)
+    p = clean.plan(db, home, keep_days=30, keep_last=0)
+    assert [c.run_id for c in p.runs] == ["00000000000old02"]
+    os.utime(old, None)                                    # touched between plan and execute
+    result = clean.execute(p, db)
+    assert os.path.isdir(old) and result.kept == ["00000000000old02"]
 
 
 def test_a_kept_row_naming_a_path_inside_an_old_run_keeps_that_run(home, db):

@@ -1,3 +1,4 @@
+import os
 import subprocess
 import sys
 import textwrap
@@ -7,6 +8,7 @@ import pytest
 import ottolytics
 from conftest import q
 from ottolytics.migrations import CURRENT_VERSION
+from ottolytics.recorder import Recorder
 
 
 
@@ -190,3 +192,17 @@ def test_batch_applies_events_in_one_transaction(db):
     assert task._id is not None
     assert q(db, "SELECT name, status, exit_code FROM tasks") == [("a", "failed", 3)]
     assert q(db, "SELECT status FROM runs") == [("failed",)]
+
+
+@pytest.mark.parametrize("source", ["otto", "workflow-manager", "oneshot"])
+def test_the_recorder_api_refuses_an_importers_source(db, source):
+    """Review item 2: importers write their rows through importers.write_run; a
+    Recorder run claiming to be one could name another run's directory for clean."""
+    from ottolytics.recorder import IMPORTED_SOURCES
+    from ottolytics.sync import SOURCES
+    assert source in SOURCES and set(IMPORTED_SOURCES) == set(SOURCES)
+    rec = Recorder(db)
+    with pytest.raises(ValueError, match="reserved for 'ottolytics sync'"):
+        rec.run(project="evil", source=source, run_dir="p-12345678/1795000000")
+    rec.close()
+    assert not os.path.exists(db) or not q(db, "SELECT uid FROM runs")
