@@ -503,7 +503,7 @@ def _file_jobs(h, f):
                 run_dir = _text(r.run_dir_stored)
                 jobs.append((key, r.started_at, stream,
                              task_path_from_stored(stored, run_dir, home),
-                             (stored, run_dir, _text(r.source), home)))
+                             (stored, run_dir, _text(r.source), home, _text(r.run_id))))
     return jobs
 
 

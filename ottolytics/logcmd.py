@@ -159,7 +159,7 @@ def follow_task(db, run, task, stream=None):
             for s in streams:
                 if s not in files and stored[s] is not None:
                     try:
-                        files[s] = open_task_log(stored[s], run_dir, source, home)[1]
+                        files[s] = open_task_log(stored[s], run_dir, source, home, uid)[1]
                     except LogRefused as exc:
                         _err(str(exc))
                         return 1

@@ -194,10 +194,11 @@ class HistoryTools:
         log = None
         if stored is not None:
             try:
-                _path, log = open_task_log(stored, run_dir, run_source, self.home)
+                _path, log = open_task_log(stored, run_dir, run_source, self.home, uid)
             except LogRefused as exc:
                 raise Refused(f"{exc}; only regular files inside the run's own directory "
-                              "(or the store's, for runs ottolytics recorded) are read") \
+                              "(ottolytics/runs/<run id> beside the store, for runs "
+                              "ottolytics recorded) are read") \
                     from None
             except OSError:
                 log = None  # not there (any more): fall back to what the store kept

@@ -112,9 +112,14 @@ def stored_path_sql(column, run_dir, home) -> str:
 #
 # A row's paths are untrusted: the public Recorder API and other tools' databases
 # (imported by sync) write them. A log file is read only when
-#   * its real path lies inside the tree its run belongs to: for an otto run its own
-#     run directory under the store's home (``<project>/<unix seconds>``), for any
-#     other run the store's directory (where the shim keeps ``ottolytics/runs``);
+#   * its real path lies inside its own run's directory below the store's home: for
+#     an otto run ``<project>-<hash8>/<unix seconds>`` named after the run's own id
+#     ``otto-<unix seconds>-<hash8>``; for any other run ``ottolytics/runs/<run id>``,
+#     where the shim and ``ottolytics run start`` keep a run's logs (so never another
+#     run's files, nor the store's, nor whatever else lies beside the store);
+#   * no component below the run's directory is hidden (``.ssh``, ``.git``...), and
+#     it is no store file (a name ending ``-wal``, ``-shm``, ``-journal`` or
+#     ``.clean-journal``, a ``.spool`` directory, an SQLite database);
 #   * no component below the home is a symlink at the moment it is opened (the path
 #     is opened one component at a time with O_NOFOLLOW, from the home's real path);
 #   * it is a regular file (opened O_NONBLOCK, then fstat: a FIFO or a device is
@@ -140,15 +145,41 @@ def _is_plain_relative(stored):
     return not isabs(stored) and all(p not in ("", ".", "..") for p in parts)
 
 
-def log_tree(source, run_dir_stored, home) -> str | None:
-    """The directory a run's log files must lie in, or None when the run has none
-    (an otto run whose ``run_dir`` is missing, absolute or climbs with ``..``)."""
+def _otto_run_shape(run_dir, uid):
+    """True when *run_dir* is ``<project>-<hash8>/<unix seconds>`` and *uid* is the
+    id sync gives that directory's run, ``otto-<unix seconds>-<hash8>``."""
+    parts = run_dir.split("/")
+    if len(parts) != 2 or not _is_plain_relative(run_dir):
+        return False
+    name, _sep, digest = parts[0].rpartition("-")
+    ts = parts[1]
+    return (bool(name) and len(digest) == 8 and all(c in "0123456789abcdef" for c in digest)
+            and ts.isascii() and ts.isdigit() and uid == f"otto-{ts}-{digest}")
+
+
+def log_tree(source, run_dir_stored, home, uid=None) -> str | None:
+    """The directory a run's log files must lie in, or None when the run has none:
+    an otto run whose ``run_dir`` is not its own ``<project>-<hash8>/<unix-ts>``,
+    any other run whose id *uid* is no plain file name."""
     base = abspath(str(home))
     if source == "otto":
-        if not run_dir_stored or not _is_plain_relative(str(run_dir_stored)):
+        if not isinstance(run_dir_stored, str) or not _otto_run_shape(run_dir_stored, uid):
             return None
-        return join(base, str(run_dir_stored))
-    return base
+        return join(base, run_dir_stored)
+    if not isinstance(uid, str) or not uid or uid.startswith(".") or "/" in uid \
+            or "\0" in uid or os.sep in uid:
+        return None
+    return join(base, "ottolytics", "runs", uid)
+
+
+_STORE_SUFFIXES = ("-wal", "-shm", "-journal", ".clean-journal")
+
+
+def _store_file(parts):
+    """Why the path of components *parts* may be one of a store's files, or None."""
+    if parts[-1].endswith(_STORE_SUFFIXES) or any(p.endswith(".spool") for p in parts):
+        return "a store's file (WAL, journal or spool), never a log"
+    return None
 
 
 def _inside(path, tree):
@@ -170,8 +201,9 @@ def open_log(path, tree, home):
     if "\0" in path:
         raise LogRefused(path, "the path holds a NUL byte")
     if tree is None:
-        raise LogRefused(path, "its run has no directory of its own under the store's "
-                         "home (run_dir missing, absolute or climbing out with '..')")
+        raise LogRefused(path, "its run has no directory of its own to read logs from "
+                         "(an otto run_dir that is not <project>-<hash8>/<unix-ts> of its "
+                         "own run id, or a run id that is no plain name)")
     home_real = os.path.realpath(str(home))
     tree_real = os.path.realpath(tree)
     if tree_real == os.sep:
@@ -183,8 +215,14 @@ def open_log(path, tree, home):
     if not _inside(real, tree_real):
         where = "the run's directory" if tree_real != home_real else "the store's directory"
         raise LogRefused(path, f"it lies outside {where} {_shown(tree_real)}")
-    if real == home_real:
+    if real == home_real or real == tree_real:
         raise LogRefused(path, "not a regular file")
+    below = os.path.relpath(real, tree_real).split(os.sep)
+    if any(p.startswith(".") for p in below):
+        raise LogRefused(path, "it lies in a hidden directory or is a hidden file")
+    why = _store_file(below)
+    if why:
+        raise LogRefused(path, why)
     parts = os.path.relpath(real, home_real).split(os.sep)
     try:
         fd = os.open(home_real, _DIR_FLAGS)
@@ -200,6 +238,8 @@ def open_log(path, tree, home):
         fd = nxt
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise LogRefused(path, "not a regular file")
+        if os.pread(fd, 16, 0) == b"SQLite format 3\0":
+            raise LogRefused(path, "an SQLite database, never a log")
     except LogRefused:
         os.close(fd)
         raise
@@ -215,18 +255,19 @@ def open_log(path, tree, home):
     return os.fdopen(fd, "rb", buffering=0)
 
 
-def open_task_log(stored, run_dir_stored, source, home):
-    """(absolute path, open file) of a task's stored log path, by the read rule.
-    Raises LogRefused, or FileNotFoundError when the file is simply not there."""
+def open_task_log(stored, run_dir_stored, source, home, uid=None):
+    """(absolute path, open file) of a task's stored log path, by the read rule;
+    *uid* is the run's id. Raises LogRefused, or FileNotFoundError when the file
+    is simply not there."""
     path = task_path_from_stored(stored, run_dir_stored, home)
-    return path, open_log(path, log_tree(source, run_dir_stored, home), home)
+    return path, open_log(path, log_tree(source, run_dir_stored, home, uid), home)
 
 
-def check_task_log(stored, run_dir_stored, source, home):
+def check_task_log(stored, run_dir_stored, source, home, uid=None):
     """None when the read rule would read the task's log file, else why not (one
     line); a missing file is 'missing'."""
     try:
-        _path, f = open_task_log(stored, run_dir_stored, source, home)
+        _path, f = open_task_log(stored, run_dir_stored, source, home, uid)
     except LogRefused as exc:
         return exc.reason
     except FileNotFoundError:

@@ -135,13 +135,13 @@ def dependency_order(tasks):
     return order
 
 
-def _refused(out, err, run_dir, source, home):
+def _refused(out, err, run_dir, source, home, uid=None):
     """{stream: reason} for the log paths the read rule (paths.open_log) refuses: what
     ``ottolytics logs``, the MCP server and History.logs would not read."""
     problems = {}
     for stream, stored in (("stdout", out), ("stderr", err)):
         if stored is not None:
-            why = check_task_log(stored, run_dir, source, home)
+            why = check_task_log(stored, run_dir, source, home, uid)
             if why is not None and why != "missing":
                 problems[stream] = why
     return problems
@@ -191,7 +191,7 @@ def run_info(db=None, ref="latest", conn=None, home=None):
             "stdout_path": task_path_from_stored(out, run_dir, home),
             "stderr_path": task_path_from_stored(err, run_dir, home),
             "depends_on": deps.get(tid, []),
-            "refused": _refused(out, err, run_dir, run["source"], home),
+            "refused": _refused(out, err, run_dir, run["source"], home, run["uid"]),
             "stderr_tail": tail if status == "failed" else None, "derived": derived})
     run_id = run.pop("uid")
     run.pop("id")

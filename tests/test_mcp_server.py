@@ -49,8 +49,9 @@ def known(db, home):
     record(db)
     # run007 is one of the failing runs (every fourth): give its test task a log file
     import sqlite3
-    log = home / "logs" / "run007-test.log"
-    log.parent.mkdir()
+    # where the read rule lets a Recorder run's log be read: its own ottolytics/runs/<uid>
+    log = home / "ottolytics" / "runs" / "run007" / "test.log"
+    log.parent.mkdir(parents=True)
     log.write_text("".join(f"line {i}\n" for i in range(1, 501)) + "Error: boom\n")
     conn = sqlite3.connect(db)
     conn.execute("UPDATE tasks SET stderr_path = ? WHERE name = 'test' AND run_id = "

@@ -427,3 +427,86 @@ def test_parquet_dataset_resolves_refs_and_greps_tails_without_reading_files(shi
         ["tailed-run", "ImportError: no module named x", "stderr tail"]]
     # The dataset's paths are another machine's: no file is read, the stored tail is.
     assert p.logs(uid)[["text", "source"]].values.tolist() == [["oops", "stderr tail"]]
+
+
+# -- review item 3: a row reads only its own run's directory --------------------------
+
+def _recorded_with_paths(db, uid, **paths):
+    rec = ottolytics.Recorder(db)
+    with rec.run(project="p", uid=uid) as run:
+        run.task("t").start().finish(0, **paths)
+    rec.close()
+
+
+def test_a_recorder_row_reads_no_file_beside_the_store(tmp_path):
+    """With --db /x/runs.db a Recorder row's stderr_path naming /x/.ssh/id_rsa, or the
+    store itself, was served: a non-otto row reads only below
+    <store dir>/ottolytics/runs/<its own uid>, where the shim keeps its logs."""
+    fh = tmp_path / "fh"
+    (fh / ".ssh").mkdir(parents=True)
+    (fh / ".ssh" / "id_rsa").write_text(f"{SECRET}\n")
+    db = fh / "runs.db"
+    _recorded_with_paths(db, "key-run", stderr_path=str(fh / ".ssh" / "id_rsa"))
+    _recorded_with_paths(db, "db-run", stderr_path=str(db), stdout_path=str(db) + "-wal")
+    tools = HistoryTools(db)
+    for uid in ("key-run", "db-run"):
+        with pytest.raises(Refused, match="not read") as refused:
+            tools.get_task_logs(uid, "t")
+        assert _no_secret(str(refused.value))
+        out = run_cli("--db", db, "logs", uid, "t", "--stream", "stderr")
+        assert out.returncode == 1 and b"not read" in out.stderr
+        assert SECRET.encode() not in out.stdout and b"SQLite format" not in out.stdout
+
+
+def test_a_recorder_row_reads_neither_another_runs_directory_nor_hidden_ones(db, home):
+    own = home / "ottolytics" / "runs" / "mine" / "tasks" / "t"
+    other = home / "ottolytics" / "runs" / "theirs" / "tasks" / "t"
+    for d in (own, other, own / ".ssh"):
+        d.mkdir(parents=True, exist_ok=True)
+    (own / "stdout.log").write_text("own output\n")
+    (other / "stdout.log").write_text(f"{SECRET}\n")
+    (own / ".ssh" / "id_rsa").write_text(f"{SECRET}\n")
+    _recorded_with_paths(db, "mine", stdout_path=str(own / "stdout.log"),
+                         stderr_path=str(other / "stdout.log"))
+    tools = HistoryTools(db)
+    assert tools.get_task_logs("mine", "t", stream="stdout")["text"] == "own output"
+    with pytest.raises(Refused, match="outside the run's directory"):
+        tools.get_task_logs("mine", "t")
+    update(db, "UPDATE tasks SET stderr_path = ?", str(own / ".ssh" / "id_rsa"))
+    with pytest.raises(Refused, match="hidden"):
+        tools.get_task_logs("mine", "t")
+
+
+@pytest.mark.parametrize("run_dir", ["ottolytics", "PROJECT", "PROJECT/1795000000x",
+                                     "PROJECT/OTHER"])
+def test_an_otto_row_without_the_otto_run_shape_reads_nothing(run_dir, home, db):
+    """An otto row whose run_dir is 'ottolytics' or a project directory read other
+    runs' files; only <project>-<hash8>/<unix-ts> of its own uid gets a tree."""
+    runs = build(home, [3, 1], failed={1})
+    synced(home, db)
+    old, new = runs[0], runs[1]
+    run_dir = run_dir.replace("PROJECT", old.parent.name).replace("OTHER", old.name)
+    update(db, "UPDATE runs SET run_dir = ? WHERE uid LIKE ?", run_dir, f"otto-{new.name}-%")
+    update(db, "UPDATE tasks SET stderr_path = ? WHERE name = 'build' AND run_id = "
+           "(SELECT id FROM runs WHERE uid LIKE ?)",
+           f"{old.name}/tasks/lint/stdout.log" if "/" not in run_dir else
+           "tasks/lint/stdout.log", f"otto-{new.name}-%")
+    tools = HistoryTools(db)
+    with pytest.raises(Refused, match="not read"):
+        tools.get_task_logs(new.name, "build")
+
+
+def test_log_tree_rule():
+    from ottolytics.paths import log_tree
+    h = "/h"
+    assert log_tree("otto", "web-0123abcd/1795000000", h, "otto-1795000000-0123abcd") == \
+        "/h/web-0123abcd/1795000000"
+    for run_dir, uid in [("ottolytics", "otto-1-0123abcd"), ("web-0123abcd", "x"),
+                         ("web-0123abcd/1795000000", "otto-1795000001-0123abcd"),
+                         ("web/1795000000", "otto-1795000000-0123abcd"),
+                         ("web-0123abcd/../x-0123abcd/1", "otto-1-0123abcd")]:
+        assert log_tree("otto", run_dir, h, uid) is None, run_dir
+    assert log_tree("ottolytics", "anything", h, "0123456789abcdef") == \
+        "/h/ottolytics/runs/0123456789abcdef"
+    for uid in (None, "", ".", "..", "a/b", ".hidden", "a\0b"):
+        assert log_tree("ottolytics", None, h, uid) is None, uid
