@@ -111,3 +111,55 @@ def test_a_run_stored_as_final_is_read_again_when_its_source_changed(db):
     assert q(db, "SELECT status, finished_at FROM runs") == [("success", 130.0)]
     assert q(db, "SELECT name, status FROM tasks") == [("t", "success")]
     assert q(db, "SELECT signature, final FROM sync_state") == [("b", 1)]
+
+
+# -- review item 5: a FIFO where a file is expected is skipped, never waited on -------
+
+def _sync_cli(db, *args):
+    """`ottolytics --db DB sync ARGS` in a subprocess: a read that blocks on a FIFO
+    fails the test after 30 s instead of hanging the suite."""
+    import subprocess
+    from conftest import run_cli
+    try:
+        out = run_cli("--db", db, "sync", "-v", *args, timeout=30)
+    except subprocess.TimeoutExpired:
+        raise AssertionError(f"sync {args} blocked on a FIFO") from None
+    assert out.returncode == 0, out.stderr
+    return out.stdout.decode() + out.stderr.decode()
+
+
+def test_a_fifo_session_file_is_skipped(tmp_path, db):
+    import os
+    sessions = tmp_path / "s"
+    sessions.mkdir()
+    os.mkfifo(sessions / "oneshot_2026-11-30_10-00-00.json")
+    out = _sync_cli(db, sessions)
+    assert "not a regular file" in out and "oneshot_2026-11-30_10-00-00.json" in out
+
+
+def test_a_fifo_given_as_a_workflow_manager_database_is_skipped(tmp_path, db):
+    import os
+    os.mkfifo(tmp_path / "executions.db")
+    out = _sync_cli(db, "--source", "workflow-manager", tmp_path / "executions.db")
+    assert "not a regular file" in out
+
+
+def test_fifos_in_an_otto_home_are_skipped_and_the_rest_is_imported(home, db):
+    import os
+    good = make_run(home, "/src/web", 1_790_000_000, [Task("a")], db_path=home / "otto.db")
+    bad = make_run(home, "/src/web", 1_790_000_100, [Task("a")], db_path=home / "otto.db")
+    failed = make_run(home, "/src/api", 1_790_000_200, [Task("b", status="failed")],
+                      db=False)
+    os.unlink(bad / "run.yaml")
+    os.mkfifo(bad / "run.yaml")
+    os.unlink(failed / "tasks" / "b" / "stderr.log")
+    os.mkfifo(failed / "tasks" / "b" / "stderr.log")   # read for the failure's tail
+    os.utime(failed / "tasks" / "b" / "stderr.log", (1_790_000_210,) * 2)  # otto is done
+    os.unlink(home / "otto.db")
+    os.mkfifo(home / "otto.db")
+    out = _sync_cli(db, "--source", "otto", home)
+    assert out.count("not a regular file") >= 3, out
+    uids = {u for (u,) in q(db, "SELECT uid FROM runs")}
+    assert any(u.startswith(f"otto-{good.name}-") for u in uids)
+    assert any(u.startswith(f"otto-{failed.name}-") for u in uids)
+    assert not any(u.startswith(f"otto-{bad.name}-") for u in uids)

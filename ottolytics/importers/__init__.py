@@ -22,7 +22,10 @@ An imported run is a dict with the keys of the ``runs`` table (``uid``,
   deps, derived, changes}]; a task without ``changes`` took the plain path.
 """
 
+import errno
 import json
+import os
+import stat
 import time
 
 from ..events import TERMINAL_TASK
@@ -54,13 +57,47 @@ class Report:
                 "skipped": [{"source": s, "path": p, "reason": r} for s, p, r in self.skipped]}
 
 
+NOT_REGULAR = "not a regular file (a FIFO, device or socket); skipped"
+
+
+class NotRegular(OSError):
+    """A path where an importer expects a file names something else."""
+
+    def __init__(self, path):
+        super().__init__(errno.EINVAL, NOT_REGULAR, str(path))
+
+
+def open_regular(path):
+    """*path* opened for reading (binary), only if it is a regular file. It is
+    opened ``O_NONBLOCK`` and checked with fstat, so a FIFO or a device raises
+    NotRegular (an OSError) at once instead of blocking the sync forever. Every
+    importer opens the files of other tools through this."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise NotRegular(path)
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def check_regular(path):
+    """Raise NotRegular unless *path* is a regular file (for files that SQLite
+    opens itself: a FIFO named as a database would block its open)."""
+    with open_regular(path):
+        pass
+
+
 def read_utf8(path, error):
     """The text of *path*; raises *error* (an exception class) saying why not."""
     try:
-        with open(path, "rb") as f:
+        with open_regular(path) as f:
             raw = f.read()
     except OSError as exc:
-        raise error(f"unreadable: {exc.strerror or exc}") from None
+        raise error(exc.strerror if isinstance(exc, NotRegular)
+                    else f"unreadable: {exc.strerror or exc}") from None
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError:

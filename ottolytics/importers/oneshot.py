@@ -32,7 +32,7 @@ import time
 from datetime import datetime, timezone
 from os.path import basename, isabs, isdir, isfile, join
 
-from . import known, needs_writing, read_utf8, save_runs
+from . import NotRegular, known, needs_writing, open_regular, read_utf8, save_runs
 from .timestamps import to_unix
 
 SOURCE = "oneshot"
@@ -195,10 +195,11 @@ def _log_lines(path, report, since, until):
     """[(at, executor, text)] of the NDJSON activity log between *since* and *until*."""
     entries = []
     try:
-        with open(path, "rb") as f:
+        with open_regular(path) as f:
             lines = f.read().split(b"\n")
     except OSError as exc:
-        report.skip(SOURCE, path, f"activity log unreadable: {exc.strerror or exc}")
+        why = "is" if isinstance(exc, NotRegular) else "unreadable:"
+        report.skip(SOURCE, path, f"activity log {why} {exc.strerror or exc}")
         return entries
     for number, raw in enumerate(lines, 1):
         if not raw.strip():

@@ -23,7 +23,8 @@ from os.path import join
 
 from ..liveness import hostname, pids
 from ..paths import dir_size
-from . import known, needs_writing, read_utf8, save_runs
+from . import (NotRegular, check_regular, known, needs_writing, open_regular, read_utf8,
+               save_runs)
 
 SOURCE = "otto"
 # <basename of cwd>-<sha256(cwd)[:8]> (``otto-<hash8>`` for a directory named otto).
@@ -96,6 +97,12 @@ class OttoDb:
         return conn
 
     def _load_one(self, path, report):
+        try:
+            check_regular(path)
+        except OSError as exc:
+            report.skip(SOURCE, path, f"otto.db {exc.strerror or exc}; importing from files "
+                        "only")
+            return
         try:
             conn = self._connect(path)
         except sqlite3.Error as exc:
@@ -205,11 +212,14 @@ def _mtime(path):
 
 def _tail(path, report):
     try:
-        with open(path, "rb") as f:
+        with open_regular(path) as f:
             f.seek(0, os.SEEK_END)
             size = f.tell()
             f.seek(max(0, size - TAIL_BYTES))
             data = f.read()
+    except NotRegular:
+        report.skip(SOURCE, path, "stderr log " + NotRegular(path).strerror)
+        return None
     except OSError:
         return None
     try:
@@ -270,7 +280,7 @@ def _script_deps(path, scripts):
     real = os.path.normpath(path)
     if real not in scripts:
         try:
-            with open(real, "rb") as f:
+            with open_regular(real) as f:
                 text = f.read(SCRIPT_BYTES).decode("utf-8", "replace")
             scripts[real] = DESERIALIZE.findall(text)
         except OSError:
@@ -360,7 +370,7 @@ def _ottofile_graph(meta, graphs):
     if key not in graphs:
         graphs[key] = None
         try:
-            with open(path, "rb") as f:
+            with open_regular(path) as f:
                 raw = f.read(SCRIPT_BYTES)
             if hashlib.sha256(raw).hexdigest()[:8] == want:
                 graphs[key] = _graph(raw.decode("utf-8"))

@@ -28,7 +28,7 @@ import sqlite3
 import time
 
 from ..liveness import pids
-from . import known, needs_writing, save_runs
+from . import check_regular, known, needs_writing, save_runs
 from .timestamps import to_unix
 
 SOURCE = "workflow-manager"
@@ -274,6 +274,11 @@ def read_execution(src, ex, live, report, path):
 def sync(store, path, report, progress=None):
     """Import executions.db at *path* into *store*."""
     uri = "file:" + os.path.abspath(path).replace("?", "%3F").replace("#", "%23") + "?mode=ro"
+    try:
+        check_regular(path)  # SQLite's own open would wait on a FIFO forever
+    except OSError as exc:
+        report.skip(SOURCE, path, f"{exc.strerror or exc}; nothing imported from it")
+        return
     try:
         src = sqlite3.connect(uri, uri=True, timeout=TIMEOUT_S)
         src.row_factory = sqlite3.Row
