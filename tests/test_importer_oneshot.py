@@ -315,6 +315,44 @@ def test_hostile_values_are_skipped_not_fatal(user, db):
     (sessions / "oneshot_2026-07-14_11-00-00.json").write_text(json.dumps(
         dict(data, oneshot_id="oneshot_2026-07-14_11-00-00", state={"x": 1})))
     report = sync(db)
-    assert [r for _s, _p, r in report.skipped] == ["unknown state {'x': 1}"]
+    # the two lines of the wrong shape are skipped with their reason, by each of the
+    # two sessions that read the log; the session dated 9999 finds none of its time
+    assert sorted(r for _s, _p, r in report.skipped) == [
+        "6 lines outside the session's time (another session's); skipped"] + [
+        "not an activity-log line (keys are not timestamp, data, executor, is_heartbeat); "
+        "line skipped"] * 2 + [
+        "not an activity-log line (timestamp is not a unix time); line skipped"] * 2 + [
+        "unknown state {'x': 1}"]
     assert report.added == {"oneshot": 2}
     assert q(db, "SELECT count(*) FROM log_fragments WHERE at IS NULL") == [(0,)]
+
+
+def test_a_session_log_path_naming_another_file_imports_none_of_it(user, db, tmp_path):
+    """Review item 4: metadata.session_log_path can name any file. Only lines of
+    oneshot's activity-log shape ({timestamp, data, executor, is_heartbeat}) inside
+    the session's window are imported; the rest is skipped, counted, with a reason."""
+    creds = tmp_path / "x" / "creds.json"
+    creds.parent.mkdir()
+    creds.write_text(json.dumps({"aws_secret_access_key": "TOP-SECRET-creds"}) + "\n"
+                     + json.dumps({"timestamp": T0 + 5, "token": "TOP-SECRET-ts"}) + "\n"
+                     + json.dumps({"timestamp": "soon", "data": "TOP-SECRET-str",
+                                   "executor": "cline", "is_heartbeat": False}) + "\n"
+                     + json.dumps({"timestamp": True, "data": "TOP-SECRET-bool",
+                                   "executor": "cline", "is_heartbeat": False}) + "\n"
+                     + json.dumps({"timestamp": T0 + 5, "data": "TOP-SECRET-hb",
+                                   "executor": "cline", "is_heartbeat": "no"}) + "\n"
+                     + json.dumps({"timestamp": T0 - 10 * HOUR, "data": "TOP-SECRET-old",
+                                   "executor": "cline", "is_heartbeat": False}) + "\n"
+                     + json.dumps({"timestamp": T0 + 5, "data": "in the window",
+                                   "executor": "worker", "is_heartbeat": False}) + "\n")
+    s = Session(user, user / "web", T0, session_log=str(creds))
+    s.worker(T0 + 1, (), T0 + 10)
+    s.auditor(T0 + 11, (), T0 + 13)
+    report = sync(db)
+    assert report.added == {"oneshot": 1}
+    data = [d for (d,) in q(db, "SELECT data FROM log_fragments")]
+    assert len(data) == 1 and json.loads(data[0])["data"] == "in the window"
+    assert not any("TOP-SECRET" in d for d in data)
+    reasons = [r for _s, _p, r in report.skipped]
+    assert sum("not an activity-log line" in r for r in reasons) == 5, reasons
+    assert sum("outside the session's time" in r for r in reasons) == 1, reasons

@@ -194,6 +194,7 @@ def _resolve_log(data, metadata, session_dir, session_id, report, path):
 def _log_lines(path, report, since, until):
     """[(at, executor, text)] of the NDJSON activity log between *since* and *until*."""
     entries = []
+    outside = 0
     try:
         with open_regular(path) as f:
             lines = f.read().split(b"\n")
@@ -213,17 +214,44 @@ def _log_lines(path, report, since, until):
         except ValueError:
             report.skip(SOURCE, f"{path}:{number}", "invalid JSON; line skipped")
             continue
-        if not isinstance(entry, dict):
-            report.skip(SOURCE, f"{path}:{number}", "not a JSON object; line skipped")
+        why = _not_activity(entry)
+        if why:
+            report.skip(SOURCE, f"{path}:{number}", f"not an activity-log line ({why}); "
+                        "line skipped")
             continue
-        at = _number(entry.get("timestamp"))
+        at = float(entry["timestamp"])
         # A log named on the command line can be shared by several sessions:
-        # lines outside this session's time belong to another one.
-        if at is not None and (at < since - 1 or (until is not None and at > until + 5)):
+        # lines outside this session's time belong to another one (or to no
+        # oneshot session at all: session_log_path can name any file).
+        if at < since - 1 or (until is not None and at > until + 5):
+            outside += 1
             continue
-        executor = entry.get("executor") if isinstance(entry.get("executor"), str) else None
-        entries.append((at, executor, text))
+        entries.append((at, entry["executor"], text))
+    if outside:
+        report.skip(SOURCE, path, f"{outside} lines outside the session's time "
+                    "(another session's); skipped")
     return entries
+
+
+ACTIVITY_KEYS = {"timestamp", "data", "executor", "is_heartbeat"}
+
+
+def _not_activity(entry):
+    """Why the JSON value *entry* is not a line oneshot's activity log writes (its
+    TimestampedActivity record: exactly timestamp, data, executor, is_heartbeat),
+    or None."""
+    if not isinstance(entry, dict):
+        return "not a JSON object"
+    if set(entry) != ACTIVITY_KEYS:
+        return "keys are not timestamp, data, executor, is_heartbeat"
+    at = entry["timestamp"]
+    if isinstance(at, bool) or not isinstance(at, (int, float)) or not math.isfinite(at):
+        return "timestamp is not a unix time"
+    if not isinstance(entry["executor"], (str, type(None))):
+        return "executor is not a name"
+    if not isinstance(entry["is_heartbeat"], bool):
+        return "is_heartbeat is not true or false"
+    return None
 
 
 def _iterations(history, times, status, end):
