@@ -313,3 +313,36 @@ def test_the_last_lines_before_the_exit(tmp_path, db):
          "finished_at"),
         ("overview", pytest.approx(8.5, abs=1e-3), pytest.approx(40.0, abs=1e-3),
          "started_at")]
+
+
+def test_an_unreadable_start_time_skips_the_execution(tmp_path, db):
+    """Review item 13: start_time='garbage' was imported at created_at (the sync time
+    in a row written with SQLite's default), not skipped, not marked derived."""
+    src = wm.create(tmp_path / "executions.db")
+    good = wm.Execution(src, "a", "A", GONE, {}, T0)
+    good.finish(T0 + 5, 0)
+    bad = wm.Execution(src, "b", "B", GONE, {}, T0 + 10)
+    bad.finish(T0 + 17, 0)
+    conn = wm.connect(src)
+    conn.execute("UPDATE executions SET start_time = 'garbage', created_at = "
+                 "CURRENT_TIMESTAMP WHERE id = ?", (bad.id,))
+    conn.close()
+    report = sync(db, paths=[str(src)])
+    assert report.added == {"workflow-manager": 1}
+    assert [r for _s, _p, r in report.skipped] == [
+        "start_time 'garbage' is not a time; execution skipped"]
+    assert q(db, "SELECT p.name FROM runs r JOIN projects p ON p.id = r.project_id") == [("A",)]
+
+
+def test_an_end_before_the_start_is_clamped_and_marked_derived(tmp_path, db):
+    """end_time before start_time: no negative duration is stored; the end is taken
+    as the start (or the last log flush after it) and marked derived."""
+    src = wm.create(tmp_path / "executions.db")
+    ex = wm.Execution(src, "a", "A", GONE, {}, T0)
+    ex.finish(T0 + 5, 0)
+    wm.update_execution(src, ex.id, "Completed", wm.rfc3339(wm.ns(T0 - 3600)), 0,
+                        wm.rfc3339(wm.ns(T0 + 5)))
+    sync(db, paths=[str(src)])
+    (started, finished, derived), = q(db, "SELECT started_at, finished_at, derived FROM runs")
+    assert finished >= started and "finished_at" in derived.split(",")
+    assert all(f is None or f >= s for s, f in q(db, "SELECT started_at, finished_at FROM tasks"))

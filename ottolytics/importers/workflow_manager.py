@@ -23,6 +23,7 @@ What workflow-manager writes, and how it is read (its ``database.rs`` and
 """
 
 import json
+import math
 import os
 import sqlite3
 import time
@@ -223,6 +224,12 @@ def signature(ex, stats, now, live):
             f"{last_id}:{state}", final)
 
 
+def _time(value):
+    """Unix seconds from one of workflow-manager's times; None if it is not one."""
+    at = to_unix(value)
+    return at if at is not None and math.isfinite(at) else None
+
+
 def read_execution(src, ex, live, report, path):
     """One execution as an imported run (without signature); None (reported) if it
     can't be read."""
@@ -232,13 +239,29 @@ def read_execution(src, ex, live, report, path):
         report.skip(SOURCE, f"{path}#{ref}", f"unknown status {ex['status']!r}")
         return None
     derived = set()
-    started = to_unix(ex.get("start_time")) or to_unix(ex.get("created_at"))
+    raw_start = ex.get("start_time")
+    started = _time(raw_start)
+    if started is None and raw_start not in (None, ""):
+        # workflow-manager always writes one (RFC 3339): no honest value replaces it
+        report.skip(SOURCE, f"{path}#{ref}",
+                    f"start_time {str(raw_start)[:80]!r} is not a time; execution skipped")
+        return None
+    if started is None:
+        started = _time(ex.get("created_at"))  # the record's creation, at the start
+        derived.add("started_at")
     if started is None:
         report.skip(SOURCE, f"{path}#{ref}", "no start time")
         return None
-    finished = to_unix(ex.get("end_time"))
+    raw_end = ex.get("end_time")
+    finished = _time(raw_end)
     rows = _rows(src, ex, started, report, path)
     last_flush = max([r["flushed"] for r in rows], default=started)
+    if (finished is None and raw_end not in (None, "")) or \
+            (finished is not None and finished < started):
+        # an unreadable end, or one before the start: never a negative duration;
+        # the run lasted at least until its last log flush
+        finished = max(last_flush, started)
+        derived.add("finished_at")
     reason = None
     if _restarted(ex):
         status, reason = "interrupted", "the manager restarted while this ran"
