@@ -114,7 +114,8 @@ def stored_path_sql(column, run_dir, home) -> str:
 # (imported by sync) write them. A log file is read only when
 #   * its real path lies inside its own run's directory below the store's home: for
 #     an otto run ``<project>-<hash8>/<unix seconds>`` named after the run's own id
-#     ``otto-<unix seconds>-<hash8>``; for any other run ``ottolytics/runs/<run id>``,
+#     ``otto-<unix seconds>-<hash8>`` (stored absolute when sync read an OTTO_HOME
+#     that is not the store's directory); for any other run ``ottolytics/runs/<run id>``,
 #     where the shim and ``ottolytics run start`` keep a run's logs (so never another
 #     run's files, nor the store's, nor whatever else lies beside the store);
 #   * no component below the run's directory is hidden (``.ssh``, ``.git``...), and
@@ -146,11 +147,16 @@ def _is_plain_relative(stored):
 
 
 def _otto_run_shape(run_dir, uid):
-    """True when *run_dir* is ``<project>-<hash8>/<unix seconds>`` and *uid* is the
-    id sync gives that directory's run, ``otto-<unix seconds>-<hash8>``."""
-    parts = run_dir.split("/")
-    if len(parts) != 2 or not _is_plain_relative(run_dir):
+    """True when *run_dir* is ``<project>-<hash8>/<unix seconds>`` (relative to the
+    store's directory, or absolute: an OTTO_HOME synced into a store kept
+    elsewhere) and *uid* is the id sync gives that directory's run,
+    ``otto-<unix seconds>-<hash8>``."""
+    rest = run_dir[1:] if isabs(run_dir) else run_dir
+    parts = rest.split("/")
+    if not _is_plain_relative(rest) or len(parts) < 2 or \
+            (len(parts) != 2 and not isabs(run_dir)):
         return False
+    parts = parts[-2:]
     name, _sep, digest = parts[0].rpartition("-")
     ts = parts[1]
     return (bool(name) and len(digest) == 8 and all(c in "0123456789abcdef" for c in digest)
@@ -260,7 +266,10 @@ def open_task_log(stored, run_dir_stored, source, home, uid=None):
     *uid* is the run's id. Raises LogRefused, or FileNotFoundError when the file
     is simply not there."""
     path = task_path_from_stored(stored, run_dir_stored, home)
-    return path, open_log(path, log_tree(source, run_dir_stored, home, uid), home)
+    tree = log_tree(source, run_dir_stored, home, uid)
+    if tree is not None and isabs(run_dir_stored or ""):
+        home = os.path.dirname(os.path.dirname(tree))  # the OTTO_HOME that was synced
+    return path, open_log(path, tree, home)
 
 
 def check_task_log(stored, run_dir_stored, source, home, uid=None):

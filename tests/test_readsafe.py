@@ -506,6 +506,12 @@ def test_log_tree_rule():
                          ("web/1795000000", "otto-1795000000-0123abcd"),
                          ("web-0123abcd/../x-0123abcd/1", "otto-1-0123abcd")]:
         assert log_tree("otto", run_dir, h, uid) is None, run_dir
+    # absolute: an OTTO_HOME synced into a store kept elsewhere (review item 9)
+    assert log_tree("otto", "/o/home/web-0123abcd/1795000000", h, "otto-1795000000-0123abcd") \
+        == "/o/home/web-0123abcd/1795000000"
+    for run_dir in ("/o/../web-0123abcd/1795000000", "/o/web-0123abcd/1795000001",
+                    "/o/web-0123abcd/1795000000/tasks", "/1795000000"):
+        assert log_tree("otto", run_dir, h, "otto-1795000000-0123abcd") is None, run_dir
     assert log_tree("ottolytics", "anything", h, "0123456789abcdef") == \
         "/h/ottolytics/runs/0123456789abcdef"
     for uid in (None, "", ".", "..", "a/b", ".hidden", "a\0b"):

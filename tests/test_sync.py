@@ -1,4 +1,5 @@
 import json
+import os
 import sqlite3
 
 from conftest import q
@@ -163,3 +164,43 @@ def test_fifos_in_an_otto_home_are_skipped_and_the_rest_is_imported(home, db):
     assert any(u.startswith(f"otto-{good.name}-") for u in uids)
     assert any(u.startswith(f"otto-{failed.name}-") for u in uids)
     assert not any(u.startswith(f"otto-{bad.name}-") for u in uids)
+
+
+def test_a_store_kept_elsewhere_resolves_the_synced_homes_paths(tmp_path, cli):
+    """Review item 9: `--db /elsewhere/store.db sync HOME` stored run_dir relative to
+    HOME but readers resolve it against the store's directory: info showed paths
+    that do not exist and `logs` found no output."""
+    import json as _json
+    home3, other = tmp_path / "home3", tmp_path / "other"
+    run = make_run(home3, "/src/mobile", 1_795_141_200,
+                   [Task("build", status="failed", stderr="link error\n")],
+                   db_path=home3 / "otto.db")
+    store = other / "store.db"
+    out = cli("--db", store, "sync", home3)
+    assert out.returncode == 0, out.stderr
+    info = _json.loads(cli("--db", store, "info", "1795141200", "--json").stdout)
+    assert info["run_dir"] == str(run)
+    assert os.path.isfile(info["tasks"][0]["stderr_path"])
+    assert info["tasks"][0]["refused"] == {}
+    logs = cli("--db", store, "logs", "1795141200", "build", "--stream", "stderr")
+    assert logs.returncode == 0 and logs.stdout.decode() == "link error\n", logs
+    # a second sync changes nothing; a store beside the home keeps relative paths
+    assert "0 added, 0 updated, 1 unchanged" in cli("--db", store, "sync", home3).stdout.decode()
+    cli("--db", home3 / "ottolytics.db", "sync", home3)
+    assert q(home3 / "ottolytics.db", "SELECT run_dir FROM runs") == [
+        (f"{run.parent.name}/{run.name}",)]
+
+
+def test_a_store_synced_before_the_fix_is_corrected_by_the_next_sync(tmp_path, cli):
+    home3, other = tmp_path / "home3", tmp_path / "other"
+    run = make_run(home3, "/src/mobile", 1_795_141_200, [Task("build")],
+                   db_path=home3 / "otto.db")
+    store = other / "store.db"
+    cli("--db", store, "sync", home3)
+    conn = sqlite3.connect(store)  # as the importer stored it before: relative to HOME
+    conn.execute("UPDATE runs SET run_dir = ?", (f"{run.parent.name}/{run.name}",))
+    conn.commit()
+    conn.close()
+    out = cli("--db", store, "sync", home3)
+    assert "1 updated" in out.stdout.decode(), out.stdout
+    assert q(store, "SELECT run_dir FROM runs") == [(str(run),)]

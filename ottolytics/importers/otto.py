@@ -666,6 +666,12 @@ def sync(store, home, report, progress=None):
     runs = scan(home, report)
     if not runs:
         return
+    # Readers resolve a relative run_dir against the store's directory: relative
+    # only when that is this OTTO_HOME, else absolute (a store kept elsewhere).
+    base = os.path.dirname(os.path.abspath(store.path))
+    relative = os.path.realpath(base) == os.path.realpath(home)
+    stored_dirs = dict(store.conn.execute(
+        "SELECT source_ref, run_dir FROM runs WHERE source = ?", (SOURCE,)))
     newest = {}
     for project_dir, ts, _path in runs:
         newest[project_dir] = max(ts, newest.get(project_dir, 0))
@@ -679,7 +685,8 @@ def sync(store, home, report, progress=None):
         ref = f"{project_dir}/{ts}"
         previous, final = seen.get(ref, (None, False))
         try:
-            if final and previous:
+            want_dir = f"{project_dir}/{ts}" if relative else path
+            if final and previous and stored_dirs.get(ref) == want_dir:
                 old = previous.split(":")
                 rows = _row_digest(db.candidates(project_dir, ts)) if db else "-"
                 fp = fingerprint(path)
@@ -691,13 +698,14 @@ def sync(store, home, report, progress=None):
                     continue
             run = read_run(home, project_dir, ts, db, live, ts == newest[project_dir], now,
                            report, caches)
+            run["run_dir"] = want_dir
         except BadRun as exc:
             report.skip(SOURCE, path, str(exc))
             continue
         except OSError as exc:
             report.skip(SOURCE, path, f"unreadable: {exc.strerror or exc}")
             continue
-        if needs_writing(seen, run, report):
+        if stored_dirs.get(ref, want_dir) != want_dir or needs_writing(seen, run, report):
             imported.append(run)
             if progress:
                 progress(1)
