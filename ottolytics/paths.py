@@ -267,7 +267,7 @@ def open_task_log(stored, run_dir_stored, source, home, uid=None):
     is simply not there."""
     path = task_path_from_stored(stored, run_dir_stored, home)
     tree = log_tree(source, run_dir_stored, home, uid)
-    if tree is not None and isabs(run_dir_stored or ""):
+    if tree is not None and source == "otto" and isabs(run_dir_stored):
         home = os.path.dirname(os.path.dirname(tree))  # the OTTO_HOME that was synced
     return path, open_log(path, tree, home)
 

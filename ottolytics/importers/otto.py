@@ -99,10 +99,11 @@ class OttoDb:
     def _load_one(self, path, report):
         try:
             check_regular(path)
-        except OSError as exc:
-            report.skip(SOURCE, path, f"otto.db {exc.strerror or exc}; importing from files "
-                        "only")
+        except NotRegular as exc:
+            report.skip(SOURCE, path, f"otto.db {exc.strerror}; importing from files only")
             return
+        except OSError:
+            pass  # unreadable: SQLite says why below, and the runs stay open
         try:
             conn = self._connect(path)
         except sqlite3.Error as exc:
