@@ -82,6 +82,9 @@ def _not_a_store(path):
     if not stat.S_ISREG(st.st_mode):
         return (f"{path} is not a regular file, so not a store; pass --db with the path of "
                 "your ottolytics.db")
+    if not st.st_size:
+        return (f"{path} is an empty file (0 bytes), not an ottolytics store; pass --db with "
+                "the path of your ottolytics.db (recording there makes it a new store)")
     header = _header(path)
     if st.st_size and not header.startswith(SQLITE_MAGIC) and not _ours(path):
         return (f"{path} is not an ottolytics store (not an SQLite database); leave it be and "
@@ -91,6 +94,10 @@ def _not_a_store(path):
             0, migrations.APPLICATION_ID):
         return (f"{path} is not an ottolytics store (another program's SQLite database); "
                 "leave it be and pass --db with the path of your ottolytics.db")
+    if header.startswith(SQLITE_MAGIC) and not _ours(path):
+        return (f"{path} is not an ottolytics store (an SQLite database without ottolytics' "
+                "schema version); leave it be and pass --db with the path of your "
+                "ottolytics.db")
     return None
 
 
@@ -107,6 +114,44 @@ def _busy(path):
                  f"{path}: locked by another process for more than {busy_timeout_s():g} s; "
                  f"retry once it is done (fuser {path} shows it), or raise "
                  "OTTOLYTICS_BUSY_TIMEOUT", str(path))
+
+
+def _text_check(path):
+    """Text that is not UTF-8, which another program wrote into the store: the
+    quick commands show it escaped, the DuckDB read path cannot read it. Found
+    here read-only; _rewrite_text repairs it."""
+    conn = connect(path, readonly=True)
+    try:
+        found = migrations.invalid_text(conn)
+    finally:
+        conn.close()
+    if not found:
+        return Check("text", True, "all UTF-8", 0)
+    where = ", ".join(f"{t}.{c}: {sum(v.values())}" for (t, c), v in found.items())
+    return Check("text", False, f"not UTF-8 ({where})", found)
+
+
+def _rewrite_text(store, check):
+    """Rewrite each value of *check* that is not UTF-8 with its bytes escaped, as
+    the quick commands show it (b'p\\xff' becomes the text 'p\\xff'). A value
+    whose escaped form another row of a unique column already holds is left."""
+    from .store import decode_text
+    rewrote, kept = 0, []
+    for (table, column), values in check.value.items():
+        t, c = migrations._ident(table), migrations._ident(column)
+        for raw in values:
+            try:
+                rewrote += store.write(lambda conn: conn.execute(
+                    f"UPDATE {t} SET {c} = ? WHERE typeof({c}) = 'text' "
+                    f"AND CAST({c} AS BLOB) = ?", (decode_text(raw), raw)).rowcount)
+            except sqlite3.IntegrityError:
+                kept.append(f"{table}.{column}")
+    where = check.detail[len("not UTF-8 "):]
+    detail = f"text not UTF-8 {where}: rewrote {rewrote} values with the bytes escaped (\\xff)"
+    if kept:
+        detail += (f"; left {len(kept)} as is ({', '.join(sorted(set(kept)))}): their "
+                   "escaped form is already another row's")
+    return Check("text", not kept, detail, rewrote)
 
 
 def _finish_clean(path):
@@ -161,12 +206,10 @@ def diagnose(db=None, max_run_age=None):
         if _locked(exc):
             return [_busy(path)]
         if isinstance(exc, migrations.NotAStore) or not _ours(path):
-            detail = (f"{exc}" if isinstance(exc, migrations.StoreError) else
-                      f"cannot read it ({exc})")
-            checks.append(Check("open", False, f"{detail}; it is not recognisably an "
-                                "ottolytics store, so leave it be and pass --db with the path "
-                                "of your ottolytics.db"))
-            return checks
+            # one verdict, without the advice meant for a store of ours
+            return [Check("store", False, f"{path} is not recognisably an ottolytics store "
+                          "(it cannot be read as one); leave it be and pass --db with the "
+                          "path of your ottolytics.db", str(path))]
         checks.append(Check("open", False,
                             f"cannot read the store: {exc}. If it is corrupt, move it aside "
                             f"(mv {path} {path}.corrupt); spooled events are kept and "
@@ -182,6 +225,7 @@ def diagnose(db=None, max_run_age=None):
     checks.append(Check("schema", True,
                         f"v{version}" + ("" if version == current else f", migrating to v{current}"),
                         version))
+    checks.append(_text_check(path))
     wal = path + "-wal"
     wal_size = os.path.getsize(wal) if os.path.exists(wal) else 0
     checks.append(Check("wal", True, f"{wal_size} bytes", wal_size))
@@ -205,12 +249,15 @@ def _repair(path, checks, max_run_age):
         checks.append(Check("spool", not pending and not failed,
                             f"{len(pending)} files, {events} events waiting", events))
         return checks
+    bad_text = [i for i, c in enumerate(checks) if c.name == "text" and not c.ok]
     try:
         files, applied, skipped = spool.replay(store)
         if files:
             checks.append(Check("replay", skipped == 0,
                                 f"replayed {applied} events from {files} spool files"
                                 + (f", skipped {skipped}" if skipped else ""), applied))
+        if bad_text:
+            checks[bad_text[0]] = _rewrite_text(store, checks[bad_text[0]])
         age = max_run_age if max_run_age is not None else liveness.DEFAULT_MAX_AGE_S
         marked = liveness.recover_stale(store, age)
         runs = [m for m in marked if m[1] is None]

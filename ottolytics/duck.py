@@ -109,7 +109,7 @@ def _in_one_transaction(con, sql, fetch):
     One transaction around both keeps that connection alive throughout."""
     con.execute("BEGIN TRANSACTION")
     try:
-        result = fetch(con.execute(sql))
+        result = fetch(con.execute(sql) if sql is not None else None)
     except BaseException:
         try:
             con.execute("ROLLBACK")
@@ -135,6 +135,62 @@ def _release_wal(path):
     release(path)
 
 
+class _BadText(Exception):
+    """A store's text is not UTF-8 (located and explained by Stores.query)."""
+
+
+def _is_text_error(exc):
+    text = str(exc).lower()
+    return "invalid unicode" in text or "utf-8" in text or "utf8" in text
+
+
+def _first_bad_text(con, alias):
+    """'table.column' of the first text in the attached store *alias* that is not
+    UTF-8, or None. Checked once per store before its first query: DuckDB does
+    not check a store's text as it reads it, and string operations on such bytes
+    can give wrong results (a group key cut short) instead of an error."""
+    columns = {}
+    for table, column in con.execute(
+            "SELECT table_name, column_name FROM duckdb_columns() WHERE database_name = ? "
+            "AND data_type = 'VARCHAR' ORDER BY table_name, column_index", [alias]).fetchall():
+        columns.setdefault(table, []).append(column)
+    for table, names in columns.items():
+        checks = ", ".join(
+            f"count(*) FILTER (WHERE {_ident(c)} IS NOT NULL AND "
+            f"try(decode(encode({_ident(c)}))) IS NULL)" for c in names)
+        counts = con.execute(f"SELECT {checks} FROM {alias}.{_ident(table)}").fetchone()
+        for name, count in zip(names, counts):
+            if count:
+                return f"{table}.{name}"
+    return None
+
+
+def _ident(name):
+    return '"' + str(name).replace('"', '""') + '"'
+
+
+def _valid_text(result):
+    """*result* (an Arrow table or a pandas frame), after checking that its strings
+    are UTF-8: DuckDB passes a store's invalid bytes on unchecked, and Arrow-backed
+    strings only fail later, when displayed. Raises _BadText."""
+    columns = []
+    if hasattr(result, "schema") and hasattr(result, "columns"):  # pyarrow.Table
+        columns = result.columns
+    elif hasattr(result, "dtypes"):  # pandas: the Arrow-backed string columns
+        for _, series in result.items():
+            to_arrow = getattr(series.array, "__arrow_array__", None)
+            if to_arrow is not None and "str" in str(series.dtype):
+                columns.append(to_arrow())
+    for column in columns:
+        try:
+            column.validate(full=True)
+        except Exception as exc:
+            if _is_text_error(exc):
+                raise _BadText() from None
+            raise
+    return result
+
+
 class Stores:
     """The stores a History reads, attached around each query."""
 
@@ -147,6 +203,7 @@ class Stores:
             _bring_up_to_date(path)
         self._tmp = None
         self._writable = {}
+        self._text_checked = set()  # stores whose text is known to be UTF-8
 
     def _snapshot(self, index, path):
         """A consistent copy of a store this process is writing, via SQLite's backup API."""
@@ -167,8 +224,33 @@ class Stores:
         """Attach every store as s0, s1, …; run ``build_sql(aliases)``; detach.
 
         Held under inprocess.lock, so no sqlite3 connection to a store opens in
-        this process while DuckDB reads it.
+        this process while DuckDB reads it. Text that is not UTF-8 in a store
+        (which DuckDB and Arrow cannot hold) raises NotUtf8, naming where it is.
         """
+        try:
+            return self._query(con, build_sql, lambda result: _valid_text(fetch(result)))
+        except _BadText:
+            raise self._where_not_utf8() from None
+
+    def _where_not_utf8(self):
+        """NotUtf8 naming the first table.column of the stores with such text."""
+        from .migrations import NotUtf8, invalid_text, not_utf8_message
+        from .store import open_readonly
+        for path in self.paths:
+            try:
+                conn = open_readonly(path)
+            except StoreError as exc:
+                return exc
+            try:
+                found = invalid_text(conn, first=True)
+            finally:
+                conn.close()
+            if found:
+                table, column = next(iter(found))
+                return NotUtf8(not_utf8_message(path, f"{table}.{column}"))
+        return NotUtf8(not_utf8_message(", ".join(self.paths)))
+
+    def _query(self, con, build_sql, fetch):
         with inprocess.lock:
             aliases, released = [], []
             try:
@@ -188,13 +270,30 @@ class Stores:
                     alias = f"s{i}"
                     con.execute(f"ATTACH {_quote(source)} AS {alias} (TYPE sqlite, READ_ONLY)")
                     aliases.append(alias)
+                    if path not in self._text_checked:
+                        bad = _in_one_transaction(con, None, lambda _: _first_bad_text(
+                            con, alias))
+                        if bad:
+                            from .migrations import NotUtf8, not_utf8_message
+                            raise NotUtf8(not_utf8_message(path, bad))
+                        self._text_checked.add(path)
                 return _in_one_transaction(con, build_sql(aliases), fetch)
+            except UnicodeDecodeError:
+                raise _BadText() from None
             except duckdb.Error as exc:
+                if _is_text_error(exc):
+                    raise _BadText() from None
                 if "locked" in str(exc).lower() or "busy" in str(exc).lower():
                     from .migrations import StoreLocked, locked_message
                     # the scanner waits its own fixed 5 s, whatever OTTOLYTICS_BUSY_TIMEOUT
                     raise StoreLocked(locked_message(", ".join(self.paths), 5)) from None
                 raise ReadError(f"reading {', '.join(self.paths)}: {exc}") from None
+            except StoreError:
+                raise
+            except Exception as exc:  # Arrow, converting a store's bytes
+                if _is_text_error(exc):
+                    raise _BadText() from None
+                raise
             finally:
                 for alias in aliases:
                     con.execute(f"DETACH {alias}")

@@ -87,11 +87,13 @@ class HistoryTools:
         self._history = None
 
     def _conn(self):
+        from .store import decode_text
         if not os.path.exists(self.path):
             raise Refused(f"{self.path}: no store here; record runs first or start the "
                           "server with --db PATH")
         try:
             conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True)
+            conn.text_factory = decode_text  # bytes that are not UTF-8 shown as \xff
             conn.execute("SELECT 1 FROM runs LIMIT 1")
         except sqlite3.Error as exc:
             raise Refused(f"{self.path}: cannot be read as an ottolytics store ({exc})") \

@@ -10,6 +10,7 @@ Times in every table are unix seconds (UTC) as REAL, so sub-second precision
 costs 8 bytes. Paths below OTTO_HOME are stored relative to it.
 """
 
+import re
 import sqlite3
 import os
 import time
@@ -210,6 +211,47 @@ class StoreLocked(StoreError):
     """Another process held the store's lock for longer than the busy timeout."""
 
 
+class NotUtf8(StoreError):
+    """A row holds text that is not UTF-8 (another program wrote it there)."""
+
+
+def not_utf8_message(path, where=None):
+    place = f" in {where}" if where else ""
+    return (f"{path}: the store holds text that is not UTF-8{place} (another program wrote "
+            f"it there); run 'ottolytics doctor --db {path}' to rewrite it with the bytes "
+            "escaped (\\xff)")
+
+
+def _ident(name):
+    return '"' + name.replace('"', '""') + '"'
+
+
+def invalid_text(conn, first=False):
+    """{(table, column): {raw bytes: rows}} for every TEXT value in the store that
+    is not valid UTF-8 (SQLite stores what it is given; ottolytics never writes
+    such text, another program may). With *first*, stop at the first one found.
+    Read-only; values are read as bytes, whatever the connection's text_factory."""
+    found = {}
+    tables = [r[0] for r in conn.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite%' "
+        "ORDER BY name")]
+    for table in tables:
+        for column in [r[1] for r in conn.execute(f"PRAGMA table_info({_ident(table)})")]:
+            col = _ident(column)
+            for (raw,) in conn.execute(f"SELECT CAST({col} AS BLOB) FROM {_ident(table)} "
+                                       f"WHERE typeof({col}) = 'text'"):
+                if raw.isascii():
+                    continue
+                try:
+                    raw.decode("utf-8")
+                except UnicodeDecodeError:
+                    seen = found.setdefault((table, column), {})
+                    seen[raw] = seen.get(raw, 0) + 1
+                    if first:
+                        return found
+    return found
+
+
 def locked_message(path, timeout_s):
     return (f"{path}: locked by another process for more than {timeout_s:g}s; try again "
             f"when it is done (see who holds it: fuser -v {path}), or wait longer with "
@@ -232,6 +274,20 @@ def _sqlite_header(path):
     except OSError:
         return True  # cannot tell: say the general thing
     return head in (b"", b"SQLite format 3\x00")
+
+
+def _foreign_sqlite(path):
+    """The header is SQLite's and says the file is not ours: another application
+    id, or none and no schema version (every store of ours has one or both)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(72)
+    except OSError:
+        return False
+    if len(head) < 72 or not head.startswith(b"SQLite format 3\x00"):
+        return False
+    app_id = int.from_bytes(head[68:72], "big")
+    return app_id not in (0, APPLICATION_ID) or int.from_bytes(head[60:64], "big") == 0
 
 
 def explain(exc, path, timeout_s=None):
@@ -275,9 +331,16 @@ def explain(exc, path, timeout_s=None):
                           "directory (permissions, free space, the mount)")
     if isinstance(exc, OSError):
         return StoreError(f"{path}: {exc.strerror or text}")
+    if "could not decode to utf-8" in low:  # a row's text, not the file's bytes
+        column = re.search(r"column '([^']*)'", text)
+        return NotUtf8(not_utf8_message(path, column and f"column {column.group(1)}"))
     if not _sqlite_header(path):
         return Unreadable(f"{path}: not an SQLite database ({text}); point --db or "
                           "OTTOLYTICS_DB at an ottolytics.db")
+    if _foreign_sqlite(path):
+        return Unreadable(f"{path}: not an ottolytics store (another program's SQLite "
+                          f"database, and unreadable: {text}); leave it be and point --db "
+                          "or OTTOLYTICS_DB at an ottolytics.db")
     return Unreadable(
         f"{path}: an SQLite database, but damaged ({text}); point --db at an "
         "ottolytics.db, or, if this is your store, move this file aside (recording then "

@@ -51,6 +51,14 @@ def _is_lock_error(exc):
     return "locked" in text or "busy" in text
 
 
+def decode_text(data):
+    """The text_factory of every connection to a store: UTF-8, with any byte that
+    is not UTF-8 shown escaped (``\\xff``) instead of failing the whole read.
+    ottolytics never writes such text; another program may have (doctor rewrites
+    it). Valid text decodes exactly as sqlite3's default does."""
+    return str(data, "utf-8", "backslashreplace")
+
+
 def connect(path, *, readonly=False, timeout=None):
     """Open *path* in autocommit mode with ottolytics' connection settings."""
     timeout = busy_timeout_s() if timeout is None else timeout
@@ -62,6 +70,7 @@ def connect(path, *, readonly=False, timeout=None):
         else:
             conn = sqlite3.connect(path, timeout=timeout, isolation_level=None,
                                    check_same_thread=False, factory=inprocess.TrackedConnection)
+    conn.text_factory = decode_text
     conn.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
     conn.execute("PRAGMA foreign_keys = ON")
     return conn
@@ -146,6 +155,9 @@ def open_readonly(path, timeout=None):
             header = f.read(100)
     except OSError as exc:
         raise migrations.explain(exc, path) from None
+    if not header:
+        raise StoreError(f"{path}: an empty file (0 bytes), not a store; pass --db with the "
+                         "path of your ottolytics.db (recording there makes it a new store)")
     wal = len(header) == 100 and header[18] == 2
     no_writer = wal and not os.path.exists(path + "-wal")
     base = "file:" + _uri_path(os.path.abspath(path))
@@ -157,6 +169,7 @@ def open_readonly(path, timeout=None):
                                    factory=_Reader)
         if no_writer and option == "?mode=ro":
             conn.release = path
+        conn.text_factory = decode_text
         try:
             conn.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
             version = migrations.check_version(conn, path)
@@ -174,6 +187,13 @@ def open_readonly(path, timeout=None):
         except BaseException:
             conn.close()
             raise
+    if version == 0:
+        # An SQLite database without our schema (an empty one): reading must not
+        # make it a store.
+        conn.close()
+        raise migrations.NotAStore(
+            f"{path}: an SQLite database without ottolytics' tables, not an ottolytics "
+            "store; point --db or OTTOLYTICS_DB at an ottolytics.db")
     if version != migrations.CURRENT_VERSION:
         # Written by an older ottolytics: migrate it once (with a backup), the one
         # case where reading writes, then read it as usual.

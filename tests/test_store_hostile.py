@@ -1,0 +1,221 @@
+"""Stores other programs wrote into, and files that are not stores (review-1 items 1, 6, 15).
+
+Text that is not UTF-8 in a row never disables the store nor gets it called
+damaged; an empty file given as --db is left alone by every read; doctor's
+verdict on another program's database is one line.
+"""
+
+import json
+import os
+import sqlite3
+
+import pytest
+
+from conftest import q
+
+READS = [("history",), ("list",), ("info", "latest"), ("usage",)]
+DUCK_READS = [("stats",), ("flaky",), ("failures",), ("grep", "x"),
+              ("export", "parquet", "OUT")]
+
+
+def _store_with_bad_name(db, cli):
+    assert cli("exec", "--project", "web", "--", "sh", "-c", "echo x; exit 1").returncode != 0
+    assert cli("exec", "--project", "web", "--", "true").returncode == 0
+    conn = sqlite3.connect(db)
+    conn.execute("UPDATE projects SET name = CAST(X'70ff' AS TEXT)")
+    conn.commit()
+    conn.close()
+
+
+def _one_line(out):
+    text = (out.stdout + out.stderr).decode(errors="replace")
+    assert "Traceback" not in text, text
+    return text
+
+
+@pytest.mark.parametrize("cmd", READS)
+def test_quick_reads_show_bytes_that_are_not_utf8_escaped(db, cli, cmd):
+    _store_with_bad_name(db, cli)
+    out = cli(*cmd)
+    text = _one_line(out)
+    assert out.returncode == 0, text
+    assert "damaged" not in text and "aside" not in text
+    assert "p\\xff" in text, text
+
+
+def test_history_json_keeps_the_escaped_bytes(db, cli):
+    _store_with_bad_name(db, cli)
+    out = cli("history", "--json")
+    assert out.returncode == 0, out.stderr
+    rows = [json.loads(line) for line in out.stdout.decode().splitlines() if line.strip()] \
+        if not out.stdout.lstrip().startswith(b"[") else json.loads(out.stdout)
+    assert "p\\xff" in {r["project"] for r in rows}
+
+
+@pytest.mark.parametrize("cmd", DUCK_READS)
+def test_analysis_reads_say_in_one_line_where_the_bad_text_is(db, cli, cmd, tmp_path):
+    _store_with_bad_name(db, cli)
+    cmd = tuple(str(tmp_path / "out") if c == "OUT" else c for c in cmd)
+    out = cli(*cmd)
+    text = _one_line(out)
+    if out.returncode == 0:  # read correctly, with the bytes escaped
+        assert "p\\xff" in text, text
+        return
+    assert out.returncode == 1, text
+    assert text.count("\n") == 1, text
+    assert "not UTF-8" in text and "projects.name" in text and "ottolytics doctor" in text
+    assert "damaged" not in text and "aside" not in text and "--since" not in text
+
+
+def test_logs_never_trips_over_bad_text(db, cli):
+    _store_with_bad_name(db, cli)
+    conn = sqlite3.connect(db)
+    conn.execute("UPDATE tasks SET name = CAST(X'6cff' AS TEXT)")
+    conn.commit()
+    conn.close()
+    out = cli("logs", "latest")
+    text = _one_line(out)
+    assert "damaged" not in text and "codec" not in text
+
+
+def test_mcp_tools_read_bad_text_escaped(db, cli):
+    _store_with_bad_name(db, cli)
+    from ottolytics.mcp_server import HistoryTools
+    tools = HistoryTools(db)
+    got = tools.list_execution_history()
+    assert r'"p\\xff"' in json.dumps(got, ensure_ascii=False)
+
+
+def test_doctor_finds_bad_text_and_rewrites_it_escaped(db, cli):
+    _store_with_bad_name(db, cli)
+    conn = sqlite3.connect(db)
+    conn.execute("UPDATE tasks SET name = CAST(X'61fe62' AS TEXT)")
+    conn.commit()
+    conn.close()
+    out = cli("doctor")
+    text = out.stdout.decode()
+    assert out.returncode == 0, text
+    assert "not UTF-8" in text and "projects.name: 1" in text and "tasks.name: 2" in text
+    assert "rewrote 3" in text, text
+    assert q(db, "SELECT name FROM projects") == [("p\\xff",)]
+    assert {r[0] for r in q(db, "SELECT name FROM tasks")} == {"a\\xfeb"}
+    again = cli("doctor").stdout.decode()
+    assert "rewrote" not in again
+    assert cli("stats").returncode == 0
+
+
+def test_doctor_leaves_a_value_whose_escape_is_taken(db, cli):
+    _store_with_bad_name(db, cli)
+    assert cli("exec", "--project", "p\\xff", "--", "true").returncode == 0
+    out = cli("doctor")
+    text = out.stdout.decode()
+    assert out.returncode == 1, text
+    assert "projects.name" in text and "already" in text
+    assert q(db, "SELECT count(*) FROM projects WHERE CAST(name AS BLOB) = X'70ff'") == [(1,)]
+
+
+def test_the_api_cannot_store_text_that_is_not_utf8(db, tmp_path, monkeypatch):
+    """sqlite3 refuses a str that is not UTF-8 (lone surrogates, as os.fsdecode
+    makes of such bytes); the recorder degrades to its spool, the store stays clean."""
+    from ottolytics.migrations import invalid_text
+    from ottolytics.recorder import Recorder
+    monkeypatch.setenv("OTTOLYTICS_SPOOL_DIR", str(tmp_path / "spool"))
+    with Recorder(db=db).run(project="ok") as run:
+        pass
+    try:
+        with Recorder(db=db).run(project="x\udcff") as run:
+            pass
+    except Exception:
+        pass
+    conn = sqlite3.connect(db)
+    try:
+        assert invalid_text(conn) == {}
+        assert conn.execute("SELECT name FROM projects").fetchall() == [("ok",)]
+    finally:
+        conn.close()
+
+
+# -- item 6: an empty file is not a store, and reading leaves it alone --------------
+
+EMPTY_READS = [("history",), ("list",), ("info", "latest"), ("stats",), ("usage",),
+               ("doctor",), ("clean", "--dry-run"), ("export", "parquet", "OUT"),
+               ("flaky",), ("failures",)]
+
+
+@pytest.mark.parametrize("cmd", EMPTY_READS)
+def test_reads_leave_an_empty_file_alone(tmp_path, cli, cmd):
+    (tmp_path / "d").mkdir()
+    empty = tmp_path / "d" / "e.db"
+    empty.write_bytes(b"")
+    cmd = tuple(str(tmp_path / "out") if c == "OUT" else c for c in cmd)
+    out = cli("--db", empty, *cmd)
+    text = _one_line(out)
+    assert out.returncode == 1, text
+    assert text.count("\n") == 1, text
+    assert "empty" in text and "not" in text and "store" in text, text
+    assert empty.stat().st_size == 0
+    assert sorted(os.listdir(tmp_path / "d")) == ["e.db"]
+
+
+def test_an_empty_sqlite_database_is_not_made_a_store_by_reading(tmp_path, cli):
+    bare = tmp_path / "bare.db"
+    conn = sqlite3.connect(bare)
+    conn.execute("VACUUM")
+    conn.close()
+    before = bare.read_bytes()
+    out = cli("--db", bare, "history")
+    text = _one_line(out)
+    assert out.returncode == 1 and "not an ottolytics store" in text, text
+    assert bare.read_bytes() == before
+
+
+def test_recording_into_an_empty_file_makes_it_a_store(tmp_path, cli):
+    empty = tmp_path / "e.db"
+    empty.write_bytes(b"")
+    assert cli("--db", empty, "exec", "--", "true").returncode == 0
+    assert q(empty, "SELECT count(*) FROM runs") == [(1,)]
+
+
+# -- item 15: doctor's verdict on another program's database ------------------------
+
+def _otto_like_db(path):
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE runs (id INTEGER PRIMARY KEY, cwd TEXT)")
+    conn.execute("INSERT INTO runs(cwd) VALUES ('/src')")
+    conn.commit()
+    conn.close()
+
+
+def test_doctor_on_another_programs_database_says_so_once(tmp_path, cli):
+    otto = tmp_path / "otto.db"
+    _otto_like_db(otto)
+    out = cli("--db", otto, "doctor")
+    text = out.stdout.decode()
+    assert out.returncode == 1
+    assert text.count("\n") == 1, text
+    assert "not an ottolytics store" in text and "ok " not in text and "mv " not in text
+
+
+@pytest.mark.parametrize("keep", [50, 100, 4096 + 10])
+def test_doctor_on_a_truncated_foreign_database_is_coherent(tmp_path, cli, keep):
+    otto = tmp_path / "otto.db"
+    _otto_like_db(otto)
+    with open(otto, "r+b") as f:
+        f.truncate(keep)
+    out = cli("--db", otto, "doctor")
+    text = out.stdout.decode()
+    assert out.returncode == 1
+    assert text.count("\n") == 1, text
+    assert "not an ottolytics store" in text or "not recognisably" in text, text
+    assert "aside" not in text and "mv " not in text and "ok " not in text
+
+
+def test_a_read_of_a_truncated_foreign_database_never_advises_moving_it(tmp_path, cli):
+    otto = tmp_path / "otto.db"
+    _otto_like_db(otto)
+    with open(otto, "r+b") as f:
+        f.truncate(4096 + 10)
+    out = cli("--db", otto, "history")
+    text = _one_line(out)
+    assert out.returncode == 1 and text.count("\n") == 1, text
+    assert "not an ottolytics store" in text and "aside" not in text
