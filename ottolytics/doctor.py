@@ -116,28 +116,24 @@ def _busy(path):
                  "OTTOLYTICS_BUSY_TIMEOUT", str(path))
 
 
-def _text_check(path):
-    """Text that is not UTF-8, which another program wrote into the store: the
-    quick commands show it escaped, the DuckDB read path cannot read it. Found
-    here read-only; _rewrite_text repairs it."""
-    conn = connect(path, readonly=True)
-    try:
-        found = migrations.invalid_text(conn)
-    finally:
-        conn.close()
+def _text_check(found):
+    """Text that is not UTF-8 (*found* by migrations.invalid_text), which another
+    program wrote into the store: the quick commands show it escaped, the DuckDB
+    read path refuses it. _rewrite_text repairs it."""
     if not found:
         return Check("text", True, "all UTF-8", 0)
     where = ", ".join(f"{t}.{c}: {sum(v.values())}" for (t, c), v in found.items())
-    return Check("text", False, f"not UTF-8 ({where})", found)
+    return Check("text", False, f"not UTF-8 ({where})", sum(
+        sum(v.values()) for v in found.values()))
 
 
-def _rewrite_text(store, check):
+def _rewrite_text(store, check, found):
     """Rewrite each value of *check* that is not UTF-8 with its bytes escaped, as
     the quick commands show it (b'p\\xff' becomes the text 'p\\xff'). A value
     whose escaped form another row of a unique column already holds is left."""
     from .store import decode_text
     rewrote, kept = 0, []
-    for (table, column), values in check.value.items():
+    for (table, column), values in found.items():
         t, c = migrations._ident(table), migrations._ident(column)
         for raw in values:
             try:
@@ -146,6 +142,11 @@ def _rewrite_text(store, check):
                     f"AND CAST({c} AS BLOB) = ?", (decode_text(raw), raw)).rowcount)
             except sqlite3.IntegrityError:
                 kept.append(f"{table}.{column}")
+            except sqlite3.OperationalError as exc:
+                if _locked(exc):
+                    raise
+                return Check("text", False, f"{check.detail}; cannot rewrite them ({exc}): "
+                             "run doctor with write access to the store", check.value)
     where = check.detail[len("not UTF-8 "):]
     detail = f"text not UTF-8 {where}: rewrote {rewrote} values with the bytes escaped (\\xff)"
     if kept:
@@ -200,6 +201,7 @@ def diagnose(db=None, max_run_age=None):
         try:
             version = migrations.check_version(conn, path)
             result = [r[0] for r in conn.execute("PRAGMA integrity_check").fetchall()]
+            bad_text = migrations.invalid_text(conn)
         finally:
             conn.close()
     except Exception as exc:
@@ -225,19 +227,19 @@ def diagnose(db=None, max_run_age=None):
     checks.append(Check("schema", True,
                         f"v{version}" + ("" if version == current else f", migrating to v{current}"),
                         version))
-    checks.append(_text_check(path))
     wal = path + "-wal"
     wal_size = os.path.getsize(wal) if os.path.exists(wal) else 0
     checks.append(Check("wal", True, f"{wal_size} bytes", wal_size))
+    checks.append(_text_check(bad_text))
     try:
-        return _repair(path, checks, max_run_age)
+        return _repair(path, checks, max_run_age, bad_text)
     except Exception as exc:
         if _locked(exc):
             return [_busy(path)]
         raise
 
 
-def _repair(path, checks, max_run_age):
+def _repair(path, checks, max_run_age, bad_text=None):
     """The checks that write: replay the spool, close stale runs, finish a clean."""
     try:
         store = Store.open(path, create=False)
@@ -249,15 +251,15 @@ def _repair(path, checks, max_run_age):
         checks.append(Check("spool", not pending and not failed,
                             f"{len(pending)} files, {events} events waiting", events))
         return checks
-    bad_text = [i for i, c in enumerate(checks) if c.name == "text" and not c.ok]
+    text_at = [i for i, c in enumerate(checks) if c.name == "text" and not c.ok]
     try:
         files, applied, skipped = spool.replay(store)
         if files:
             checks.append(Check("replay", skipped == 0,
                                 f"replayed {applied} events from {files} spool files"
                                 + (f", skipped {skipped}" if skipped else ""), applied))
-        if bad_text:
-            checks[bad_text[0]] = _rewrite_text(store, checks[bad_text[0]])
+        if text_at and bad_text:
+            checks[text_at[0]] = _rewrite_text(store, checks[text_at[0]], bad_text)
         age = max_run_age if max_run_age is not None else liveness.DEFAULT_MAX_AGE_S
         marked = liveness.recover_stale(store, age)
         runs = [m for m in marked if m[1] is None]

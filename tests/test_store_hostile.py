@@ -219,3 +219,15 @@ def test_a_read_of_a_truncated_foreign_database_never_advises_moving_it(tmp_path
     text = _one_line(out)
     assert out.returncode == 1 and text.count("\n") == 1, text
     assert "not an ottolytics store" in text and "aside" not in text
+
+
+def test_doctor_json_reports_bad_text_it_could_not_rewrite(db, cli, make_readonly):
+    _store_with_bad_name(db, cli)
+    make_readonly(db)
+    out = cli("doctor", "--json")
+    assert "Traceback" not in out.stderr.decode(), out.stderr
+    assert out.stdout.strip(), out.stderr
+    report = json.loads(out.stdout)
+    text = [c for c in report["checks"] if c["name"] == "text"]
+    assert text and text[0]["ok"] is False and text[0]["value"] == 1
+    assert "projects.name: 1" in text[0]["detail"]
