@@ -231,3 +231,11 @@ def test_doctor_json_reports_bad_text_it_could_not_rewrite(db, cli, make_readonl
     text = [c for c in report["checks"] if c["name"] == "text"]
     assert text and text[0]["ok"] is False and text[0]["value"] == 1
     assert "projects.name: 1" in text[0]["detail"]
+
+
+def test_mcp_analysis_tools_say_where_the_bad_text_is(db, cli):
+    _store_with_bad_name(db, cli)
+    from ottolytics.migrations import NotUtf8
+    from ottolytics.mcp_server import HistoryTools
+    with pytest.raises(NotUtf8, match=r"projects\.name.*ottolytics doctor"):
+        HistoryTools(db).failure_groups()
