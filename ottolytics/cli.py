@@ -902,8 +902,9 @@ def build_parser():
     p.add_argument("-n", type=int, default=20, help="how many runs (default 20)")
     p.add_argument("--status", help="only runs (or, with TASK, task runs) with this status")
     p.add_argument("--project", help="only this project's runs")
-    p.add_argument("--since", help="only runs started since then: 7d or 12h ago, a date "
-                   "(2026-11-01) or an ISO time (2026-11-01T08:00Z); no zone means UTC")
+    p.add_argument("--since", help="only runs started since then: 7d or 12h ago (a unit is "
+                   "needed: s m h d w), unix seconds, a date (2026-11-01) or an ISO time "
+                   "(2026-11-01T08:00Z); no zone means UTC")
     json_flags(p)
     p.set_defaults(func=cmd_history)
 
@@ -940,7 +941,7 @@ def build_parser():
                        "tails, newest first. Exits 0 when some matched, 1 when none.")
     p.add_argument("pattern", metavar="PATTERN")
     p.add_argument("--project", help="only this project's runs")
-    p.add_argument("--since", help="only runs since then: 7d, 12h, an ISO date")
+    p.add_argument("--since", help="only runs since then: 7d or 12h ago, unix seconds, an ISO date or time")
     p.add_argument("--task", help="only this task")
     p.add_argument("--max", type=int, default=10_000, help="at most this many lines "
                    "(default 10000)")
@@ -950,8 +951,8 @@ def build_parser():
     p = sub.add_parser("stats", parents=[common], help="success rates and durations, "
                        "busiest tasks, a task's weekly trend")
     p.add_argument("task", nargs="?", metavar="TASK", help="also show this task's weekly trend")
-    p.add_argument("--since", default="30d", help="period: 7d or 12h ago, a date "
-                   "(2026-11-01) or an ISO time, no zone meaning UTC (default 30d; "
+    p.add_argument("--since", default="30d", help="period: 7d or 12h ago, unix "
+                   "seconds, a date (2026-11-01) or an ISO time, no zone meaning UTC (default 30d; "
                    "'' for all time)")
     p.add_argument("-n", type=int, default=10, help="how many tasks in the table (default 10)")
     json_flags(p)

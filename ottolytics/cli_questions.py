@@ -19,8 +19,8 @@ def add_parsers(sub, common, json_flags):
             p.add_argument("--task", action="append", metavar="NAME",
                            help="only this task (repeatable)")
         p.add_argument("--since", metavar="WHEN",
-                       help="only runs started since: a duration ago (7d, 12h) or a date/time "
-                            "(2026-11-01, 2026-11-01T08:00Z)")
+                       help="only runs started since: a duration ago with a unit (7d, 12h), "
+                            "unix seconds, or a date/time (2026-11-01, 2026-11-01T08:00Z)")
         p.add_argument("-n", type=int, default=20, help="how many rows (default 20; 0: all)")
         json_flags(p)
 

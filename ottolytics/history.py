@@ -20,7 +20,7 @@ import pyarrow as pa
 from . import duck
 from .migrations import RUN_STATUSES, TASK_STATUSES
 from .paths import db_path, run_dir_sql, stored_path_sql
-from .timeutil import parse_since
+from .timeutil import check_unix, parse_since
 
 # The store's columns the read path uses, with their DuckDB types.
 SOURCE_TYPES = {
@@ -74,11 +74,13 @@ def open(db=None, *, since=None, until=None, project=None, task=None, status=Non
 
 
 def to_unix(value, now=None):
-    """``"30d"`` (ago), a datetime, a pandas Timestamp, an ISO string or unix seconds."""
+    """Unix seconds (a number, or a bare number as text), ``"30d"`` (ago), a
+    datetime, a pandas Timestamp or an ISO string. Raises ValueError for inf,
+    nan, negative or absurd values (timeutil.check_unix)."""
     if value is None:
         return None
-    if isinstance(value, (int, float)):
-        return float(value)
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return check_unix(value)
     if isinstance(value, pd.Timestamp):
         value = value.to_pydatetime()
     if isinstance(value, datetime):

@@ -14,13 +14,12 @@ how much was cut. DuckDB and pandas load only when a tool that needs them
 
 import os
 import sqlite3
-import time
 
 from .formatting import iso_utc
 from .listing import count_runs, recent_runs
 from .migrations import RUN_STATUSES, StoreError
 from .paths import db_path
-from .timeutil import parse_duration
+from .timeutil import parse_since
 
 MAX_LIMIT = 200
 MAX_TEXT = 4000          # characters of a stderr tail or message in a result
@@ -49,27 +48,14 @@ def _cut(text, limit=MAX_TEXT):
 
 
 def _since(value, name="since"):
-    """'7d', '12h' (ago), an ISO date or time, or unix seconds -> unix seconds."""
+    """Unix seconds (a bare number), '7d' or '12h' (ago), an ISO date or time ->
+    unix seconds, by the one parser of --since and since= (timeutil.parse_since)."""
     if value is None or value == "":
         return None
-    text = str(value).strip()
     try:
-        return time.time() - parse_duration(text)
-    except ValueError:
-        pass
-    try:
-        return float(text)
-    except ValueError:
-        pass
-    from datetime import datetime, timezone
-    try:
-        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise Refused(f"{name}={value!r}: use a duration such as '7d' or '12h', an ISO "
-                      "date such as '2026-11-01', or unix seconds") from None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=timezone.utc)
-    return parsed.timestamp()
+        return parse_since(value)
+    except ValueError as exc:
+        raise Refused(f"{name}={value!r}: {exc}") from None
 
 
 def _bounded(value, name, low, high):
@@ -324,7 +310,9 @@ def build_server(db=None):
             raise ToolError(str(exc)) from None
 
     Since = Annotated[str | None, Field(description="only runs started since then: '7d', "
-                                                    "'12h', an ISO date, or unix seconds")]
+                                                    "'12h' (ago; a unit is needed), an ISO "
+                                                    "date or time, or unix seconds such as "
+                                                    "'1795000000'")]
 
     @server.tool(description="Runs, newest first, paged: run id, project, status, start, "
                  "end, duration and task counts. Use next_offset for the next page.")
@@ -364,8 +352,8 @@ def build_server(db=None):
                  "attempts, successes, failures, success rate, p50 and p95 duration, and "
                  "its flip rate and flaky score over its last 20 runs.")
     def task_stats(task: str,
-                   since: Annotated[str, Field(description="'30d', '12h', an ISO date, or "
-                                                           "unix seconds")] = "30d",
+                   since: Annotated[str, Field(description="'30d', '12h' (ago), an ISO date, "
+                                                           "or unix seconds")] = "30d",
                    project: Annotated[str | None, Field(description="only this project")]
                    = None) -> dict:
         return call(tools.task_stats, task, since, project)

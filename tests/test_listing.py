@@ -94,3 +94,23 @@ def test_history_since_takes_durations_dates_and_times(db, cli):
     bad = cli("history", "--since", "soon")
     assert bad.returncode == 2 and bad.stderr.decode().count("\n") == 1
     assert b"--since" in bad.stderr
+
+
+def test_since_bare_number_is_unix_seconds_and_nonsense_exits_2(db, cli):
+    record(db)
+
+    def ids(*argv):
+        proc = cli(*argv, "--json")
+        assert proc.returncode == 0, proc.stderr
+        doc = json.loads(proc.stdout)
+        return [r["run_id"] for r in (doc["runs"] if isinstance(doc, dict) else doc)]
+    cut = int(T0 + 30 * 3600 - 1)
+    assert ids("history", "-n", "100", "--since", str(cut)) == \
+        [f"run{i:03d}" for i in range(39, 29, -1)]
+    for argv in (["history"], ["history", "test"], ["flaky"], ["failures"],
+                 ["grep", "x"], ["stats"]):
+        for bad in ("nan", "inf", "-inf", "-5", "1e300d"):
+            proc = cli(*argv, f"--since={bad}")
+            err = proc.stderr.decode()
+            assert proc.returncode == 2 and err.count("\n") == 1, (argv, bad, err)
+            assert "--since" in err and "SELECT" not in err and "Traceback" not in err

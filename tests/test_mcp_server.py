@@ -182,3 +182,21 @@ def test_read_only_and_no_heavy_imports_at_start(known):
     HistoryTools(known).task_stats("test", since="")
     assert (os.stat(known).st_mtime_ns, os.path.getsize(known)) == before
     assert not os.path.exists(str(known) + "-wal") or os.path.getsize(str(known) + "-wal") == 0
+
+
+def test_since_bare_number_is_unix_seconds_and_nonsense_is_refused(known):
+    from known_history import T0
+    from ottolytics.mcp_server import HistoryTools, Refused
+    t = HistoryTools(known)
+    cut = int(T0 + 30 * 3600 - 1)
+    doc = t.list_execution_history(limit=100, since=str(cut))
+    assert doc["total"] == 10 and doc["runs"][0]["run_id"] == "run039"
+    assert t.list_execution_history(limit=100, since="2000000000")["total"] == 0
+    for bad in ("inf", "-inf", "nan", "-5", "1e300d"):
+        for call in (lambda: t.list_execution_history(since=bad),
+                     lambda: t.task_stats("test", since=bad),
+                     lambda: t.failure_groups(since=bad)):
+            with pytest.raises(Refused) as exc:
+                call()
+            msg = str(exc.value)
+            assert "since=" in msg and "SELECT" not in msg and ">=" not in msg, msg
