@@ -122,6 +122,29 @@ def duration_trend(h, task, freq="D", project=None):
     return one.query(sql)
 
 
+MAX_WINDOW = 100_000  # runs of one task looked back on by flaky
+
+
+def _check_window(window, high):
+    """ValueError unless *window* is a whole number of runs from 2 to *high*."""
+    ok = (isinstance(window, (int, float)) and not isinstance(window, bool)
+          and math.isfinite(window) and window == int(window))
+    if not ok or not 2 <= window <= high:
+        raise ValueError(f"window={window!r}: must be a whole number of runs from 2 to {high}")
+
+
+def _check_ratio(min_ratio):
+    """ValueError unless *min_ratio* is a finite number of at least 1."""
+    try:
+        ok = not isinstance(min_ratio, bool) and math.isfinite(float(min_ratio)) \
+            and float(min_ratio) >= 1
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise ValueError(f"min_ratio={min_ratio!r}: must be a number of at least 1 (1.25 = "
+                         "the median changed by a quarter either way)")
+
+
 def flaky(h, window=20):
     """Tasks ranked by how flaky they are over their last *window* runs.
 
@@ -131,8 +154,7 @@ def flaky(h, window=20):
     * score: the mean of flip_rate, retry_passes / runs and mixed_hashes / hashes.
     Tasks that never failed in the window are left out.
     """
-    if window < 2:
-        raise ValueError("window must be at least 2 runs")
+    _check_window(window, MAX_WINDOW)
     return h.query(lambda a: flaky_sql(f"({h.facts_sql(a, need=['project', 'run_id', 'run_started_at'])})",
                                        window))
 
@@ -305,8 +327,12 @@ def regressions(h, task=None, window=12, min_ratio=1.25, max_p=1e-4, max_points=
     durations before it are compared with the *window* from it on, using a
     Mann-Whitney U test (robust to outliers and skew). A point is a change when
     p < *max_p* and the medians differ by at least *min_ratio* either way; of
-    overlapping candidates the one with the largest |z| is kept.
+    overlapping candidates the one with the largest |z| is kept. *window* is a
+    whole number from 2 to max_points // 2 and *min_ratio* at least 1, else
+    ValueError.
     """
+    _check_window(window, max(2, int(max_points) // 2))
+    _check_ratio(min_ratio)
     src = h.with_filters(task=[task] if isinstance(task, str) else task) if task else h
     data = src.query(lambda a: f"""
         SELECT project, task, run_id, started_at, duration_s FROM (

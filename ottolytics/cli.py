@@ -127,6 +127,16 @@ def _fail(message, code=1):
     return code
 
 
+MAX_COUNT = 10**9  # rows a count option may ask for; more is a typo, not a store
+
+
+def _bad_count(flag, value, low=0):
+    """Exit 2 with one line unless *value* is a whole number from *low* to MAX_COUNT."""
+    if low <= value <= MAX_COUNT:
+        return None
+    return _fail(f"{flag} {value}: must be a whole number from {low} to {MAX_COUNT:,}", 2)
+
+
 def _store_failed(exc, args):
     """One line for an sqlite3 error met reading the store (locked, unreadable...)."""
     from .migrations import explain
@@ -276,9 +286,7 @@ def cmd_history(args):
     from .migrations import StoreError
     from .terminal import human_bytes, print_table
     from .timeutil import parse_since
-    if args.n < 0:
-        return _fail(f"-n {args.n}: must be 0 or more", 2)
-    bad = _check_status(args.status, args.task)
+    bad = _bad_count("-n", args.n) or _check_status(args.status, args.task)
     if bad is not None:
         return bad
     try:
@@ -341,8 +349,8 @@ def cmd_list(args):
     from .listing import recent_runs
     from .migrations import StoreError
     from .terminal import human_bytes, print_table
-    if args.limit < 0:
-        return _fail(f"--limit {args.limit}: must be 0 or more", 2)
+    if _bad_count("--limit", args.limit):
+        return 2
     try:
         runs = recent_runs(args.db, limit=args.limit, project=args.project)
         if args.project and not runs:
@@ -424,6 +432,8 @@ def cmd_logs(args):
 
 def cmd_grep(args):
     from .logcmd import grep
+    if _bad_count("--max", args.max, 1):
+        return 2
     return grep(args.db, args.pattern, project=args.project, since=args.since, task=args.task,
                 max_matches=args.max, as_json=args.json, jsonl=args.jsonl)
 
@@ -435,8 +445,8 @@ def cmd_stats(args):
     from .stats import stats
     from .terminal import print_table
     from .timeutil import parse_since
-    if args.n < 0:
-        return _fail(f"-n {args.n}: must be 0 or more", 2)
+    if _bad_count("-n", args.n):
+        return 2
     try:
         since = parse_since(args.since) if args.since else None
     except ValueError as exc:

@@ -7,7 +7,8 @@ on a history narrowed by the same filters, printed as a table or, with
 
 import argparse
 
-from .cli import _fail, _frame_records, _open_history, _print_records, _unknown_project
+from .cli import (_bad_count, _fail, _frame_records, _open_history, _print_records,
+                  _unknown_project)
 
 
 def add_parsers(sub, common, json_flags):
@@ -62,8 +63,8 @@ def _history(args):
 def _run(args, call, render):
     """Open, ask, print: every error is one line (exit 1; 2 for a bad argument)."""
     from .migrations import StoreError
-    if args.n < 0:
-        return _fail(f"-n {args.n}: must be 0 or more", 2)
+    if _bad_count("-n", args.n):
+        return 2
     try:
         h = _history(args)
         for name in args.project or ():

@@ -78,3 +78,40 @@ def test_failure_messages_are_cut_at_a_word():
     cut = _cut(text, 40)
     assert len(cut) <= 40 and cut.endswith("…") and text.startswith(cut[:-1])
     assert cut[:-1] == cut[:-1].rstrip() and text[len(cut) - 1] == " "
+
+
+HUGE = "100000000000000000000"
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["flaky", "--window", "1000000"], "window"),
+    (["flaky", "--window", "0"], "window"),
+    (["regressions", "--window", "0"], "window"),
+    (["regressions", "--window", "1"], "window"),
+    (["regressions", "--window", HUGE], "window"),
+    (["regressions", "--min-ratio=-1"], "min_ratio"),
+    (["regressions", "--min-ratio", "nan"], "min_ratio"),
+    (["regressions", "--min-ratio", "inf"], "min_ratio"),
+    (["regressions", "--min-ratio", "0"], "min_ratio"),
+    (["failures", "-n", HUGE], "-n"),
+    (["flaky", "-n", HUGE], "-n"),
+    (["stats", "-n", HUGE], "-n"),
+    (["grep", "x", "--max", HUGE], "--max"),
+])
+def test_bad_numbers_exit_2_with_one_line(capsys, store, argv, needle):
+    code, out, err = run(capsys, store, *argv)
+    assert code == 2 and len(err.splitlines()) == 1 and needle in err, err
+    assert "Error:" not in err and "LINE" not in err and out == ""
+
+
+def test_library_refuses_the_same_numbers(store):
+    h = ottolytics.open(store)
+    for kwargs in ({"window": 0}, {"window": 1}, {"min_ratio": -1}, {"min_ratio": float("nan")},
+                   {"min_ratio": 0}, {"window": 10**20}):
+        with pytest.raises(ValueError) as exc:
+            h.regressions(**kwargs)
+        assert ("window" in str(exc.value)) == ("window" in kwargs)
+    for window in (0, 1, 1_000_000, 10**20):
+        with pytest.raises(ValueError, match="window"):
+            h.flaky(window=window)
+    assert len(h.flaky(window=100_000)) == 1

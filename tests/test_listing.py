@@ -114,3 +114,16 @@ def test_since_bare_number_is_unix_seconds_and_nonsense_exits_2(db, cli):
             err = proc.stderr.decode()
             assert proc.returncode == 2 and err.count("\n") == 1, (argv, bad, err)
             assert "--since" in err and "SELECT" not in err and "Traceback" not in err
+
+
+def test_huge_counts_exit_2_with_one_line(db, cli):
+    record(db)
+    for argv in (["history", "-n", "100000000000000000000"], ["list", "--limit",
+                 "100000000000000000000"], ["history", "test", "-n", "100000000000000000000"],
+                 ["history", "-n=100000000000000000000"]):
+        proc = cli(*argv)
+        err = proc.stderr.decode()
+        assert proc.returncode == 2 and err.count("\n") == 1, (argv, err)
+        assert "Traceback" not in err and "100000000000000000000" in err
+    ok = cli("history", "-n", "1000000000", "--json")
+    assert ok.returncode == 0 and len(json.loads(ok.stdout)) == RUNS
