@@ -75,6 +75,7 @@ class Plan:
     policies: dict = field(default_factory=dict)    # project -> retention.Policy
     mode: str = "runs"                              # runs | runs+cache | cache
     forget_missing: bool = False                    # drop rows whose files are elsewhere
+    cache_recent: list = field(default_factory=list)  # orphans kept: changed within the hour
 
     @property
     def run_bytes(self):
@@ -218,7 +219,7 @@ def plan(db=None, home=None, *, keep_days=None, keep_last=None, keep_failed=None
         if path:
             doomed.add(path)
     if cache or cache_only:
-        result.cache = _orphans(scan, doomed, runs, project, now)
+        result.cache = _orphans(scan, doomed, runs, project, now, result.cache_recent)
     return result
 
 
@@ -390,7 +391,7 @@ def refusals(conn, home, leaving, forget_missing=False, now=None):
     return refused
 
 
-def _orphans(scan, doomed, runs, project, now):
+def _orphans(scan, doomed, runs, project, now, recent=None):
     """Cache files that no run staying on disk links to. Runs the store doesn't
     know count as staying; a file changed within the last hour is left for an
     otto that may be starting a run with it."""
@@ -413,6 +414,8 @@ def _orphans(scan, doomed, runs, project, now):
             except OSError:
                 continue
             if now - st.st_mtime < RECENT_S:
+                if recent is not None:  # held back; listed so the user hears why
+                    recent.append(path)
                 continue
             found.append((path, st.st_size, project or pd.name))
     return found

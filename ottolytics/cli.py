@@ -280,6 +280,30 @@ def _unknown_project(args):
                  + (f"it has {shown}" if names else "it has no projects yet"))
 
 
+def _no_runs(args, filters):
+    """The line for an empty answer: which filters matched nothing, or that the
+    store holds no runs at all. *filters* are (flag, value, active or None: set)."""
+    from .formatting import printable
+    from .listing import has_runs
+    given = [f"{flag} {value}" for flag, value, active in filters
+             if (value not in (None, "") if active is None else active)]
+    what = f"task {printable(repr(args.task))}" if getattr(args, "task", None) else None
+    from .migrations import StoreError
+    try:
+        stored = has_runs(args.db)
+    except (sqlite3.Error, StoreError, OSError):  # only the wording depends on it
+        stored = True
+    if not stored:
+        return "no runs recorded yet"
+    if what and given:
+        return printable(f"no runs of {what} match the filters ({', '.join(given)})")
+    if what:
+        return printable(f"no runs of {what}")
+    if given:
+        return printable(f"no runs match the filters ({', '.join(given)})")
+    return "no runs recorded yet"
+
+
 def cmd_history(args):
     from .formatting import duration, local_time, printable
     from .listing import recent_runs, task_history
@@ -320,8 +344,9 @@ def cmd_history(args):
             _print_records(runs, args.jsonl)
         return 0
     if not runs:
-        print(f"no runs of task {printable(repr(args.task))}" if args.task
-              else "no runs recorded yet")
+        print(_no_runs(args, [("-n", args.n, args.n == 0), ("--status", args.status, None),
+                              ("--project", args.project, None),
+                              ("--since", args.since, None)]))
         return 0
     if args.task:
         rows = [[local_time(r["started_at"]), _status_cell(r["status"]),
@@ -366,7 +391,8 @@ def cmd_list(args):
         _print_records([_iso_fields(r, "started_at", "finished_at") for r in runs], args.jsonl)
         return 0
     if not runs:
-        print("no runs recorded yet")
+        print(_no_runs(args, [("--limit", args.limit, args.limit == 0),
+                              ("--project", args.project, None)]))
         return 0
     print_table(["PROJECT", "TIMESTAMP", "TASKS", "STATUS", "SIZE"],
                 [[r["project"], local_time(r["started_at"]), r["tasks"],
@@ -432,8 +458,18 @@ def cmd_logs(args):
 
 def cmd_grep(args):
     from .logcmd import grep
+    from .migrations import StoreError
     if _bad_count("--max", args.max, 1):
         return 2
+    if args.project:
+        try:
+            unknown = _unknown_project(args)
+        except sqlite3.Error as exc:
+            return _store_failed(exc, args)
+        except (StoreError, OSError) as exc:
+            return _fail(str(exc))
+        if unknown is not None:
+            return unknown
     return grep(args.db, args.pattern, project=args.project, since=args.since, task=args.task,
                 max_matches=args.max, as_json=args.json, jsonl=args.jsonl)
 
@@ -625,7 +661,11 @@ def cmd_clean(args):
         _print_plan(p)
     if not p.runs and not p.cache:
         if not args.json:
-            print("nothing to delete")
+            held = len(p.cache_recent)
+            print("nothing to delete" + (
+                f" ({held} orphaned cache file{'s' if held != 1 else ''} changed within the "
+                "last hour: kept, an otto may be starting a run with them; they go in a "
+                "later clean)" if held else ""))
         return 1 if finished is not None and finished.errors else 0
     if args.dry_run:
         if not args.json:

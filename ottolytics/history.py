@@ -191,6 +191,9 @@ class History:
 
     def _runs_where(self, f, with_status=True):
         clauses = self._run_where(f)
+        if f["task"]:  # runs that ran such a task
+            names = ", ".join(map(duck.sqlite_literal, f["task"]))
+            clauses.append(f"id IN (SELECT run_id FROM tasks WHERE name IN ({names}))")
         if with_status and f["status"]:
             clauses.append(self._status_clause(f))
         return clauses

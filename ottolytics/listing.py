@@ -52,6 +52,16 @@ def project_names(db=None):
         conn.close()
 
 
+def has_runs(db=None):
+    """True when the store at *db* holds any run at all (to tell "nothing
+    recorded" from "nothing matched")."""
+    conn = open_for_reading(db)
+    try:
+        return conn.execute("SELECT 1 FROM runs LIMIT 1").fetchone() is not None
+    finally:
+        conn.close()
+
+
 def spool_waiting(db=None):
     """How many spool files wait to be replayed into the store at *db*; as
     spool.pending_files counts them, without importing the replay machinery."""

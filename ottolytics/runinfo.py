@@ -100,9 +100,10 @@ def choose(ref, rows, where="the store"):
         if len(prefixed) == 1:
             raise RunNotFound(f"{ref}: too short to name a run (it matches {prefixed[0]}); "
                               f"give at least {MIN_PREFIX} characters of the id")
+        hint = ("give more of the id" if len(ref) >= MIN_PREFIX
+                else f"give more of the id (at least {MIN_PREFIX} characters)")
         raise RunNotFound(f"{ref}: ambiguous, matches {count} runs "
-                          f"({', '.join(prefixed[:_SHOWN])}{more}); give more of the id "
-                          f"(at least {MIN_PREFIX} characters)")
+                          f"({', '.join(prefixed[:_SHOWN])}{more}); {hint}")
     raise RunNotFound(f"{ref}: no such run; list runs with 'ottolytics history' "
                       "(RUN is a run id, a unique prefix of at least "
                       f"{MIN_PREFIX} characters, otto's unix timestamp, or 'latest')")

@@ -38,11 +38,19 @@ def usage(db=None, home=None, project=None, progress=None, record=True, now=None
         from .migrations import StoreError
         raise StoreError(f"{home}: no OTTO_HOME here; pass --otto-home DIR or set OTTO_HOME")
     now = time.time() if now is None else now
-    scan = disk.scan(home, progress=progress)
     store_file = db_path(db, home)
+    runs = []
+    if os.path.exists(store_file):
+        # The store first: a locked or unreadable one fails now, not after a long
+        # walk; closed during the walk, so its -shm file is not measured.
+        conn = open_for_reading(store_file)
+        try:
+            runs = clean.store_runs(conn)
+        finally:
+            conn.close()
+    scan = disk.scan(home, progress=progress)
     conn = open_for_reading(store_file) if os.path.exists(store_file) else None
     try:
-        runs = clean.store_runs(conn) if conn is not None else []
         known = {os.path.normpath(from_stored(r.run_dir, home)): r for r in runs if r.run_dir}
         projects, largest = {}, []
         for pd in scan.projects.values():

@@ -495,3 +495,17 @@ def test_a_run_whose_directory_otto_already_removed_loses_its_row(home, db):
     assert "already gone" in reasons[str(runs[0])] and "already gone" not in reasons[str(runs[1])]
     result = clean.execute(p, db)
     assert len(result.deleted) == 2 and len(_uids(db)) == 1 and not result.errors
+
+
+def test_cache_only_with_only_fresh_orphans_says_they_are_held_back(home, db, cli):
+    runs = build(home, [100, 90])
+    synced(home, db)
+    cache = runs[0].parent / ".cache"
+    for name in ("cafecafe.sh", "beefbeef.sh"):   # orphans written minutes ago
+        (cache / name).write_text("#!/bin/sh\n")
+    out = cli("clean", "--cache-only", "--dry-run")
+    text = out.stdout.decode()
+    assert out.returncode == 0, out.stderr
+    assert "nothing to delete" in text
+    assert "2 orphaned cache files" in text and "last hour" in text, text
+    assert (cache / "cafecafe.sh").exists()

@@ -115,3 +115,24 @@ def test_library_refuses_the_same_numbers(store):
         with pytest.raises(ValueError, match="window"):
             h.flaky(window=window)
     assert len(h.flaky(window=100_000)) == 1
+
+
+def test_grep_unknown_project_names_the_known_ones(capsys, store):
+    code, out, err = run(capsys, store, "grep", "Error", "--project", "nope")
+    assert code == 1 and len(err.splitlines()) == 1, err
+    assert "--project nope: no such project" in err and "web" in err
+    code, out, err = run(capsys, store, "grep", "refused", "--project", "web")
+    assert code == 0 and "connection refused" in out
+
+
+def test_runs_with_a_task_filter_are_the_runs_that_ran_it(db):
+    from ottolytics.recorder import Recorder
+    record(db)
+    rec = Recorder(db)
+    with rec.run(project="web", uid="only-deploy") as run:
+        run.task("deploy").start().finish(0)
+    h = ottolytics.open(db)
+    assert list(h.with_filters(task="deploy").runs()["run_id"]) == ["only-deploy"]
+    assert len(h.with_filters(task="test").runs()) == 40
+    assert len(ottolytics.open(db, task=["deploy", "lint"]).runs()) == 41
+    assert len(h.runs()) == 41

@@ -127,3 +127,28 @@ def test_huge_counts_exit_2_with_one_line(db, cli):
         assert "Traceback" not in err and "100000000000000000000" in err
     ok = cli("history", "-n", "1000000000", "--json")
     assert ok.returncode == 0 and len(json.loads(ok.stdout)) == RUNS
+
+
+def test_no_match_on_a_store_with_runs_says_the_filters_matched_nothing(db, cli):
+    record(db)
+    for argv, shows in ((["history", "-n", "0"], "-n 0"),
+                        (["history", "--since", "7d"], "--since 7d"),
+                        (["history", "--project", "web", "--status", "interrupted"],
+                         "--status interrupted"),
+                        (["list", "--limit", "0"], "--limit 0")):
+        proc = cli(*argv)
+        out = proc.stdout.decode()
+        assert proc.returncode == 0 and "no runs recorded yet" not in out, (argv, out)
+        assert "no runs match" in out and shows in out, (argv, out)
+
+
+def test_no_runs_recorded_yet_only_when_the_store_has_none(db, cli, tmp_path):
+    import sqlite3
+    record(db, indexes=range(1))
+    conn = sqlite3.connect(db)
+    conn.execute("DELETE FROM tasks")
+    conn.execute("DELETE FROM runs")
+    conn.commit()
+    conn.close()
+    proc = cli("history", "--since", "7d")
+    assert proc.returncode == 0 and proc.stdout.decode().strip() == "no runs recorded yet"

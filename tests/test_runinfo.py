@@ -88,3 +88,15 @@ def test_paths_resolve_against_the_store_directory_not_the_environment(home, db,
     info = run_info(db, "latest")
     assert info["run_dir"] == str(runs[0])
     assert info["tasks"][0]["stdout_path"].startswith(str(runs[0]))
+
+
+def test_an_ambiguous_prefix_long_enough_asks_for_more_not_for_4_characters(db):
+    record(db)
+    with pytest.raises(RunNotFound) as exc:
+        run_info(db, "run0")            # 4 characters, ten runs
+    msg = str(exc.value)
+    assert "ambiguous" in msg and "give more of the id" in msg
+    assert "at least 4" not in msg
+    with pytest.raises(RunNotFound) as exc:
+        run_info(db, "ru")              # too short, and ambiguous
+    assert "at least 4 characters" in str(exc.value)

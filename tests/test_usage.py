@@ -92,3 +92,33 @@ def test_bad_home_and_project_are_one_line_errors(home, tmp_path, cli):
     build(home, [3])
     nope = cli("usage", "--project", "nope")
     assert nope.returncode == 1 and b"--project nope: no such project" in nope.stderr
+
+
+def test_a_locked_store_is_reported_before_otto_home_is_walked(home, db, monkeypatch):
+    import subprocess
+    import sys
+    import pytest
+    from ottolytics import disk
+    from conftest import run_cli
+    assert run_cli("exec", "--", "true").returncode == 0
+    code = (
+        "import sqlite3, time\n"
+        f"c = sqlite3.connect({str(db)!r}, isolation_level=None)\n"
+        "c.execute('PRAGMA locking_mode=EXCLUSIVE')\n"
+        "c.execute('BEGIN EXCLUSIVE'); c.execute('UPDATE runs SET status = status')\n"
+        "c.execute('COMMIT')\n"
+        "print('held', flush=True); time.sleep(60)\n")
+    holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE)
+    walked = []
+    real_scan = disk.scan
+    monkeypatch.setattr(disk, "scan", lambda *a, **k: walked.append(a) or real_scan(*a, **k))
+    monkeypatch.setenv("OTTOLYTICS_BUSY_TIMEOUT", "0.5")
+    try:
+        assert holder.stdout.readline() == b"held\n"
+        with pytest.raises(Exception) as exc:
+            usage(db, home)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert "locked" in str(exc.value)
+    assert walked == []
