@@ -277,10 +277,32 @@ def failures(h, since=None):
     return df[cols].reset_index(drop=True)
 
 
+def _no_tail_message(code, sig):
+    if _present(sig):
+        return f"killed by signal {int(sig)}, no stderr kept"
+    if _present(code):
+        return f"exit code {int(code)}, no stderr kept"
+    return "failed, no stderr kept"
+
+
+def _present(value):
+    return value is not None and not pd.isna(value)
+
+
 def failure_groups(h, since=None):
-    """Each distinct failure (by signature): how often, which tasks, first and last seen."""
+    """Each distinct failure (by signature): how often, which tasks, first and last
+    seen. Failures that kept no stderr are grouped by task and exit code (or
+    signal), with a message such as ``exit code 3, no stderr kept``."""
     df = failures(h, since)
-    df = df[df["signature"].notna()]
+    bare = df["signature"].isna()
+    if bare.any():
+        df = df.copy()
+        msgs = [_no_tail_message(c, s) for c, s in
+                zip(df.loc[bare, "exit_code"], df.loc[bare, "signal"])]
+        df.loc[bare, "message"] = msgs
+        df.loc[bare, "signature"] = [  # not normalized: exit 3 and exit 4 differ
+            hashlib.sha1(f"no stderr\0{t}\0{m}".encode()).hexdigest()[:12]
+            for t, m in zip(df.loc[bare, "task"], msgs)]
     if df.empty:
         return pd.DataFrame(columns=["signature", "count", "tasks", "projects", "first_seen",
                                      "last_seen", "message", "last_run_id", "exit_codes"])

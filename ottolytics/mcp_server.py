@@ -245,7 +245,7 @@ class HistoryTools:
                "skips": int(stats["skips"]), "interrupted": int(stats["interrupted"]),
                "success_rate": float(stats["successes"]) / done if done else None,
                "p50_duration_s": _num(stats["p50_s"]), "p95_duration_s": _num(stats["p95_s"]),
-               "last_run": None if stats["last_run"] is None else stats["last_run"].isoformat(),
+               "last_run": _time(stats["last_run"]),
                "flip_rate": _num(row["flip_rate"]) if row is not None else None,
                "retry_passes": int(row["retry_passes"]) if row is not None else 0,
                "flaky_score": _num(row["score"]) if row is not None else None}
@@ -259,13 +259,23 @@ class HistoryTools:
         groups = h.failure_groups()
         page = groups.iloc[offset:offset + limit]
         items = [{"signature": r.signature, "count": int(r.count), "tasks": r.tasks,
-                  "projects": r.projects, "first_seen": r.first_seen.isoformat(),
-                  "last_seen": r.last_seen.isoformat(), "last_run_id": r.last_run_id,
-                  "exit_codes": str(r.exit_codes), "message": _cut(r.message, 1500)}
+                  "projects": r.projects, "first_seen": _time(r.first_seen),
+                  "last_seen": _time(r.last_seen), "last_run_id": r.last_run_id,
+                  "exit_codes": [int(c) for c in str(r.exit_codes).split(",") if c.strip()],
+                  "message": _cut(r.message, 1500)}
                  for r in page.itertuples()]
         more = offset + len(items) < len(groups)
         return {"since": since, "total": len(groups), "offset": offset, "limit": limit,
                 "groups": items, "next_offset": offset + len(items) if more else None}
+
+
+def _time(value):
+    """A timestamp from a frame as the one JSON time format (formatting.iso_utc,
+    ``…Z``); None for a missing one."""
+    import pandas as pd
+    if value is None or pd.isna(value):
+        return None
+    return iso_utc(pd.Timestamp(value).to_pydatetime())
 
 
 def _num(value):

@@ -139,3 +139,34 @@ def test_failure_message_is_the_line_that_names_the_error():
     assert _message("collecting...\nError: refused\n\n") == "Error: refused"
     assert _message("step 1\nstep 2\n") == "step 2"   # nothing reads like an error
     assert _message("") == ""
+
+
+def _tailless(db):
+    """Failures that kept no stderr: three of deploy with exit 3, one killed by
+    signal 9, and two of lint, exit 3 and exit 4."""
+    from ottolytics.recorder import Recorder
+    rec = Recorder(db)
+    t0 = 1_790_500_000.0
+    for i, (task, code, sig) in enumerate([("deploy", 3, None), ("deploy", 3, None),
+                                           ("deploy", None, 9), ("deploy", 3, None),
+                                           ("lint", 3, None), ("lint", 4, None)]):
+        run = rec.run(project="web", uid=f"bare{i}")
+        run.start(at=t0 + i * 60)
+        t = run.task(task).start(at=t0 + i * 60)
+        if sig is None:
+            t.finish(code, at=t0 + i * 60 + 5)
+        else:
+            t.finish(None, signal=sig, at=t0 + i * 60 + 5)
+        run.finish(at=t0 + i * 60 + 6)
+
+
+def test_failures_without_a_stderr_tail_are_grouped_by_task_and_exit(db):
+    _tailless(db)
+    h = ottolytics.open(db)
+    assert len(h.failures()) == 6
+    by_task = {(r.tasks, r.message): r.count for r in h.failure_groups().itertuples()}
+    assert by_task == {("deploy", "exit code 3, no stderr kept"): 3,
+                       ("deploy", "killed by signal 9, no stderr kept"): 1,
+                       ("lint", "exit code 3, no stderr kept"): 1,
+                       ("lint", "exit code 4, no stderr kept"): 1}
+    assert h.failure_groups()["signature"].str.fullmatch("[0-9a-f]{12}").all()

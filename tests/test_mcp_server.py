@@ -200,3 +200,36 @@ def test_since_bare_number_is_unix_seconds_and_nonsense_is_refused(known):
                 call()
             msg = str(exc.value)
             assert "since=" in msg and "SELECT" not in msg and ">=" not in msg, msg
+
+
+def test_times_are_iso_z_and_exit_codes_ints_in_every_tool(known):
+    import re
+    from ottolytics.mcp_server import HistoryTools
+    iso = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z")
+    t = HistoryTools(known)
+    stats = t.task_stats("test", since="")
+    assert iso.fullmatch(stats["last_run"]), stats["last_run"]
+    groups = t.failure_groups(since="")["groups"]
+    assert groups
+    for g in groups:
+        assert iso.fullmatch(g["first_seen"]) and iso.fullmatch(g["last_seen"]), g
+        assert isinstance(g["exit_codes"], list) and g["exit_codes"]
+        assert all(type(c) is int for c in g["exit_codes"])
+    assert sorted(c for g in groups for c in g["exit_codes"]) == [1, 2]
+    run = t.get_run("run007")
+    assert iso.fullmatch(run["started_at"]) and iso.fullmatch(run["finished_at"])
+    assert all(iso.fullmatch(x["started_at"]) for x in run["tasks"])
+    page = t.list_execution_history(limit=2)["runs"]
+    assert all(iso.fullmatch(x["started_at"]) for x in page)
+    json.dumps([stats, groups, run, page])  # all plain JSON
+
+
+def test_failure_groups_include_failures_without_stderr(known):
+    from ottolytics.mcp_server import HistoryTools
+    from ottolytics.recorder import Recorder
+    with Recorder(known).run(project="web", uid="quiet") as run:
+        run.task("deploy").start().finish(4)
+    groups = HistoryTools(known).failure_groups(since="")["groups"]
+    quiet = [g for g in groups if g["tasks"] == "deploy"]
+    assert len(quiet) == 1 and quiet[0]["message"] == "exit code 4, no stderr kept"
+    assert quiet[0]["exit_codes"] == [4] and quiet[0]["last_run_id"] == "quiet"
