@@ -25,6 +25,15 @@ RATE_CMAP = "cividis"
 UNITS = ((2 ** 40, "TiB"), (2 ** 30, "GiB"), (2 ** 20, "MiB"), (2 ** 10, "KiB"), (1, "B"))
 
 
+def _label(value):
+    """Text from the store made safe for a plot: control characters escaped
+    (formatting.printable: ESC or NUL would render as boxes) and every ``$``
+    escaped, so a name is never parsed as mathtext (``$\\bad{$`` would raise
+    at savefig)."""
+    from .formatting import printable
+    return printable(str(value)).replace("$", "\\$")
+
+
 def _figure(width=9, height=4.5):
     # Figure() directly, not pyplot: no global state, nothing for show() to pick up.
     fig = Figure(figsize=(width, height), layout="constrained")
@@ -65,9 +74,9 @@ def duration_trend(h, task, freq="D", project=None):
                          f"({', '.join(map(str, projects))}); pass project=NAME to plot one")
     name = projects[0] if projects else project
     fig, ax = _figure()
-    where = f" in {name}" if name else ""
+    where = f" in {_label(name)}" if name else ""
     if df.empty:
-        ax.text(0.5, 0.5, f"no successful runs of {task}{where}", ha="center",
+        ax.text(0.5, 0.5, f"no successful runs of {_label(task)}{where}", ha="center",
                 transform=ax.transAxes)
     else:
         x = df["period"].dt.tz_convert(None)
@@ -86,7 +95,7 @@ def duration_trend(h, task, freq="D", project=None):
         _dates(ax)
         if len(changes):
             where += f": {len(changes)} change point{'s' if len(changes) > 1 else ''}"
-    ax.set_title(f"Duration of {task}{where}")
+    ax.set_title(f"Duration of {_label(task)}{where}")
     ax.set_ylabel("duration (s)")
     ax.set_xlabel("date (UTC)")
     ax.set_ylim(bottom=0)
@@ -128,7 +137,7 @@ def success_heatmap(h, freq="W", by="task", limit=30):
                 # cividis is dark at 0 and light at 1: light text on the dark half.
                 ax.text(j, i, f"{v * 100:.0f}", ha="center", va="center", fontsize=size,
                         color="white" if v < 0.6 else "black")
-    ax.set_yticks(range(len(table.index)), [str(i) for i in table.index])
+    ax.set_yticks(range(len(table.index)), [_label(i) for i in table.index])
     labels = [p.strftime("%Y-%m-%d") for p in table.columns]
     step = max(1, len(labels) // 12)
     ax.set_xticks(range(0, len(labels), step), labels[::step], rotation=45, ha="right")
@@ -167,7 +176,8 @@ def gantt(h, run):
     tasks = one.tasks()
     fig, ax = _figure(11, max(3, 0.4 * len(tasks) + 1.5))
     if tasks.empty:
-        ax.text(0.5, 0.5, f"run {run} has no tasks", ha="center", transform=ax.transAxes)
+        ax.text(0.5, 0.5, f"run {_label(run)} has no tasks", ha="center",
+                transform=ax.transAxes)
         return fig
     _last, deps = _run_tasks(h, run)
     order = {name: i for i, name in enumerate(_dependency_order(tasks, deps))}
@@ -191,11 +201,11 @@ def gantt(h, run):
         ax.barh(i, max(length, 0.001), left=begin, color=color,
                 edgecolor="black" if critical else "none", linewidth=2 if critical else 0)
     ax.set_yticks(range(len(tasks)),
-                  [f"{t.task}" + (f" #{t.attempt}" if t.attempt > 1 else "") for t in
+                  [_label(t.task) + (f" #{t.attempt}" if t.attempt > 1 else "") for t in
                    tasks.itertuples()])
     ax.invert_yaxis()
     ax.set_xlabel("seconds since the run started")
-    ax.set_title(f"Run {run} (critical path outlined)")
+    ax.set_title(f"Run {_label(run)} (critical path outlined)")
     statuses = set(tasks["status"].astype(str))
     handles = [matplotlib.patches.Patch(color=c, label=s) for s, c in STATUS_COLORS.items()
                if s in statuses and s != "skipped"]
@@ -239,7 +249,7 @@ def disk_usage(h, freq="D"):
     else:
         divisor, unit = byte_unit(table.sum(axis=1).max())
         x = table.index.tz_convert(None)
-        ax.stackplot(x, (table / divisor).to_numpy().T, labels=[str(c) for c in table.columns],
+        ax.stackplot(x, (table / divisor).to_numpy().T, labels=[_label(c) for c in table.columns],
                      alpha=0.8)
         _legend_outside(ax)
         _dates(ax)

@@ -162,3 +162,49 @@ def test_gantt_takes_latest_and_prefixes(h):
         plots.gantt(h, "run03")
     with pytest.raises(RunNotFound):
         plots.gantt(h, "nope-nope")
+
+
+HOSTILE_TASK = "test:$FOO$ and $\\bad{$ \x1b[2J"
+HOSTILE_PROJECT = "p$x$\x07"
+HOSTILE_RUN = "r$1$\x1b"
+
+
+def _hostile(db):
+    rec = Recorder(db)
+    for i in range(3):
+        t = T0 + i * 86400
+        run = rec.run(project=HOSTILE_PROJECT, uid=HOSTILE_RUN if i == 2 else f"h{i}")
+        run.start(at=t)
+        run.task("lint").start(at=t).finish(0, at=t + 1)
+        run.task(HOSTILE_TASK, deps=["lint"]).start(at=t + 1).finish(i % 2, at=t + 3)
+        run.finish(at=t + 4, size_bytes=1000 + i)
+    rec.close()
+    return db
+
+
+def _all_text(fig):
+    ax = fig.axes[0]
+    texts = [ax.get_title(), ax.get_xlabel(), ax.get_ylabel()]
+    texts += [t.get_text() for t in ax.get_yticklabels() + ax.get_xticklabels() + ax.texts]
+    legend = ax.get_legend()
+    if legend is not None:
+        texts += [t.get_text() for t in legend.get_texts()]
+    return texts
+
+
+@pytest.mark.parametrize("make", [
+    lambda h: plots.gantt(h, HOSTILE_RUN),
+    lambda h: plots.duration_trend(h, HOSTILE_TASK),
+    lambda h: plots.duration_trend(h, "nothing$here$\x1b"),
+    lambda h: plots.success_heatmap(h),
+    lambda h: plots.disk_usage(h),
+])
+def test_names_with_dollars_and_control_characters_render(db, tmp_path, make):
+    h = ottolytics.open(_hostile(db))
+    fig = make(h)
+    out = tmp_path / "plot.png"
+    fig.savefig(out)                      # mathtext used to raise here on '$\bad{'
+    assert out.read_bytes()[:4] == b"\x89PNG"
+    texts = _all_text(fig)
+    assert all(ch not in t for t in texts for ch in "\x1b\x00\x07"), texts
+    assert any("\\x1b" in t or "\\x07" in t for t in texts), texts
