@@ -595,6 +595,65 @@ def _pool():
     return ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 2) * 2))
 
 
+def _probe_job(job):
+    """(True, None) when the file job can be opened now, else (False, refusal or
+    None for a missing file); the file is closed again (it is streamed later)."""
+    from .paths import LogRefused, open_task_log
+    try:
+        _path, f = open_task_log(*job[4])
+    except LogRefused as exc:
+        return False, str(exc)
+    except OSError:
+        return False, None
+    f.close()
+    return True, None
+
+
+def stream_file_lines(f, chunk=1 << 20):
+    """The lines of the open binary log *f*, as ``splitlines()`` of the whole
+    decoded text would give them, reading at most *chunk* bytes at a time (a
+    line longer than that comes in pieces), so memory stays bounded."""
+    import codecs
+    decoder = codecs.getincrementaldecoder("utf-8")("replace")
+    with f:
+        while True:
+            raw = f.readline(chunk)
+            text = decoder.decode(raw, final=not raw)
+            if text:
+                yield from text.splitlines()
+            if not raw:
+                return
+
+
+def iter_run_logs(h, run, task=None):
+    """run_logs without holding the output in memory: (run id, an iterator of
+    (task, attempt, stream, seq, at, text, source) in run_logs' order, and the
+    list of refusals, complete once the iterator is exhausted). Log files are
+    read line by line as the iterator advances."""
+    uid, rows, refused = _log_rows(h, run, task, lazy=True)
+
+    def lines():
+        from .paths import LogRefused, open_task_log
+        for r in rows:
+            if r[9] != "file":
+                yield (r[1], r[2], r[8], r[5], r[6], r[7], r[9])
+                continue
+            job = r[7]
+            try:
+                _path, f = open_task_log(*job[4])
+            except LogRefused as exc:
+                refused.append(str(exc))
+                continue
+            except OSError:
+                continue
+            try:
+                for number, text in enumerate(stream_file_lines(f), 1):
+                    yield (r[1], r[2], r[8], number, pd.NaT, text, "file")
+            except OSError as exc:
+                refused.append(f"{job[3]}: not read: {exc.strerror or exc}")
+    return uid, lines(), refused
+
+
 def run_logs(h, run, task=None):
     """A run's output, task by task. For each task attempt and stream: the lines of
     its log file when the read rule (paths.open_log) allows it; else its stored
@@ -602,19 +661,38 @@ def run_logs(h, run, task=None):
     of its stored stderr tail. Fragments that belong to no task come first.
     ``source`` says which ("file", "fragments", "stderr tail"). Files the rule
     refuses are listed in ``df.attrs["refused"]`` and in a LogWarning."""
+    uid, rows, refused = _log_rows(h, run, task)
+    df = pd.DataFrame([(r[1], r[2], r[8], r[5], r[6], r[7], r[9]) for r in rows],
+                      columns=LOG_COLUMNS)
+    df["attempt"] = df["attempt"].astype("Int64")
+    df["seq"] = df["seq"].astype("int64")
+    df["at"] = pd.to_datetime(df["at"], utc=True)
+    df.attrs["refused"] = refused
+    _warn(refused)
+    return df
+
+
+def _log_rows(h, run, task=None, lazy=False):
+    """(run id, sorted rows, refusals) for run_logs; with *lazy*, each readable
+    log file is one row whose text is its file job (streamed by iter_run_logs)."""
     uid = h.resolve(run)
     one = h.with_filters(run=[uid], task=[task] if task else None, since=None, until=None,
                          status=None)
     rows, refused, done = [], [], set()
     jobs = _file_jobs(one, one.filters)
     with _pool() as pool:
-        for job, (lines, problem) in zip(jobs, pool.map(_open_job, jobs)):
+        for job, (lines, problem) in zip(jobs, pool.map(_probe_job if lazy else _open_job,
+                                                        jobs)):
             if problem:
                 refused.append(problem)
-            if lines is None:
+            if lines is None or lines is False:
                 continue
             key, started, stream = job[0], job[1], job[2]
             done.add(key + (stream,))
+            if lazy:
+                rows.append((started, key[1], key[2], 1, stream == "stderr", 0, pd.NaT,
+                             job, stream, "file"))
+                continue
             for number, text in enumerate(lines, 1):
                 rows.append((started, key[1], key[2], 1, stream == "stderr", number, pd.NaT,
                              text, stream, "file"))
@@ -650,14 +728,7 @@ def run_logs(h, run, task=None):
     rows.sort(key=lambda r: (r[1] is not None, pd.Timestamp(r[0]).value if r[0] is not None
                              and not pd.isna(r[0]) else 0, r[1] or "", r[2] or 0, r[3],
                              r[4], r[5]))
-    df = pd.DataFrame([(r[1], r[2], r[8], r[5], r[6], r[7], r[9]) for r in rows],
-                      columns=LOG_COLUMNS)
-    df["attempt"] = df["attempt"].astype("Int64")
-    df["seq"] = df["seq"].astype("int64")
-    df["at"] = pd.to_datetime(df["at"], utc=True)
-    df.attrs["refused"] = refused
-    _warn(refused)
-    return df
+    return uid, rows, refused
 
 
 def grep(h, pattern, since=None, task=None, project=None, max_matches=10_000):

@@ -51,6 +51,17 @@ def _records(df, run_id=None):
     return records
 
 
+def _line_record(r):
+    """One line of ``logs --json``: the run_logs columns, times in the one JSON
+    time format (formatting.iso_utc)."""
+    from .formatting import iso_utc
+    import pandas as pd
+    return {"task": r.task if isinstance(r.task, str) else None, "attempt": None if _missing(r.attempt) else int(r.attempt),
+            "stream": r.stream, "seq": int(r.seq),
+            "at": None if _missing(r.at) else iso_utc(pd.Timestamp(r.at).to_pydatetime()),
+            "text": r.text, "source": r.source}
+
+
 def logs(db, run, task=None, stream=None, follow=False, as_json=False):
     """Print a run's (or one task's) output; returns the exit code."""
     from .migrations import StoreError
@@ -66,32 +77,42 @@ def logs(db, run, task=None, stream=None, follow=False, as_json=False):
         except StoreError as exc:
             _err(str(exc))
             return 1
+    from .analytics import iter_run_logs
     try:
         h = _open(db)
         uid = h.resolve(run)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            df = h.logs(uid, task)
+        # Streamed: a log file is read line by line as it is printed, never whole.
+        uid, rows, refused = iter_run_logs(h, uid, task)
+        first = next(rows, None)
         names = None
-        if task is not None and df.empty:
-            names = sorted(set(h.with_filters(run=[uid], since=None, until=None,
-                                              status=None).tasks()["task"]))
+        if task is not None and first is None:
+            names = sorted(set(h.with_filters(run=[uid], since=None, until=None, status=None,
+                                              task=None).tasks()["task"]))
     except StoreError as exc:
         _err(str(exc))
         return 1
     if names is not None and task not in names:
         _err(f"run {uid} has no task {task!r}; its tasks are {', '.join(names) or 'none'}")
         return 1
-    refused = df.attrs.get("refused", [])
+    import itertools
+    from collections import namedtuple
+    Row = namedtuple("Row", "task attempt stream seq at text source")
+    every = (Row(*r) for r in itertools.chain([first] if first is not None else [], rows))
     if stream:
-        df = df[df["stream"] == stream]
+        every = (r for r in every if r.stream == stream)
+    shown = 0
     if as_json:
-        print(json.dumps({"run_id": uid, "lines": _records(df), "refused": refused},
-                         indent=2))
+        out = sys.stdout
+        out.write(f'{{\n  "run_id": {json.dumps(uid)},\n  "lines": [')
+        for r in every:
+            out.write(("," if shown else "") + "\n    " + json.dumps(_line_record(r)))
+            shown += 1
+        out.write(("\n  ]" if shown else "]") + f',\n  "refused": {json.dumps(refused)}\n}}\n')
     else:
         tty = _is_tty(sys.stdout)
         header = None
-        for r in df.itertuples(index=False):
+        for r in every:
+            shown += 1
             if task is None:
                 here = (r.task, r.attempt, r.stream, r.source)
                 if here != header:
@@ -102,7 +123,7 @@ def logs(db, run, task=None, stream=None, follow=False, as_json=False):
                     print(f"== {escape(str(name), tty)}{attempt} {r.stream} ({r.source}) ==")
             text = r.text if r.source != "fragments" else r.text.rstrip("\n")
             print(escape(text, tty))
-        if df.empty and not refused:
+        if not shown and not refused:
             what = f"task {task!r} of run {uid}" if task else f"run {uid}"
             print(f"no output was kept for {what}" + (f" on {stream}" if stream else ""),
                   file=sys.stderr)
