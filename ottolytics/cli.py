@@ -991,7 +991,8 @@ def build_parser():
                        "tails, newest first. Exits 0 when some matched, 1 when none.")
     p.add_argument("pattern", metavar="PATTERN")
     p.add_argument("--project", help="only this project's runs")
-    p.add_argument("--since", help="only runs since then: 7d or 12h ago, unix seconds, an ISO date or time")
+    p.add_argument("--since", help="only runs since then: 7d or 12h ago, unix seconds, "
+                   "an ISO date or time")
     p.add_argument("--task", help="only this task")
     p.add_argument("--max", type=int, default=10_000, help="at most this many lines "
                    "(default 10000)")
@@ -1002,7 +1003,8 @@ def build_parser():
                        "busiest tasks, a task's weekly trend")
     p.add_argument("task", nargs="?", metavar="TASK", help="also show this task's weekly trend")
     p.add_argument("--since", default="30d", help="period: 7d or 12h ago, unix "
-                   "seconds, a date (2026-11-01) or an ISO time, no zone meaning UTC (default 30d; "
+                   "seconds, a date (2026-11-01) or an ISO time, no zone meaning "
+                   "UTC (default 30d; "
                    "'' for all time)")
     p.add_argument("-n", type=int, default=10, help="how many tasks in the table (default 10)")
     json_flags(p)

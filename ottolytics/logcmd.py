@@ -56,7 +56,8 @@ def _line_record(r):
     time format (formatting.iso_utc)."""
     from .formatting import iso_utc
     import pandas as pd
-    return {"task": r.task if isinstance(r.task, str) else None, "attempt": None if _missing(r.attempt) else int(r.attempt),
+    return {"task": r.task if isinstance(r.task, str) else None,
+            "attempt": None if _missing(r.attempt) else int(r.attempt),
             "stream": r.stream, "seq": int(r.seq),
             "at": None if _missing(r.at) else iso_utc(pd.Timestamp(r.at).to_pydatetime()),
             "text": r.text, "source": r.source}

@@ -22,7 +22,8 @@ def _big_run(home):
 
 
 def _peak_rss_mb(*argv):
-    """Run the CLI in a child, its output to /dev/null; (exit code, the child's peak RSS in MiB)."""
+    """Run the CLI in a child, output to /dev/null: (exit code, its peak RSS in MiB,
+    the end of its stderr)."""
     code = ("import resource, subprocess, sys\n"
             "p = subprocess.run([sys.executable, '-m', 'ottolytics', *sys.argv[1:]],"
             " stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)\n"
