@@ -7,20 +7,24 @@ resolved lazily so ``import ottolytics`` never pulls in pandas or DuckDB.
 
 __version__ = "0.1.0"
 
-__all__ = ["Recorder", "AsyncRecorder", "open", "History", "__version__"]
+__all__ = ["Recorder", "AsyncRecorder", "open", "History", "plots", "__version__"]
 
 
 def __getattr__(name):
     if name == "Recorder":
-        from .recorder import Recorder
+        from ottolytics.record.recorder import Recorder
 
         return Recorder
     if name in ("open", "History"):
-        from . import history
+        from ottolytics.analyze import history
 
         return getattr(history, name)
     if name == "AsyncRecorder":
-        from .async_recorder import AsyncRecorder
+        from ottolytics.record.async_recorder import AsyncRecorder
 
         return AsyncRecorder
+    if name == "plots":
+        from ottolytics.analyze import plots
+
+        return plots
     raise AttributeError(f"module 'ottolytics' has no attribute {name!r}")

@@ -181,7 +181,7 @@ def shims(work, count):
 
 def hold_exclusive(db):
     sys.path.insert(0, str(ROOT))
-    from ottolytics.store import Store
+    from ottolytics.store.connection import Store
     Store.open(db).close()
     holder = sqlite3.connect(db, isolation_level=None)
     holder.execute("PRAGMA locking_mode = EXCLUSIVE")

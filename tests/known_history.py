@@ -1,6 +1,6 @@
 """A recorded history whose answers are known, for the analysis tests."""
 
-from ottolytics.recorder import Recorder
+from ottolytics.record.recorder import Recorder
 
 T0 = 1_790_000_000.0
 RUNS = 40

@@ -4,8 +4,8 @@ import os
 import time
 from pathlib import Path
 
-from ottolytics.otto_layout import Task, make_run
-from ottolytics.sync import sync
+from ottolytics.tools.otto_layout import Task, make_run
+from ottolytics.sources.sync import sync
 
 DAY = 86400
 

@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 
 import ottolytics
-from ottolytics.analytics import normalize, signature
+from ottolytics.analyze.analytics import normalize, signature
 from known_history import REGRESSION_AT, RUNS, record
 
 
@@ -77,7 +77,7 @@ def test_regression_found_at_the_planted_run(h):
 
 def test_no_regression_in_noise(tmp_path):
     import random
-    from ottolytics.recorder import Recorder
+    from ottolytics.record.recorder import Recorder
     rng = random.Random(3)
     db = tmp_path / "noise.db"
     rec = Recorder(db)
@@ -119,8 +119,8 @@ def test_disk(db, home):
 
 
 def test_disk_usage_reports_runs_versus_cache(home, db):
-    from ottolytics.otto_layout import Task, make_run, project_dir
-    from ottolytics.sync import sync
+    from ottolytics.tools.otto_layout import Task, make_run, project_dir
+    from ottolytics.sources.sync import sync
     make_run(home, "/src/web", 1_790_000_000, [Task("a", stdout="x" * 3000), Task("b")])
     sync(db)
     usage = ottolytics.open(db).disk_usage().iloc[0]
@@ -131,7 +131,7 @@ def test_disk_usage_reports_runs_versus_cache(home, db):
 
 
 def test_failure_message_is_the_line_that_names_the_error():
-    from ottolytics.analytics import _message
+    from ottolytics.analyze.analytics import _message
     pytest_tail = ("E   redis.exceptions.TimeoutError: Timeout connecting to redis\n"
                    "FAILED tests/test_s.py::test_x[3] - TimeoutError\n"
                    "========= 1 failed, 216 passed in 43.0s =========\n")
@@ -144,7 +144,7 @@ def test_failure_message_is_the_line_that_names_the_error():
 def _tailless(db):
     """Failures that kept no stderr: three of deploy with exit 3, one killed by
     signal 9, and two of lint, exit 3 and exit 4."""
-    from ottolytics.recorder import Recorder
+    from ottolytics.record.recorder import Recorder
     rec = Recorder(db)
     t0 = 1_790_500_000.0
     for i, (task, code, sig) in enumerate([("deploy", 3, None), ("deploy", 3, None),

@@ -8,8 +8,8 @@ import time
 import pytest
 from conftest import q
 from otto_tree import DAY, build, du, synced
-from ottolytics import clean
-from ottolytics.recorder import Recorder
+from ottolytics.manage import clean
+from ottolytics.record.recorder import Recorder
 
 
 def _uids(db):
@@ -290,8 +290,8 @@ def test_a_store_row_naming_a_project_or_home_as_run_dir_is_refused(home, db, bo
 
 def _shim_run(db, home, uid, age_s, files=("tasks/t/stdout.log",)):
     """A run recorded the way the shim records it: its directory is ottolytics/runs/<uid>."""
-    from ottolytics.paths import to_stored
-    from ottolytics.shim import run_dir_for
+    from ottolytics.core.paths import to_stored
+    from ottolytics.record.shim import run_dir_for
     path = run_dir_for(uid, str(home))
     for f in files:
         os.makedirs(os.path.dirname(os.path.join(path, f)), exist_ok=True)
@@ -424,7 +424,8 @@ def test_a_kept_row_naming_a_path_inside_an_old_run_keeps_that_run(home, db):
 
 _KILLED_CLEAN = """
 import os, signal, sys
-from ottolytics import cli, store
+from ottolytics.cli import main as cli
+from ottolytics.store import connection as store
 real = store.Store.write
 def write(self, fn, *args):
     if sys._getframe(1).f_code.co_name == "execute":  # files gone, rows not yet

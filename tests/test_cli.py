@@ -36,7 +36,7 @@ def test_no_command_prints_help_and_exits_2(cli):
     ["doctor"],
 ])
 def test_write_path_and_quick_commands_import_nothing_heavy(argv, db):
-    code = ("import sys\nfrom ottolytics.cli import main\ncode = main(sys.argv[1:])\n"
+    code = ("import sys\nfrom ottolytics.cli.main import main\ncode = main(sys.argv[1:])\n"
             f"heavy = [m for m in {HEAVY!r} if m in sys.modules]\n"
             "print('HEAVY', heavy, file=sys.stderr)")
     subprocess.run([sys.executable, "-m", "ottolytics", "exec", "--", "true"], check=True)
@@ -75,7 +75,7 @@ def test_history_errors_are_one_line(tmp_path, cli):
 
 
 def test_history_on_empty_store(db, cli):
-    from ottolytics.store import Store
+    from ottolytics.store.connection import Store
     Store.open(db).close()
     out = cli("history")
     assert out.returncode == 0 and b"no runs recorded yet" in out.stdout
@@ -180,7 +180,7 @@ def test_one_timestamp_format_in_all_json_output(db, cli, tmp_path):
 
 def test_iso_utc():
     from datetime import datetime, timezone
-    from ottolytics.formatting import iso_utc
+    from ottolytics.core.formatting import iso_utc
     assert iso_utc(1790149999.0) == "2026-09-23T07:53:19Z"
     assert iso_utc(1790149999.25) == "2026-09-23T07:53:19.25Z"
     assert iso_utc(datetime(2026, 9, 23, 6, 33, 19, 123456, timezone.utc)) == \
@@ -194,7 +194,7 @@ def test_iso_utc():
     ["info", "latest"], ["info", "latest", "--json"], ["--db", "/", "history"],
 ])
 def test_quick_commands_import_only_the_standard_library(argv, db, cli):
-    code = ("import sys\nbefore = set(sys.modules)\nfrom ottolytics.cli import main\n"
+    code = ("import sys\nbefore = set(sys.modules)\nfrom ottolytics.cli.main import main\n"
             "main(sys.argv[1:])\n"
             "new = {m.split('.')[0] for m in set(sys.modules) - before}\n"
             "print('NONSTD', sorted(new - set(sys.stdlib_module_names) - {'ottolytics'}), "

@@ -5,7 +5,7 @@ import json
 import pytest
 
 import ottolytics
-from ottolytics.cli import main
+from ottolytics.cli.main import main
 from known_history import REGRESSION_AT, record
 
 
@@ -73,7 +73,7 @@ def test_filters_narrow_and_bad_arguments_are_one_line(capsys, store):
 
 
 def test_failure_messages_are_cut_at_a_word():
-    from ottolytics.cli_questions import _cut
+    from ottolytics.cli.questions import _cut
     text = "Error: connection refused to the database server at port 5432 " * 3
     cut = _cut(text, 40)
     assert len(cut) <= 40 and cut.endswith("…") and text.startswith(cut[:-1])
@@ -126,7 +126,7 @@ def test_grep_unknown_project_names_the_known_ones(capsys, store):
 
 
 def test_runs_with_a_task_filter_are_the_runs_that_ran_it(db):
-    from ottolytics.recorder import Recorder
+    from ottolytics.record.recorder import Recorder
     record(db)
     rec = Recorder(db)
     with rec.run(project="web", uid="only-deploy") as run:

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from ottolytics import spool
+from ottolytics.store import spool
 
 WRITER = """
 import sys, ottolytics

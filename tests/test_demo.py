@@ -4,7 +4,7 @@ import hashlib
 import os
 from pathlib import Path
 
-from ottolytics.demo import run_demo
+from ottolytics.tools.demo import run_demo
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -44,7 +44,7 @@ def test_demo_on_the_bundled_sample(tmp_path, capsys, monkeypatch):
 
 
 def test_shorten_cuts_at_a_word_boundary():
-    from ottolytics.formatting import shorten
+    from ottolytics.core.formatting import shorten
     assert shorten("short enough", 20) == "short enough"
     assert shorten("the quick brown fox jumps", 16) == "the quick brown…"
     assert shorten("ImportError: no module - named x", 26) == "ImportError: no module…"

@@ -4,7 +4,7 @@ install notebooks/, so outside a checkout it says where they come from."""
 import shutil
 from pathlib import Path
 
-from ottolytics.demo import _notebooks_hint, run_demo
+from ottolytics.tools.demo import _notebooks_hint, run_demo
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOK = ROOT / "notebooks" / "failure_investigation.ipynb"

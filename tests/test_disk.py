@@ -4,7 +4,7 @@ cache sizes, script references."""
 import os
 
 from otto_tree import build, du
-from ottolytics import disk
+from ottolytics.manage import disk
 
 
 def test_totals_match_du_and_runs_are_sized(home, tmp_path):

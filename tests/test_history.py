@@ -8,8 +8,9 @@ import pandas as pd
 import pytest
 
 import ottolytics
-from ottolytics import duck, inprocess
-from ottolytics.history import RUN_COLUMNS, TASK_COLUMNS, TRANSITION_COLUMNS
+from ottolytics.analyze import duck
+from ottolytics.store import inprocess
+from ottolytics.analyze.history import RUN_COLUMNS, TASK_COLUMNS, TRANSITION_COLUMNS
 from known_history import RUNS, T0, record
 
 
@@ -161,7 +162,7 @@ def test_reading_while_this_process_records(db):
 
 
 def test_extension_loads_offline_and_explains_failures(tmp_path, monkeypatch):
-    code = ("import duckdb, ottolytics.duck as d; c = d.connect(); "
+    code = ("import duckdb, ottolytics.analyze.duck as d; c = d.connect(); "
             "print(c.execute(\"select current_setting('autoinstall_known_extensions'), "
             "current_setting('autoload_known_extensions')\").fetchone()); "
             "print(c.execute(\"select install_path from duckdb_extensions() "

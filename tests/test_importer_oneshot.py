@@ -8,8 +8,8 @@ import pytest
 
 from conftest import q
 from oneshot_files import Session
-from ottolytics.importers import oneshot as importer
-from ottolytics.sync import default_locations, guess_source, sync
+from ottolytics.sources import oneshot as importer
+from ottolytics.sources.sync import default_locations, guess_source, sync
 
 T0 = 1_784_041_200.25  # 2026-07-14 15:00:00.25 UTC: 10:00 in Chicago (CDT, UTC-5)
 HOUR = 3600.0

@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 
 from conftest import q, run_cli
-from ottolytics.importers.otto import fingerprint
-from ottolytics.otto_layout import (
+from ottolytics.sources.otto import fingerprint
+from ottolytics.tools.otto_layout import (
     Task, auto_prune, default_db_path, make_run, otto_db, project_dir, sha8)
-from ottolytics.liveness import hostname
-from ottolytics.sync import sync
+from ottolytics.store.liveness import hostname
+from ottolytics.sources.sync import sync
 
 T0 = 1_790_000_000  # an old timestamp: these runs are long finished
 
@@ -68,7 +68,7 @@ def web(home):
     return home
 
 def script_hash(task):
-    from ottolytics.otto_layout import generated_script
+    from ottolytics.tools.otto_layout import generated_script
     return sha8(generated_script(task))
 
 
@@ -632,7 +632,7 @@ def test_hostile_otto_db_values_do_not_stop_the_sync(web, db):
 
 
 def test_the_ottofile_graph_reads_before_and_after_and_leaves_foreach_alone():
-    from ottolytics.importers.otto import _graph
+    from ottolytics.sources.otto import _graph
     text = ("tasks:\n  lint:\n    action: echo\n  build:\n    before: [lint]\n"
             "    after: [notify]\n    action: echo\n  notify:\n    action: echo\n")
     # "after: [notify]" on build: notify runs after build

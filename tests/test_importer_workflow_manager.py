@@ -10,11 +10,11 @@ import pytest
 
 import wm_db as wm
 from conftest import q
-from ottolytics.importers import Report, save_runs
-from ottolytics.importers import workflow_manager
-from ottolytics.importers.timestamps import to_unix
-from ottolytics.store import Store
-from ottolytics.sync import sync
+from ottolytics.sources.common import Report, save_runs
+from ottolytics.sources import workflow_manager
+from ottolytics.sources.timestamps import to_unix
+from ottolytics.store.connection import Store
+from ottolytics.sources.sync import sync
 
 T0 = 1_795_165_200.0  # 2026-11-20 10:00 +01:00, well in the past
 GONE = "/opt/wf/definitely-not-running"

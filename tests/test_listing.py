@@ -3,7 +3,7 @@
 import json
 
 from known_history import RUNS, T0, record
-from ottolytics.listing import recent_runs, task_history
+from ottolytics.manage.listing import recent_runs, task_history
 
 
 def test_recent_runs_filters_and_counts(db):

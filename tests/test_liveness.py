@@ -4,9 +4,9 @@ import subprocess
 import sys
 import time
 
-from ottolytics import liveness
-from ottolytics.recorder import Recorder
-from ottolytics.store import Store
+from ottolytics.store import liveness
+from ottolytics.record.recorder import Recorder
+from ottolytics.store.connection import Store
 
 
 def test_pid_alive_for_self_and_dead_and_zombie():

@@ -169,9 +169,9 @@ def test_bad_arguments_are_clear_errors_not_crashes(known, tmp_path):
 
 def test_read_only_and_no_heavy_imports_at_start(known):
     """Listing runs must not load DuckDB or pandas, and nothing is written."""
-    from ottolytics.mcp_server import HistoryTools
+    from ottolytics.mcp.server import HistoryTools
     before = os.stat(known).st_mtime_ns, os.path.getsize(known)
-    code = ("import sys\nfrom ottolytics.mcp_server import HistoryTools, build_server\n"
+    code = ("import sys\nfrom ottolytics.mcp.server import HistoryTools, build_server\n"
             f"t = HistoryTools({str(known)!r}); build_server({str(known)!r})\n"
             "t.list_execution_history(limit=3); t.get_run('latest')\n"
             "t.get_task_logs('run007', 'test')\n"
@@ -186,7 +186,7 @@ def test_read_only_and_no_heavy_imports_at_start(known):
 
 def test_since_bare_number_is_unix_seconds_and_nonsense_is_refused(known):
     from known_history import T0
-    from ottolytics.mcp_server import HistoryTools, Refused
+    from ottolytics.mcp.server import HistoryTools, Refused
     t = HistoryTools(known)
     cut = int(T0 + 30 * 3600 - 1)
     doc = t.list_execution_history(limit=100, since=str(cut))
@@ -204,7 +204,7 @@ def test_since_bare_number_is_unix_seconds_and_nonsense_is_refused(known):
 
 def test_times_are_iso_z_and_exit_codes_ints_in_every_tool(known):
     import re
-    from ottolytics.mcp_server import HistoryTools
+    from ottolytics.mcp.server import HistoryTools
     iso = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z")
     t = HistoryTools(known)
     stats = t.task_stats("test", since="")
@@ -225,8 +225,8 @@ def test_times_are_iso_z_and_exit_codes_ints_in_every_tool(known):
 
 
 def test_failure_groups_include_failures_without_stderr(known):
-    from ottolytics.mcp_server import HistoryTools
-    from ottolytics.recorder import Recorder
+    from ottolytics.mcp.server import HistoryTools
+    from ottolytics.record.recorder import Recorder
     with Recorder(known).run(project="web", uid="quiet") as run:
         run.task("deploy").start().finish(4)
     groups = HistoryTools(known).failure_groups(since="")["groups"]

@@ -2,9 +2,9 @@ import sqlite3
 
 import pytest
 
-from ottolytics import migrations
-from ottolytics.migrations import CURRENT_VERSION, MIGRATIONS, NotAStore, SchemaTooNew
-from ottolytics.store import Store
+from ottolytics.store import migrations
+from ottolytics.store.migrations import CURRENT_VERSION, MIGRATIONS, NotAStore, SchemaTooNew
+from ottolytics.store.connection import Store
 
 
 def tables(conn):

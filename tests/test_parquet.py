@@ -197,7 +197,7 @@ def test_partition_values_read_back_exactly_in_every_reader(db, tmp_path):
 
 
 def _synth_store(path, runs=800):
-    from ottolytics.synth import synthesize
+    from ottolytics.tools.synth import synthesize
     synthesize(path, runs, 8, seed=3, days=20)
     return path
 
@@ -306,7 +306,7 @@ def test_an_interrupted_first_export_is_not_a_dataset(db, tmp_path):
 def test_an_export_stopped_between_its_last_steps(db, tmp_path, monkeypatch, step):
     """Stopped after the new snapshot is renamed (before the manifest), or after
     the manifest (before the link): each reader still sees one whole export."""
-    from ottolytics import parquet
+    from ottolytics.export import parquet
     record(db, range(0, 20))
     out = tmp_path / "dataset"
     first = ottolytics.open(db).to_parquet(out)["snapshot"]

@@ -2,8 +2,8 @@ import pytest
 from matplotlib.figure import Figure
 
 import ottolytics
-from ottolytics import plots
-from ottolytics.recorder import Recorder
+from ottolytics.analyze import plots
+from ottolytics.record.recorder import Recorder
 from known_history import T0, record
 
 
@@ -157,7 +157,7 @@ def test_disk_plot_uses_readable_units_and_measured_samples(h, db):
 
 def test_gantt_takes_latest_and_prefixes(h):
     assert plots.gantt(h, "latest").axes[0].get_title() == "Run run039 (critical path outlined)"
-    from ottolytics.runinfo import RunNotFound
+    from ottolytics.manage.runinfo import RunNotFound
     with pytest.raises(RunNotFound, match="ambiguous"):
         plots.gantt(h, "run03")
     with pytest.raises(RunNotFound):

@@ -5,8 +5,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 import ottolytics
-from ottolytics.prometheus import write_metrics
-from ottolytics.recorder import Recorder
+from ottolytics.export.prometheus import write_metrics
+from ottolytics.record.recorder import Recorder
 from known_history import record
 from conftest import run_cli
 
@@ -72,7 +72,7 @@ def test_promtool_finds_nothing_to_complain_about(metrics):
 
 
 def test_empty_history_and_cli(db, tmp_path):
-    from ottolytics.store import Store
+    from ottolytics.store.connection import Store
     Store.open(db).close()
     path = tmp_path / "empty.prom"
     assert run_cli("export", "prometheus", path).returncode == 0

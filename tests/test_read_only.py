@@ -143,7 +143,7 @@ def test_a_locked_store_waits_then_fails_in_one_line(argv, tmp_path, db, cli, lo
 def test_duckdb_reports_a_lock_taken_after_opening(db, cli, locked):
     """DuckDB's sqlite scanner has its own wait (5 s) and its own error text."""
     import ottolytics
-    from ottolytics.migrations import StoreLocked
+    from ottolytics.store.migrations import StoreLocked
     _wal_store(cli, db)
     h = ottolytics.open(db)
     try:

@@ -16,9 +16,9 @@ import pytest
 import ottolytics
 from conftest import run_cli
 from otto_tree import build, synced
-from ottolytics.mcp_server import HistoryTools, Refused
-from ottolytics.paths import task_path_from_stored
-from ottolytics.runinfo import run_info
+from ottolytics.mcp.server import HistoryTools, Refused
+from ottolytics.core.paths import task_path_from_stored
+from ottolytics.manage.runinfo import run_info
 
 SECRET = "TOP-SECRET-b7c1"
 
@@ -145,7 +145,7 @@ def test_mcp_get_task_logs_refuses(kind, shim_run, db, home, secret_env):
 
 @pytest.mark.parametrize("kind", ATTACKS)
 def test_history_logs_grep_and_info_refuse(kind, shim_run, db, home, secret_env):
-    from ottolytics.analytics import LogWarning
+    from ottolytics.analyze.analytics import LogWarning
     uid, secret = shim_run
     attack(kind, db, home, secret)
     h = ottolytics.open(db)
@@ -227,7 +227,7 @@ def test_otto_runs_read_only_inside_their_own_run_directory(home, db, tmp_path):
 
 
 def test_open_log_rule_directly(tmp_path):
-    from ottolytics.paths import LogRefused, open_log
+    from ottolytics.core.paths import LogRefused, open_log
     home = tmp_path / "h"
     (home / "runs" / "r1").mkdir(parents=True)
     log = home / "runs" / "r1" / "out.log"
@@ -321,7 +321,7 @@ def test_grep_searches_stored_stderr_tails_of_the_sample(tmp_path):
 
 def test_python_api_takes_latest_and_unique_prefixes(db):
     from known_history import record
-    from ottolytics.runinfo import RunNotFound
+    from ottolytics.manage.runinfo import RunNotFound
     record(db)
     h = ottolytics.open(db)
     assert h.resolve("latest") == "run039" and h.resolve("run007") == "run007"
@@ -342,7 +342,7 @@ def test_python_api_takes_latest_and_unique_prefixes(db):
 
 
 def test_short_prefix_is_ambiguous_not_unknown(db, cli):
-    from ottolytics.runinfo import RunNotFound
+    from ottolytics.manage.runinfo import RunNotFound
     rec = ottolytics.Recorder(db)
     for i in range(16):
         with rec.run(project="p", uid=f"06h{i:02d}zzzzzzzzzzz"):
@@ -406,7 +406,7 @@ def q_count(db):
 
 
 def test_terminal_output_escapes_control_characters():
-    from ottolytics.logcmd import escape
+    from ottolytics.cli.logs import escape
     hostile = "ok\x1b]0;pwned\x07\x00\x9b2J\tend"
     assert escape(hostile, True) == "ok\\x1b]0;pwned\\x07\\x00\\x9b2J\tend"
     assert escape(hostile, False) == hostile
@@ -498,7 +498,7 @@ def test_an_otto_row_without_the_otto_run_shape_reads_nothing(run_dir, home, db)
 
 
 def test_log_tree_rule():
-    from ottolytics.paths import log_tree
+    from ottolytics.core.paths import log_tree
     h = "/h"
     assert log_tree("otto", "web-0123abcd/1795000000", h, "otto-1795000000-0123abcd") == \
         "/h/web-0123abcd/1795000000"

@@ -7,8 +7,8 @@ import pytest
 
 import ottolytics
 from conftest import q
-from ottolytics.migrations import CURRENT_VERSION
-from ottolytics.recorder import Recorder
+from ottolytics.store.migrations import CURRENT_VERSION
+from ottolytics.record.recorder import Recorder
 
 
 
@@ -136,7 +136,7 @@ def test_attach_to_unknown_run_warns_and_does_not_degrade(db):
 
 
 def test_recorder_import_is_light():
-    code = ("import sys, ottolytics; r = ottolytics.Recorder; import ottolytics.recorder; "
+    code = ("import sys, ottolytics; r = ottolytics.Recorder; import ottolytics.record.recorder; "
             "heavy = [m for m in ('pandas', 'duckdb', 'pyarrow', 'matplotlib', 'numpy') "
             "if m in sys.modules]; print(heavy)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
@@ -150,7 +150,7 @@ def test_schema_version_recorded(db):
 
 def test_transitions_view_shows_implied_and_logged_changes(db):
     """A plain task stores no status_log rows; a recovered one logs its whole path."""
-    from ottolytics.events import set_task_status
+    from ottolytics.store.events import set_task_status
     rec = ottolytics.Recorder()
     run = rec.run(project="api").start()
     plain = run.task("plain").start()
@@ -198,8 +198,8 @@ def test_batch_applies_events_in_one_transaction(db):
 def test_the_recorder_api_refuses_an_importers_source(db, source):
     """Review item 2: importers write their rows through importers.write_run; a
     Recorder run claiming to be one could name another run's directory for clean."""
-    from ottolytics.recorder import IMPORTED_SOURCES
-    from ottolytics.sync import SOURCES
+    from ottolytics.record.recorder import IMPORTED_SOURCES
+    from ottolytics.sources.sync import SOURCES
     assert source in SOURCES and set(IMPORTED_SOURCES) == set(SOURCES)
     rec = Recorder(db)
     with pytest.raises(ValueError, match="reserved for 'ottolytics sync'"):

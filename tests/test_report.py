@@ -6,7 +6,7 @@ from datetime import date, datetime
 import pytest
 
 import ottolytics
-from ottolytics.report import COLUMNS, _cell, last_complete_week, parse_week, to_csv_text
+from ottolytics.export.report import COLUMNS, _cell, last_complete_week, parse_week, to_csv_text
 from known_history import record
 from conftest import run_cli
 
@@ -100,7 +100,7 @@ def test_out_in_a_missing_directory_is_one_line_and_creates_nothing(h, db, tmp_p
 
 
 def test_write_csv_replaces_the_file_whole(tmp_path):
-    from ottolytics.report import write_csv
+    from ottolytics.export.report import write_csv
     import pandas as pd
     (tmp_path / "out").mkdir()
     path = tmp_path / "out" / "r.csv"

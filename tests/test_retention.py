@@ -3,7 +3,7 @@ otto's keys in the ottofile, then the defaults."""
 
 import pytest
 
-from ottolytics import retention
+from ottolytics.manage import retention
 
 
 def test_defaults():

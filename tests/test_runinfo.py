@@ -7,7 +7,7 @@ import pytest
 
 from known_history import record
 from otto_tree import build, synced
-from ottolytics.runinfo import RunNotFound, dependency_order, run_info
+from ottolytics.manage.runinfo import RunNotFound, dependency_order, run_info
 
 
 def test_latest_uid_and_prefix(db):

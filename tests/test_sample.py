@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 import ottolytics
-from ottolytics.sample import BUMP_DATE, FIX_DATE, REGRESSION_DATE, generate
+from ottolytics.tools.sample import BUMP_DATE, FIX_DATE, REGRESSION_DATE, generate
 
 ROOT = Path(__file__).resolve().parent.parent
 COMMITTED = ROOT / "data" / "sample"
@@ -94,7 +94,7 @@ def test_otto_project_as_otto_leaves_it(fresh):
     """mobile is written as otto writes it: auto-prune deleted the otto.db rows of
     its old runs and left every directory (and so every cache file) in place; sync
     imports all of them, the old ones from their files."""
-    from ottolytics.usage import usage
+    from ottolytics.manage.usage import usage
     report = usage(fresh / "ottolytics.db", fresh, record=False)
     mobile = next(p for p in report["projects"] if p["project"] == "mobile")
     assert mobile["runs"] == 31 and mobile["orphan_cache_bytes"] == 0
@@ -117,7 +117,7 @@ def test_otto_project_as_otto_leaves_it(fresh):
 def test_the_sample_does_not_depend_on_the_host_that_makes_it(tmp_path, monkeypatch, fresh):
     """otto.db's hostname is NULL, so sync takes the host it runs on; the sample
     names the mac mini that ran mobile, wherever it is generated."""
-    import ottolytics.importers.otto as otto_importer
+    import ottolytics.sources.otto as otto_importer
     monkeypatch.setattr(otto_importer, "hostname", lambda: "somewhere-else")
     generate(tmp_path / "elsewhere")
     assert _tables(tmp_path / "elsewhere" / "ottolytics.db", tmp_path / "elsewhere") == \
@@ -127,7 +127,7 @@ def test_the_sample_does_not_depend_on_the_host_that_makes_it(tmp_path, monkeypa
 def test_the_sample_ignores_the_users_own_otto_db(tmp_path, monkeypatch, fresh):
     """Generating the sample where a real otto has written ~/.otto/otto.db (and
     OTTO_DB_PATH points elsewhere) gives the same sample."""
-    from ottolytics.otto_layout import Task, make_run
+    from ottolytics.tools.otto_layout import Task, make_run
     user = tmp_path / "user"
     monkeypatch.setenv("HOME", str(user))
     make_run(tmp_path / "real-otto-home", "/src/mobile", 1_795_140_900, [Task("lint")],

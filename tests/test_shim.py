@@ -202,7 +202,7 @@ def test_exec_without_a_command(cli):
 
 def test_console_entry_exits_fast_with_the_code_and_everything_recorded(db):
     code = ("import sys; sys.argv = ['ottolytics', 'exec', '--task', 'e', '--', 'sh', '-c', "
-            "'echo out; echo err >&2; exit 3']; from ottolytics.cli import entry; entry()")
+            "'echo out; echo err >&2; exit 3']; from ottolytics.cli.main import entry; entry()")
     proc = subprocess.run([PY, "-c", code], capture_output=True, timeout=30)
     assert proc.returncode == 3
     assert proc.stdout == b"out\n" and proc.stderr == b"err\n"
@@ -229,7 +229,7 @@ def test_a_command_line_that_is_not_utf8_is_recorded_exactly(db, home):
 
 def _hold_exclusive(db):
     """Another process's view: an EXCLUSIVE lock with an open write transaction."""
-    from ottolytics.store import Store
+    from ottolytics.store.connection import Store
     Store.open(db).close()
     holder = sqlite3.connect(db, isolation_level=None)
     holder.execute("PRAGMA locking_mode = EXCLUSIVE")
@@ -380,7 +380,7 @@ def test_processes_the_command_orphans_are_reaped_not_left_zombies(db):
 
 def test_a_lock_released_while_the_command_runs_leaves_no_trace(db):
     """Spooled at the start, the run lands in the store at the end: nothing to say."""
-    from ottolytics import spool
+    from ottolytics.store import spool
     holder = _hold_exclusive(db)
     released = False
     try:

@@ -9,8 +9,8 @@ from pathlib import Path
 
 
 import ottolytics
-from ottolytics import spool
-from ottolytics.store import Store
+from ottolytics.store import spool
+from ottolytics.store.connection import Store
 from conftest import q, run_cli
 
 PY = sys.executable
@@ -194,7 +194,7 @@ def test_files_of_live_writers_are_left_alone(db):
 
 
 def test_a_long_lived_recorder_recovers_when_the_store_comes_back(db, monkeypatch):
-    monkeypatch.setattr("ottolytics.recorder.RETRY_STORE_EVERY_S", 0.0)
+    monkeypatch.setattr("ottolytics.record.recorder.RETRY_STORE_EVERY_S", 0.0)
     monkeypatch.setenv("OTTOLYTICS_BUSY_TIMEOUT", "0.05")
     Store.open(db).close()
     holder = sqlite3.connect(db, isolation_level=None)

@@ -6,7 +6,7 @@ import pytest
 
 from known_history import RUNS, T0, record
 from ottolytics import open as open_history
-from ottolytics.stats import stats
+from ottolytics.analyze.stats import stats
 
 
 @pytest.fixture
@@ -63,7 +63,7 @@ def test_stats_since_takes_dates_and_times(db, cli):
 
 
 def test_each_figure_alone_matches_the_combined_call(h):
-    from ottolytics.stats import overall, task_trend, top_tasks
+    from ottolytics.analyze.stats import overall, task_trend, top_tasks
     s = stats(h, task="build", n=4)
     assert overall(h).equals(s["overall"])
     assert top_tasks(h, 4).equals(s["top"])

@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from ottolytics.store import Store, StoreBusy
+from ottolytics.store.connection import Store, StoreBusy
 
 
 def test_connection_settings(db):

@@ -80,7 +80,7 @@ def test_logs_never_trips_over_bad_text(db, cli):
 
 def test_mcp_tools_read_bad_text_escaped(db, cli):
     _store_with_bad_name(db, cli)
-    from ottolytics.mcp_server import HistoryTools
+    from ottolytics.mcp.server import HistoryTools
     tools = HistoryTools(db)
     got = tools.list_execution_history()
     assert r'"p\\xff"' in json.dumps(got, ensure_ascii=False)
@@ -118,8 +118,8 @@ def test_the_api_cannot_store_text_that_is_not_utf8(db, tmp_path, monkeypatch):
     """sqlite3 refuses a str that is not UTF-8 (lone surrogates, as os.fsdecode
     makes of such bytes): whatever the recorder does with it, the store holds
     only UTF-8."""
-    from ottolytics.migrations import invalid_text
-    from ottolytics.recorder import Recorder
+    from ottolytics.store.migrations import invalid_text
+    from ottolytics.record.recorder import Recorder
     monkeypatch.setenv("OTTOLYTICS_SPOOL_DIR", str(tmp_path / "spool"))
     with Recorder(db=db).run(project="ok") as run:
         pass
@@ -236,7 +236,7 @@ def test_doctor_json_reports_bad_text_it_could_not_rewrite(db, cli, make_readonl
 
 def test_mcp_analysis_tools_say_where_the_bad_text_is(db, cli):
     _store_with_bad_name(db, cli)
-    from ottolytics.migrations import NotUtf8
-    from ottolytics.mcp_server import HistoryTools
+    from ottolytics.store.migrations import NotUtf8
+    from ottolytics.mcp.server import HistoryTools
     with pytest.raises(NotUtf8, match=r"projects\.name.*ottolytics doctor"):
         HistoryTools(db).failure_groups()

@@ -3,9 +3,9 @@ import os
 import sqlite3
 
 from conftest import q
-from ottolytics.otto_layout import Task, make_run
-from ottolytics.sync import _Progress, default_locations, guess_source, summary_lines, sync
-from ottolytics.importers import Report
+from ottolytics.tools.otto_layout import Task, make_run
+from ottolytics.sources.sync import _Progress, default_locations, guess_source, summary_lines, sync
+from ottolytics.sources.common import Report
 
 
 def test_default_locations_pick_up_the_sources_that_exist(home, tmp_path, monkeypatch):
@@ -82,8 +82,8 @@ def test_imported_runs_show_in_history(home, db, cli):
 
 def test_a_run_stored_as_final_is_read_again_when_its_source_changed(db):
     """Any source: what an early or wrong read stored as final is corrected later."""
-    from ottolytics.importers import known, needs_writing, save_runs
-    from ottolytics.store import Store
+    from ottolytics.sources.common import known, needs_writing, save_runs
+    from ottolytics.store.connection import Store
 
     def run(signature, status, finished):
         return {"source": "any", "ref": "r1", "uid": "any-r1", "project": "p",

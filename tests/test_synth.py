@@ -3,8 +3,8 @@ import sqlite3
 
 import pytest
 
-from ottolytics.migrations import CURRENT_VERSION
-from ottolytics.synth import synthesize
+from ottolytics.store.migrations import CURRENT_VERSION
+from ottolytics.tools.synth import synthesize
 
 
 def digest(path):
@@ -94,7 +94,7 @@ def test_synth_onto_a_directory_is_one_line_and_leaves_nothing(tmp_path, cli):
 
 
 def test_synth_removes_its_temporary_file_when_it_fails(tmp_path, monkeypatch):
-    from ottolytics import synth
+    from ottolytics.tools import synth
 
     def boom(*args):
         raise RuntimeError("interrupted half way")

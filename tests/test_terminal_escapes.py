@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from ottolytics.cli import main
+from ottolytics.cli.main import main
 
 PROJECT = "web\x1b]0;pwned\x07"
 TASK = "build\x1b[31m"
@@ -57,7 +57,7 @@ def test_info_shows_the_stderr_tail_escaped(hostile, cli):
 
 @pytest.mark.parametrize("argv", [["history"], ["list"], ["info", "latest"]])
 def test_rich_output_escapes_control_characters(argv, hostile, monkeypatch, capsys):
-    from ottolytics import terminal
+    from ottolytics.core import terminal
     monkeypatch.setattr(terminal, "fancy", lambda stream=None: True)
     assert main(argv) == 0
     out = capsys.readouterr().out
@@ -79,7 +79,7 @@ def test_errors_escape_what_the_user_typed(hostile, cli):
 
 
 def test_printable():
-    from ottolytics.formatting import printable
+    from ottolytics.core.formatting import printable
     assert printable("plain ünïcode ✓") == "plain ünïcode ✓"
     assert printable("a\x1b[31mb\x07\x00\x7f\x9b") == "a\\x1b[31mb\\x07\\x00\\x7f\\x9b"
     assert printable("tab\tnew\nline\r") == "tab\\tnew\\nline\\r"

@@ -5,7 +5,7 @@ import math
 
 import pytest
 
-from ottolytics.timeutil import parse_duration, parse_since
+from ottolytics.core.timeutil import parse_duration, parse_since
 
 NOW = 1_800_000_000.0
 
@@ -38,7 +38,7 @@ def test_durations_refuse_non_finite_and_negative(bad):
 
 
 def test_python_api_numbers_go_through_the_same_checks(db):
-    from ottolytics.history import to_unix
+    from ottolytics.analyze.history import to_unix
     assert to_unix(1_795_000_000) == 1_795_000_000.0
     assert to_unix("1795000000") == 1_795_000_000.0
     for bad in (math.inf, -math.inf, math.nan, -1.0, 1e300):

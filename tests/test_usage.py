@@ -6,7 +6,7 @@ import time
 
 from conftest import q
 from otto_tree import build, du, synced
-from ottolytics.usage import usage
+from ottolytics.manage.usage import usage
 
 
 def test_report_on_known_tree(home, db):
@@ -98,7 +98,7 @@ def test_a_locked_store_is_reported_before_otto_home_is_walked(home, db, monkeyp
     import subprocess
     import sys
     import pytest
-    from ottolytics import disk
+    from ottolytics.manage import disk
     from conftest import run_cli
     assert run_cli("exec", "--", "true").returncode == 0
     code = (

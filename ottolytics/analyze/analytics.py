@@ -1,0 +1,786 @@
+"""The questions users ask of their history; each answer is a DataFrame.
+
+Aggregations run in DuckDB over the stores (only the columns and rows they
+need cross from SQLite), so a million tasks aggregate in a fraction of a
+second without loading them into pandas. History's methods call these.
+"""
+
+import hashlib
+import math
+import os
+import re
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pandas as pd
+
+from ottolytics.analyze import duck
+from ottolytics.core.paths import dir_size
+
+
+FREQS = {None: None, "H": "hour", "h": "hour", "hour": "hour", "D": "day", "day": "day",
+         "W": "week", "week": "week", "M": "month", "MS": "month", "month": "month"}
+GROUPABLE = ("project", "task", "host", "status", "run_id")
+
+
+def _period(freq, column="started_at"):
+    if freq not in FREQS:
+        raise ValueError(f"freq {freq!r}: use one of D, W, M, H or None")
+    unit = FREQS[freq]
+    return None if unit is None else f"date_trunc('{unit}', {column})"
+
+
+# 1970-01-05, the first Monday after the epoch: ISO weeks start on Mondays.
+_SECONDS = {"hour": (3600, 0), "day": (86400, 0), "week": (604800, 345600)}
+
+
+def _epoch_period(freq, seconds="started_s"):
+    """The period's start as unix seconds, by arithmetic on the raw column:
+    cheaper per row than a time-zone-aware date_trunc (UTC throughout)."""
+    if freq not in FREQS:
+        raise ValueError(f"freq {freq!r}: use one of D, W, M, H or None")
+    unit = FREQS[freq]
+    if unit is None:
+        return None
+    if unit == "month":
+        return f"epoch(date_trunc('month', make_timestamp(CAST({seconds} * 1000000 AS BIGINT))))"
+    size, offset = _SECONDS[unit]
+    return f"floor(({seconds} - {offset}) / {size}) * {size} + {offset}"
+
+
+def _by(by, allowed=GROUPABLE):
+    cols = [by] if isinstance(by, str) else list(by or ())
+    bad = [c for c in cols if c not in allowed]
+    if bad:
+        raise ValueError(f"by={bad[0]!r}: group by any of {', '.join(allowed)}")
+    return cols
+
+
+def success_rate(h, by=("project", "task"), freq="W"):
+    """Counts of runs, successes, failures, skips and interruptions, and the rate
+    success / (success + failed), per group and period. Grouping by task counts
+    task attempts; otherwise whole runs."""
+    cols = _by(by)
+    level = "task" in cols
+    if level:
+        source = lambda a: h.facts_sql(a, need=cols)  # noqa: E731
+        # The runs a task ran in are its first attempts: no DISTINCT over a million keys.
+        runs = "count(*) FILTER (WHERE attempt = 1)"
+        bucket = _epoch_period(freq)
+        keys = ([f"to_timestamp({bucket}) AS period"] if bucket else []) + cols
+    else:
+        source, runs = h.runs_sql, "count(*)"
+        period = _period(freq)
+        keys = ([f"{period} AS period"] if period else []) + cols
+    group = ", ".join(str(i + 1) for i in range(len(keys)))
+    skipped = "count(*) FILTER (WHERE status = 'skipped')" if level else "0"
+    sql = lambda a: (  # noqa: E731
+        f"SELECT {', '.join(keys)}, {runs} AS runs, count(*) AS total, "
+        f"count(*) FILTER (WHERE status = 'success') AS successes, "
+        f"count(*) FILTER (WHERE status = 'failed') AS failures, {skipped} AS skips, "
+        f"count(*) FILTER (WHERE status = 'interrupted') AS interrupted, "
+        f"count(*) FILTER (WHERE status = 'success') / nullif(count(*) FILTER (WHERE status IN "
+        f"('success', 'failed')), 0) AS rate "
+        f"FROM ({source(a)}) GROUP BY {group} ORDER BY {group}")
+    return h.query(sql)
+
+
+def duration_stats(h, by=("project", "task")):
+    """count, mean, p50, p90, p95 and max of finished durations (seconds) per group."""
+    cols = _by(by)
+    if "task" in cols:
+        source = lambda a: h.facts_sql(a, need=cols)  # noqa: E731
+    else:
+        source = h.runs_sql
+    keys = ", ".join(cols) if cols else "'all' AS scope"
+    group = ", ".join(str(i + 1) for i in range(max(1, len(cols))))
+    sql = lambda a: (  # noqa: E731
+        f"SELECT {keys}, count(duration_s) AS count, avg(duration_s) AS mean, "
+        f"quantile_cont(duration_s, 0.5) AS p50, quantile_cont(duration_s, 0.9) AS p90, "
+        f"quantile_cont(duration_s, 0.95) AS p95, max(duration_s) AS max "
+        f"FROM ({source(a)}) WHERE status IN ('success', 'failed') "
+        f"GROUP BY {group} ORDER BY {group}")
+    return h.query(sql)
+
+
+def duration_trend(h, task, freq="D", project=None):
+    """p25, p50, p75 and p95 of *task*'s successful durations per period and project.
+
+    A task name can exist in several projects (``build`` usually does); each
+    project gets its own rows, so their durations are never mixed. *project*
+    (a name or a list) keeps only those projects.
+    """
+    period = _period(freq) or "date_trunc('day', started_at)"
+    one = h.with_filters(task=[task] if isinstance(task, str) else task)
+    if project is not None:
+        one = one.with_filters(project=[project] if isinstance(project, str) else project)
+    sql = lambda a: (  # noqa: E731
+        f"SELECT {period} AS period, project, count(*) AS count, "
+        f"quantile_cont(duration_s, 0.25) AS p25, quantile_cont(duration_s, 0.5) AS p50, "
+        f"quantile_cont(duration_s, 0.75) AS p75, quantile_cont(duration_s, 0.95) AS p95 "
+        f"FROM ({one.tasks_sql(a)}) WHERE status = 'success' GROUP BY 1, 2 ORDER BY 2, 1")
+    return one.query(sql)
+
+
+MAX_WINDOW = 100_000  # runs of one task looked back on by flaky
+
+
+def _check_window(window, high):
+    """ValueError unless *window* is a whole number of runs from 2 to *high*."""
+    ok = (isinstance(window, (int, float)) and not isinstance(window, bool)
+          and math.isfinite(window) and window == int(window))
+    if not ok or not 2 <= window <= high:
+        raise ValueError(f"window={window!r}: must be a whole number of runs from 2 to {high}")
+
+
+def _check_ratio(min_ratio):
+    """ValueError unless *min_ratio* is a finite number of at least 1."""
+    try:
+        ok = not isinstance(min_ratio, bool) and math.isfinite(float(min_ratio)) \
+            and float(min_ratio) >= 1
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise ValueError(f"min_ratio={min_ratio!r}: must be a number of at least 1 (1.25 = "
+                         "the median changed by a quarter either way)")
+
+
+def flaky(h, window=20):
+    """Tasks ranked by how flaky they are over their last *window* runs.
+
+    * flip_rate: changes between success and failure from run to run / (runs - 1);
+    * retry_passes: runs where an attempt failed and a later attempt passed;
+    * mixed_hashes: script hashes that both passed and failed (same code, both outcomes);
+    * score: the mean of flip_rate, retry_passes / runs and mixed_hashes / hashes.
+    Tasks that never failed in the window are left out.
+    """
+    _check_window(window, MAX_WINDOW)
+    return h.query(lambda a: flaky_sql(f"({h.facts_sql(a, need=['project', 'run_id', 'run_started_at'])})",
+                                       window))
+
+
+def flaky_sql(source, window):
+    """flaky()'s SQL over *source*: a relation with project, task, run_id,
+    run_started_at, attempt, status and script_hash."""
+    return f"""
+        WITH t AS (SELECT * FROM {source} WHERE status IN ('success', 'failed')),
+        per_run AS (
+            SELECT project, task, run_id, run_started_at,
+                   arg_max(status, attempt)::VARCHAR AS outcome,
+                   bool_or(status = 'failed') AND arg_max(status, attempt) = 'success' AS retry_pass
+            FROM t GROUP BY ALL),
+        ranked AS (
+            SELECT *, row_number() OVER (PARTITION BY project, task
+                                         ORDER BY run_started_at DESC) AS recency
+            FROM per_run),
+        recent AS (SELECT * FROM ranked WHERE recency <= {int(window)}),
+        flips AS (
+            SELECT project, task, count(*) AS runs,
+                   count(*) FILTER (WHERE outcome = 'failed') AS failed_runs,
+                   count(*) FILTER (WHERE retry_pass) AS retry_passes,
+                   CAST(sum(CASE WHEN prev IS NOT NULL AND prev <> outcome THEN 1 ELSE 0 END) AS BIGINT)
+                       AS flips,
+                   min(run_started_at) AS since
+            FROM (SELECT *, lag(outcome) OVER (PARTITION BY project, task
+                                              ORDER BY run_started_at) AS prev FROM recent)
+            GROUP BY ALL),
+        hashes AS (
+            SELECT project, task, count(DISTINCT script_hash) AS hashes,
+                   count(DISTINCT script_hash) FILTER (WHERE mixed) AS mixed_hashes
+            FROM (SELECT t.project, t.task, t.script_hash,
+                         bool_or(t.status = 'success') OVER w AND bool_or(t.status = 'failed') OVER w
+                         AS mixed
+                  FROM t JOIN recent r USING (project, task, run_id)
+                  WHERE t.script_hash IS NOT NULL
+                  WINDOW w AS (PARTITION BY t.project, t.task, t.script_hash))
+            GROUP BY ALL)
+        SELECT f.project, f.task, f.runs, f.failed_runs, f.flips,
+               CASE WHEN f.runs > 1 THEN f.flips / (f.runs - 1) ELSE 0 END AS flip_rate,
+               f.retry_passes, coalesce(hs.mixed_hashes, 0) AS mixed_hashes,
+               coalesce(hs.hashes, 0) AS hashes, f.since,
+               (CASE WHEN f.runs > 1 THEN f.flips / (f.runs - 1) ELSE 0 END
+                + f.retry_passes / f.runs
+                + coalesce(hs.mixed_hashes / nullif(hs.hashes, 0), 0)) / 3 AS score
+        FROM flips f LEFT JOIN hashes hs USING (project, task)
+        WHERE f.failed_runs > 0 OR f.retry_passes > 0
+        ORDER BY score DESC, flip_rate DESC, project, task"""
+
+
+# -- failures -----------------------------------------------------------------
+
+_NORMALIZE = [
+    (re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?"
+                r"(?:Z|[+-]\d{2}:?\d{2})?"), "<time>"),
+    (re.compile(r"\b\d{1,2}:\d{2}:\d{2}(?:[.,]\d+)?\b"), "<time>"),
+    (re.compile(r"(?:/private)?(?:/tmp|/var/tmp|/var/folders|/dev/shm)(?:/[^\s'\":,;)\]]*)?"),
+     "<tmp>"),
+    (re.compile(r"\b[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\b"),
+     "<id>"),
+    (re.compile(r"\b0x[0-9a-fA-F]+\b"), "<hex>"),
+    (re.compile(r"\b(?=[0-9a-fA-F]*\d)(?=[0-9a-fA-F]*[a-fA-F])[0-9a-fA-F]{7,}\b"), "<hex>"),
+    (re.compile(r"\d+(?:\.\d+)?"), "<n>"),
+    (re.compile(r"[ \t]+"), " "),
+]
+SIGNATURE_LINES = 10
+
+
+def normalize(text):
+    """A stderr tail with what varies between occurrences of one failure taken out:
+    timestamps, temporary paths, uuids, hex ids and numbers. Only its last
+    SIGNATURE_LINES non-empty lines count."""
+    if not isinstance(text, str) or not text:  # None, NaN or pd.NA (pandas 2 and 3)
+        return ""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    result = "\n".join(lines[-SIGNATURE_LINES:])
+    for pattern, replacement in _NORMALIZE:
+        result = pattern.sub(replacement, result)
+    return result
+
+
+def signature(text):
+    """12 hex digits identifying a failure: the hash of its normalized stderr tail."""
+    return hashlib.sha1(normalize(text).encode()).hexdigest()[:12]
+
+
+_ERROR_LINE = re.compile(r"error|exception|failed|fatal|panic|traceback|denied|timed? ?out",
+                         re.IGNORECASE)
+_SUMMARY_LINE = re.compile(r"^[=\-_*#]{3,}.*[=\-_*#]{3,}$")
+
+
+def _message(text):
+    """The line of a stderr tail that names the failure: the last one that reads
+    like an error, skipping summary banners such as pytest's '=== 1 failed ===';
+    else the last line."""
+    if not isinstance(text, str):  # None, NaN or pd.NA: no tail, no message
+        return ""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if not lines:
+        return ""
+    named = [line for line in lines if _ERROR_LINE.search(line)
+             and not _SUMMARY_LINE.match(line)]
+    return (named or lines)[-1][:300]
+
+
+def failures(h, since=None):
+    """Failed task attempts, newest first, with exit code or signal, duration, stderr
+    tail, log paths, a failure signature and its last line."""
+    src = h.with_filters(since=since) if since is not None else h
+    f = dict(src.filters, status=["failed"])
+    df = src.query(lambda a: f"SELECT * FROM ({src.tasks_sql(a, f=f, with_tail=True)}) "
+                             "ORDER BY started_at DESC")
+    df["signature"] = [signature(t) if isinstance(t, str) and t else None
+                       for t in df["stderr_tail"]]
+    df["message"] = [_message(t) for t in df["stderr_tail"]]
+    cols = ["run_id", "project", "host", "task", "attempt", "started_at", "finished_at",
+            "duration_s", "exit_code", "signal", "signature", "message", "stderr_tail",
+            "stdout_path", "stderr_path", "script_hash"]
+    return df[cols].reset_index(drop=True)
+
+
+def _no_tail_message(code, sig):
+    if _present(sig):
+        return f"killed by signal {int(sig)}, no stderr kept"
+    if _present(code):
+        return f"exit code {int(code)}, no stderr kept"
+    return "failed, no stderr kept"
+
+
+def _present(value):
+    return value is not None and not pd.isna(value)
+
+
+def failure_groups(h, since=None):
+    """Each distinct failure (by signature): how often, which tasks, first and last
+    seen. Failures that kept no stderr are grouped by task and exit code (or
+    signal), with a message such as ``exit code 3, no stderr kept``."""
+    df = failures(h, since)
+    bare = df["signature"].isna()
+    if bare.any():
+        df = df.copy()
+        msgs = [_no_tail_message(c, s) for c, s in
+                zip(df.loc[bare, "exit_code"], df.loc[bare, "signal"])]
+        df.loc[bare, "message"] = msgs
+        df.loc[bare, "signature"] = [  # not normalized: exit 3 and exit 4 differ
+            hashlib.sha1(f"no stderr\0{t}\0{m}".encode()).hexdigest()[:12]
+            for t, m in zip(df.loc[bare, "task"], msgs)]
+    if df.empty:
+        return pd.DataFrame(columns=["signature", "count", "tasks", "projects", "first_seen",
+                                     "last_seen", "message", "last_run_id", "exit_codes"])
+    grouped = df.sort_values("started_at").groupby("signature", sort=False)
+    out = grouped.agg(count=("run_id", "size"),
+                      tasks=("task", lambda s: ", ".join(sorted(set(s)))),
+                      projects=("project", lambda s: ", ".join(sorted(set(s)))),
+                      first_seen=("started_at", "min"), last_seen=("started_at", "max"),
+                      message=("message", "last"), last_run_id=("run_id", "last"),
+                      exit_codes=("exit_code", lambda s: ", ".join(
+                          str(int(x)) for x in sorted(set(s.dropna())))))
+    return out.reset_index().sort_values(["count", "last_seen"], ascending=[False, False]) \
+        .reset_index(drop=True)
+
+
+# -- regressions ----------------------------------------------------------------
+
+def _mann_whitney(a, b):
+    """Two-sided Mann-Whitney U test (normal approximation, tie-corrected): (z, p)."""
+    n1, n2 = len(a), len(b)
+    combined = np.concatenate([a, b])
+    order = combined.argsort(kind="mergesort")
+    ranks = np.empty(len(combined))
+    ranks[order] = np.arange(1, len(combined) + 1)
+    values, inverse = np.unique(combined, return_inverse=True)
+    if len(values) < len(combined):  # ties: give each its group's average rank
+        ranks = (np.bincount(inverse, ranks) / np.bincount(inverse))[inverse]
+    u = ranks[:n1].sum() - n1 * (n1 + 1) / 2
+    _, counts = np.unique(combined, return_counts=True)
+    n = n1 + n2
+    tie = (counts ** 3 - counts).sum() / (n * (n - 1)) if n > 1 else 0
+    sigma = math.sqrt(n1 * n2 / 12 * ((n + 1) - tie))
+    if sigma == 0:
+        return 0.0, 1.0
+    z = (u - n1 * n2 / 2) / sigma
+    return z, math.erfc(abs(z) / math.sqrt(2))
+
+
+def regressions(h, task=None, window=12, min_ratio=1.25, max_p=1e-4, max_points=500):
+    """Change points in each task's successful durations, strongest first.
+
+    Method: a sliding two-window test. For every point of a task's series (its
+    last *max_points* successful attempts, in time order) the *window*
+    durations before it are compared with the *window* from it on, using a
+    Mann-Whitney U test (robust to outliers and skew). A point is a change when
+    p < *max_p* and the medians differ by at least *min_ratio* either way; of
+    overlapping candidates the one with the largest |z| is kept. *window* is a
+    whole number from 2 to max_points // 2 and *min_ratio* at least 1, else
+    ValueError.
+    """
+    _check_window(window, max(2, int(max_points) // 2))
+    _check_ratio(min_ratio)
+    src = h.with_filters(task=[task] if isinstance(task, str) else task) if task else h
+    data = src.query(lambda a: f"""
+        SELECT project, task, run_id, started_at, duration_s FROM (
+            SELECT project, task, run_id, started_at, duration_s,
+                   row_number() OVER (PARTITION BY project, task ORDER BY started_at DESC) AS k
+            FROM ({src.tasks_sql(a)}) WHERE status = 'success' AND duration_s IS NOT NULL)
+        WHERE k <= {int(max_points)} ORDER BY project, task, started_at""")
+    rows = []
+    for (project, name), g in data.groupby(["project", "task"], sort=True):
+        x = g["duration_s"].to_numpy(dtype=float)
+        if len(x) < 2 * window:
+            continue
+        # Medians of the window ending before k and the window starting at k, for all k.
+        rolling = pd.Series(x).rolling(window).median().to_numpy()
+        candidates = []
+        for k in range(window, len(x) - window + 1):
+            mb, ma = rolling[k - 1], rolling[k + window - 1]
+            if mb <= 0 or not (ma / mb >= min_ratio or mb / max(ma, 1e-12) >= min_ratio):
+                continue
+            z, p = _mann_whitney(x[k - window:k], x[k:k + window])
+            if p < max_p:
+                candidates.append((abs(z), k, mb, ma, p))
+        taken = []
+        for score, k, mb, ma, p in sorted(candidates, reverse=True):
+            if all(abs(k - t) >= window for t in taken):
+                taken.append(k)
+                rows.append({"project": project, "task": name,
+                             "run_id": g["run_id"].iloc[k], "changed_at": g["started_at"].iloc[k],
+                             "median_before": mb, "median_after": ma, "ratio": ma / mb,
+                             "p_value": p, "z": score,
+                             "direction": "slower" if ma > mb else "faster"})
+    cols = ["project", "task", "run_id", "changed_at", "median_before", "median_after", "ratio",
+            "direction", "p_value", "z"]
+    if not rows:
+        return pd.DataFrame(columns=cols)
+    return pd.DataFrame(rows)[cols].sort_values(["z"], ascending=False).reset_index(drop=True)
+
+
+# -- one run ------------------------------------------------------------------
+
+def _run_tasks(h, run):
+    run = h.resolve(run)
+    one = h.with_filters(run=[run], since=None, until=None, status=None)
+    df = one.tasks()
+    if df.empty:
+        raise KeyError(f"run {run!r} has no tasks in {', '.join(h.paths)}")
+    deps = one.query(lambda a: f"SELECT task, depends_on FROM ({one.deps_sql(a)})")
+    last = df.sort_values("attempt").groupby("task", as_index=False).tail(1)
+    return last.set_index("task"), deps
+
+
+def critical_path(h, run):
+    """The chain of dependent tasks that bounds *run*'s wall time, first to last.
+
+    Walk back from the task that finished last, each time to the dependency
+    that finished last (the one it had to wait for); ``waited_s`` is the gap
+    between that dependency's end and the task's start."""
+    tasks, deps = _run_tasks(h, run)
+    ends = tasks["finished_at"].fillna(tasks["started_at"])
+    depends = deps.groupby("task")["depends_on"].apply(list).to_dict()
+    current = ends.idxmax()
+    chain = [current]
+    while True:
+        known = [d for d in depends.get(current, []) if d in tasks.index]
+        if not known:
+            break
+        current = max(known, key=lambda d: ends[d])
+        if current in chain:
+            break  # a cycle in recorded deps: stop rather than loop
+        chain.append(current)
+    chain.reverse()
+    out = tasks.loc[chain, ["attempt", "status", "started_at", "finished_at", "duration_s"]]
+    out = out.reset_index()
+    prev_end = ends.loc[chain].shift(1).reset_index(drop=True)
+    out["waited_s"] = (out["started_at"] - prev_end).dt.total_seconds()
+    out.insert(0, "run_id", h.resolve(run))
+    return out
+
+
+def compare(h, run_a, run_b):
+    """Task by task: status and duration in *run_a* and *run_b*, and the change."""
+    a, _ = _run_tasks(h, run_a)
+    b, _ = _run_tasks(h, run_b)
+    both = a[["status", "duration_s"]].merge(b[["status", "duration_s"]], how="outer",
+                                              left_index=True, right_index=True,
+                                              suffixes=("_a", "_b"))
+    both["delta_s"] = both["duration_s_b"] - both["duration_s_a"]
+    both["ratio"] = both["duration_s_b"] / both["duration_s_a"]
+    both["status_changed"] = both["status_a"].astype("object") != both["status_b"].astype("object")
+    return both.reset_index().rename(columns={"index": "task"})
+
+
+# -- disk -----------------------------------------------------------------------
+
+def disk_usage(h):
+    """Per project, sizes as ``paths.dir_size`` defines them (apparent bytes of
+    files and links; directories count 0), each either measured now or recorded:
+
+    * ``runs``: runs in the store; ``recorded_bytes``: the sum of the sizes
+      recorded for them (at run end, by sync, or by the last ``ottolytics usage``);
+    * ``runs_on_disk`` and ``run_bytes``: those whose directory exists, and the
+      size of those directories measured now -- what ``ottolytics usage``
+      reports for the runs the store knows;
+    * ``cache_bytes``: the project's otto script cache (``<project dir>/.cache``),
+      measured now;
+    * the largest run by recorded size, and the oldest and newest run."""
+    df = h.query(lambda a: f"""
+        SELECT project, count(*) AS runs, CAST(sum(size_bytes) AS BIGINT) AS recorded_bytes,
+               arg_max(run_id, size_bytes) AS largest_run_id, max(size_bytes) AS largest_run_bytes,
+               min(started_at) AS oldest_run, max(started_at) AS newest_run
+        FROM ({h.runs_sql(a)}) GROUP BY project""")
+    dirs = h.query(lambda a: f"SELECT DISTINCT project, run_dir, source FROM ({h.runs_sql(a)}) "
+                             "WHERE run_dir IS NOT NULL")
+    on_disk, measured, caches = {}, {}, {}
+    seen = set()
+    for project, run_dir, source in dirs.itertuples(index=False):
+        if not isinstance(run_dir, str):
+            continue
+        if source == "otto":
+            caches.setdefault(project, set()).add(os.path.join(os.path.dirname(run_dir), ".cache"))
+        if run_dir in seen or not os.path.isdir(run_dir) or os.path.islink(run_dir):
+            continue
+        seen.add(run_dir)
+        on_disk[project] = on_disk.get(project, 0) + 1
+        measured[project] = measured.get(project, 0) + dir_size(run_dir)
+    df["runs_on_disk"] = [on_disk.get(p, 0) for p in df["project"]]
+    df["run_bytes"] = [measured.get(p, 0) for p in df["project"]]
+    df["cache_bytes"] = [sum(dir_size(c) for c in caches[p]) if p in caches else pd.NA
+                         for p in df["project"]]
+    for col in ("runs_on_disk", "run_bytes"):
+        df[col] = df[col].astype("int64")
+    df["cache_bytes"] = df["cache_bytes"].astype("Int64")
+    df = df.sort_values(["run_bytes", "recorded_bytes", "project"],
+                        ascending=[False, False, True], na_position="last")
+    return df[["project", "runs", "recorded_bytes", "runs_on_disk", "run_bytes", "cache_bytes",
+               "largest_run_id", "largest_run_bytes", "oldest_run",
+               "newest_run"]].reset_index(drop=True)
+
+
+def largest_runs(h, n=10):
+    """The *n* runs that take the most disk."""
+    return h.query(lambda a: f"SELECT run_id, project, started_at, status, size_bytes, run_dir "
+                             f"FROM ({h.runs_sql(a)}) WHERE size_bytes IS NOT NULL "
+                             f"ORDER BY size_bytes DESC LIMIT {int(n)}")
+
+
+def disk_growth(h, freq="D"):
+    """Bytes of run directories added per period and the running total, per project."""
+    period = _period(freq) or "date_trunc('day', started_at)"
+    return h.query(lambda a: f"""
+        SELECT period, project, added_bytes,
+               CAST(sum(added_bytes) OVER (PARTITION BY project ORDER BY period) AS BIGINT)
+               AS total_bytes
+        FROM (SELECT {period} AS period, project,
+                     CAST(sum(coalesce(size_bytes, 0)) AS BIGINT) AS added_bytes
+              FROM ({h.runs_sql(a)}) GROUP BY 1, 2)
+        ORDER BY period, project""")
+
+
+# -- logs -------------------------------------------------------------------------
+
+LOG_COLUMNS = ["task", "attempt", "stream", "seq", "at", "text", "source"]
+GREP_COLUMNS = ["run_id", "task", "attempt", "stream", "path", "line", "text", "source"]
+
+
+class LogWarning(UserWarning):
+    """Some log files a history names were not read (see paths.open_log)."""
+
+
+def _text(value):
+    """A string cell as str, or None for None, NaN and pd.NA (pandas 2 and 3)."""
+    return value if isinstance(value, str) else None
+
+
+def _read_file_lines(f, max_bytes=None):
+    with f:
+        data = f.read() if max_bytes is None else f.read(max_bytes)
+    return data.decode("utf-8", "replace").splitlines()
+
+
+def _file_jobs(h, f):
+    """(key, stream, path, home, stored, run_dir, source) for each stored log path."""
+    from ottolytics.core.paths import task_path_from_stored
+    if not isinstance(h.stores, duck.Stores):
+        return []  # a Parquet dataset: its paths are other machines' (see the README)
+    df = h.query(lambda a: f"SELECT * FROM ({h.log_paths_sql(a, f)})")
+    jobs = []
+    for r in df.itertuples(index=False):
+        home = h.homes[int(r.store_index)]
+        key = (r.run_id, r.task, int(r.attempt))
+        for stream, stored in (("stdout", _text(r.stdout_stored)),
+                               ("stderr", _text(r.stderr_stored))):
+            if stored is not None:
+                run_dir = _text(r.run_dir_stored)
+                jobs.append((key, r.started_at, stream,
+                             task_path_from_stored(stored, run_dir, home),
+                             (stored, run_dir, _text(r.source), home, _text(r.run_id))))
+    return jobs
+
+
+def _open_job(job, regex=None):
+    """(lines, refusal) for a file job; lines None when the file is missing. With
+    *regex*, only the matching lines, as (number, text)."""
+    from ottolytics.core.paths import LogRefused, open_task_log
+    try:
+        _path, f = open_task_log(*job[4])
+    except LogRefused as exc:
+        return None, str(exc)
+    except OSError:
+        return None, None
+    try:
+        lines = _read_file_lines(f)
+        if regex is not None:
+            lines = [(n, t) for n, t in enumerate(lines, 1) if regex.search(t)]
+        return lines, None
+    except OSError as exc:
+        return None, f"{job[3]}: not read: {exc.strerror or exc}"
+
+
+def _warn(refused):
+    if refused:
+        import warnings
+        more = f" (and {len(refused) - 1} more)" if len(refused) > 1 else ""
+        warnings.warn(f"{len(refused)} log file(s) not read: {refused[0]}{more}", LogWarning,
+                      stacklevel=3)
+
+
+def _tails(h, f):
+    """(run_id, task, attempt, started_at, tail) of the stored stderr tails."""
+    if isinstance(h.stores, duck.Stores):
+        return h.query(lambda a: f"SELECT * FROM ({h.tails_sql(a, f)})")
+    return h.query(lambda a: f"SELECT run_id, task, attempt, started_at, stderr_tail AS tail "
+                             f"FROM ({h.tasks_sql(a, f, status=False, with_tail=True)}) "
+                             f"WHERE stderr_tail IS NOT NULL")
+
+
+def _pool():
+    return ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 2) * 2))
+
+
+def _probe_job(job):
+    """(True, None) when the file job can be opened now, else (False, refusal or
+    None for a missing file); the file is closed again (it is streamed later)."""
+    from ottolytics.core.paths import LogRefused, open_task_log
+    try:
+        _path, f = open_task_log(*job[4])
+    except LogRefused as exc:
+        return False, str(exc)
+    except OSError:
+        return False, None
+    f.close()
+    return True, None
+
+
+def stream_file_lines(f, chunk=1 << 20):
+    """The lines of the open binary log *f*, as ``splitlines()`` of the whole
+    decoded text would give them, reading at most *chunk* bytes at a time (a
+    line longer than that comes in pieces), so memory stays bounded."""
+    import codecs
+    decoder = codecs.getincrementaldecoder("utf-8")("replace")
+    with f:
+        while True:
+            raw = f.readline(chunk)
+            text = decoder.decode(raw, final=not raw)
+            if text:
+                yield from text.splitlines()
+            if not raw:
+                return
+
+
+def iter_run_logs(h, run, task=None):
+    """run_logs without holding the output in memory: (run id, an iterator of
+    (task, attempt, stream, seq, at, text, source) in run_logs' order, and the
+    list of refusals, complete once the iterator is exhausted). Log files are
+    read line by line as the iterator advances."""
+    uid, rows, refused = _log_rows(h, run, task, lazy=True)
+
+    def lines():
+        from ottolytics.core.paths import LogRefused, open_task_log
+        for r in rows:
+            if r[9] != "file":
+                yield (r[1], r[2], r[8], r[5], r[6], r[7], r[9])
+                continue
+            job = r[7]
+            try:
+                _path, f = open_task_log(*job[4])
+            except LogRefused as exc:
+                refused.append(str(exc))
+                continue
+            except OSError:
+                continue
+            try:
+                for number, text in enumerate(stream_file_lines(f), 1):
+                    yield (r[1], r[2], r[8], number, pd.NaT, text, "file")
+            except OSError as exc:
+                refused.append(f"{job[3]}: not read: {exc.strerror or exc}")
+    return uid, lines(), refused
+
+
+def run_logs(h, run, task=None):
+    """A run's output, task by task. For each task attempt and stream: the lines of
+    its log file when the read rule (paths.open_log) allows it; else its stored
+    log fragments (as recorded, one row per fragment); else, for stderr, the lines
+    of its stored stderr tail. Fragments that belong to no task come first.
+    ``source`` says which ("file", "fragments", "stderr tail"). Files the rule
+    refuses are listed in ``df.attrs["refused"]`` and in a LogWarning."""
+    uid, rows, refused = _log_rows(h, run, task)
+    df = pd.DataFrame([(r[1], r[2], r[8], r[5], r[6], r[7], r[9]) for r in rows],
+                      columns=LOG_COLUMNS)
+    df["attempt"] = df["attempt"].astype("Int64")
+    df["seq"] = df["seq"].astype("int64")
+    df["at"] = pd.to_datetime(df["at"], utc=True)
+    df.attrs["refused"] = refused
+    _warn(refused)
+    return df
+
+
+def _log_rows(h, run, task=None, lazy=False):
+    """(run id, sorted rows, refusals) for run_logs; with *lazy*, each readable
+    log file is one row whose text is its file job (streamed by iter_run_logs)."""
+    uid = h.resolve(run)
+    one = h.with_filters(run=[uid], task=[task] if task else None, since=None, until=None,
+                         status=None)
+    rows, refused, done = [], [], set()
+    jobs = _file_jobs(one, one.filters)
+    with _pool() as pool:
+        for job, (lines, problem) in zip(jobs, pool.map(_probe_job if lazy else _open_job,
+                                                        jobs)):
+            if problem:
+                refused.append(problem)
+            if lines is None or lines is False:
+                continue
+            key, started, stream = job[0], job[1], job[2]
+            done.add(key + (stream,))
+            if lazy:
+                rows.append((started, key[1], key[2], 1, stream == "stderr", 0, pd.NaT,
+                             job, stream, "file"))
+                continue
+            for number, text in enumerate(lines, 1):
+                rows.append((started, key[1], key[2], 1, stream == "stderr", number, pd.NaT,
+                             text, stream, "file"))
+    frags = one.query(lambda a: f"SELECT l.task, l.attempt, l.stream, l.seq, l.\"at\", l.text, "
+                                f"t.started_at FROM ({one.logs_sql(a)}) l LEFT JOIN "
+                                f"(SELECT task, attempt, min(started_at) AS started_at FROM "
+                                f"({one.tasks_sql(a)}) GROUP BY ALL) t "
+                                f"USING (task, attempt)")
+    for r in frags.itertuples(index=False):
+        name = _text(r.task)
+        if task is not None and name != task:
+            continue
+        attempt = None if pd.isna(r.attempt) else int(r.attempt)
+        if (uid, name, attempt, r.stream) in done:
+            continue
+        rows.append((r.started_at, name, attempt, 0, False, int(r.seq), r.at, r.text,
+                     r.stream, "fragments"))
+    have_frags = {(uid, _text(r.task), None if pd.isna(r.attempt) else int(r.attempt),
+                   r.stream) for r in frags.itertuples(index=False)}
+    tails = _tails(one, one.filters)
+    for r in tails.itertuples(index=False):
+        key = (uid, r.task, int(r.attempt), "stderr")
+        tail = _text(r.tail)
+        if key in done or key in have_frags or tail is None:
+            continue
+        if task is not None and r.task != task:
+            continue
+        for number, text in enumerate(tail.splitlines(), 1):
+            rows.append((r.started_at, r.task, int(r.attempt), 2, True, number, pd.NaT, text,
+                         "stderr", "stderr tail"))
+    # Run-level fragments first, then tasks by start; within one, fragments as
+    # recorded, then stdout before stderr, line by line.
+    rows.sort(key=lambda r: (r[1] is not None, pd.Timestamp(r[0]).value if r[0] is not None
+                             and not pd.isna(r[0]) else 0, r[1] or "", r[2] or 0, r[3],
+                             r[4], r[5]))
+    return uid, rows, refused
+
+
+def grep(h, pattern, since=None, task=None, project=None, max_matches=10_000):
+    """Lines matching the regular expression *pattern* (Python's ``re``) in the logs
+    the history holds, newest task first: its log files (where the read rule
+    allows), else its stored log fragments, else its stored stderr tail (where a
+    failure's ImportError usually is). Columns: run_id, task, attempt, stream,
+    path (the file, or None), line (in the file, the joined fragments or the
+    tail), text, source. Refused files are in ``df.attrs["refused"]`` and a
+    LogWarning."""
+    regex = re.compile(pattern)
+    src = h.with_filters(since=since if since is not None else h.filters["since"],
+                         task=[task] if isinstance(task, str) else (task or h.filters["task"]),
+                         project=[project] if isinstance(project, str)
+                         else (project or h.filters["project"]))
+    found, refused, done = [], [], set()
+
+    def match(started, key, stream, path, lines, source):
+        for number, text in enumerate(lines, 1):
+            if regex.search(text):
+                found.append((started, key[0], key[1], key[2], stream, path, number, text,
+                              source))
+
+    jobs = sorted(_file_jobs(src, src.filters), key=lambda j: j[1], reverse=True)
+    with _pool() as pool:
+        for job, (lines, problem) in zip(jobs, pool.map(lambda j: _open_job(j, regex), jobs)):
+            if problem:
+                refused.append(problem)
+            if lines is not None:
+                done.add(job[0] + (job[2],))
+                found.extend((job[1], *job[0], job[2], job[3], n, t, "file") for n, t in lines)
+            if len(found) >= max_matches:
+                break
+    frags = src.query(lambda a: f"SELECT run_id, task, attempt, stream, "
+                                f"string_agg(text, '' ORDER BY seq) AS text, min(\"at\") AS "
+                                f"started_at FROM ({src.logs_sql(a)}) GROUP BY ALL")
+    for r in frags.itertuples(index=False):
+        key = (r.run_id, _text(r.task), None if pd.isna(r.attempt) else int(r.attempt))
+        if key + (r.stream,) not in done and _text(r.text):
+            done.add(key + (r.stream,))
+            match(r.started_at, key, r.stream, None, r.text.splitlines(), "fragments")
+    tails = _tails(src, src.filters)
+    for r in tails.itertuples(index=False):
+        key = (r.run_id, r.task, int(r.attempt))
+        if key + ("stderr",) not in done and _text(r.tail):
+            match(r.started_at, key, "stderr", None, r.tail.splitlines(), "stderr tail")
+    found.sort(key=lambda r: (-(pd.Timestamp(r[0]).value if r[0] is not None
+                                and not pd.isna(r[0]) else 0), r[1], r[2] or "", r[3] or 0,
+                              r[4], r[6]))
+    df = pd.DataFrame([r[1:] for r in found[:max_matches]], columns=GREP_COLUMNS)
+    df["attempt"] = df["attempt"].astype("Int64")
+    df["line"] = df["line"].astype("int64")
+    df.attrs["refused"] = refused
+    _warn(refused)
+    return df

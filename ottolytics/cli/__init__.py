@@ -1,0 +1,2 @@
+"""The ``ottolytics`` command line: a thin mirror of the library, one call per command.
+"""

@@ -1,0 +1,258 @@
+"""``ottolytics logs`` and ``ottolytics grep``: the terminal mirrors of
+``History.logs()`` and ``History.grep()``, through the same read rule
+(paths.open_log). ``logs --follow`` reads with sqlite3 and the standard library
+only, so it starts at once and polls cheaply.
+"""
+
+import json
+import os
+import sys
+import time
+import warnings
+
+FOLLOW_POLL_S = 0.25
+_KEEP = {"\t"}
+
+
+def escape(text, terminal):
+    """*text* for printing: on a terminal, control characters (ESC, BEL, NUL, C1,
+    DEL...) are shown escaped (``\\x1b``) so a log cannot drive the terminal."""
+    if not terminal:
+        return text
+    return "".join(c if (c.isprintable() or c in _KEEP) else repr(c)[1:-1] for c in text)
+
+
+def _is_tty(stream):
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def _missing(value):
+    import pandas as pd
+    return value is None or bool(pd.isna(value))
+
+
+def _err(message):
+    print(f"ottolytics: error: {escape(message, True)}", file=sys.stderr)
+
+
+def _open(db, **filters):
+    from ottolytics.analyze.history import open as open_history
+    return open_history(db, **filters)
+
+
+def _records(df, run_id=None):
+    records = json.loads(df.to_json(orient="records", date_format="iso", date_unit="us"))
+    if run_id is not None:
+        for r in records:
+            r["run_id"] = run_id
+    return records
+
+
+def _line_record(r):
+    """One line of ``logs --json``: the run_logs columns, times in the one JSON
+    time format (formatting.iso_utc)."""
+    from ottolytics.core.formatting import iso_utc
+    import pandas as pd
+    return {"task": r.task if isinstance(r.task, str) else None,
+            "attempt": None if _missing(r.attempt) else int(r.attempt),
+            "stream": r.stream, "seq": int(r.seq),
+            "at": None if _missing(r.at) else iso_utc(pd.Timestamp(r.at).to_pydatetime()),
+            "text": r.text, "source": r.source}
+
+
+def logs(db, run, task=None, stream=None, follow=False, as_json=False):
+    """Print a run's (or one task's) output; returns the exit code."""
+    from ottolytics.store.migrations import StoreError
+    if follow:
+        if task is None:
+            _err("--follow needs TASK: ottolytics logs RUN TASK --follow")
+            return 2
+        if as_json:
+            _err("--follow prints the log as it grows; it has no --json")
+            return 2
+        try:
+            return follow_task(db, run, task, stream)
+        except StoreError as exc:
+            _err(str(exc))
+            return 1
+    from ottolytics.analyze.analytics import iter_run_logs
+    try:
+        h = _open(db)
+        uid = h.resolve(run)
+        # Streamed: a log file is read line by line as it is printed, never whole.
+        uid, rows, refused = iter_run_logs(h, uid, task)
+        first = next(rows, None)
+        names = None
+        if task is not None and first is None:
+            names = sorted(set(h.with_filters(run=[uid], since=None, until=None, status=None,
+                                              task=None).tasks()["task"]))
+    except StoreError as exc:
+        _err(str(exc))
+        return 1
+    if names is not None and task not in names:
+        _err(f"run {uid} has no task {task!r}; its tasks are {', '.join(names) or 'none'}")
+        return 1
+    import itertools
+    from collections import namedtuple
+    Row = namedtuple("Row", "task attempt stream seq at text source")
+    every = (Row(*r) for r in itertools.chain([first] if first is not None else [], rows))
+    if stream:
+        every = (r for r in every if r.stream == stream)
+    shown = 0
+    if as_json:
+        out = sys.stdout
+        out.write(f'{{\n  "run_id": {json.dumps(uid)},\n  "lines": [')
+        for r in every:
+            out.write(("," if shown else "") + "\n    " + json.dumps(_line_record(r)))
+            shown += 1
+        out.write(("\n  ]" if shown else "]") + f',\n  "refused": {json.dumps(refused)}\n}}\n')
+    else:
+        tty = _is_tty(sys.stdout)
+        header = None
+        for r in every:
+            shown += 1
+            if task is None:
+                here = (r.task, r.attempt, r.stream, r.source)
+                if here != header:
+                    header = here
+                    name = r.task if isinstance(r.task, str) else "(run)"
+                    attempt = "" if _missing(r.attempt) or int(r.attempt) == 1 \
+                        else f" attempt {int(r.attempt)}"
+                    print(f"== {escape(str(name), tty)}{attempt} {r.stream} ({r.source}) ==")
+            text = r.text if r.source != "fragments" else r.text.rstrip("\n")
+            print(escape(text, tty))
+        if not shown and not refused:
+            what = f"task {task!r} of run {uid}" if task else f"run {uid}"
+            print(f"no output was kept for {what}" + (f" on {stream}" if stream else ""),
+                  file=sys.stderr)
+    for message in refused:
+        _err(message)
+    return 1 if refused else 0
+
+
+def follow_task(db, run, task, stream=None):
+    """Print TASK's log of RUN and keep printing what is appended until the task
+    ends (or Ctrl-C). Files go through the read rule; output the store holds as
+    fragments is followed too."""
+    from ottolytics.core.paths import LogRefused, db_path, open_task_log
+    from ottolytics.manage.runinfo import resolve
+    from ottolytics.store.connection import connect
+    path = os.path.abspath(db_path(db))
+    if not os.path.isfile(path):
+        _err(f"{path}: no store here; record a run first or pass --db")
+        return 1
+    home = os.path.dirname(path)
+    streams = [stream] if stream else ["stdout", "stderr"]
+    tty = _is_tty(sys.stdout)
+    conn = connect(path, readonly=True)
+    files, seq, attempt = {}, {s: 0 for s in streams}, None
+    out = sys.stdout
+    try:
+        rid = resolve(conn, run)
+        uid, run_dir, source = conn.execute("SELECT uid, run_dir, source FROM runs WHERE id = ?",
+                                            (rid,)).fetchone()
+        while True:
+            row = conn.execute(
+                "SELECT t.id, t.attempt, t.status, t.stdout_path, t.stderr_path, r.status "
+                "FROM runs r LEFT JOIN tasks t ON t.run_id = r.id AND t.name = ? "
+                "WHERE r.id = ? ORDER BY t.attempt DESC LIMIT 1", (task, rid)).fetchone()
+            task_id, got, status, out_p, err_p, run_status = row
+            if task_id is None:
+                if run_status != "running":
+                    names = [n for (n,) in conn.execute(
+                        "SELECT DISTINCT name FROM tasks WHERE run_id = ? ORDER BY name",
+                        (rid,))]
+                    _err(f"run {uid} has no task {task!r}; its tasks are "
+                         f"{', '.join(names) or 'none'}")
+                    return 1
+                time.sleep(FOLLOW_POLL_S)
+                continue
+            if attempt is not None and got != attempt:
+                print(f"== {escape(task, tty)} attempt {got} ==", file=out, flush=True)
+                for f in files.values():
+                    f.close()
+                files, seq = {}, {s: 0 for s in streams}
+            attempt = got
+            stored = {"stdout": out_p, "stderr": err_p}
+            wrote = False
+            for s in streams:
+                if s not in files and stored[s] is not None:
+                    try:
+                        files[s] = open_task_log(stored[s], run_dir, source, home, uid)[1]
+                    except LogRefused as exc:
+                        _err(str(exc))
+                        return 1
+                    except OSError:
+                        pass  # not created yet
+                if s in files:
+                    data = files[s].read(1 << 16)
+                    while data:
+                        out.write(escape(data.decode("utf-8", "replace"), tty))
+                        wrote = True
+                        data = files[s].read(1 << 16)
+                elif stored[s] is None:
+                    for n, text in conn.execute(
+                            "SELECT seq, data FROM log_fragments WHERE task_id = ? AND stream = ? "
+                            "AND seq > ? ORDER BY seq", (task_id, s, seq[s])).fetchall():
+                        out.write(escape(text, tty))
+                        seq[s], wrote = n, True
+            out.flush()
+            if not wrote and status not in ("running", "pending"):
+                return 0
+            if not wrote:
+                time.sleep(FOLLOW_POLL_S)
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        for f in files.values():
+            f.close()
+        conn.close()
+
+
+def grep(db, pattern, project=None, since=None, task=None, max_matches=10_000,
+         as_json=False, jsonl=False):
+    """Print the lines matching *pattern*; 0 when some matched, 1 when none (as
+    grep), 2 for a bad pattern or --since."""
+    import re
+    from ottolytics.store.migrations import StoreError
+    if max_matches < 1:
+        _err(f"--max {max_matches}: must be 1 or more")
+        return 2
+    try:
+        re.compile(pattern)
+    except re.error as exc:
+        _err(f"{pattern!r}: not a regular expression ({exc})")
+        return 2
+    try:
+        h = _open(db)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            df = h.grep(pattern, since=since or None, task=task, project=project,
+                        max_matches=max_matches)
+    except ValueError as exc:
+        _err(f"--since {since!r}: {exc}")
+        return 2
+    except StoreError as exc:
+        _err(str(exc))
+        return 1
+    refused = df.attrs.get("refused", [])
+    if as_json:
+        print(json.dumps({"matches": _records(df), "refused": refused}, indent=2))
+    elif jsonl:
+        for r in _records(df):
+            print(json.dumps(r))
+    else:
+        tty = _is_tty(sys.stdout)
+        for r in df.itertuples(index=False):
+            attempt = f"#{int(r.attempt)}" if not _missing(r.attempt) and int(r.attempt) > 1 \
+                else ""
+            where = f"{r.stream}" + (" tail" if r.source == "stderr tail" else "")
+            print(escape(f"{r.run_id} {r.task}{attempt} {where}:{r.line}: {r.text}", tty))
+    if refused:
+        print(f"ottolytics: warning: {len(refused)} log file(s) not read: "
+              f"{escape(refused[0], True)}" + (" (and more)" if len(refused) > 1 else ""),
+              file=sys.stderr)
+    return 0 if len(df) else 1

@@ -1,0 +1,81 @@
+"""Terminal output for the management commands: rich tables and progress bars
+on a terminal, plain aligned text otherwise (pipes, files, ``NO_COLOR``).
+
+rich costs ~35 ms to import, more than the quick commands' whole budget, so it
+is imported only when stdout (or, for progress, stderr) is a terminal.
+"""
+
+import os
+import sys
+from contextlib import contextmanager
+
+from ottolytics.core.formatting import printable
+from ottolytics.core.formatting import table as plain_table
+
+
+def fancy(stream=None):
+    """True when *stream* (stdout) is a terminal and NO_COLOR is not set."""
+    stream = stream or sys.stdout
+    if os.environ.get("NO_COLOR"):
+        return False
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def print_table(headers, rows, title=None, right=()):
+    """Print a table; *right* names the columns to right-align (numbers)."""
+    if fancy():
+        from rich.console import Console
+        from rich.table import Table
+        t = Table(title=printable(title), title_justify="left", header_style="bold")
+        for h in headers:
+            t.add_column(printable(h), justify="right" if h in right else "left")
+        for r in rows:
+            t.add_row(*["" if c is None else printable(str(c)) for c in r])
+        # No markup, emoji or highlighting: cells are data, and parsing them costs.
+        Console(markup=False, emoji=False, highlight=False).print(t)
+        return
+    if title:
+        print(printable(title))
+    print(plain_table(headers, rows))
+
+
+@contextmanager
+def progress(description, total=None):
+    """A progress bar on stderr when it is a terminal; yields advance(n, total)."""
+    if not fancy(sys.stderr):
+        yield lambda n, total=None: None
+        return
+    from rich.progress import Progress
+    # No refresh thread: usage forks walkers, and forking a threaded process is unsafe.
+    with Progress(transient=True, auto_refresh=False) as bar:
+        task = bar.add_task(description, total=total)
+
+        def advance(n, new_total=None):
+            if new_total is not None:
+                bar.update(task, total=new_total)
+            bar.advance(task, n)
+            bar.refresh()
+        yield advance
+
+
+def confirm(question):
+    """Ask a yes/no question on the terminal; False unless the answer is yes."""
+    try:
+        answer = input(f"{question} [y/N] ")
+    except EOFError:
+        return False
+    return answer.strip().lower() in ("y", "yes")
+
+
+def human_bytes(n):
+    """1536 -> '1.5 KiB'; None -> '-'."""
+    if n is None:
+        return "-"
+    n = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{int(n)} B" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024

@@ -1,0 +1,206 @@
+"""``ottolytics info RUN``: one run, whole: its metadata, each task with status,
+duration, exit code and file paths (and the stderr tail of failed ones), and
+the order its tasks' dependencies impose. Indexed sqlite3 only, so it answers
+in milliseconds on any size of store.
+"""
+
+import os
+import time
+
+from ottolytics.manage.listing import _duration, open_for_reading
+from ottolytics.store.migrations import StoreError
+from ottolytics.core.paths import check_task_log, db_path, from_stored, task_path_from_stored
+
+RUN_COLUMNS = ("id", "uid", "status", "started_at", "finished_at", "args", "ottofile", "user",
+               "host", "cwd", "run_dir", "size_bytes", "source", "source_ref", "derived")
+
+
+class RunNotFound(StoreError, KeyError):
+    """RUN matched no run, or more than one; the message says which and what to do.
+    A KeyError too, as the History's run methods raised before they resolved ids."""
+
+    def __str__(self):  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+# The fewest characters of a run id that name a run by prefix ('latest', a whole id
+# and otto's unix timestamp work at any length).
+MIN_PREFIX = 4
+_SHOWN = 5      # candidates listed in an "ambiguous" message
+_FETCHED = 101  # candidates fetched at most; more are counted as "over 100"
+
+
+def ref_clause(ref):
+    """SQLite SQL over ``runs`` (uid, started_at) keeping every run that *ref* could
+    name: the id itself, runs started in that second when *ref* is a unix
+    timestamp, and ids starting with *ref*. None for 'latest'."""
+    ref = str(ref).strip()
+    if ref == "latest":
+        return None
+    lit = "'" + ref.replace("'", "''") + "'"
+    clauses = [f"uid = {lit}", f"(uid >= {lit} AND uid < {lit} || char(1114111))"]
+    if ref.isdigit() and len(ref) <= 12:
+        clauses.append(f"(started_at >= {int(ref)} AND started_at < {int(ref) + 1})")
+    return "(" + " OR ".join(clauses) + ")"
+
+
+def ref_order(ref):
+    """ORDER BY for ref_clause's rows: the best candidates first, so a LIMIT keeps them."""
+    ref = str(ref).strip()
+    lit = "'" + ref.replace("'", "''") + "'"
+    return f"uid = {lit} DESC, uid"
+
+
+def candidates(conn, ref, where=()):
+    """(uid, started_at, source) rows of the runs *ref* could name in the store at
+    *conn* (sqlite3), newest first for 'latest'; *where* adds SQLite clauses over
+    runs (filters)."""
+    clause = ref_clause(ref)
+    clauses = list(where) + ([clause] if clause else [])
+    sql = "SELECT uid, started_at, source FROM runs" + (
+        " WHERE " + " AND ".join(clauses) if clauses else "")
+    if clause is None:
+        sql += " ORDER BY started_at DESC LIMIT 1"
+    else:
+        sql += f" ORDER BY {ref_order(ref)} LIMIT {_FETCHED}"
+    return conn.execute(sql).fetchall()
+
+
+def choose(ref, rows, where="the store"):
+    """The one run id that *ref* names among *rows* (from :func:`candidates`, of one
+    store or several); raises RunNotFound saying what matched and what to do.
+
+    Order: 'latest' (the newest row), the exact id, the runs started in that
+    second when *ref* is a unix timestamp (an otto run first: the run directory's
+    name), then a prefix of at least MIN_PREFIX characters that matches one run."""
+    ref = str(ref).strip()
+    rows = list(dict.fromkeys((r[0], r[1], r[2]) for r in rows))
+    if ref == "latest":
+        if not rows:
+            raise RunNotFound(f"latest: {where} has no runs yet")
+        return max(rows, key=lambda r: r[1] or 0)[0]
+    if any(r[0] == ref for r in rows):
+        return ref
+    if ref.isdigit():
+        ts = int(ref)
+        second = [r for r in rows if r[1] is not None and ts <= r[1] < ts + 1]
+        otto = [r for r in second if r[2] == "otto" or str(r[0]).startswith("otto-")]
+        second = otto or second
+        if len(second) == 1:
+            return second[0][0]
+        if second:
+            raise RunNotFound(f"{ref}: {len(second)} runs started in that second "
+                              f"({', '.join(r[0] for r in second[:_SHOWN])}); pass a run id")
+    prefixed = sorted(r[0] for r in rows if str(r[0]).startswith(ref))
+    if len(prefixed) == 1 and len(ref) >= MIN_PREFIX:
+        return prefixed[0]
+    if prefixed:
+        count = f"over {_FETCHED - 1}" if len(prefixed) >= _FETCHED else str(len(prefixed))
+        more = " and more" if len(prefixed) > _SHOWN else ""
+        if len(prefixed) == 1:
+            raise RunNotFound(f"{ref}: too short to name a run (it matches {prefixed[0]}); "
+                              f"give at least {MIN_PREFIX} characters of the id")
+        hint = ("give more of the id" if len(ref) >= MIN_PREFIX
+                else f"give more of the id (at least {MIN_PREFIX} characters)")
+        raise RunNotFound(f"{ref}: ambiguous, matches {count} runs "
+                          f"({', '.join(prefixed[:_SHOWN])}{more}); {hint}")
+    raise RunNotFound(f"{ref}: no such run; list runs with 'ottolytics history' "
+                      "(RUN is a run id, a unique prefix of at least "
+                      f"{MIN_PREFIX} characters, otto's unix timestamp, or 'latest')")
+
+
+def resolve(conn, ref):
+    """The runs.id for *ref*: ``latest``, a run id (or a unique prefix of one), or
+    otto's unix timestamp (the run directory's name)."""
+    uid = choose(ref, candidates(conn, ref))
+    return conn.execute("SELECT id FROM runs WHERE uid = ?", (uid,)).fetchone()[0]
+
+
+def dependency_order(tasks):
+    """Task names in an order where each comes after what it depends on; ties go
+    by start time, then name. Dependencies outside the run are ignored, and a
+    cycle (which otto would reject) is broken by start time."""
+    names = {t["task"] for t in tasks}
+    start = {t["task"]: (t["started_at"] is None, t["started_at"] or 0, t["task"])
+             for t in tasks}
+    deps = {t["task"]: {d for d in t["depends_on"] if d in names and d != t["task"]}
+            for t in tasks}
+    order, done = [], set()
+    while len(order) < len(names):
+        ready = [n for n in names if n not in done and deps[n] <= done]
+        if not ready:  # a cycle: take the earliest remaining
+            ready = [min((n for n in names if n not in done), key=start.get)]
+        for n in sorted(ready, key=start.get):
+            order.append(n)
+            done.add(n)
+    return order
+
+
+def _refused(out, err, run_dir, source, home, uid=None):
+    """{stream: reason} for the log paths the read rule (paths.open_log) refuses: what
+    ``ottolytics logs``, the MCP server and History.logs would not read."""
+    problems = {}
+    for stream, stored in (("stdout", out), ("stderr", err)):
+        if stored is not None:
+            why = check_task_log(stored, run_dir, source, home, uid)
+            if why is not None and why != "missing":
+                problems[stream] = why
+    return problems
+
+
+def run_info(db=None, ref="latest", conn=None, home=None):
+    """The run *ref* as a dict: its fields, ``params``, ``tasks`` (final attempt
+    last; paths absolute; ``refused`` names the log paths the read rule refuses,
+    with why) and ``order``. Raises RunNotFound. Stored relative paths
+    resolve against *home*, by default the store's directory, as History does."""
+    if home is None:
+        home = os.path.dirname(os.path.abspath(db_path(db)))
+    own = conn is None
+    conn = conn or open_for_reading(db)
+    try:
+        rid = resolve(conn, ref)
+        run = dict(zip(RUN_COLUMNS + ("project",), conn.execute(
+            f"SELECT {', '.join('r.' + c for c in RUN_COLUMNS)}, p.name FROM runs r "
+            "JOIN projects p ON p.id = r.project_id WHERE r.id = ?", (rid,)).fetchone()))
+        params = dict(conn.execute("SELECT key, value FROM run_params WHERE run_id = ? "
+                                   "ORDER BY key", (rid,)).fetchall())
+        rows = conn.execute(
+            "SELECT t.id, t.name, t.attempt, t.status, t.started_at, t.finished_at, "
+            "t.exit_code, t.signal, t.cpu_user_s, t.cpu_system_s, t.peak_rss_bytes, "
+            "t.script_hash, t.script_path, t.stdout_path, t.stderr_path, t.derived, s.tail "
+            "FROM tasks t LEFT JOIN task_stderr s ON s.task_id = t.id "
+            "WHERE t.run_id = ? ORDER BY t.started_at, t.name, t.attempt", (rid,)).fetchall()
+        deps = {}
+        for task_id, dep in conn.execute(
+                "SELECT d.task_id, d.depends_on FROM task_deps d JOIN tasks t "
+                "ON t.id = d.task_id WHERE t.run_id = ? ORDER BY d.depends_on", (rid,)):
+            deps.setdefault(task_id, []).append(dep)
+    finally:
+        if own:
+            conn.close()
+    now = time.time()
+    run_dir = run["run_dir"]
+    tasks = []
+    for (tid, name, attempt, status, started, finished, code, sig, cpu_u, cpu_s, rss, sh,
+         script, out, err, derived, tail) in rows:
+        tasks.append({
+            "task": name, "attempt": attempt, "status": status, "started_at": started,
+            "finished_at": finished, "duration_s": _duration(status, started, finished, now),
+            "exit_code": code, "signal": sig, "cpu_user_s": cpu_u, "cpu_system_s": cpu_s,
+            "peak_rss_bytes": rss, "script_hash": sh,
+            "script_path": task_path_from_stored(script, run_dir, home),
+            "stdout_path": task_path_from_stored(out, run_dir, home),
+            "stderr_path": task_path_from_stored(err, run_dir, home),
+            "depends_on": deps.get(tid, []),
+            "refused": _refused(out, err, run_dir, run["source"], home, run["uid"]),
+            "stderr_tail": tail if status == "failed" else None, "derived": derived})
+    run_id = run.pop("uid")
+    run.pop("id")
+    result = {"run_id": run_id, **run,
+              "duration_s": _duration(run["status"], run["started_at"], run["finished_at"], now),
+              "run_dir": from_stored(run_dir, home), "params": params, "tasks": tasks}
+    last = {}
+    for t in tasks:
+        last[t["task"]] = t
+    result["order"] = dependency_order(list(last.values()))
+    return result

@@ -1,0 +1,387 @@
+"""``ottolytics mcp``: the history for AI assistants, as a Model Context Protocol
+server over stdio (the official ``mcp`` SDK).
+
+Five tools, each with a JSON schema and paged or bounded results:
+``list_execution_history``, ``get_run``, ``get_task_logs``, ``task_stats`` and
+``failure_groups``. The server is read-only: it opens the store with SQLite's
+``mode=ro`` (and DuckDB attaches it READ_ONLY), and the only files it reads are
+the log files that a task's row in the store names, and only those that
+paths.open_log allows (inside the run's own tree, regular files, no symlink
+out). Outputs are sized for a model: long texts are cut with a marker that says
+how much was cut. DuckDB and pandas load only when a tool that needs them
+(task_stats, failure_groups) runs.
+"""
+
+import os
+import sqlite3
+
+from ottolytics.core.formatting import iso_utc
+from ottolytics.manage.listing import count_runs, recent_runs
+from ottolytics.store.migrations import RUN_STATUSES, StoreError
+from ottolytics.core.paths import db_path
+from ottolytics.core.timeutil import parse_since
+
+MAX_LIMIT = 200
+MAX_TEXT = 4000          # characters of a stderr tail or message in a result
+MAX_LOG_BYTES = 64_000   # bytes of log text in one get_task_logs result
+MAX_LOG_LINES = 5000
+
+INSTRUCTIONS = """\
+Run history of task runners (otto, make, CI steps, workflow managers) recorded by
+ottolytics. Start with list_execution_history (newest first, paged with offset), then
+get_run for one run's tasks, exit codes and log paths, get_task_logs for a task's
+output, task_stats for one task's reliability and speed, and failure_groups for the
+recurring failures. Run ids may also be 'latest', a unique prefix of at least 4
+characters, or otto's unix timestamp."""
+
+
+class Refused(Exception):
+    """A bad argument or an unknown run: the message goes back to the model."""
+
+
+def _cut(text, limit=MAX_TEXT):
+    """*text*, keeping its end, with a marker when something was cut."""
+    if text is None or len(text) <= limit:
+        return text
+    cut = len(text) - limit
+    return f"[... {cut:,} earlier characters cut ...]\n" + text[-limit:]
+
+
+def _since(value, name="since"):
+    """Unix seconds (a bare number), '7d' or '12h' (ago), an ISO date or time ->
+    unix seconds, by the one parser of --since and since= (timeutil.parse_since)."""
+    if value is None or value == "":
+        return None
+    try:
+        return parse_since(value)
+    except ValueError as exc:
+        raise Refused(f"{name}={value!r}: {exc}") from None
+
+
+def _bounded(value, name, low, high):
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise Refused(f"{name}={value!r}: must be a whole number from {low} to {high}")
+    return value
+
+
+class HistoryTools:
+    """The tools' logic, independent of the protocol (and testable without it)."""
+
+    def __init__(self, db=None):
+        self.path = os.path.abspath(db_path(db))
+        self.home = os.path.dirname(self.path)
+        self._history = None
+
+    def _conn(self):
+        from ottolytics.store.connection import decode_text
+        if not os.path.exists(self.path):
+            raise Refused(f"{self.path}: no store here; record runs first or start the "
+                          "server with --db PATH")
+        try:
+            conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True)
+            conn.text_factory = decode_text  # bytes that are not UTF-8 shown as \xff
+            conn.execute("SELECT 1 FROM runs LIMIT 1")
+        except sqlite3.Error as exc:
+            raise Refused(f"{self.path}: cannot be read as an ottolytics store ({exc})") \
+                from None
+        return conn
+
+    def _h(self):
+        if self._history is None:
+            from ottolytics.analyze.history import open as open_history
+            self._history = open_history(self.path)
+        return self._history
+
+    # -- tools ------------------------------------------------------------------
+
+    def list_execution_history(self, limit=10, offset=0, project=None, task=None,
+                               status=None, since=None):
+        limit = _bounded(limit, "limit", 1, MAX_LIMIT)
+        offset = _bounded(offset, "offset", 0, 10**9)
+        if status is not None and status not in RUN_STATUSES:
+            raise Refused(f"status={status!r}: use one of {', '.join(RUN_STATUSES)}")
+        after = _since(since)
+        conn = self._conn()
+        try:
+            total = count_runs(conn, status, project, after, task)
+            runs = recent_runs(conn=conn, limit=limit, offset=offset, status=status,
+                               project=project, since=after, task=task)
+        finally:
+            conn.close()
+        items = []
+        for r in runs:
+            counts = {k[6:]: r.pop(k) for k in list(r) if k.startswith("tasks_")}
+            r["task_counts"] = {k: v for k, v in counts.items() if v}
+            r["started_at"], r["finished_at"] = iso_utc(r["started_at"]), iso_utc(
+                r["finished_at"])
+            items.append(r)
+        more = offset + len(items) < total
+        return {"total": total, "offset": offset, "limit": limit, "runs": items,
+                "next_offset": offset + len(items) if more else None}
+
+    def get_run(self, run_id, tasks_limit=100, tasks_offset=0):
+        from ottolytics.manage.runinfo import RunNotFound, run_info
+        tasks_limit = _bounded(tasks_limit, "tasks_limit", 1, 1000)
+        tasks_offset = _bounded(tasks_offset, "tasks_offset", 0, 10**9)
+        conn = self._conn()
+        try:
+            info = run_info(conn=conn, ref=run_id, home=self.home)
+        except RunNotFound as exc:
+            raise Refused(str(exc)) from None
+        finally:
+            conn.close()
+        tasks = info["tasks"]
+        page = tasks[tasks_offset:tasks_offset + tasks_limit]
+        for t in page:
+            t["started_at"], t["finished_at"] = iso_utc(t["started_at"]), iso_utc(
+                t["finished_at"])
+            t["stderr_tail"] = _cut(t["stderr_tail"])
+        info["started_at"], info["finished_at"] = iso_utc(info["started_at"]), iso_utc(
+            info["finished_at"])
+        info.update(tasks=page, tasks_total=len(tasks), tasks_offset=tasks_offset,
+                    tasks_next_offset=tasks_offset + len(page)
+                    if tasks_offset + len(page) < len(tasks) else None)
+        return info
+
+    def get_task_logs(self, run_id, task, stream="stderr", tail_lines=200, attempt=None):
+        from ottolytics.manage.runinfo import RunNotFound, resolve
+        if stream not in ("stdout", "stderr"):
+            raise Refused(f"stream={stream!r}: use 'stdout' or 'stderr'")
+        tail_lines = _bounded(tail_lines, "tail_lines", 1, MAX_LOG_LINES)
+        if attempt is not None:
+            attempt = _bounded(attempt, "attempt", 1, 1000)
+        conn = self._conn()
+        try:
+            try:
+                rid = resolve(conn, run_id)
+            except RunNotFound as exc:
+                raise Refused(str(exc)) from None
+            uid, run_dir, run_source = conn.execute(
+                "SELECT uid, run_dir, source FROM runs WHERE id = ?", (rid,)).fetchone()
+            row = conn.execute(
+                f"SELECT t.id, t.attempt, t.{stream}_path, s.tail FROM tasks t "
+                "LEFT JOIN task_stderr s ON s.task_id = t.id "
+                "WHERE t.run_id = ? AND t.name = ? AND (? IS NULL OR t.attempt = ?) "
+                "ORDER BY t.attempt DESC LIMIT 1", (rid, task, attempt, attempt)).fetchone()
+            if row is None:
+                names = [n for (n,) in conn.execute(
+                    "SELECT DISTINCT name FROM tasks WHERE run_id = ? ORDER BY name", (rid,))]
+                raise Refused(f"task={task!r}: run {uid} has no such task"
+                              + (f" (attempt {attempt})" if attempt else "")
+                              + f"; its tasks are {', '.join(names) or 'none'}")
+            task_id, got_attempt, stored, tail = row
+            fragments = [d for (d,) in conn.execute(
+                "SELECT data FROM log_fragments WHERE run_id = ? AND task_id = ? AND stream = ? "
+                "ORDER BY seq", (rid, task_id, stream))]
+        finally:
+            conn.close()
+        from ottolytics.core.paths import LogRefused, open_task_log, task_path_from_stored
+        path = task_path_from_stored(stored, run_dir, self.home)
+        result = {"run_id": uid, "task": task, "attempt": got_attempt, "stream": stream,
+                  "path": path}
+        log = None
+        if stored is not None:
+            try:
+                _path, log = open_task_log(stored, run_dir, run_source, self.home, uid)
+            except LogRefused as exc:
+                raise Refused(f"{exc}; only regular files inside the run's own directory "
+                              "(ottolytics/runs/<run id> beside the store, for runs "
+                              "ottolytics recorded) are read") \
+                    from None
+            except OSError:
+                log = None  # not there (any more): fall back to what the store kept
+        if log is not None:
+            text, source = _read_tail(log), "file"
+        elif fragments:
+            text, source = "".join(fragments), "store (log fragments)"
+        elif stream == "stderr" and tail:
+            text, source = tail, "store (last 4 KiB of stderr)"
+        else:
+            result.update(source=None, text="", lines=0, note="no output was kept for this "
+                          "task: no log file at its path and nothing in the store")
+            return result
+        lines = text.splitlines()
+        kept = lines[-tail_lines:]
+        body = "\n".join(kept)
+        cut_lines = len(lines) - len(kept)
+        if len(body.encode()) > MAX_LOG_BYTES:
+            raw = body.encode()[-MAX_LOG_BYTES:].decode("utf-8", "replace")
+            cut_lines += body.count("\n") - raw.count("\n")
+            body = raw
+        if cut_lines:
+            body = f"[... {cut_lines:,} earlier lines cut ...]\n" + body
+        result.update(source=source, text=body, lines=len(lines),
+                      lines_shown=len(lines) - cut_lines)
+        return result
+
+    def task_stats(self, task, since="30d", project=None):
+        after = _since(since)
+        h = self._h().with_filters(task=[task], since=after,
+                                   project=[project] if project else None)
+        stats = h.query(lambda a: f"""
+            SELECT count(*) FILTER (WHERE attempt = 1) AS runs, count(*) AS attempts,
+                   count(*) FILTER (WHERE status = 'success') AS successes,
+                   count(*) FILTER (WHERE status = 'failed') AS failures,
+                   count(*) FILTER (WHERE status = 'skipped') AS skips,
+                   count(*) FILTER (WHERE status = 'interrupted') AS interrupted,
+                   quantile_cont(duration_s, 0.5) FILTER (WHERE status = 'success') AS p50_s,
+                   quantile_cont(duration_s, 0.95) FILTER (WHERE status = 'success') AS p95_s,
+                   max(started_at) AS last_run
+            FROM ({h.facts_sql(a)})""").iloc[0]
+        if not stats["attempts"]:
+            period = self._h().with_filters(since=after)
+            known = period.query(lambda a: f"SELECT DISTINCT task FROM ({period.facts_sql(a)}) "
+                                           "ORDER BY task LIMIT 20")["task"].tolist()
+            raise Refused(f"task={task!r}: no runs since {since!r}"
+                          + (f" in project {project!r}" if project else "")
+                          + (f"; tasks in that period include {', '.join(known)}" if known
+                             else "; nothing ran in that period"))
+        flaky = h.flaky(window=20).sort_values("runs", ascending=False)
+        row = flaky.iloc[0] if len(flaky) else None
+        done = int(stats["successes"] + stats["failures"])
+        out = {"task": task, "project": project, "since": since,
+               "runs": int(stats["runs"]), "attempts": int(stats["attempts"]),
+               "successes": int(stats["successes"]), "failures": int(stats["failures"]),
+               "skips": int(stats["skips"]), "interrupted": int(stats["interrupted"]),
+               "success_rate": float(stats["successes"]) / done if done else None,
+               "p50_duration_s": _num(stats["p50_s"]), "p95_duration_s": _num(stats["p95_s"]),
+               "last_run": _time(stats["last_run"]),
+               "flip_rate": _num(row["flip_rate"]) if row is not None else None,
+               "retry_passes": int(row["retry_passes"]) if row is not None else 0,
+               "flaky_score": _num(row["score"]) if row is not None else None}
+        return out
+
+    def failure_groups(self, since="7d", limit=10, offset=0, project=None):
+        limit = _bounded(limit, "limit", 1, MAX_LIMIT)
+        offset = _bounded(offset, "offset", 0, 10**9)
+        after = _since(since)
+        h = self._h().with_filters(since=after, project=[project] if project else None)
+        groups = h.failure_groups()
+        page = groups.iloc[offset:offset + limit]
+        items = [{"signature": r.signature, "count": int(r.count), "tasks": r.tasks,
+                  "projects": r.projects, "first_seen": _time(r.first_seen),
+                  "last_seen": _time(r.last_seen), "last_run_id": r.last_run_id,
+                  "exit_codes": [int(c) for c in str(r.exit_codes).split(",") if c.strip()],
+                  "message": _cut(r.message, 1500)}
+                 for r in page.itertuples()]
+        more = offset + len(items) < len(groups)
+        return {"since": since, "total": len(groups), "offset": offset, "limit": limit,
+                "groups": items, "next_offset": offset + len(items) if more else None}
+
+
+def _time(value):
+    """A timestamp from a frame as the one JSON time format (formatting.iso_utc,
+    ``…Z``); None for a missing one."""
+    import pandas as pd
+    if value is None or pd.isna(value):
+        return None
+    return iso_utc(pd.Timestamp(value).to_pydatetime())
+
+
+def _num(value):
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return None
+    return None if value != value else value
+
+
+def _read_tail(f, max_bytes=4 * MAX_LOG_BYTES):
+    """The end of the open log file *f* (opened by paths.open_log, which enforces
+    where a log may lie and that it is a regular file), as text; reads at most
+    *max_bytes*."""
+    with f:
+        size = os.fstat(f.fileno()).st_size
+        f.seek(max(0, size - max_bytes))
+        data = f.read(max_bytes) or b""
+    text = data.decode("utf-8", "replace")
+    if size > max_bytes:  # drop the partial first line
+        text = text.split("\n", 1)[-1]
+    return text
+
+
+def build_server(db=None):
+    """The MCP server with its five tools bound to the store at *db*."""
+    from typing import Annotated
+
+    from mcp.server.mcpserver import MCPServer
+    from mcp.server.mcpserver.exceptions import ToolError
+    from pydantic import Field
+
+    tools = HistoryTools(db)
+    server = MCPServer("ottolytics", instructions=INSTRUCTIONS)
+
+    def call(fn, *args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except Refused as exc:
+            raise ToolError(str(exc)) from None
+        except StoreError as exc:
+            raise ToolError(str(exc)) from None
+
+    Since = Annotated[str | None, Field(description="only runs started since then: '7d', "
+                                                    "'12h' (ago; a unit is needed), an ISO "
+                                                    "date or time, or unix seconds such as "
+                                                    "'1795000000'")]
+
+    @server.tool(description="Runs, newest first, paged: run id, project, status, start, "
+                 "end, duration and task counts. Use next_offset for the next page.")
+    def list_execution_history(
+            limit: Annotated[int, Field(description="runs per page, 1-200")] = 10,
+            offset: Annotated[int, Field(description="runs to skip (paging)")] = 0,
+            project: Annotated[str | None, Field(description="only this project")] = None,
+            task: Annotated[str | None, Field(description="only runs that ran this task")] = None,
+            status: Annotated[str | None, Field(description="running, success, failed or "
+                                                           "interrupted")] = None,
+            since: Since = None) -> dict:
+        return call(tools.list_execution_history, limit, offset, project, task, status, since)
+
+    @server.tool(description="One run: metadata, parameters, and each task attempt with "
+                 "status, duration, exit code, and the paths of its script, stdout and "
+                 "stderr; failed tasks carry their stderr tail. run_id may be 'latest', a "
+                 "unique prefix, or otto's unix timestamp.")
+    def get_run(run_id: str,
+                tasks_limit: Annotated[int, Field(description="tasks per page, 1-1000")] = 100,
+                tasks_offset: Annotated[int, Field(description="tasks to skip")] = 0) -> dict:
+        return call(tools.get_run, run_id, tasks_limit, tasks_offset)
+
+    @server.tool(description="A task's output: the last lines of its log file (or of the "
+                 "output kept in the store). Long output is cut from the start, with a "
+                 "marker saying how many lines were cut.")
+    def get_task_logs(run_id: str, task: str,
+                      stream: Annotated[str, Field(description="'stderr' or 'stdout'")] =
+                      "stderr",
+                      tail_lines: Annotated[int, Field(description="lines from the end, "
+                                                                   "1-5000")] = 200,
+                      attempt: Annotated[int | None, Field(description="which attempt "
+                                                           "(default: the last)")] = None
+                      ) -> dict:
+        return call(tools.get_task_logs, run_id, task, stream, tail_lines, attempt)
+
+    @server.tool(description="One task's reliability and speed since a time: runs, "
+                 "attempts, successes, failures, success rate, p50 and p95 duration, and "
+                 "its flip rate and flaky score over its last 20 runs.")
+    def task_stats(task: str,
+                   since: Annotated[str, Field(description="'30d', '12h' (ago), an ISO date, "
+                                                           "or unix seconds")] = "30d",
+                   project: Annotated[str | None, Field(description="only this project")]
+                   = None) -> dict:
+        return call(tools.task_stats, task, since, project)
+
+    @server.tool(description="Recurring failures since a time, grouped by normalized "
+                 "stderr signature, biggest first, paged: count, tasks, projects, first and "
+                 "last seen, the last run, and a sample message.")
+    def failure_groups(since: Annotated[str, Field(description="'7d', '12h', an ISO date, "
+                                                               "or unix seconds")] = "7d",
+                       limit: Annotated[int, Field(description="groups per page, 1-200")] = 10,
+                       offset: Annotated[int, Field(description="groups to skip")] = 0,
+                       project: Annotated[str | None, Field(description="only this project")]
+                       = None) -> dict:
+        return call(tools.failure_groups, since, limit, offset, project)
+
+    return server
+
+
+def serve(db=None):
+    """Run the server over stdio until the client closes it."""
+    build_server(db).run("stdio")

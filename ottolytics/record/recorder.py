@@ -1,0 +1,550 @@
+"""The Python recording API: ``Recorder``, with ``Run`` and ``Task`` handles.
+
+    rec = ottolytics.Recorder()
+    with rec.run(project="web", params={"env": "prod"}) as run:
+        with run.task("lint"):
+            ...
+        with run.task("build", deps=["lint"]) as task:
+            if up_to_date:
+                task.skip(reason="up to date")
+
+Recording never raises into the caller and never changes the outcome of the
+code it wraps. When the store is unusable (missing or read-only directory,
+read-only or corrupt file, a lock held past every retry) events go to the
+spool, one warning line goes to stderr, and the events are replayed at the
+next successful open. Standard library only: see the README's "write path".
+"""
+
+import os
+import signal
+import sys
+import threading
+import time
+
+from ottolytics.store import events
+from ottolytics.store import liveness
+from ottolytics.store import spool
+from ottolytics.record.ids import new_run_id, new_token
+from ottolytics.core.paths import db_path
+from ottolytics.store.connection import Store, UnknownRun
+
+STDERR_TAIL_BYTES = 4096
+LOG_BATCH_BYTES = 64 * 1024
+RETRY_STORE_EVERY_S = 5.0
+
+_PROCESS = {}
+# The sources that importers write (sync.SOURCES, tested equal): clean and the log
+# readers trust such a row's run_dir shape, so the public API cannot claim one.
+IMPORTED_SOURCES = ("otto", "workflow-manager", "oneshot")
+
+
+def process_identity():
+    """(pid, start time, host, user) of this process, computed once."""
+    pid = os.getpid()
+    if _PROCESS.get("pid") != pid:  # first call, or after fork
+        try:
+            import pwd
+            user = pwd.getpwuid(os.getuid()).pw_name
+        except (ImportError, KeyError):
+            user = os.environ.get("USER") or os.environ.get("LOGNAME")
+        _PROCESS.update(pid=pid, start=liveness.process_start_time(pid),
+                        host=liveness.hostname(), user=user)
+    return _PROCESS["pid"], _PROCESS["start"], _PROCESS["host"], _PROCESS["user"]
+
+
+def tail_text(data, limit=STDERR_TAIL_BYTES):
+    """The last *limit* bytes of *data* (bytes or str) as text, never split mid-character."""
+    if isinstance(data, str):
+        data = data.encode("utf-8", "replace")
+    return data[-limit:].decode("utf-8", "ignore")
+
+
+# _write's answer when events must go to the spool.
+_SPOOL = object()
+
+
+class Terminated(SystemExit):
+    """Raised in the main thread on SIGTERM while a run is recorded, so that
+    ``with`` blocks unwind and mark their run and tasks interrupted."""
+
+    def __init__(self):
+        super().__init__(128 + signal.SIGTERM)
+
+
+def _interruption(exc_type):
+    if exc_type is None:
+        return False
+    if issubclass(exc_type, (KeyboardInterrupt, Terminated)):
+        return True
+    return exc_type.__name__ == "CancelledError"  # asyncio, without importing it
+
+
+class Recorder:
+    """Records runs and tasks into the store at *db* (default: see ``paths.db_path``).
+
+    *max_run_age* (seconds, or a duration such as ``"24h"``) is how long a
+    run recorded on another host, or with no recording process, may stay
+    running before recovery calls it interrupted.
+    """
+
+    def __init__(self, db=None, *, max_run_age=None, warn=None, wait=None, quiet_spool=False):
+        self.db = db_path(db)
+        # None: wait for a lock up to the busy timeout, a few times; else wait
+        # at most this many seconds, once, and spool (the shim's choice).
+        self.wait = wait
+        # Say that events were spooled only at close, if they still are (the
+        # shim retries the store at the end, so a brief lock needs no warning).
+        self._quiet_spool = quiet_spool
+        age = max_run_age if max_run_age is not None else os.environ.get("OTTOLYTICS_MAX_RUN_AGE")
+        if age is not None and age != "":
+            from ottolytics.core.timeutil import parse_duration
+            self.max_run_age = parse_duration(age)
+        else:
+            self.max_run_age = liveness.DEFAULT_MAX_AGE_S
+        self._warn_fn = warn or (lambda msg: print(f"ottolytics: warning: {msg}",
+                                                   file=sys.stderr, flush=True))
+        self._lock = threading.RLock()
+        self._store = None
+        self._spool = None
+        self._opened = False
+        self._warned = False
+        self._next_retry = 0.0
+        self._tokens = {}
+        self._spooled_tasks = {}
+        self._batch = None
+        self.recovered = []
+        self.replayed = (0, 0, 0)
+
+    # -- store or spool ---------------------------------------------------
+
+    def _open_store(self):
+        store = Store.open(self.db, timeout=self.wait)
+        if self.wait is not None:
+            store.set_wait(self.wait)
+        try:
+            self.replayed = spool.replay(store, tokens_out=self._tokens, warn=self._warn_fn)
+            self.recovered = liveness.recover_stale(store, self.max_run_age)
+        except BaseException:
+            store.close()
+            raise
+        return store
+
+    def open(self):
+        """Open the store now (it opens on first use otherwise). True if usable."""
+        with self._lock:
+            if not self._opened:
+                self._opened = True
+                try:
+                    self._store = self._open_store()
+                except Exception as exc:
+                    self._degrade(exc)
+            return self._store is not None
+
+    @property
+    def degraded(self):
+        """True while events go to the spool instead of the store."""
+        return self._spool is not None
+
+    def _degrade(self, exc):
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+        if self._spool is None:
+            self._spool = spool.SpoolWriter(self.db)
+        self._next_retry = time.monotonic() + RETRY_STORE_EVERY_S
+        self._reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+    def retry_store(self, wait=None):
+        """Try the store again at the next event (with *wait*), replaying our spool."""
+        with self._lock:
+            self.wait = wait if wait is not None else self.wait
+            if self._store is not None and self.wait is not None:
+                try:
+                    self._store.set_wait(self.wait)
+                except Exception:
+                    pass
+            self._next_retry = 0.0
+
+    def _try_recover_store(self):
+        """While spooling, reopen the store now and then and replay our own spool."""
+        if time.monotonic() < self._next_retry:
+            return
+        self._next_retry = time.monotonic() + RETRY_STORE_EVERY_S
+        writer = self._spool
+        writer.close()
+        try:
+            store = self._open_store()
+        except Exception:
+            writer.path = None  # continue in a fresh spool file
+            return
+        self._spool = None
+        self._store = store
+        for tok, handle in list(self._spooled_tasks.items()):
+            if tok in self._tokens:
+                handle._id = self._tokens[tok]
+                del self._spooled_tasks[tok]
+
+    def _apply(self, conn, ev):
+        return events.apply(self._store, conn, ev, self._tokens)
+
+    def batch(self):
+        """``with rec.batch():`` applies the events inside in one transaction.
+
+        Handles started inside get their ids when the block ends. The shim
+        uses it to write a run's start with its task's start, and the task's
+        end with the run's end.
+        """
+        return _Batch(self)
+
+    def _apply_many(self, conn, evs):
+        return [events.apply(self._store, conn, ev, self._tokens) for ev in evs]
+
+    def _write(self, fn, arg):
+        """Write through the store if it is usable (reopening it now and then
+        while spooling). Returns fn's result, None when the store refused a
+        caller's mistake (an unknown run), or _SPOOL when the events must go
+        to the spool."""
+        if not self._opened:
+            self.open()
+        if self._spool is not None:
+            self._try_recover_store()
+        if self._store is None:
+            return _SPOOL
+        try:
+            return self._store.write(fn, arg)
+        except UnknownRun as exc:
+            self._warn_fn(str(exc))  # the caller's mistake: the store is fine
+            return None
+        except Exception as exc:
+            self._degrade(exc)
+            return _SPOOL
+
+    def _to_spool(self, ev, handle):
+        if ev["e"] == "task_start":
+            ev["tok"] = ev.get("tok") or new_token()
+            if handle is not None:
+                handle._tok = ev["tok"]
+                self._spooled_tasks[ev["tok"]] = handle
+        self._spool.append(ev)
+        if not self._warned and not self._quiet_spool:
+            self._warned = True
+            self._warn_fn(f"cannot record to {self.db} ({self._reason}); events are "
+                          f"spooled to {self._spool.path} and replayed at the next "
+                          "successful open")
+
+    def _recording_failed(self, exc):
+        if not self._warned:
+            self._warned = True
+            self._warn_fn(f"cannot record to {self.db} or spool its events: {exc}")
+
+    def _flush_batch(self, pending):
+        with self._lock:
+            try:
+                ids = self._write(self._apply_many, [ev for ev, _handle in pending])
+                if ids is _SPOOL:
+                    for ev, handle in pending:
+                        self._to_spool(ev, handle)
+                elif ids is not None:
+                    for (ev, handle), rid in zip(pending, ids):
+                        if handle is not None and ev["e"] == "task_start":
+                            handle._id = rid
+            except Exception as exc:  # recording must never break the caller
+                self._recording_failed(exc)
+
+    def emit(self, ev, handle=None):
+        """Record one event; returns the row id, or None when it was spooled."""
+        if self._batch is not None:
+            if ev["e"] == "task_start":  # later events of the batch refer to it by token
+                ev["tok"] = ev.get("tok") or new_token()
+            self._batch.append((ev, handle))
+            return None
+        with self._lock:
+            try:
+                result = self._write(self._apply, ev)
+                if result is not _SPOOL:
+                    return result
+                self._to_spool(ev, handle)
+            except Exception as exc:  # recording must never break the caller
+                self._recording_failed(exc)
+            return None
+
+    def run_exists(self, uid):
+        """True or False, or None when the store cannot be read right now."""
+        with self._lock:
+            if not self.open() or self._store is None:
+                return None
+            try:
+                return self._store.conn.execute(
+                    "SELECT 1 FROM runs WHERE uid = ?", (uid,)).fetchone() is not None
+            except Exception:
+                return None
+
+    def close(self):
+        with self._lock:
+            if self._store is not None:
+                self._store.close()
+                self._store = None
+            if self._spool is not None:
+                if self._quiet_spool and not self._warned and self._spool.path:
+                    self._warned = True
+                    self._warn_fn(f"cannot record to {self.db} ({self._reason}); events "
+                                  f"are spooled to {self._spool.path} and replayed at the "
+                                  "next successful open")
+                self._spool.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # -- handles ------------------------------------------------------------
+
+    def run(self, project=None, params=None, *, args=None, run_dir=None, uid=None, **meta):
+        """A new run handle; recording starts on ``with`` or ``start()``."""
+        if meta.get("source") in IMPORTED_SOURCES:  # those rows come from importers only
+            raise ValueError(f"source {meta['source']!r} is reserved for 'ottolytics sync'")
+        project = project or os.path.basename(os.getcwd()) or "default"
+        return Run(self, project, params, args=args, run_dir=run_dir, uid=uid, meta=meta)
+
+    def attach(self, uid):
+        """A handle on a run started elsewhere (``ottolytics run start``), to add tasks."""
+        run = Run(self, None, None, uid=uid, meta={})
+        run._started = True
+        run._owned = False
+        return run
+
+
+class _Batch:
+    def __init__(self, recorder):
+        self.recorder = recorder
+
+    def __enter__(self):
+        self.recorder._batch = []
+        return self
+
+    def __exit__(self, *exc):
+        pending, self.recorder._batch = self.recorder._batch, None
+        if pending:
+            self.recorder._flush_batch(pending)
+        return False
+
+
+class Run:
+    """One run: ``with rec.run(...) as run`` or ``run.start()`` / ``run.finish()``."""
+
+    def __init__(self, recorder, project, params, *, args=None, run_dir=None, uid=None,
+                 meta=None):
+        self.recorder = recorder
+        self.uid = uid or new_run_id()
+        self.project = project
+        self.params = dict(params or {})
+        self.args = list(sys.argv) if args is None else list(args)
+        self.run_dir = run_dir
+        self.meta = meta or {}
+        self.status = "running"
+        self._started = False
+        self._finished = False
+        self._owned = True
+        # False for runs whose recording process exits before the run ends
+        # (``ottolytics run start``): no pid is stored, so recovery uses the age.
+        self.live = True
+        self._attempts = {}  # task name -> attempts so far, for runs we own
+        self._saved_sigterm = None
+
+    @property
+    def id(self):
+        return self.uid
+
+    def start(self, at=None):
+        if self._started:
+            return self
+        self._started = True
+        pid, pstart, host, user = process_identity()
+        ev = {"e": "run_start", "uid": self.uid, "project": self.project,
+              "at": time.time() if at is None else at, "args": self.args,
+              "user": user, "host": host, "cwd": os.getcwd(), "run_dir": self.run_dir,
+              "params": self.params}
+        if self.live:
+            ev["pid"], ev["pid_started_at"] = pid, pstart
+        ev.update({k: v for k, v in self.meta.items() if v is not None})
+        self.recorder.emit(ev)
+        return self
+
+    def finish(self, status=None, *, reason=None, size_bytes=None, at=None):
+        """End the run; *status* defaults to one derived from its tasks."""
+        if self._finished:
+            return
+        self._finished = True
+        ev = {"e": "run_finish", "uid": self.uid, "at": time.time() if at is None else at}
+        if status:
+            ev["status"] = status
+            self.status = status
+        if reason:
+            ev["reason"] = reason
+        if size_bytes is not None:
+            ev["size_bytes"] = size_bytes
+        self.recorder.emit(ev)
+
+    def set_params(self, params=None, **more):
+        merged = dict(params or {}, **more)
+        self.params.update(merged)
+        if self._started:
+            self.recorder.emit({"e": "params", "run": self.uid, "params": merged})
+
+    def task(self, name, deps=None, **meta):
+        """A task handle; it starts on ``with`` or ``start()``."""
+        return Task(self, name, deps, meta)
+
+    def skip_task(self, name, reason=None, deps=None, at=None):
+        """Record a task that did not run at all (e.g. up to date), at *at* or now."""
+        task = Task(self, name, deps, {})
+        task.start(status="skipped", reason=reason, at=at)
+        return task
+
+    def __enter__(self):
+        self.start()
+        self._install_sigterm()
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        self._restore_sigterm()
+        if _interruption(exc_type):
+            self.finish("interrupted", reason=f"{exc_type.__name__} in the recording process")
+        elif exc_type is not None:
+            self.finish("failed", reason=f"{exc_type.__name__}: {exc}"[:500])
+        elif self._owned:
+            self.finish()
+        return False
+
+    def _install_sigterm(self):
+        if threading.current_thread() is not threading.main_thread():
+            return
+        try:
+            if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+                def on_term(signum, frame):
+                    raise Terminated()
+                self._saved_sigterm = signal.signal(signal.SIGTERM, on_term)
+        except (ValueError, OSError):
+            self._saved_sigterm = None
+
+    def _restore_sigterm(self):
+        if self._saved_sigterm is not None:
+            try:
+                signal.signal(signal.SIGTERM, self._saved_sigterm)
+            except (ValueError, OSError):
+                pass
+            self._saved_sigterm = None
+
+
+class Task:
+    """One task attempt inside a run."""
+
+    def __init__(self, run, name, deps, meta):
+        self.run = run
+        self.name = name
+        self.deps = list(deps or [])
+        self.meta = meta
+        self.status = "pending"
+        self._id = None
+        self._tok = None
+        self._started = False
+        self._finished = False
+        self._logs = []
+        self._log_bytes = 0
+        self._seq = 0
+
+    def _ref(self, ev):
+        if self._id is not None:
+            ev["task"] = self._id
+        else:
+            ev["tok"] = self._tok
+        return ev
+
+    def start(self, *, status="running", reason=None, at=None):
+        if self._started:
+            return self
+        self._started = True
+        rec = self.run.recorder
+        ev = {"e": "task_start", "run": self.run.uid, "name": self.name,
+              "at": time.time() if at is None else at, "deps": self.deps, "status": status}
+        if reason:
+            ev["reason"] = reason
+        if not self.run._owned:
+            pid, pstart, _host, _user = process_identity()
+            ev["pid"], ev["pid_started_at"] = pid, pstart
+        else:  # no other process adds tasks to a run we own: count attempts here
+            attempt = self.run._attempts.get(self.name, 0) + 1
+            self.run._attempts[self.name] = ev["attempt"] = attempt
+        if self.meta:
+            ev.update({k: v for k, v in self.meta.items() if v is not None})
+        self._id = rec.emit(ev, handle=self)
+        self._tok = ev.get("tok")
+        self.status = status
+        if status == "skipped":
+            self._finished = True
+        return self
+
+    def finish(self, exit_code=None, *, status=None, signal=None, reason=None,
+               stderr_tail=None, at=None, **resources):
+        """End the task. Without *status*: success when exit_code is 0 or None
+        and no signal killed it, else failed. *resources* may hold cpu_user_s,
+        cpu_system_s, peak_rss_bytes, stdout_path and stderr_path."""
+        if self._finished:
+            return
+        if not self._started:
+            self.start()
+        self._finished = True
+        self.flush_logs()
+        if status is None:
+            status = "success" if not exit_code and not signal else "failed"
+        ev = self._ref({"e": "task_finish", "status": status,
+                        "at": time.time() if at is None else at,
+                        "exit_code": exit_code, "signal": signal})
+        if reason:
+            ev["reason"] = reason
+        if stderr_tail:
+            ev["stderr_tail"] = tail_text(stderr_tail)
+        if resources:
+            ev.update({k: v for k, v in resources.items() if v is not None})
+        self.status = status
+        if self._id is None and self._tok is None:
+            return  # the start was refused (unknown run), so there is nothing to end
+        self.run.recorder.emit(ev)
+
+    def skip(self, reason=None):
+        """Mark this started task skipped (e.g. its outputs are up to date)."""
+        self.finish(status="skipped", reason=reason)
+
+    def log(self, data, stream="stdout"):
+        """Keep a chunk of output in the store's log fragments (batched)."""
+        if isinstance(data, bytes):
+            data = data.decode("utf-8", "replace")
+        self._seq += 1
+        self._logs.append({"stream": stream, "seq": self._seq, "at": time.time(), "data": data})
+        self._log_bytes += len(data)
+        if self._log_bytes >= LOG_BATCH_BYTES:
+            self.flush_logs()
+
+    def flush_logs(self):
+        if self._logs and self._started and (self._id is not None or self._tok is not None):
+            ev = self._ref({"e": "logs", "run": self.run.uid, "fragments": self._logs})
+            self._logs, self._log_bytes = [], 0
+            self.run.recorder.emit(ev)
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, exc_type, exc, tb):
+        if self._finished:
+            return False
+        if _interruption(exc_type):
+            self.finish(status="interrupted", reason=f"{exc_type.__name__}")
+        elif exc_type is not None:
+            import traceback
+            text = "".join(traceback.format_exception(exc_type, exc, tb))
+            self.finish(status="failed", reason=f"{exc_type.__name__}: {exc}"[:500],
+                        stderr_tail=text)
+        else:
+            self.finish(exit_code=0)
+        return False
