@@ -1,7 +1,14 @@
-"""Every command shown in README.md runs as shown, on the sample history.
+"""Every example shown in README.md and docs/*.md runs as shown, on the sample history.
 
-README.md is read when the tests run, so a command added to it later is covered
-without touching this file. What counts as a command:
+The machinery behind tests/test_readme.py (README.md) and tests/test_docs.py
+(docs/*.md). The documents are read when the tests run, so an example added to
+them later is covered without touching these files.
+
+Every fenced block runs, unless the line right before its fence is an HTML comment
+``<!-- not run: REASON -->`` (a configuration file, an output sample, a listing of
+other tools' calls); tests/test_docs.py fails on a block of a language it cannot
+run that has no such marker, and limits how many there are. What counts as a
+command:
 
 - each line of a ```sh block, typed in order: each runs after the lines before it,
   in the same sandbox (a block starting with ``#!`` is one script);
@@ -11,7 +18,8 @@ without touching this file. What counts as a command:
   cron's escape for ``%``);
 - each ```python block. Blocks with nothing but blank lines between them are one
   example and run in order in one sandbox (the cron line that writes a Parquet
-  dataset, then the Python that opens it).
+  dataset, then the Python that opens it);
+- each ```sql block, run with sqlite3 on the sample's store: it must return rows.
 
 How each runs, the way a user would on the sample:
 
@@ -27,21 +35,21 @@ How each runs, the way a user would on the sample:
 - a Python example runs with ``import ottolytics`` before it (a later block
   continues an earlier one), top-level ``await`` allowed, the functions it calls
   but leaves to the reader (``lint()``, ``build()``) defined as no-ops, and each
-  ``*.db`` it names that doesn't exist made as a copy of the sample's store. One
-  that uses other names it never defines (``spark``, ``polars``: a list of other
-  tools' calls) is not self-contained and is skipped, saying so;
+  ``*.db`` it names that doesn't exist made as a copy of the sample's store, so
+  ``ottolytics.open()`` and ``ottolytics.open("ci.db")`` open a copy of the sample.
+  One that uses other names it never defines fails: it is not self-contained;
 - a script runs with ``sh`` in a project directory holding one passing test (for
-  its ``pytest``) and, when it calls ``make``, the README's Makefile.
+  its ``pytest``) and, when it calls ``make``, the Makefile its document shows.
 
 Each must exit 0, or the code a trailing ``# exits N`` comment gives, and print no
 traceback. A console or sh example must find something on the sample: output
-saying "no runs" or "no such" fails it. Output a console block shows is compared line by line (runs of spaces
-collapsed) with what the command prints. A synopsis line
-(``ottolytics sync [--source S] [PATH...]``) is not run: every option it names must
-be one that the command's ``--help`` lists, and so must every ``ottolytics ...`` that
-the prose and the tables name in backticks. Lines that cannot run in a test are in
-EXCLUDED below, each with its reason. Afterwards the committed ``data/sample`` must
-be byte for byte as it was.
+saying "no runs" or "no such" fails it. Output a console block shows is compared
+line by line (runs of spaces collapsed) with what the command prints. A synopsis
+line (``ottolytics sync [--source S] [PATH...]``) is not run: every option it names
+must be one that the command's ``--help`` lists, and so must every
+``ottolytics ...`` that the prose and the tables name in backticks. Parts of
+commands that cannot run in a test are in EXCLUDED below, each with its reason.
+Afterwards the committed ``data/sample`` must be byte for byte as it was.
 """
 
 import ast
@@ -61,6 +69,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
+DOCS = ROOT / "docs"
 SAMPLE = ROOT / "data" / "sample"
 BIN = Path(sys.executable).parent
 
@@ -95,27 +104,47 @@ ABS_PATH = re.compile(r"(?<![\w.~/$-])(/(?!usr/|bin/|etc/|dev/|proc/|sys/)[A-Za-
                       r"(?:/[\w.+%()$=-]*)*)")
 
 
+NOT_RUN = re.compile(r"^\s*<!--\s*not run:\s*(.*?)\s*-->\s*$")
+RUNNABLE = {"sh", "console", "cron", "python", "sql"}
+
+
+def doc_paths():
+    """README.md, then docs/*.md."""
+    return [README] + sorted(DOCS.glob("*.md"))
+
+
+def where(doc, line):
+    return f"{doc.relative_to(ROOT)} line {line}"
+
+
 @dataclass
 class Block:
     lang: str
     line: int                  # line number of the opening fence
     text: str
     chained: bool = False      # only blank lines since the previous block
+    not_run: str = None        # the reason a <!-- not run: ... --> right before it gives
 
 
 @dataclass
 class Item:
-    kind: str                  # command, script, python, synopsis
+    kind: str                  # command, script, python, sql, synopsis
     line: int
     text: str
     output: list = field(default_factory=list)   # the output a console block shows
     before: list = field(default_factory=list)   # items of the same example run first
     lang: str = ""
+    doc: Path = README
 
     @property
     def id(self):
         first = self.text.strip().splitlines()[0] if self.text.strip() else ""
-        return f"L{self.line}:{first[:60]}"
+        name = "" if self.doc == README else f"{self.doc.stem}:"
+        return f"{name}L{self.line}:{first[:60]}"
+
+    @property
+    def where(self):
+        return where(self.doc, self.line)
 
 
 def read_blocks(text):
@@ -134,7 +163,9 @@ def read_blocks(text):
             body.append(line[len(indent):] if line.startswith(indent) else line.lstrip())
             i += 1
         chained = last_end >= 0 and all(not lines[k].strip() for k in range(last_end + 1, start))
-        blocks.append(Block(lang, start + 1, "\n".join(body), chained))
+        marker = NOT_RUN.match(lines[start - 1]) if start else None
+        blocks.append(Block(lang, start + 1, "\n".join(body), chained,
+                            marker.group(1) if marker else None))
         last_end = i
         i += 1
     return blocks
@@ -155,6 +186,8 @@ def _logical_lines(block):
 
 
 def items_of(block):
+    if block.not_run:
+        return []
     if block.lang == "sh":
         if block.text.startswith("#!"):
             return [Item("script", block.line + 1, block.text)]
@@ -181,6 +214,8 @@ def items_of(block):
         return items
     if block.lang == "python":
         return [Item("python", block.line + 1, block.text)]
+    if block.lang == "sql":
+        return [Item("sql", block.line + 1, block.text)]
     return []
 
 
@@ -194,9 +229,10 @@ def _unquoted(text):
     return re.sub(r"'[^']*'|\"[^\"]*\"", "''", text)
 
 
-def readme_items():
+def doc_items(doc=README):
+    """The items of one document, in order."""
     items, previous = [], []
-    for block in read_blocks(README.read_text(encoding="utf-8")):
+    for block in read_blocks(doc.read_text(encoding="utf-8")):
         found = items_of(block)
         if not block.chained:
             previous = []
@@ -212,6 +248,7 @@ def readme_items():
         previous = previous + [i for i in found if i.kind in ("command", "python")]
         for item in found:
             item.lang = block.lang
+            item.doc = doc
         items.extend(found)
     return items
 
@@ -267,12 +304,13 @@ def _digest(folder):
 
 @pytest.fixture(scope="module", autouse=True)
 def committed_sample_untouched():
+    """Import this fixture into a test module that runs examples (it is autouse)."""
     if not (BIN / "ottolytics").exists():
         pytest.fail(f"no ottolytics command beside {sys.executable}: run the tests in the "
                     "virtualenv the package is installed in (pip install -e '.[test]')")
     before = _digest(SAMPLE)
     yield
-    assert _digest(SAMPLE) == before, "a README command changed the committed data/sample"
+    assert _digest(SAMPLE) == before, "an example in the docs changed the committed data/sample"
 
 
 class Sandbox:
@@ -323,44 +361,32 @@ def _norm(lines):
     return [" ".join(line.split()) for line in lines if line.strip()]
 
 
-ITEMS = readme_items()
+def of_kind(items, kind):
+    return [i for i in items if i.kind == kind]
 
 
-def _ids(kind):
-    return [i for i in ITEMS if i.kind == kind]
-
-
-def test_the_readme_shows_commands():
-    # the extraction itself: a README edit that broke the fences would run nothing
-    kinds = {i.kind for i in ITEMS}
-    assert {"command", "script", "python", "synopsis"} <= kinds
-    assert any(i.output for i in ITEMS), "no console block with output found"
-    assert any(runnable_part(i.text) for i in ITEMS if i.kind == "command")
-
-
-@pytest.mark.parametrize("item", _ids("command"), ids=lambda i: i.id)
-def test_command_runs_as_shown(item, tmp_path):
+def run_command(item, tmp_path):
     command = runnable_part(item.text)
     if command is None:
         pytest.skip(f"excluded: {exclusion_reasons(item.text)}")
     box = Sandbox(tmp_path)
     for earlier in item.before:
         if runnable_part(earlier.text):
-            _check(box.sh(runnable_part(earlier.text)), f"README line {earlier.line}: "
-                   f"{earlier.text}", expected_code(earlier.text))
+            _check(box.sh(runnable_part(earlier.text)), f"{earlier.where}: {earlier.text}",
+                   expected_code(earlier.text))
     result = box.sh(command)
-    _check(result, f"README line {item.line}: {item.text}", expected_code(item.text))
+    _check(result, f"{item.where}: {item.text}", expected_code(item.text))
     if item.lang != "cron" and expected_code(item.text) == 0:
         said = EMPTY_ANSWER.search(result.stdout + result.stderr)
-        assert not said, (f"README line {item.line}: `{item.text}` finds nothing on the "
+        assert not said, (f"{item.where}: `{item.text}` finds nothing on the "
                           f"sample ({said.group(0)!r}): show one that does\n{result.stdout}"
                           f"{result.stderr}")
     if item.output:
         printed = _norm(result.stdout.splitlines())
         shown = _norm(item.output)
         assert printed[:len(shown)] == shown and len(printed) == len(shown), (
-            f"README line {item.line}: `{item.text}` shows output that differs from what "
-            f"it prints on the sample; update the example.\n--- README\n"
+            f"{item.where}: `{item.text}` shows output that differs from what "
+            f"it prints on the sample; update the example.\n--- {item.doc.name}\n"
             + "\n".join(item.output) + "\n--- printed\n" + result.stdout)
 
 
@@ -399,42 +425,41 @@ def _assert_options_exist(code, where, box):
             f"{where} names {option}, which `ottolytics {' '.join(sub)} --help` does not list")
 
 
-@pytest.mark.parametrize("item", _ids("synopsis"), ids=lambda i: i.id)
-def test_synopsis_names_real_options(item, tmp_path):
-    _assert_options_exist(strip_comment(item.text), f"README line {item.line}", Sandbox(tmp_path))
+def check_synopsis(item, tmp_path):
+    _assert_options_exist(strip_comment(item.text), item.where, Sandbox(tmp_path))
 
 
-def test_inline_commands_name_real_commands_and_options(tmp_path):
-    """`ottolytics ...` in the prose and tables: the subcommand and each option exist."""
+def check_inline_commands(doc, tmp_path):
+    """`ottolytics ...` in the prose and tables: the subcommand and each option exist.
+    Returns how many it checked."""
     box = Sandbox(tmp_path)
     spans = []
-    for n, line in enumerate(README.read_text(encoding="utf-8").splitlines(), 1):
+    for n, line in enumerate(doc.read_text(encoding="utf-8").splitlines(), 1):
         for span in re.findall(r"`(ottolytics [^`]+)`", line):
             for code in span.replace("\\|", "|").split("&&"):
                 if code.strip().startswith("ottolytics "):
                     spans.append((n, code.strip()))
-    assert spans
     for n, code in spans:
-        _assert_options_exist(code, f"README line {n}: `{code}`", box)
+        _assert_options_exist(code, f"{where(doc, n)}: `{code}`", box)
+    return len(spans)
 
 
-def _make_block():
-    for block in read_blocks(README.read_text(encoding="utf-8")):
+def _make_block(doc):
+    for block in read_blocks(doc.read_text(encoding="utf-8")):
         if block.lang == "make":
             return block.text
     return None
 
 
-@pytest.mark.parametrize("item", _ids("script"), ids=lambda i: i.id)
-def test_script_runs_as_shown(item, tmp_path):
+def run_script(item, tmp_path):
     box = Sandbox(tmp_path)
     project = tmp_path / "project"
     project.mkdir()
     # the user's project: one passing test for the script's pytest
     (project / "test_ok.py").write_text("def test_ok():\n    assert 1 + 1 == 2\n")
     if re.search(r"^\s*make\b", item.text, re.M):
-        makefile = _make_block()
-        assert makefile, "the script calls make but the README shows no Makefile"
+        makefile = _make_block(item.doc)
+        assert makefile, f"the script calls make but {item.doc.name} shows no Makefile"
         (project / "Makefile").write_text(makefile + "\n")
     script = project / "script.sh"
     script.write_text(box.reroot(item.text) + "\n")
@@ -444,7 +469,7 @@ def test_script_runs_as_shown(item, tmp_path):
     assert TRACEBACK not in result.stdout + result.stderr, result.stderr
     with sqlite3.connect(box.sample / "ottolytics.db") as db:
         runs = db.execute("SELECT id, status FROM runs WHERE started_at >= ?", (since,)).fetchall()
-        assert runs, f"README line {item.line}: the script recorded no run: {result.stderr}"
+        assert runs, f"{item.where}: the script recorded no run: {result.stderr}"
         assert all(status != "running" for _, status in runs), (
             f"the script left a run running: {runs}")
         last = db.execute("SELECT name, status FROM tasks WHERE run_id IN (%s) "
@@ -453,7 +478,7 @@ def test_script_runs_as_shown(item, tmp_path):
     assert last is not None, "the script recorded no task"
     # the script exits with the status of what it wrapped: 0 when its last task passed
     assert (result.returncode == 0) == (last[1] == "success"), (
-        f"README line {item.line}: exit {result.returncode} after the last task "
+        f"{item.where}: exit {result.returncode} after the last task "
         f"{last}\n{result.stdout}\n{result.stderr}")
 
 
@@ -486,17 +511,18 @@ if asyncio.iscoroutine(result):
 """
 
 
-@pytest.mark.parametrize("item", _ids("python"), ids=lambda i: i.id)
-def test_python_example_runs(item, tmp_path):
+def run_python(item, tmp_path):
     box = Sandbox(tmp_path)
     for earlier in item.before:        # the commands of the same example, first
         if earlier.kind == "command" and runnable_part(earlier.text):
             _check(box.sh(runnable_part(earlier.text)), earlier.text, expected_code(earlier.text))
-    source = box.reroot(item.text)
+    source = "\n".join(e.text for e in item.before if e.kind == "python")
+    source = box.reroot(source + "\n" + item.text)
     tree = ast.parse(source)   # top-level await parses; only compiling checks it
     left_to_reader, unknown = _undefined(tree)
-    if unknown:   # e.g. a list of other tools' calls (spark, polars) on a placeholder DIR
-        pytest.skip(f"not self-contained: uses {', '.join(unknown)} without defining them")
+    assert not unknown, (f"{item.where}: the example uses {', '.join(unknown)} without "
+                         "defining them: make it self-contained, or mark the block "
+                         "<!-- not run: why -->")
     for node in ast.walk(tree):
         if isinstance(node, ast.Constant) and isinstance(node.value, str) \
                 and node.value.endswith(".db") and "/" not in node.value:
@@ -512,4 +538,13 @@ def test_python_example_runs(item, tmp_path):
     runner.write_text(RUNNER)
     result = subprocess.run([sys.executable, str(runner), str(script)], cwd=box.checkout,
                             env=box.env(), capture_output=True, text=True, timeout=300)
-    _check(result, f"README line {item.line}:\n{item.text}", 0)
+    _check(result, f"{item.where}:\n{item.text}", 0)
+
+
+def run_sql(item, tmp_path):
+    box = Sandbox(tmp_path)
+    uri = f"file:{box.sample / 'ottolytics.db'}?mode=ro"
+    with sqlite3.connect(uri, uri=True) as db:
+        rows = db.execute(item.text).fetchall()
+    db.close()
+    assert rows, f"{item.where}: the query returns no rows on the sample"
