@@ -309,3 +309,21 @@ def test_modules_and_files_the_docs_name_exist():
                     if not (ROOT / path).exists():
                         wrong.append(f"{doc.name} line {n}: {path}")
     assert not wrong, "the docs name modules or files that do not exist:\n" + "\n".join(wrong)
+
+
+def test_every_package_and_module_is_in_the_internals_layout():
+    """A newcomer finds where a change belongs from docs/internals.md's table: each
+    package of ottolytics/ has its row, naming each of its modules."""
+    rows = [line for line in _text(DOCS / "internals.md").splitlines() if line.startswith("|")]
+    packages = sorted(p for p in (ROOT / "ottolytics").iterdir() if (p / "__init__.py").exists())
+    assert packages
+    missing = []
+    for package in packages:
+        row = next((r for r in rows if r.startswith(f"| `ottolytics/{package.name}/`")), None)
+        if row is None:
+            missing.append(f"ottolytics/{package.name}/")
+            continue
+        missing += [f"ottolytics/{package.name}/{m.name}" for m in sorted(package.glob("*.py"))
+                    if m.stem != "__init__" and f"`{m.stem}`" not in row]
+    assert not missing, ("docs/internals.md's package layout does not name "
+                         + ", ".join(missing))
