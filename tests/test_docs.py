@@ -317,7 +317,7 @@ def test_every_package_and_module_is_in_the_internals_layout():
     rows = [line for line in _text(DOCS / "internals.md").splitlines() if line.startswith("|")]
     packages = sorted(p for p in (ROOT / "ottolytics").iterdir() if (p / "__init__.py").exists())
     assert packages
-    missing = []
+    missing, stale = [], []
     for package in packages:
         row = next((r for r in rows if r.startswith(f"| `ottolytics/{package.name}/`")), None)
         if row is None:
@@ -325,5 +325,13 @@ def test_every_package_and_module_is_in_the_internals_layout():
             continue
         missing += [f"ottolytics/{package.name}/{m.name}" for m in sorted(package.glob("*.py"))
                     if m.stem != "__init__" and f"`{m.stem}`" not in row]
+        modules = row.split("|")[2]
+        stale += [f"ottolytics/{package.name}/{name}.py" for name in re.findall(r"`(\w+)`", modules)
+                  if not (package / f"{name}.py").exists()]
     assert not missing, ("docs/internals.md's package layout does not name "
                          + ", ".join(missing))
+    assert not stale, "docs/internals.md names modules that do not exist: " + ", ".join(stale)
+    for row in rows:
+        named = re.match(r"^\| `ottolytics/(\w+)/`", row)
+        assert not named or (ROOT / "ottolytics" / named.group(1) / "__init__.py").exists(), (
+            f"docs/internals.md names a package that does not exist: {row[:60]}")
