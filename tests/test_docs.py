@@ -30,7 +30,7 @@ from docexamples import (DOCS, README, ROOT, RUNNABLE, SAMPLE, check_inline_comm
                          check_synopsis, doc_items, doc_paths, of_kind, read_blocks,
                          run_command, run_python, run_script, run_sql, runnable_part)
 from docexamples import committed_sample_untouched  # noqa: F401  (autouse fixture)
-from ottolytics.cli import build_parser
+from ottolytics.cli.main import build_parser
 
 DOC_FILES = sorted(DOCS.glob("*.md"))
 CLI_DOC = DOCS / "cli.md"
