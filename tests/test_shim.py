@@ -9,6 +9,7 @@ import time
 import pytest
 
 from conftest import q, run_cli
+from ottolytics.record.shim import FORWARDED
 
 PY = sys.executable
 
@@ -73,9 +74,18 @@ def test_rusage_is_recorded(db):
     assert rss >= 50_000_000
 
 
+def _deliverable_signals():
+    # A signal blocked in the mask we inherit (CI's runner blocked SIGINT) stays
+    # blocked in the shim and in the command: neither could react to it, which is
+    # what the command would do without the shim too. These tests are about
+    # forwarding, so the shim starts with the signals it forwards deliverable.
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, FORWARDED)
+
+
 def _spawn_shim(db, *cmd, opts=()):
     return subprocess.Popen([PY, "-m", "ottolytics", "exec", *opts, "--", *cmd],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            preexec_fn=_deliverable_signals)
 
 
 def _wait_for(predicate, timeout=15):
