@@ -8,6 +8,7 @@ Prometheus textfile and two PNG plots there, printing their paths.
 
 import os
 import shutil
+import subprocess
 import sys
 from datetime import timedelta
 
@@ -19,7 +20,6 @@ def _say(text=""):
 
 
 def run_demo(sample=None, out=None):
-    from ottolytics.cli.main import main as cli_main
     import pandas as pd
 
     from ottolytics.core.formatting import shorten
@@ -51,7 +51,7 @@ def run_demo(sample=None, out=None):
          f"{runs['project'].nunique()} projects, {runs['started_at'].min():%Y-%m-%d} to "
          f"{runs['started_at'].max():%Y-%m-%d}. Working copy: {home}\n")
     _say("$ ottolytics stats --since '' -n 8")
-    cli_main(["--db", db, "stats", "--since", "", "-n", "8"])
+    _run_cli(["--db", db, "stats", "--since", "", "-n", "8"])
 
     _say("\nHighlights, from the Python API (h = ottolytics.open(db)):")
     flaky = h.flaky().head(2)
@@ -88,6 +88,26 @@ def run_demo(sample=None, out=None):
          f"\n      ottolytics --db {db} info latest"
          f"\n      {_notebooks_hint(sample, db)}")
     return 0
+
+
+def _run_cli(argv):
+    """Run ``ottolytics ARGV`` as the user would, its output as part of the demo's.
+
+    A child process, not ``cli.main``: the CLI sits above ``tools`` in the layers
+    (it offers ``demo`` as a command), so the demo does not import it. On a
+    terminal the child writes to it directly (rich tables); otherwise its output
+    goes through ``sys.stdout``, so a redirect or a test's capture sees it.
+    """
+    from ottolytics.core.terminal import fancy
+    command = [sys.executable, "-m", "ottolytics", *argv]
+    if fancy():
+        sys.stdout.flush()
+        subprocess.run(command, check=False)
+        return
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    sys.stdout.write(done.stdout)
+    sys.stderr.write(done.stderr)
+    sys.stdout.flush()
 
 
 def _notebooks_hint(sample, db):
