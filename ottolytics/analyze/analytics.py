@@ -15,37 +15,11 @@ import numpy as np
 import pandas as pd
 
 from ottolytics.analyze import duck
+from ottolytics.analyze.freq import epoch_period_sql, period_sql
 from ottolytics.core.paths import dir_size
 
 
-FREQS = {None: None, "H": "hour", "h": "hour", "hour": "hour", "D": "day", "day": "day",
-         "W": "week", "week": "week", "M": "month", "MS": "month", "month": "month"}
 GROUPABLE = ("project", "task", "host", "status", "run_id")
-
-
-def _period(freq, column="started_at"):
-    if freq not in FREQS:
-        raise ValueError(f"freq {freq!r}: use one of D, W, M, H or None")
-    unit = FREQS[freq]
-    return None if unit is None else f"date_trunc('{unit}', {column})"
-
-
-# 1970-01-05, the first Monday after the epoch: ISO weeks start on Mondays.
-_SECONDS = {"hour": (3600, 0), "day": (86400, 0), "week": (604800, 345600)}
-
-
-def _epoch_period(freq, seconds="started_s"):
-    """The period's start as unix seconds, by arithmetic on the raw column:
-    cheaper per row than a time-zone-aware date_trunc (UTC throughout)."""
-    if freq not in FREQS:
-        raise ValueError(f"freq {freq!r}: use one of D, W, M, H or None")
-    unit = FREQS[freq]
-    if unit is None:
-        return None
-    if unit == "month":
-        return f"epoch(date_trunc('month', make_timestamp(CAST({seconds} * 1000000 AS BIGINT))))"
-    size, offset = _SECONDS[unit]
-    return f"floor(({seconds} - {offset}) / {size}) * {size} + {offset}"
 
 
 def _by(by, allowed=GROUPABLE):
@@ -66,11 +40,11 @@ def success_rate(h, by=("project", "task"), freq="W"):
         source = lambda a: h.facts_sql(a, need=cols)  # noqa: E731
         # The runs a task ran in are its first attempts: no DISTINCT over a million keys.
         runs = "count(*) FILTER (WHERE attempt = 1)"
-        bucket = _epoch_period(freq)
+        bucket = epoch_period_sql(freq)
         keys = ([f"to_timestamp({bucket}) AS period"] if bucket else []) + cols
     else:
         source, runs = h.runs_sql, "count(*)"
-        period = _period(freq)
+        period = period_sql(freq)
         keys = ([f"{period} AS period"] if period else []) + cols
     group = ", ".join(str(i + 1) for i in range(len(keys)))
     skipped = "count(*) FILTER (WHERE status = 'skipped')" if level else "0"
@@ -110,7 +84,7 @@ def duration_trend(h, task, freq="D", project=None):
     project gets its own rows, so their durations are never mixed. *project*
     (a name or a list) keeps only those projects.
     """
-    period = _period(freq) or "date_trunc('day', started_at)"
+    period = period_sql(freq) or "date_trunc('day', started_at)"
     one = h.with_filters(task=[task] if isinstance(task, str) else task)
     if project is not None:
         one = one.with_filters(project=[project] if isinstance(project, str) else project)
@@ -503,7 +477,7 @@ def largest_runs(h, n=10):
 
 def disk_growth(h, freq="D"):
     """Bytes of run directories added per period and the running total, per project."""
-    period = _period(freq) or "date_trunc('day', started_at)"
+    period = period_sql(freq) or "date_trunc('day', started_at)"
     return h.query(lambda a: f"""
         SELECT period, project, added_bytes,
                CAST(sum(added_bytes) OVER (PARTITION BY project ORDER BY period) AS BIGINT)
