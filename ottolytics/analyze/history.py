@@ -488,9 +488,26 @@ class History:
 
     # -- frames -----------------------------------------------------------------
 
-    def runs(self, params=False):
-        """One row per run, newest first. With params=True, each param as a
-        ``params.<key>`` column (MLflow's layout), pivoted inside DuckDB."""
+    def runs(self, params: bool = False) -> pd.DataFrame:
+        """One row per run, newest first.
+
+        Parameters
+        ----------
+        params : bool, default False
+            Add each run parameter as a ``params.<key>`` column (MLflow's layout),
+            pivoted inside DuckDB, so a param never multiplies rows.
+
+        Returns
+        -------
+        pandas.DataFrame
+            run_id, project, status, started_at, finished_at, duration_s and the
+            other run columns of the column contract (docs/python-api.md, Frames).
+
+        Example
+        -------
+        >>> h.runs().head(3)
+        >>> h.runs(params=True).filter(like="params.").columns
+        """
         df = self.query(lambda a: f"SELECT * FROM ({self.runs_sql(a)}) ORDER BY started_at DESC")
         df = df[RUN_COLUMNS]
         if params:
@@ -499,22 +516,55 @@ class History:
             df = df.merge(wide, on="run_id", how="left")
         return df
 
-    def tasks(self):
+    def tasks(self) -> pd.DataFrame:
         """One row per task attempt, in no particular order (sorting a million
-        rows in DuckDB would double the load; ``sort_values`` is cheap)."""
+        rows in DuckDB would double the load; ``sort_values`` is cheap).
+
+        Returns
+        -------
+        pandas.DataFrame
+            run_id, project, host, task, attempt, status, started_at, finished_at,
+            duration_s, exit_code, signal and the other task columns of the column
+            contract (docs/python-api.md, Frames).
+
+        Example
+        -------
+        >>> t = h.tasks()
+        >>> t[t["status"] == "failed"].groupby("task").size()
+        """
         return self.query(lambda a: f"SELECT * FROM ({self.tasks_sql(a)})")
 
-    def transitions(self):
+    def transitions(self) -> pd.DataFrame:
         """Every status change of the runs and tasks (task is empty for the run's
-        own), in no particular order."""
+        own), in no particular order.
+
+        Returns
+        -------
+        pandas.DataFrame
+            run_id, task, attempt, from_status, to_status, at, reason.
+
+        Example
+        -------
+        >>> h.transitions().query("to_status == 'interrupted'").head()
+        """
         df = self.query(lambda a: f"SELECT * FROM ({self.transitions_sql(a)})")
         return df[TRANSITION_COLUMNS]
 
-    def params(self):
+    def params(self) -> pd.DataFrame:
         """Wide: one row per run that has params, one column per param key.
 
         Pivoted inside DuckDB from (run_id, key, value), one value per cell, so
-        unlike a join of params onto runs it can never multiply rows."""
+        unlike a join of params onto runs it can never multiply rows.
+
+        Returns
+        -------
+        pandas.DataFrame
+            run_id, then one text column per param key (empty where a run lacks it).
+
+        Example
+        -------
+        >>> h.params().head()
+        """
         keys = self.query(lambda a: f"SELECT DISTINCT key FROM ({self.params_long_sql(a)}) "
                                     "ORDER BY key")["key"].tolist()
         if not keys:
@@ -524,73 +574,375 @@ class History:
         return self.query(lambda a: f"SELECT run_id, {cols} FROM ({self.params_long_sql(a)}) "
                                     "GROUP BY run_id ORDER BY run_id")
 
-    def weekly_report(self, week=None):
-        """One row per project and task for an ISO week ("2026-W47"; default: the last
-        complete week in local time). See ``report`` for the columns."""
+    def weekly_report(self, week: str | None = None) -> pd.DataFrame:
+        """The weekly report: one row per project and task for an ISO week.
+
+        Parameters
+        ----------
+        week : str, optional
+            An ISO week such as ``"2026-W47"``; default: the last complete week
+            in local time.
+
+        Returns
+        -------
+        pandas.DataFrame
+            The columns of ``ottolytics report weekly`` (docs/exports.md): week,
+            week_start, project, task, runs, success_rate, p50_s ...
+
+        Example
+        -------
+        >>> h.weekly_report("2026-W46")[["project", "task", "runs", "success_rate"]]
+        """
         from ottolytics.export.report import weekly_report
         return weekly_report(self, week)
 
-    def to_parquet(self, directory):
-        """Write this history as a partitioned Parquet dataset (see ``parquet``);
-        returns {"written", "unchanged", "rows"}. Only changed partitions are rewritten."""
+    def to_parquet(self, directory: str | os.PathLike[str]) -> dict:
+        """Write this history as a partitioned Parquet dataset; only the partitions
+        that changed are rewritten. ``ottolytics.open(directory)`` reads it back.
+
+        Parameters
+        ----------
+        directory : str or path
+            The dataset's directory (created if missing).
+
+        Returns
+        -------
+        dict
+            What it wrote: ``written`` and ``unchanged`` (partitions), ``rows``
+            (per table) and ``snapshot`` (its name).
+
+        Example
+        -------
+        >>> h.to_parquet("/tmp/ottolytics-parquet")
+        >>> ottolytics.open("/tmp/ottolytics-parquet").runs().head()
+        """
         from ottolytics.export.parquet import export
         return export(self, directory)
 
-    def logs(self, run, task=None):
-        """A run's output (*run*: an id, a unique prefix, otto's timestamp or 'latest'),
-        task by task: the lines of its stdout/stderr files where the read rule allows
-        them, else its stored log fragments, else its stored stderr tail. Columns:
-        task, attempt, stream, seq, at, text, source. See analytics.run_logs."""
+    def logs(self, run: str, task: str | None = None) -> pd.DataFrame:
+        """A run's output, task by task: the lines of its stdout/stderr files where
+        the read rule allows them, else its stored log fragments, else its stored
+        stderr tail. Files the rule refuses are in ``df.attrs["refused"]``.
+
+        Parameters
+        ----------
+        run : str
+            A run id, a unique prefix of one, otto's timestamp, or ``"latest"``.
+        task : str, optional
+            Only this task's output.
+
+        Returns
+        -------
+        pandas.DataFrame
+            task, attempt, stream, seq, at, text, source (``file``, ``fragments``
+            or ``stderr tail``).
+
+        Example
+        -------
+        >>> h.logs("latest").head()
+        """
         from ottolytics.analyze.analytics import run_logs
         return run_logs(self, run, task)
 
     # analytics live in analytics.py; these delegate so a notebook sees one object.
 
-    def success_rate(self, by=("project", "task"), freq="W"):
+    def success_rate(self, by: str | list[str] | tuple[str, ...] = ("project", "task"),
+                     freq: str | None = "W") -> pd.DataFrame:
+        """Success rate per group and period.
+
+        Grouped by task it counts task attempts (``runs`` counts a task's first
+        attempts); otherwise whole runs. ``rate`` = successes / (successes +
+        failures): skipped and interrupted ones count in neither.
+
+        Parameters
+        ----------
+        by : str or list of str, default ("project", "task")
+            Any of project, task, host, status, run_id.
+        freq : str or None, default "W"
+            A pandas alias: ``D``, ``W`` (Monday to Sunday), ``W-FRI`` (weeks ending
+            on Friday), ``MS``/``ME``, ``h`` ...; the ``period`` column is the
+            bucket's start. None: no period. See ottolytics.analyze.freq.
+
+        Returns
+        -------
+        pandas.DataFrame
+            period, the *by* columns, runs, total, successes, failures, skips,
+            interrupted, rate.
+
+        Example
+        -------
+        >>> h.success_rate(by="task", freq="W").tail()
+        >>> h.success_rate(by="project", freq=None)
+        """
         from ottolytics.analyze.analytics import success_rate
         return success_rate(self, by, freq)
 
-    def duration_stats(self, by=("project", "task")):
+    def duration_stats(self, by: str | list[str] | tuple[str, ...] = ("project", "task")
+                       ) -> pd.DataFrame:
+        """Statistics of finished durations (success or failed), per group.
+
+        Parameters
+        ----------
+        by : str or list of str, default ("project", "task")
+            Any of project, task, host, status, run_id; without task, whole runs.
+
+        Returns
+        -------
+        pandas.DataFrame
+            The *by* columns, count, mean, p50, p90, p95, max (seconds).
+
+        Example
+        -------
+        >>> h.duration_stats(by="task").sort_values("p95", ascending=False).head()
+        """
         from ottolytics.analyze.analytics import duration_stats
         return duration_stats(self, by)
 
-    def duration_trend(self, task, freq="D", project=None):
+    def duration_trend(self, task: str | list[str], freq: str | None = "D",
+                       project: str | list[str] | None = None) -> pd.DataFrame:
+        """Quantiles of a task's successful durations per period and project.
+
+        A task name can exist in several projects (``build`` usually does); each
+        project gets its own rows, so their durations are never mixed.
+
+        Parameters
+        ----------
+        task : str or list of str
+            The task (or tasks).
+        freq : str, default "D"
+            A pandas alias (``D``, ``W``, ``MS`` ...), as in ``success_rate``;
+            None means ``D`` here.
+        project : str or list of str, optional
+            Only these projects.
+
+        Returns
+        -------
+        pandas.DataFrame
+            period, project, count, p25, p50, p75, p95 (seconds).
+
+        Example
+        -------
+        >>> h.duration_trend("build", freq="W", project="api").tail()
+        """
         from ottolytics.analyze.analytics import duration_trend
         return duration_trend(self, task, freq, project)
 
-    def flaky(self, window=20):
+    def flaky(self, window: int = 20) -> pd.DataFrame:
+        """Tasks ranked by how flaky they are over their last *window* runs, most
+        flaky first; tasks that never failed in the window are left out.
+
+        ``flip_rate`` is success/failure changes from run to run / (runs - 1);
+        ``retry_passes`` counts runs where an attempt failed and a later one
+        passed; ``mixed_hashes`` counts script hashes (the same code) that both
+        passed and failed; ``score`` is the mean of flip_rate, retry_passes / runs
+        and mixed_hashes / hashes.
+
+        Parameters
+        ----------
+        window : int, default 20
+            How many of each task's latest runs to look at: 2 to 100,000, else
+            ValueError.
+
+        Returns
+        -------
+        pandas.DataFrame
+            project, task, runs, failures, flips, flip_rate, retry_passes,
+            mixed_hashes, hashes, score.
+
+        Example
+        -------
+        >>> h.flaky(window=20).head(3)
+        """
         from ottolytics.analyze.analytics import flaky
         return flaky(self, window)
 
-    def failures(self, since=None):
+    def failures(self, since: str | float | datetime | None = None) -> pd.DataFrame:
+        """Failed task attempts, newest first, with what is known of why.
+
+        Parameters
+        ----------
+        since : str, number or datetime, optional
+            Only failures from then on (``"7d"``, ``"2026-11-01"``, unix seconds),
+            on top of the History's own filters.
+
+        Returns
+        -------
+        pandas.DataFrame
+            run_id, project, host, task, attempt, started_at, finished_at,
+            duration_s, exit_code, signal, signature (of the normalized stderr
+            tail), message (its last line), stderr_tail, stdout_path, stderr_path,
+            script_hash.
+
+        Example
+        -------
+        >>> h.failures(since="30d")[["task", "exit_code", "message"]].head()
+        """
         from ottolytics.analyze.analytics import failures
         return failures(self, since)
 
-    def failure_groups(self, since=None):
+    def failure_groups(self, since: str | float | datetime | None = None) -> pd.DataFrame:
+        """Each distinct failure (by signature), most frequent first.
+
+        Failures that kept no stderr are grouped by task and exit code (or
+        signal), with a message such as ``exit code 3, no stderr kept``.
+
+        Parameters
+        ----------
+        since : str, number or datetime, optional
+            Only failures from then on, as in ``failures``.
+
+        Returns
+        -------
+        pandas.DataFrame
+            signature, count, tasks, projects, first_seen, last_seen, message,
+            last_run_id, exit_codes.
+
+        Example
+        -------
+        >>> h.failure_groups(since="2026-11-01")[["count", "tasks", "message"]].head(3)
+        """
         from ottolytics.analyze.analytics import failure_groups
         return failure_groups(self, since)
 
-    def regressions(self, task=None, **options):
-        from ottolytics.analyze.analytics import regressions
-        return regressions(self, task, **options)
+    def regressions(self, task: str | list[str] | None = None, *, window: int = 12,
+                    min_ratio: float = 1.25, max_p: float = 1e-4,
+                    max_points: int = 500) -> pd.DataFrame:
+        """Change points in each task's successful durations, strongest first.
 
-    def critical_path(self, run):
+        A sliding two-window test: at every point of a task's series, the
+        *window* durations before it are compared with the *window* from it on
+        by a Mann-Whitney U test (robust to outliers and skew). A point is a
+        change when p < *max_p* and the medians differ by at least *min_ratio*
+        either way; of overlapping candidates the strongest is kept.
+
+        Parameters
+        ----------
+        task : str or list of str, optional
+            Only these tasks (default: every task).
+        window : int, default 12
+            Durations on each side of a point: 2 to max_points // 2, else ValueError.
+        min_ratio : float, default 1.25
+            The least change of the median, either way (at least 1).
+        max_p : float, default 1e-4
+            The largest p-value that counts as a change.
+        max_points : int, default 500
+            How many of each task's latest successful durations are tested.
+
+        Returns
+        -------
+        pandas.DataFrame
+            project, task, run_id and changed_at (where it changed),
+            median_before, median_after, ratio, direction, p_value.
+
+        Example
+        -------
+        >>> h.regressions("build", window=12, min_ratio=1.25).head(3)
+        """
+        from ottolytics.analyze.analytics import regressions
+        return regressions(self, task, window=window, min_ratio=min_ratio, max_p=max_p,
+                           max_points=max_points)
+
+    def critical_path(self, run: str) -> pd.DataFrame:
+        """The chain of dependent tasks that bounds a run's wall time, first to last.
+
+        It walks back from the task that finished last, each time to the
+        dependency that finished last (the one it had to wait for).
+
+        Parameters
+        ----------
+        run : str
+            A run id, a unique prefix of one, otto's timestamp, or ``"latest"``.
+
+        Returns
+        -------
+        pandas.DataFrame
+            run_id, task, attempt, status, started_at, finished_at, duration_s,
+            waited_s (the gap after the dependency ended).
+
+        Example
+        -------
+        >>> h.critical_path("latest")
+        """
         from ottolytics.analyze.analytics import critical_path
         return critical_path(self, run)
 
-    def compare(self, run_a, run_b):
+    def compare(self, run_a: str, run_b: str) -> pd.DataFrame:
+        """Two runs side by side, task by task.
+
+        Parameters
+        ----------
+        run_a, run_b : str
+            Run ids, unique prefixes, otto's timestamps, or ``"latest"``.
+
+        Returns
+        -------
+        pandas.DataFrame
+            task, status_a, duration_s_a, status_b, duration_s_b, delta_s (b - a),
+            ratio (b / a), status_changed.
+
+        Example
+        -------
+        >>> h.compare(h.failures()["run_id"].iloc[0], "latest")
+        """
         from ottolytics.analyze.analytics import compare
         return compare(self, run_a, run_b)
 
-    def disk_usage(self):
+    def disk_usage(self) -> pd.DataFrame:
+        """Disk used per project, largest first: sizes recorded at run end, and the
+        run directories and otto's script cache measured now.
+
+        Returns
+        -------
+        pandas.DataFrame
+            project, runs, recorded_bytes, runs_on_disk, run_bytes, cache_bytes,
+            largest_run_id, largest_run_bytes, oldest_run, newest_run.
+
+        Example
+        -------
+        >>> h.disk_usage()[["project", "runs", "run_bytes"]]
+        """
         from ottolytics.analyze.analytics import disk_usage
         return disk_usage(self)
 
-    def largest_runs(self, n=10):
+    def largest_runs(self, n: int = 10) -> pd.DataFrame:
+        """The runs whose recorded size is largest, largest first.
+
+        Parameters
+        ----------
+        n : int, default 10
+            How many.
+
+        Returns
+        -------
+        pandas.DataFrame
+            run_id, project, started_at, status, size_bytes, run_dir.
+
+        Example
+        -------
+        >>> h.largest_runs(n=3)
+        """
         from ottolytics.analyze.analytics import largest_runs
         return largest_runs(self, n)
 
-    def disk_growth(self, freq="D"):
+    def disk_growth(self, freq: str | None = "D") -> pd.DataFrame:
+        """Bytes of run directories added per period and the running total, per
+        project, from the sizes recorded at run end.
+
+        Parameters
+        ----------
+        freq : str, default "D"
+            A pandas alias (``D``, ``W``, ``MS`` ...), as in ``success_rate``;
+            None means ``D`` here.
+
+        Returns
+        -------
+        pandas.DataFrame
+            period, project, added_bytes, total_bytes.
+
+        Example
+        -------
+        >>> h.disk_growth(freq="W").tail(3)
+        """
         from ottolytics.analyze.analytics import disk_growth
         return disk_growth(self, freq)
 
@@ -609,14 +961,54 @@ class History:
             f"FROM {self._rel(alias, 'disk_samples')}"
             + (" WHERE " + " AND ".join(where) if where else "") for alias in aliases)
 
-    def disk_samples(self):
-        """Disk usage over time as ``ottolytics usage`` measured it: one row per scan
-        and project (measured_at, project, runs, run_bytes, cache_bytes,
-        orphan_cache_bytes, other_bytes, total_bytes), oldest first."""
+    def disk_samples(self) -> pd.DataFrame:
+        """Disk usage over time as ``ottolytics usage`` measured it, oldest first
+        (time and project filters apply).
+
+        Returns
+        -------
+        pandas.DataFrame
+            One row per scan and project: measured_at, project, runs, run_bytes,
+            cache_bytes, orphan_cache_bytes, other_bytes, total_bytes.
+
+        Example
+        -------
+        >>> h.disk_samples().tail()
+        """
         return self.query(lambda a: f"SELECT * FROM ({self.disk_samples_sql(a)}) "
                                     "ORDER BY measured_at, project")
 
-    def grep(self, pattern, since=None, task=None, project=None, max_matches=10_000):
+    def grep(self, pattern: str, since: str | float | datetime | None = None,
+             task: str | list[str] | None = None, project: str | list[str] | None = None,
+             max_matches: int = 10_000) -> pd.DataFrame:
+        """Lines matching a regular expression in the logs, newest task first.
+
+        Each task's log files are read (in parallel, by the read rule), else its
+        stored log fragments, else its stored stderr tail, where a failure's
+        ImportError usually is. Refused files are in ``df.attrs["refused"]``.
+
+        Parameters
+        ----------
+        pattern : str
+            A regular expression (Python's ``re``).
+        since : str, number or datetime, optional
+            Only tasks from then on, on top of the History's filters.
+        task, project : str or list of str, optional
+            Only these tasks, these projects.
+        max_matches : int, default 10000
+            Stop after this many lines.
+
+        Returns
+        -------
+        pandas.DataFrame
+            run_id, task, attempt, stream, path (the file, or empty), line (in the
+            file, the joined fragments or the tail), text, source (``file``,
+            ``fragments``, ``stderr tail``).
+
+        Example
+        -------
+        >>> h.grep("ImportError", project="etl", max_matches=2)[["run_id", "task", "text"]]
+        """
         from ottolytics.analyze.analytics import grep
         return grep(self, pattern, since=since, task=task, project=project,
                     max_matches=max_matches)

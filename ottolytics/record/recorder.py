@@ -32,6 +32,12 @@ STDERR_TAIL_BYTES = 4096
 LOG_BATCH_BYTES = 64 * 1024
 RETRY_STORE_EVERY_S = 5.0
 
+# For type checkers only: importing typing would cost the shim's start-up budget.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
+
 _PROCESS = {}
 # The sources that importers write (sync.SOURCES, tested equal): clean and the log
 # readers trust such a row's run_dir shape, so the public API cannot claim one.
@@ -80,14 +86,49 @@ def _interruption(exc_type):
 
 
 class Recorder:
-    """Records runs and tasks into the store at *db* (default: see ``paths.db_path``).
+    """Records runs and tasks into the store at *db*.
 
-    *max_run_age* (seconds, or a duration such as ``"24h"``) is how long a
-    run recorded on another host, or with no recording process, may stay
-    running before recovery calls it interrupted.
+    Recording never raises into the caller: when the store is unusable, events
+    go to the spool and are replayed at the next successful open.
+
+    Parameters
+    ----------
+    db : str or path, optional
+        The store file (default: ``$OTTOLYTICS_DB``, else
+        ``$OTTO_HOME/ottolytics.db``).
+    max_run_age : float or str, optional
+        Seconds, or a duration such as ``"24h"``: how long a run recorded on
+        another host, or with no recording process, may stay running before
+        recovery calls it interrupted (default: ``$OTTOLYTICS_MAX_RUN_AGE``, else
+        a day).
+    warn : callable, optional
+        Called with the one warning line when events are spooled (default: print
+        it to stderr).
+    wait : float, optional
+        Seconds to wait for the store's lock, once, before spooling (default:
+        the busy timeout, a few times).
+    quiet_spool : bool, default False
+        Warn about spooled events only at close, if they are still spooled.
+
+    Returns
+    -------
+    Recorder
+        Use it as a context manager, or call ``close()``. The examples of its
+        methods and handles use ``rec``, a Recorder, as below.
+
+    Example
+    -------
+    >>> rec = ottolytics.Recorder("/tmp/example.db")
+    >>> with rec.run(project="web", params={"env": "prod"}) as run:
+    ...     with run.task("build") as task:
+    ...         task.log("compiling\n")
+    >>> rec.close()
     """
 
-    def __init__(self, db=None, *, max_run_age=None, warn=None, wait=None, quiet_spool=False):
+    def __init__(self, db: "str | os.PathLike[str] | None" = None, *,
+                 max_run_age: "float | str | None" = None,
+                 warn: "Callable[[str], Any] | None" = None, wait: "float | None" = None,
+                 quiet_spool: bool = False) -> None:
         self.db = db_path(db)
         # None: wait for a lock up to the busy timeout, a few times; else wait
         # at most this many seconds, once, and spool (the shim's choice).
@@ -129,8 +170,19 @@ class Recorder:
             raise
         return store
 
-    def open(self):
-        """Open the store now (it opens on first use otherwise). True if usable."""
+    def open(self) -> bool:
+        """Open the store now (it opens on first use otherwise).
+
+        Returns
+        -------
+        bool
+            True when the store is usable, False when events will be spooled.
+
+        Example
+        -------
+        >>> rec.open()
+        True
+        """
         with self._lock:
             if not self._opened:
                 self._opened = True
@@ -141,7 +193,7 @@ class Recorder:
             return self._store is not None
 
     @property
-    def degraded(self):
+    def degraded(self) -> bool:
         """True while events go to the spool instead of the store."""
         return self._spool is not None
 
@@ -154,8 +206,22 @@ class Recorder:
         self._next_retry = time.monotonic() + RETRY_STORE_EVERY_S
         self._reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
-    def retry_store(self, wait=None):
-        """Try the store again at the next event (with *wait*), replaying our spool."""
+    def retry_store(self, wait: "float | None" = None) -> None:
+        """Try the store again at the next event, replaying this recorder's spool.
+
+        Parameters
+        ----------
+        wait : float, optional
+            Seconds to wait for the lock from now on (default: unchanged).
+
+        Returns
+        -------
+        None
+
+        Example
+        -------
+        >>> rec.retry_store(wait=2.0)
+        """
         with self._lock:
             self.wait = wait if wait is not None else self.wait
             if self._store is not None and self.wait is not None:
@@ -187,12 +253,23 @@ class Recorder:
     def _apply(self, conn, ev):
         return events.apply(self._store, conn, ev, self._tokens)
 
-    def batch(self):
+    def batch(self) -> "_Batch":
         """``with rec.batch():`` applies the events inside in one transaction.
 
         Handles started inside get their ids when the block ends. The shim
         uses it to write a run's start with its task's start, and the task's
         end with the run's end.
+
+        Returns
+        -------
+        context manager
+
+        Example
+        -------
+        >>> with rec.batch():
+        ...     run = rec.run(project="web").start()
+        ...     task = run.task("build").start()
+        >>> task.finish(0); run.finish()
         """
         return _Batch(self)
 
@@ -251,8 +328,26 @@ class Recorder:
             except Exception as exc:  # recording must never break the caller
                 self._recording_failed(exc)
 
-    def emit(self, ev, handle=None):
-        """Record one event; returns the row id, or None when it was spooled."""
+    def emit(self, ev: "dict[str, Any]", handle: "Task | None" = None) -> "int | None":
+        """Record one event (the handles call it; a user rarely needs to).
+
+        Parameters
+        ----------
+        ev : dict
+            The event, as ``store/events.py`` defines them (``{"e": "run_start", ...}``).
+        handle : Task, optional
+            The task handle a ``task_start`` belongs to, to give it its id later.
+
+        Returns
+        -------
+        int or None
+            The row id, or None when the event was spooled or batched.
+
+        Example
+        -------
+        >>> run = rec.run(project="web").start()
+        >>> rec.emit({"e": "params", "run": run.uid, "params": {"env": "prod"}})
+        """
         if self._batch is not None:
             if ev["e"] == "task_start":  # later events of the batch refer to it by token
                 ev["tok"] = ev.get("tok") or new_token()
@@ -268,8 +363,24 @@ class Recorder:
                 self._recording_failed(exc)
             return None
 
-    def run_exists(self, uid):
-        """True or False, or None when the store cannot be read right now."""
+    def run_exists(self, uid: str) -> "bool | None":
+        """Whether the store has a run with this id.
+
+        Parameters
+        ----------
+        uid : str
+            A run id.
+
+        Returns
+        -------
+        bool or None
+            True or False, or None when the store cannot be read right now.
+
+        Example
+        -------
+        >>> rec.run_exists("no-such-run")
+        False
+        """
         with self._lock:
             if not self.open() or self._store is None:
                 return None
@@ -279,7 +390,17 @@ class Recorder:
             except Exception:
                 return None
 
-    def close(self):
+    def close(self) -> None:
+        """Close the store (and the spool, warning once if events are still in it).
+
+        Returns
+        -------
+        None
+
+        Example
+        -------
+        >>> rec.close()
+        """
         with self._lock:
             if self._store is not None:
                 self._store.close()
@@ -300,15 +421,60 @@ class Recorder:
 
     # -- handles ------------------------------------------------------------
 
-    def run(self, project=None, params=None, *, args=None, run_dir=None, uid=None, **meta):
-        """A new run handle; recording starts on ``with`` or ``start()``."""
+    def run(self, project: "str | None" = None, params: "dict[str, Any] | None" = None, *,
+            args: "list[str] | None" = None, run_dir: "str | None" = None,
+            uid: "str | None" = None, **meta: "Any") -> "Run":
+        """A new run handle; recording starts on ``with`` or ``start()``.
+
+        Parameters
+        ----------
+        project : str, optional
+            The project (default: the current directory's name).
+        params : dict, optional
+            The run's parameters (kept as text, one row per key).
+        args : list of str, optional
+            The command line (default: ``sys.argv``).
+        run_dir : str, optional
+            The run's directory, if it has one.
+        uid : str, optional
+            The run id (default: a new one).
+        **meta
+            More run columns: ``ottofile``, ``user``, ``host``, ``cwd``,
+            ``source_ref``; others are ignored. ``source`` may not name an importer.
+
+        Returns
+        -------
+        Run
+
+        Example
+        -------
+        >>> with rec.run(project="etl", params={"day": "2026-11-20"}) as run:
+        ...     run.uid
+        """
         if meta.get("source") in IMPORTED_SOURCES:  # those rows come from importers only
             raise ValueError(f"source {meta['source']!r} is reserved for 'ottolytics sync'")
         project = project or os.path.basename(os.getcwd()) or "default"
         return Run(self, project, params, args=args, run_dir=run_dir, uid=uid, meta=meta)
 
-    def attach(self, uid):
-        """A handle on a run started elsewhere (``ottolytics run start``), to add tasks."""
+    def attach(self, uid: str) -> "Run":
+        """A handle on a run started elsewhere (``ottolytics run start``), to add tasks.
+
+        Parameters
+        ----------
+        uid : str
+            The run's id (``$OTTOLYTICS_RUN_ID`` in a script run by ``run start``).
+
+        Returns
+        -------
+        Run
+            Leaving its ``with`` block does not end the run.
+
+        Example
+        -------
+        >>> uid = rec.run(project="etl").start().uid
+        >>> with rec.attach(uid).task("load"):
+        ...     pass
+        """
         run = Run(self, None, None, uid=uid, meta={})
         run._started = True
         run._owned = False
@@ -353,10 +519,28 @@ class Run:
         self._saved_sigterm = None
 
     @property
-    def id(self):
+    def id(self) -> str:
+        """The run id (the same as ``uid``)."""
         return self.uid
 
-    def start(self, at=None):
+    def start(self, at: "float | None" = None) -> "Run":
+        """Start recording the run (``with`` does it).
+
+        Parameters
+        ----------
+        at : float, optional
+            Unix seconds (default: now).
+
+        Returns
+        -------
+        Run
+            This handle.
+
+        Example
+        -------
+        >>> run = rec.run(project="etl").start()
+        >>> run.finish("success")
+        """
         if self._started:
             return self
         self._started = True
@@ -371,8 +555,30 @@ class Run:
         self.recorder.emit(ev)
         return self
 
-    def finish(self, status=None, *, reason=None, size_bytes=None, at=None):
-        """End the run; *status* defaults to one derived from its tasks."""
+    def finish(self, status: "str | None" = None, *, reason: "str | None" = None,
+               size_bytes: "int | None" = None, at: "float | None" = None) -> None:
+        """End the run (``with`` does it).
+
+        Parameters
+        ----------
+        status : str, optional
+            success, failed, interrupted ... (default: derived from its tasks).
+        reason : str, optional
+            Why, for the run's transition.
+        size_bytes : int, optional
+            The run directory's size.
+        at : float, optional
+            Unix seconds (default: now).
+
+        Returns
+        -------
+        None
+
+        Example
+        -------
+        >>> run = rec.run(project="etl").start()
+        >>> run.finish("failed", reason="the source was empty")
+        """
         if self._finished:
             return
         self._finished = True
@@ -386,18 +592,80 @@ class Run:
             ev["size_bytes"] = size_bytes
         self.recorder.emit(ev)
 
-    def set_params(self, params=None, **more):
+    def set_params(self, params: "dict[str, Any] | None" = None, **more: "Any") -> None:
+        """Add or change run parameters, before or after the run started.
+
+        Parameters
+        ----------
+        params : dict, optional
+            Parameters by name.
+        **more
+            More parameters by name.
+
+        Returns
+        -------
+        None
+
+        Example
+        -------
+        >>> with rec.run(project="etl") as run:
+        ...     run.set_params({"rows": 1200}, source="s3")
+        """
         merged = dict(params or {}, **more)
         self.params.update(merged)
         if self._started:
             self.recorder.emit({"e": "params", "run": self.uid, "params": merged})
 
-    def task(self, name, deps=None, **meta):
-        """A task handle; it starts on ``with`` or ``start()``."""
+    def task(self, name: str, deps: "list[str] | None" = None, **meta: "Any") -> "Task":
+        """A task handle; it starts on ``with`` or ``start()``.
+
+        Parameters
+        ----------
+        name : str
+            The task's name; a name started again in the run is its next attempt.
+        deps : list of str, optional
+            The tasks it waited for.
+        **meta
+            More task columns: ``script_path``, ``script_hash``, ``stdout_path``,
+            ``stderr_path``; others are ignored.
+
+        Returns
+        -------
+        Task
+
+        Example
+        -------
+        >>> with rec.run(project="web") as run:
+        ...     with run.task("test", deps=["build"], stdout_path="/tmp/test.log"):
+        ...         pass
+        """
         return Task(self, name, deps, meta)
 
-    def skip_task(self, name, reason=None, deps=None, at=None):
-        """Record a task that did not run at all (e.g. up to date), at *at* or now."""
+    def skip_task(self, name: str, reason: "str | None" = None,
+                  deps: "list[str] | None" = None, at: "float | None" = None) -> "Task":
+        """Record a task that did not run at all (e.g. up to date).
+
+        Parameters
+        ----------
+        name : str
+            The task's name.
+        reason : str, optional
+            Why it was skipped.
+        deps : list of str, optional
+            The tasks it depends on.
+        at : float, optional
+            Unix seconds (default: now).
+
+        Returns
+        -------
+        Task
+            Already finished, as skipped.
+
+        Example
+        -------
+        >>> with rec.run(project="web") as run:
+        ...     run.skip_task("lint", reason="up to date")
+        """
         task = Task(self, name, deps, {})
         task.start(status="skipped", reason=reason, at=at)
         return task
@@ -461,7 +729,29 @@ class Task:
             ev["tok"] = self._tok
         return ev
 
-    def start(self, *, status="running", reason=None, at=None):
+    def start(self, *, status: str = "running", reason: "str | None" = None,
+              at: "float | None" = None) -> "Task":
+        """Start the task attempt (``with`` does it).
+
+        Parameters
+        ----------
+        status : str, default "running"
+            The status it starts in (``skipped`` ends it at once).
+        reason : str, optional
+            Why, for its transition.
+        at : float, optional
+            Unix seconds (default: now).
+
+        Returns
+        -------
+        Task
+            This handle.
+
+        Example
+        -------
+        >>> with rec.run(project="web") as run:
+        ...     run.task("build").start().finish(0)
+        """
         if self._started:
             return self
         self._started = True
@@ -485,11 +775,40 @@ class Task:
             self._finished = True
         return self
 
-    def finish(self, exit_code=None, *, status=None, signal=None, reason=None,
-               stderr_tail=None, at=None, **resources):
-        """End the task. Without *status*: success when exit_code is 0 or None
-        and no signal killed it, else failed. *resources* may hold cpu_user_s,
-        cpu_system_s, peak_rss_bytes, stdout_path and stderr_path."""
+    def finish(self, exit_code: "int | None" = None, *, status: "str | None" = None,
+               signal: "int | None" = None, reason: "str | None" = None,
+               stderr_tail: "str | bytes | None" = None, at: "float | None" = None,
+               **resources: "Any") -> None:
+        """End the task attempt (``with`` does it).
+
+        Parameters
+        ----------
+        exit_code : int, optional
+            Its exit code.
+        status : str, optional
+            Default: success when exit_code is 0 or None and no signal killed it,
+            else failed.
+        signal : int, optional
+            The signal that killed it.
+        reason : str, optional
+            Why, for its transition.
+        stderr_tail : str or bytes, optional
+            The end of its stderr (the last 4 KiB are kept); failures are grouped by it.
+        at : float, optional
+            Unix seconds (default: now).
+        **resources
+            ``cpu_user_s``, ``cpu_system_s``, ``peak_rss_bytes``, ``stdout_path``,
+            ``stderr_path``; others are ignored.
+
+        Returns
+        -------
+        None
+
+        Example
+        -------
+        >>> with rec.run(project="web") as run:
+        ...     run.task("test").start().finish(1, stderr_tail="ImportError: no module x")
+        """
         if self._finished:
             return
         if not self._started:
@@ -512,12 +831,46 @@ class Task:
             return  # the start was refused (unknown run), so there is nothing to end
         self.run.recorder.emit(ev)
 
-    def skip(self, reason=None):
-        """Mark this started task skipped (e.g. its outputs are up to date)."""
+    def skip(self, reason: "str | None" = None) -> None:
+        """Mark this started task skipped (e.g. its outputs are up to date).
+
+        Parameters
+        ----------
+        reason : str, optional
+            Why.
+
+        Returns
+        -------
+        None
+
+        Example
+        -------
+        >>> with rec.run(project="web") as run:
+        ...     with run.task("build") as task:
+        ...         task.skip(reason="up to date")
+        """
         self.finish(status="skipped", reason=reason)
 
-    def log(self, data, stream="stdout"):
-        """Keep a chunk of output in the store's log fragments (batched)."""
+    def log(self, data: "str | bytes", stream: str = "stdout") -> None:
+        """Keep a chunk of output in the store's log fragments (batched).
+
+        Parameters
+        ----------
+        data : str or bytes
+            The output (bytes are decoded as UTF-8, bad bytes replaced).
+        stream : str, default "stdout"
+            ``stdout`` or ``stderr``.
+
+        Returns
+        -------
+        None
+
+        Example
+        -------
+        >>> with rec.run(project="web") as run:
+        ...     with run.task("build") as task:
+        ...         task.log("warning: deprecated\n", stream="stderr")
+        """
         if isinstance(data, bytes):
             data = data.decode("utf-8", "replace")
         self._seq += 1
@@ -526,7 +879,20 @@ class Task:
         if self._log_bytes >= LOG_BATCH_BYTES:
             self.flush_logs()
 
-    def flush_logs(self):
+    def flush_logs(self) -> None:
+        """Write the log chunks kept so far now (``finish`` does it).
+
+        Returns
+        -------
+        None
+
+        Example
+        -------
+        >>> with rec.run(project="web") as run:
+        ...     with run.task("build") as task:
+        ...         task.log("step 1 done\n")
+        ...         task.flush_logs()
+        """
         if self._logs and self._started and (self._id is not None or self._tok is not None):
             ev = self._ref({"e": "logs", "run": self.run.uid, "fragments": self._logs})
             self._logs, self._log_bytes = [], 0
