@@ -28,6 +28,20 @@ def test_async_with_blocks(db):
         ("extract", "success"), ("load", "success"), ("report", "skipped")]
 
 
+def test_aclose_twice_is_harmless(db):
+    """As Recorder.close: an explicit aclose() inside ``async with`` (whose exit
+    closes again) must not raise "cannot schedule new futures after shutdown"."""
+    async def main():
+        async with ottolytics.AsyncRecorder() as rec:
+            async with rec.run(project="etl"):
+                pass
+            await rec.aclose()
+        await rec.aclose()
+
+    asyncio.run(main())
+    assert q(db, "SELECT status FROM runs") == [("success",)]
+
+
 def test_async_exception_and_cancellation(db):
     async def failing():
         rec = ottolytics.AsyncRecorder()

@@ -58,6 +58,7 @@ class AsyncRecorder:
                  warn: "Callable[[str], Any] | None" = None, wait: "float | None" = None,
                  quiet_spool: bool = False) -> None:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ottolytics")
+        self._closed = False
         self._sync = Recorder(db, max_run_age=max_run_age, warn=warn, wait=wait,
                               quiet_spool=quiet_spool)
 
@@ -134,7 +135,7 @@ class AsyncRecorder:
         return AsyncRun(self, self._sync.attach(uid))
 
     async def aclose(self) -> None:
-        """Close the store and stop the background thread.
+        """Close the store and stop the background thread; closing again does nothing.
 
         Returns
         -------
@@ -144,6 +145,9 @@ class AsyncRecorder:
         -------
         >>> await rec.aclose()
         """
+        if self._closed:    # a second aclose (an explicit one, then async with's)
+            return
+        self._closed = True
         await self._call(self._sync.close)
         self._executor.shutdown(wait=True)
 
