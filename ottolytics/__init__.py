@@ -9,6 +9,15 @@ __version__ = "0.1.0"
 
 __all__ = ["Recorder", "AsyncRecorder", "open", "History", "plots", "__version__"]
 
+# Type checkers see the public names (the package ships py.typed); at run time
+# they stay lazy, and not even typing is imported.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from ottolytics.analyze import plots
+    from ottolytics.analyze.history import History, open
+    from ottolytics.record.async_recorder import AsyncRecorder
+    from ottolytics.record.recorder import Recorder
+
 
 def __getattr__(name):
     if name == "Recorder":
