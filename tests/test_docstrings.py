@@ -1,7 +1,8 @@
 """help() teaches: every public function and method of the API a user calls
-(``ottolytics.open``, History's frames and analytics, the recorders and their
-handles) has a docstring with Parameters (when it takes any), Returns and an
-Example, and every Example runs: History's on the sample history as ``h``, the
+(``ottolytics.open``, History's frames and analytics, the plots, the recorders
+and their handles) has a docstring with Parameters (when it takes any), Returns and an
+Example, and every Example runs: History's and the plots' on the sample history
+as ``h`` (with ``plots``), the
 recorders' on a scratch store as ``rec`` (the async ones inside a coroutine)."""
 
 import inspect
@@ -13,6 +14,7 @@ import textwrap
 import pytest
 
 import ottolytics
+from ottolytics.analyze import plots
 from ottolytics.analyze.history import History
 from ottolytics.record.async_recorder import AsyncRecorder, AsyncRun, AsyncTask
 from ottolytics.record.recorder import Recorder, Run, Task
@@ -35,7 +37,10 @@ def _public(cls):
 
 
 def _surface():
-    return [("ottolytics.open", ottolytics.open)] + [
+    functions = [(f"plots.{name}", fn) for name, fn in inspect.getmembers(plots)
+                 if inspect.isfunction(fn) and not name.startswith("_")
+                 and fn.__module__ == plots.__name__]
+    return [("ottolytics.open", ottolytics.open)] + functions + [
         item for cls in CLASSES for item in _public(cls)]
 
 
@@ -86,7 +91,7 @@ for name, kind, code in EXAMPLES:
     try:
         if kind == "history":
             h = ottolytics.open()
-            exec(code, {{"ottolytics": ottolytics, "h": h}})
+            exec(code, {{"ottolytics": ottolytics, "h": h, "plots": ottolytics.plots}})
             h.close()
         elif kind == "recorder":
             rec = ottolytics.Recorder({store!r})
@@ -122,7 +127,7 @@ def test_every_example_runs(tmp_path):
         code = _example(member).replace("/tmp/", f"{scratch}/")
         if not code:
             continue            # the test above says what is missing
-        if name == "ottolytics.open" or owner == "History":
+        if name == "ottolytics.open" or owner in ("History", "plots"):
             kind = "history"
         elif owner in {c.__name__ for c in ASYNC}:
             kind = "plain" if name == "AsyncRecorder.__init__" else "async"

@@ -17,6 +17,10 @@ import matplotlib.patches
 import numpy as np
 from matplotlib.figure import Figure
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from ottolytics.analyze.history import History
+
 # Okabe-Ito based: distinguishable with the common colour-vision deficiencies.
 STATUS_COLORS = {"success": "#009E73", "failed": "#D55E00", "running": "#0072B2",
                  "pending": "#999999", "skipped": "#E6E6E6", "interrupted": "#E69F00"}
@@ -52,20 +56,57 @@ def _legend_outside(ax, **kwargs):
                      **kwargs)
 
 
-def byte_unit(largest):
-    """(divisor, name) of the binary unit that shows *largest* bytes readably."""
+def byte_unit(largest: float) -> tuple[int, str]:
+    """The binary unit that shows *largest* bytes readably (the disk plot's axis).
+
+    Parameters
+    ----------
+    largest : float
+        The largest number of bytes to show.
+
+    Returns
+    -------
+    tuple of (int, str)
+        The divisor and the unit's name (B, KiB, MiB, GiB, TiB).
+
+    Example
+    -------
+    >>> plots.byte_unit(3 * 2 ** 30)
+    (1073741824, 'GiB')
+    """
     for divisor, name in UNITS:
         if largest >= divisor:
             return divisor, name
     return 1, "B"
 
 
-def duration_trend(h, task, freq="D", project=None):
+def duration_trend(h: "History", task: str, freq: str | None = "D",
+                   project: str | None = None) -> Figure:
     """The task's median duration per period, with its p25-p75 band, p95 and the
     change points ``h.regressions()`` detects, for one project.
 
     A task name shared by several projects (``build`` often is) needs *project*,
     or a history already narrowed to one project; otherwise ValueError names them.
+
+    Parameters
+    ----------
+    h : History
+        The history (its filters apply).
+    task : str
+        The task.
+    freq : str, default "D"
+        A pandas alias for the period (``D``, ``W``, ``MS`` ...; see
+        ``History.success_rate``).
+    project : str, optional
+        The project, when the task name is in several.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Example
+    -------
+    >>> plots.duration_trend(h, "build", project="api").savefig("/tmp/build.png")
     """
     df = h.duration_trend(task, freq, project=project)
     projects = sorted(df["project"].dropna().unique()) if not df.empty else []
@@ -102,12 +143,32 @@ def duration_trend(h, task, freq="D", project=None):
     return fig
 
 
-def success_heatmap(h, freq="W", by="task", limit=30):
+def success_heatmap(h: "History", freq: str | None = "W", by: str = "task",
+                    limit: int = 30) -> Figure:
     """Success rate per task (rows, worst first) and period (columns).
 
     Rows are ``project/task``: tasks of one name in different projects stay
     apart. Each cell shows its rate in percent; hatched cells are periods in
     which the task did not run (named in the legend).
+
+    Parameters
+    ----------
+    h : History
+        The history (its filters apply).
+    freq : str, default "W"
+        A pandas alias for the period (``D``, ``W``, ``W-FRI``, ``MS`` ...).
+    by : str, default "task"
+        The rows: ``task`` (as project/task), or project, host, status.
+    limit : int, default 30
+        At most this many rows, the worst.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Example
+    -------
+    >>> plots.success_heatmap(h, freq="W").savefig("/tmp/heatmap.png")
     """
     keys = ("project", by) if by == "task" else (by,)
     df = h.success_rate(by=keys, freq=freq)
@@ -165,11 +226,26 @@ def _dependency_order(tasks, deps):
     return order
 
 
-def gantt(h, run):
+def gantt(h: "History", run: str) -> Figure:
     """One run's tasks on a time line, coloured by status, the critical path
     outlined, rows in dependency order (a task below what it waited for).
-    Skipped tasks, which take no time, are marked with a diamond. *run* is
-    anything ``h.resolve()`` takes: a run id, a unique prefix, or ``latest``."""
+    Skipped tasks, which take no time, are marked with a diamond.
+
+    Parameters
+    ----------
+    h : History
+        The history.
+    run : str
+        Anything ``h.resolve()`` takes: a run id, a unique prefix, or ``latest``.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Example
+    -------
+    >>> plots.gantt(h, "latest").savefig("/tmp/gantt.png")
+    """
     from ottolytics.analyze.analytics import _run_tasks
     run = h.resolve(run)
     one = h.with_filters(run=[run], since=None, until=None, status=None, task=None)
@@ -219,7 +295,7 @@ def gantt(h, run):
     return fig
 
 
-def disk_usage(h, freq="D"):
+def disk_usage(h: "History", freq: str | None = "D") -> Figure:
     """Disk over time per project, stacked, in readable binary units.
 
     Where ``ottolytics usage`` has measured the disk (``h.disk_samples()``), the
@@ -227,6 +303,22 @@ def disk_usage(h, freq="D"):
     only record is each kept run's size at its end, and the plot says so: the
     bytes of the runs still on record, by the day they started, which cannot
     show what was already cleaned up.
+
+    Parameters
+    ----------
+    h : History
+        The history (its filters apply).
+    freq : str, default "D"
+        The period of the recorded sizes, when no measurement exists (a pandas
+        alias, as for ``History.disk_growth``).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Example
+    -------
+    >>> plots.disk_usage(h).savefig("/tmp/disk.png")
     """
     samples = h.disk_samples()
     fig, ax = _figure()
