@@ -587,7 +587,9 @@ class History:
         -------
         pandas.DataFrame
             The columns of ``ottolytics report weekly`` (docs/exports.md): week,
-            week_start, project, task, runs, success_rate, p50_s ...
+            week_start, week_end, project, task, runs, successes, failures, skips,
+            success_rate, p50_s, p95_s, the previous week's figures and the
+            changes, flaky_score and the top failure.
 
         Example
         -------
@@ -746,8 +748,9 @@ class History:
         Returns
         -------
         pandas.DataFrame
-            project, task, runs, failures, flips, flip_rate, retry_passes,
-            mixed_hashes, hashes, score.
+            project, task, runs (in the window), failed_runs, flips, flip_rate,
+            retry_passes, mixed_hashes, hashes, since (the window's first run's
+            start), score.
 
         Example
         -------
@@ -832,7 +835,8 @@ class History:
         -------
         pandas.DataFrame
             project, task, run_id and changed_at (where it changed),
-            median_before, median_after, ratio, direction, p_value.
+            median_before, median_after, ratio, direction, p_value, z (the test's
+            statistic).
 
         Example
         -------
