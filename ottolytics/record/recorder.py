@@ -121,7 +121,7 @@ class Recorder:
     >>> rec = ottolytics.Recorder("/tmp/example.db")
     >>> with rec.run(project="web", params={"env": "prod"}) as run:
     ...     with run.task("build") as task:
-    ...         task.log("compiling\n")
+    ...         task.log("compiling\\n")
     >>> rec.close()
     """
 
@@ -869,7 +869,7 @@ class Task:
         -------
         >>> with rec.run(project="web") as run:
         ...     with run.task("build") as task:
-        ...         task.log("warning: deprecated\n", stream="stderr")
+        ...         task.log("warning: deprecated\\n", stream="stderr")
         """
         if isinstance(data, bytes):
             data = data.decode("utf-8", "replace")
@@ -890,7 +890,7 @@ class Task:
         -------
         >>> with rec.run(project="web") as run:
         ...     with run.task("build") as task:
-        ...         task.log("step 1 done\n")
+        ...         task.log("step 1 done\\n")
         ...         task.flush_logs()
         """
         if self._logs and self._started and (self._id is not None or self._tok is not None):
