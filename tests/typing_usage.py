@@ -12,6 +12,8 @@ from ottolytics import plots
 
 def analyse(db: str) -> None:
     h: ottolytics.History = ottolytics.open(db, since="30d", project="web")
+    hosts: list[str] = ["host-a.db", "host-b.db"]
+    ottolytics.open(hosts, home="/srv/otto").close()
     with ottolytics.open(["host-a.db", "host-b.db"], since=datetime(2026, 11, 1, tzinfo=timezone.utc)) as both:
         week: ottolytics.History = both.with_filters(project=["api", "web"], status="failed")
         frames: list[pd.DataFrame] = [week.runs(params=True), week.tasks(), week.transitions(),

@@ -12,6 +12,7 @@ float seconds (``duration_s``), statuses are categoricals in a fixed order.
 """
 
 import os
+from collections.abc import Sequence
 from datetime import datetime, timezone
 
 import pandas as pd
@@ -58,9 +59,45 @@ TASK_COLUMNS = ["run_id", "project", "host", "task", "attempt", "status", "start
 TRANSITION_COLUMNS = ["run_id", "task", "attempt", "from_status", "to_status", "at", "reason"]
 
 
-def open(db=None, *, since=None, until=None, project=None, task=None, status=None, home=None):
-    """A History over one store, a list of stores, or a Parquet dataset directory
-    written by ``to_parquet``; see History for the filters."""
+def open(db: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | None = None, *,
+         since: str | float | datetime | None = None,
+         until: str | float | datetime | None = None,
+         project: str | list[str] | None = None, task: str | list[str] | None = None,
+         status: str | list[str] | None = None,
+         home: str | os.PathLike[str] | None = None) -> "History":
+    """Open a run history: one store, several read as one, or a Parquet dataset.
+
+    The filters apply to everything the History returns, and are pushed down to
+    SQLite, so a narrow question reads few rows.
+
+    Parameters
+    ----------
+    db : str, path, or a list or tuple of them, optional
+        A store file, a list of store files (one per host, say), or a Parquet
+        dataset directory written by ``to_parquet``. Default: ``$OTTOLYTICS_DB``,
+        else ``$OTTO_HOME/ottolytics.db``.
+    since, until : str, number or datetime, optional
+        A duration back from now (``"30d"``, ``"12h"``), a date or datetime, or unix
+        seconds. ``until`` is exclusive.
+    project, task, status : str or list of str, optional
+        Keep only these. ``task`` keeps the tasks of that name and, in ``runs()``
+        and what is built on runs, the runs that ran such a task.
+    home : str or path, optional
+        The directory a store's relative paths resolve against (default: the
+        store's directory).
+
+    Returns
+    -------
+    History
+        Close it with ``close()``, or use it as a context manager.
+
+    Example
+    -------
+    >>> h = ottolytics.open(since="30d", project="api")
+    >>> h.success_rate(by="task", freq="W").tail(3)
+    >>> with ottolytics.open(status="failed") as failed:
+    ...     print(len(failed.tasks()))
+    """
     if db is not None and not isinstance(db, (list, tuple)) and os.path.isdir(str(db)):
         from ottolytics.export.parquet import ParquetHistory
         return ParquetHistory(db, since=since, until=until, project=project, task=task,
@@ -116,8 +153,25 @@ def _run_dir_expr(run_dir, home):
     return run_dir_sql(run_dir, home)
 
 
+class _Unchanged:
+    """with_filters' default: the filter stays as it is."""
+
+    def __repr__(self):
+        return "<unchanged>"
+
+
+_SAME = _Unchanged()
+
+
 class History:
-    """The run history of one or more stores, with filters applied to everything."""
+    """The run history of one or more stores, with filters applied to everything.
+
+    ``ottolytics.open()`` makes one. Its methods return pandas frames: the frames
+    (``runs``, ``tasks``, ``transitions``, ``params``, ``logs``), the analytics
+    (``success_rate``, ``flaky``, ``regressions`` ...), ``sql`` and the exports
+    (``to_parquet``, ``weekly_report``). The examples of its methods use
+    ``h = ottolytics.open()``.
+    """
 
     def __init__(self, paths, *, since=None, until=None, project=None, task=None, status=None,
                  home=None, run=None, _share=None):
@@ -146,7 +200,19 @@ class History:
         self.con.execute(f"CREATE TYPE run_status AS ENUM ({enum(RUN_STATUSES)})")
         self.con.execute(f"CREATE TYPE task_status AS ENUM ({enum(TASK_STATUSES)})")
 
-    def close(self):
+    def close(self) -> None:
+        """Close the stores and the DuckDB connection (a ``with_filters`` view
+        shares them: closing it leaves them open for its parent).
+
+        Returns
+        -------
+        None
+
+        Example
+        -------
+        >>> one = ottolytics.open()
+        >>> one.close()
+        """
         if not self._shared:
             self.stores.close()
             self.con.close()
@@ -161,9 +227,35 @@ class History:
         shown = {k: v for k, v in self.filters.items() if v is not None}
         return f"History({self.paths!r}, {shown})"
 
-    def with_filters(self, **changes):
-        """A History over the same stores with some filters changed."""
-        f = dict(self.filters, **changes)
+    def with_filters(self, *, since: str | float | datetime | None | _Unchanged = _SAME,
+                     until: str | float | datetime | None | _Unchanged = _SAME,
+                     project: str | list[str] | None | _Unchanged = _SAME,
+                     task: str | list[str] | None | _Unchanged = _SAME,
+                     status: str | list[str] | None | _Unchanged = _SAME,
+                     run: str | list[str] | None | _Unchanged = _SAME) -> "History":
+        """A History over the same stores (and connection) with some filters changed.
+
+        Parameters
+        ----------
+        since, until, project, task, status : optional
+            As for ``ottolytics.open``; None removes that filter, and a filter not
+            given stays as it is.
+        run : str or list of str, optional
+            Keep only these run ids.
+
+        Returns
+        -------
+        History
+            A view: closing it leaves the parent's stores open.
+
+        Example
+        -------
+        >>> failed_api = h.with_filters(project=["api"], status="failed")
+        >>> failed_api.runs().head()
+        """
+        given = {"since": since, "until": until, "project": project, "task": task,
+                 "status": status, "run": run}
+        f = dict(self.filters, **{k: v for k, v in given.items() if v is not _SAME})
         return type(self)._derived(self, f)
 
     @classmethod
@@ -411,13 +503,28 @@ class History:
             f"ON r.id = t.run_id"
             for al in aliases)
 
-    def resolve(self, ref):
-        """The run id that *ref* names: a run id, a unique prefix of one (at least
-        runinfo.MIN_PREFIX characters), otto's unix timestamp, or 'latest' (the
-        newest run this History's filters keep; ids and prefixes are looked up
-        whatever the time and status filters, as the run methods read a run
-        whole). Raises runinfo.RunNotFound (a one-line message); the same
-        resolver as ``ottolytics info`` and the MCP tools."""
+    def resolve(self, ref: str | int) -> str:
+        """The run id that *ref* names; the same resolver as ``ottolytics info``
+        and the MCP tools.
+
+        Parameters
+        ----------
+        ref : str or int
+            A run id, a unique prefix of one (at least runinfo.MIN_PREFIX
+            characters), otto's unix timestamp, or ``"latest"`` (the newest run
+            this History's filters keep; ids and prefixes are looked up whatever
+            the time and status filters, as the run methods read a run whole).
+
+        Returns
+        -------
+        str
+            The run id. A ref that names nothing or several runs raises
+            ``runinfo.RunNotFound`` (a ``KeyError``) with a one-line message.
+
+        Example
+        -------
+        >>> h.resolve("latest")
+        """
         from ottolytics.manage.runinfo import _FETCHED, choose, ref_clause, ref_order
         ref = str(ref).strip()
         f = self.filters if ref == "latest" else dict(self.filters, since=None, until=None,
@@ -474,9 +581,27 @@ class History:
         """The same, as an Arrow table (for writing files without pandas)."""
         return self.stores.query(self.con, build_sql, _arrow)
 
-    def sql(self, query):
-        """Run DuckDB SQL over the views runs, tasks, transitions and params (long:
-        run_id, key, value), all with this History's filters; returns a frame."""
+    def sql(self, query: str) -> pd.DataFrame:
+        """Run DuckDB SQL over the views runs, tasks, transitions and params.
+
+        The views have the frames' columns and types (params is long: run_id,
+        key, value), all with this History's filters.
+
+        Parameters
+        ----------
+        query : str
+            DuckDB SQL.
+
+        Returns
+        -------
+        pandas.DataFrame
+            Its result.
+
+        Example
+        -------
+        >>> h.sql("SELECT task, quantile_cont(duration_s, 0.95) AS p95_s FROM tasks "
+        ...       "WHERE status = 'success' GROUP BY task ORDER BY p95_s DESC LIMIT 3")
+        """
         def build(aliases):
             for name, body in (("runs", self.runs_sql(aliases)),
                                ("tasks", self.tasks_sql(aliases)),
