@@ -860,10 +860,9 @@ def cmd_synth(args):
     end = None
     if args.end:
         import time
-        from datetime import datetime, timezone
+        from ottolytics.core.timeutil import to_unix
         try:
-            end = time.time() if args.end == "now" else datetime.fromisoformat(
-                args.end).replace(tzinfo=timezone.utc).timestamp()
+            end = time.time() if args.end == "now" else to_unix(args.end)
         except ValueError:
             return _fail(f"--end {args.end!r}: use 'now' or a date such as 2026-11-21", 2)
     try:

@@ -19,7 +19,7 @@ from ottolytics.core.formatting import iso_utc
 from ottolytics.manage.listing import count_runs, recent_runs
 from ottolytics.store.migrations import RUN_STATUSES, StoreError
 from ottolytics.core.paths import db_path
-from ottolytics.core.timeutil import parse_since
+from ottolytics.core.timeutil import to_unix
 
 MAX_LIMIT = 200
 MAX_TEXT = 4000          # characters of a stderr tail or message in a result
@@ -49,11 +49,11 @@ def _cut(text, limit=MAX_TEXT):
 
 def _since(value, name="since"):
     """Unix seconds (a bare number), '7d' or '12h' (ago), an ISO date or time ->
-    unix seconds, by the one parser of --since and since= (timeutil.parse_since)."""
+    unix seconds, by the one reader of a point in time (timeutil.to_unix)."""
     if value is None or value == "":
         return None
     try:
-        return parse_since(value)
+        return to_unix(value)
     except ValueError as exc:
         raise Refused(f"{name}={value!r}: {exc}") from None
 
