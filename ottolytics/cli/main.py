@@ -223,8 +223,9 @@ def _status_cell(status):
 
 def _task_counts(r):
     from ottolytics.core.formatting import STATUS_SYMBOLS
+    from ottolytics.store.statuses import TASK_COUNT_ORDER
     counts = " ".join(f"{STATUS_SYMBOLS[s]}{r['tasks_' + s]}"
-                      for s in ("success", "failed", "skipped", "interrupted", "running")
+                      for s in TASK_COUNT_ORDER
                       if r["tasks_" + s])
     return f"{r['tasks']} {counts}".strip()
 
@@ -937,7 +938,8 @@ def build_parser():
     rs.set_defaults(func=cmd_run_start)
     re_ = run_sub.add_parser("end", parents=[common], help="end a run")
     re_.add_argument("run_id")
-    re_.add_argument("--status", choices=["success", "failed", "interrupted"],
+    from ottolytics.store.statuses import RUN_END_STATUSES
+    re_.add_argument("--status", choices=RUN_END_STATUSES,
                      help="override the status derived from the run's tasks")
     re_.set_defaults(func=cmd_run_end)
 

@@ -18,12 +18,8 @@ import time
 # "OTTO" in ASCII: marks a file as an ottolytics store.
 APPLICATION_ID = 0x4F54544F
 
-RUN_STATUSES = ("running", "success", "failed", "interrupted")
-TASK_STATUSES = ("pending", "running", "success", "failed", "skipped", "interrupted")
-
-
-def _in(values):
-    return "(" + ",".join(f"'{v}'" for v in values) + ")"
+from ottolytics.store.statuses import RUN_STATUSES, TASK_STATUSES  # noqa: F401 (re-exported)
+from ottolytics.store.statuses import sql_in as _in
 
 
 V1 = [
