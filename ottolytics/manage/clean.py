@@ -46,6 +46,7 @@ from dataclasses import dataclass, field
 from ottolytics.manage import disk
 from ottolytics.manage import retention
 from ottolytics.manage.listing import open_for_reading
+from ottolytics.core.files import atomic_write
 from ottolytics.core.paths import db_path, dir_size, from_stored, otto_home
 
 RECENT_S = 3600  # a run younger than this is never deleted, whatever the policy
@@ -536,22 +537,9 @@ def journal_path(store_file):
 
 def _write_journal(path, home, candidates, forget_missing):
     import json
-    tmp = f"{path}.{os.getpid()}.tmp"
     data = {"home": home, "forget_missing": bool(forget_missing),
             "runs": [[c.db_id, c.run_id] for c in candidates]}
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(data, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    try:  # the rename itself must survive a crash too
-        fd = os.open(os.path.dirname(path) or ".", os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    except OSError:
-        pass
+    atomic_write(path, json.dumps(data))
 
 
 def _rows(conn, ids):
