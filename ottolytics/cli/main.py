@@ -1144,10 +1144,7 @@ def main(argv=None):
     quick = _fast_quick(argv)
     if quick is not None:
         command, args = quick
-        try:
-            return {"history": cmd_history, "list": cmd_list, "info": cmd_info}[command](args)
-        except BrokenPipeError:
-            return _quiet_broken_pipe()
+        return _run({"history": cmd_history, "list": cmd_list, "info": cmd_info}[command], args)
     parser = build_parser()
     args = parser.parse_args(argv)
     if getattr(args, "func", None) is None:
@@ -1157,12 +1154,26 @@ def main(argv=None):
         return 2
     if not hasattr(args, "db"):
         args.db = None
+    return _run(args.func, args)
+
+
+def _run(func, args):
+    """Run one command: the one place where an error becomes its exit code and
+    its one line (core.errors: each error's exit_code, as docs/cli.md lists
+    them; an sqlite3 error as the store's; any other OSError 1)."""
+    from ottolytics.core.errors import OttolyticsError
     try:
-        return args.func(args)
+        return func(args)
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
         return _quiet_broken_pipe()
+    except OttolyticsError as exc:
+        return _fail(exc, exc.exit_code)
+    except sqlite3.Error as exc:
+        return _store_failed(exc, args)
+    except OSError as exc:
+        return _fail(exc)
 
 
 def _quiet_broken_pipe():

@@ -9,6 +9,8 @@ pathlib alone would cost the shim about 4 ms of its start-up budget.
 
 import os
 import sys
+
+from ottolytics.core.errors import Refused
 from os.path import abspath, expanduser, isabs, join, relpath
 
 DB_FILENAME = "ottolytics.db"
@@ -127,7 +129,7 @@ def stored_path_sql(column, run_dir, home) -> str:
 #     refused at once instead of blocking).
 
 
-class LogRefused(Exception):
+class LogRefused(Refused):
     """A log path that the read rule refuses; str() is one line naming path and reason."""
 
     def __init__(self, path, reason):

@@ -15,6 +15,7 @@ how much was cut. DuckDB and pandas load only when a tool that needs them
 import os
 import sqlite3
 
+from ottolytics.core import errors
 from ottolytics.core.formatting import iso_utc
 from ottolytics.manage.listing import count_runs, recent_runs
 from ottolytics.store.migrations import RUN_STATUSES, StoreError
@@ -35,7 +36,7 @@ recurring failures. Run ids may also be 'latest', a unique prefix of at least 4
 characters, or otto's unix timestamp."""
 
 
-class Refused(Exception):
+class Refused(errors.Refused):
     """A bad argument or an unknown run: the message goes back to the model."""
 
 
