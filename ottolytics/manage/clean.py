@@ -47,7 +47,7 @@ from ottolytics.manage import disk
 from ottolytics.manage import retention
 from ottolytics.manage.listing import open_for_reading
 from ottolytics.core.files import atomic_write
-from ottolytics.core.paths import db_path, dir_size, from_stored, otto_home
+from ottolytics.core.paths import db_path, dir_size, from_stored, is_inside, otto_home
 
 RECENT_S = 3600  # a run younger than this is never deleted, whatever the policy
 PROTECTED = ("otto.db", "ottolytics.db")
@@ -433,8 +433,8 @@ def _inside(path, home):
     """*path*'s parent resolved (the path itself is not followed) lies inside *home*."""
     real_home = os.path.realpath(home)
     parent = os.path.realpath(os.path.dirname(os.path.abspath(path)))
-    target = os.path.join(parent, os.path.basename(path))
-    return target != real_home and target.startswith(real_home.rstrip(os.sep) + os.sep), target
+    target = os.path.normpath(os.path.join(parent, os.path.basename(path)))
+    return target != real_home and is_inside(target, real_home), target
 
 
 def remove(path, home, protect=()):
@@ -522,7 +522,8 @@ def _not_a_run_dir(path, home, store_file):
         return "directly below OTTO_HOME, so not a run directory; left alone"
     if os.path.isdir(os.path.join(real, ".cache")):
         return "holds a script cache: a project directory, not a run; left alone"
-    if os.path.realpath(store_file).startswith(real.rstrip(os.sep) + os.sep):
+    store_real = os.path.realpath(store_file)
+    if store_real != real and is_inside(store_real, real):
         return "holds the store; left alone"
     return None
 
