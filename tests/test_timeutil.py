@@ -44,3 +44,29 @@ def test_python_api_numbers_go_through_the_same_checks(db):
     for bad in (math.inf, -math.inf, math.nan, -1.0, 1e300):
         with pytest.raises(ValueError):
             to_unix(bad)
+
+
+def test_one_reader_for_every_form_of_a_point_in_time():
+    """timeutil.to_unix is the one reader behind open(), the CLI, the MCP server,
+    stats and the report: text as --since takes it, numbers, datetimes and dates."""
+    from datetime import date, datetime, timedelta, timezone
+    from ottolytics.core.timeutil import to_unix
+    cut = 1_793_491_200.0                       # 2026-11-01T00:00Z
+    assert to_unix(None) is None
+    assert to_unix(cut) == to_unix(int(cut)) == to_unix("1793491200") == cut
+    assert to_unix("2026-11-01") == to_unix("2026-11-01T00:00Z") == cut
+    assert to_unix("2026-11-01T01:00+01:00") == cut
+    assert to_unix(datetime(2026, 11, 1)) == cut                  # naive is UTC
+    assert to_unix(datetime(2026, 11, 1, 1, tzinfo=timezone(timedelta(hours=1)))) == cut
+    assert to_unix(date(2026, 11, 1)) == cut                      # a date is its UTC midnight
+    assert to_unix("7d", now=NOW) == NOW - 7 * 86400
+    for bad in (True, "soon", math.nan, object()):
+        with pytest.raises(ValueError):
+            to_unix(bad)
+
+
+def test_pandas_timestamps_read_as_datetimes():
+    import pandas as pd
+    from ottolytics.analyze.history import to_unix
+    assert to_unix(pd.Timestamp("2026-11-01")) == 1_793_491_200.0
+    assert to_unix(pd.Timestamp("2026-11-01T01:00+01:00")) == 1_793_491_200.0

@@ -16,6 +16,7 @@ import pandas as pd
 
 from ottolytics.analyze import duck
 from ottolytics.analyze.freq import epoch_period_sql, period_sql
+from ottolytics.core.errors import RunNotFound
 from ottolytics.core.paths import dir_size
 
 
@@ -374,7 +375,7 @@ def _run_tasks(h, run):
     one = h.with_filters(run=[run], since=None, until=None, status=None)
     df = one.tasks()
     if df.empty:
-        raise KeyError(f"run {run!r} has no tasks in {', '.join(h.paths)}")
+        raise RunNotFound(f"run {run!r} has no tasks in {', '.join(h.paths)}")
     deps = one.query(lambda a: f"SELECT task, depends_on FROM ({one.deps_sql(a)})")
     last = df.sort_values("attempt").groupby("task", as_index=False).tail(1)
     return last.set_index("task"), deps

@@ -19,13 +19,10 @@ import weakref
 import duckdb
 
 from ottolytics.store import inprocess
-from ottolytics.store.migrations import StoreError
+from ottolytics.core.errors import ReadError, StoreError
 
 PACKAGE = "duckdb_extension_sqlite_scanner"
 
-
-class ReadError(StoreError):
-    """The read path cannot work; the message says what to install or fix."""
 
 
 def extension_path():

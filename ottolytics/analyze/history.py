@@ -13,7 +13,7 @@ float seconds (``duration_s``), statuses are categoricals in a fixed order.
 
 import os
 from collections.abc import Sequence
-from datetime import datetime, timezone
+from datetime import datetime
 
 import pandas as pd
 import pyarrow as pa
@@ -21,7 +21,7 @@ import pyarrow as pa
 from ottolytics.analyze import duck
 from ottolytics.store.migrations import RUN_STATUSES, TASK_STATUSES
 from ottolytics.core.paths import db_path, run_dir_sql, stored_path_sql
-from ottolytics.core.timeutil import check_unix, parse_since
+from ottolytics.core import timeutil
 
 # The store's columns the read path uses, with their DuckDB types.
 SOURCE_TYPES = {
@@ -111,20 +111,8 @@ def open(db: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | None = 
 
 
 def to_unix(value, now=None):
-    """Unix seconds (a number, or a bare number as text), ``"30d"`` (ago), a
-    datetime, a pandas Timestamp or an ISO string. Raises ValueError for inf,
-    nan, negative or absurd values (timeutil.check_unix)."""
-    if value is None:
-        return None
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return check_unix(value)
-    if isinstance(value, pd.Timestamp):
-        value = value.to_pydatetime()
-    if isinstance(value, datetime):
-        if value.tzinfo is None:
-            value = value.replace(tzinfo=timezone.utc)
-        return value.timestamp()
-    return parse_since(value, now)  # the one parser of --since and since=
+    """Unix seconds from any form of a point in time: timeutil.to_unix, the one reader."""
+    return timeutil.to_unix(value, now)
 
 
 AT_X = 'x."at"'  # "at" is a keyword in DuckDB

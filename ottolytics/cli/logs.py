@@ -10,6 +10,8 @@ import sys
 import time
 import warnings
 
+from ottolytics.store.statuses import UNFINISHED
+
 FOLLOW_POLL_S = 0.25
 _KEEP = {"\t"}
 
@@ -200,7 +202,7 @@ def follow_task(db, run, task, stream=None):
                         out.write(escape(text, tty))
                         seq[s], wrote = n, True
             out.flush()
-            if not wrote and status not in ("running", "pending"):
+            if not wrote and status not in UNFINISHED:
                 return 0
             if not wrote:
                 time.sleep(FOLLOW_POLL_S)

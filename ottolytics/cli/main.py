@@ -223,8 +223,9 @@ def _status_cell(status):
 
 def _task_counts(r):
     from ottolytics.core.formatting import STATUS_SYMBOLS
+    from ottolytics.store.statuses import TASK_COUNT_ORDER
     counts = " ".join(f"{STATUS_SYMBOLS[s]}{r['tasks_' + s]}"
-                      for s in ("success", "failed", "skipped", "interrupted", "running")
+                      for s in TASK_COUNT_ORDER
                       if r["tasks_" + s])
     return f"{r['tasks']} {counts}".strip()
 
@@ -860,10 +861,9 @@ def cmd_synth(args):
     end = None
     if args.end:
         import time
-        from datetime import datetime, timezone
+        from ottolytics.core.timeutil import to_unix
         try:
-            end = time.time() if args.end == "now" else datetime.fromisoformat(
-                args.end).replace(tzinfo=timezone.utc).timestamp()
+            end = time.time() if args.end == "now" else to_unix(args.end)
         except ValueError:
             return _fail(f"--end {args.end!r}: use 'now' or a date such as 2026-11-21", 2)
     try:
@@ -938,7 +938,8 @@ def build_parser():
     rs.set_defaults(func=cmd_run_start)
     re_ = run_sub.add_parser("end", parents=[common], help="end a run")
     re_.add_argument("run_id")
-    re_.add_argument("--status", choices=["success", "failed", "interrupted"],
+    from ottolytics.store.statuses import RUN_END_STATUSES
+    re_.add_argument("--status", choices=RUN_END_STATUSES,
                      help="override the status derived from the run's tasks")
     re_.set_defaults(func=cmd_run_end)
 
@@ -1143,10 +1144,7 @@ def main(argv=None):
     quick = _fast_quick(argv)
     if quick is not None:
         command, args = quick
-        try:
-            return {"history": cmd_history, "list": cmd_list, "info": cmd_info}[command](args)
-        except BrokenPipeError:
-            return _quiet_broken_pipe()
+        return _run({"history": cmd_history, "list": cmd_list, "info": cmd_info}[command], args)
     parser = build_parser()
     args = parser.parse_args(argv)
     if getattr(args, "func", None) is None:
@@ -1156,12 +1154,26 @@ def main(argv=None):
         return 2
     if not hasattr(args, "db"):
         args.db = None
+    return _run(args.func, args)
+
+
+def _run(func, args):
+    """Run one command: the one place where an error becomes its exit code and
+    its one line (core.errors: each error's exit_code, as docs/cli.md lists
+    them; an sqlite3 error as the store's; any other OSError 1)."""
+    from ottolytics.core.errors import OttolyticsError
     try:
-        return args.func(args)
+        return func(args)
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
         return _quiet_broken_pipe()
+    except OttolyticsError as exc:
+        return _fail(exc, exc.exit_code)
+    except sqlite3.Error as exc:
+        return _store_failed(exc, args)
+    except OSError as exc:
+        return _fail(exc)
 
 
 def _quiet_broken_pipe():

@@ -9,6 +9,8 @@ pathlib alone would cost the shim about 4 ms of its start-up budget.
 
 import os
 import sys
+
+from ottolytics.core.errors import Refused
 from os.path import abspath, expanduser, isabs, join, relpath
 
 DB_FILENAME = "ottolytics.db"
@@ -40,16 +42,83 @@ def to_stored(path, home=None):
         return None
     p = abspath(str(path))
     base = abspath(otto_home(home))
-    if p == base or p.startswith(base.rstrip(os.sep) + os.sep):
+    if is_inside(p, base):
         return relpath(p, base)
     return p
 
 
+# -- the one rule of stored paths -------------------------------------------------
+#
+# A table each: the first row whose condition holds gives the path. Terms: "path"
+# (a task's stored script/stdout/stderr path), "run_dir" (its run's stored
+# run_dir), "home" (OTTO_HOME, resolved by otto_home). A condition is (test, term)
+# with test "null", "absolute" (starts with /) or "blank" (NULL or ''); None always
+# holds. A result is a term, None, a rule, or ("join", a, b): os.path.join(a, b),
+# b relative, normalizing nothing. _resolve runs a rule in Python, _rule_sql
+# compiles it to SQL for the read engine, so the two can't drift (a test holds
+# them equal on odd inputs, in DuckDB and SQLite).
+
+RUN_DIR_RULE = (
+    (("null", "run_dir"), None),
+    (("absolute", "run_dir"), "run_dir"),
+    (None, ("join", "home", "run_dir")),
+)
+TASK_PATH_RULE = (
+    (("null", "path"), None),
+    (("absolute", "path"), "path"),
+    (("blank", "run_dir"), ("join", "home", "path")),
+    (None, ("join", RUN_DIR_RULE, "path")),
+)
+
+_PY_TESTS = {"null": lambda v: v is None, "absolute": lambda v: v is not None and isabs(v),
+             "blank": lambda v: not v}
+_SQL_TESTS = {"null": "{0} IS NULL", "absolute": "{0} LIKE '/%'",
+              "blank": "({0} IS NULL OR {0} = '')"}
+
+
+def _is_join(result):
+    return isinstance(result, tuple) and len(result) == 3 and result[0] == "join"
+
+
+def _resolve(result, terms):
+    """*result* (a term, None, a join or a rule) in Python over *terms*."""
+    if result is None or isinstance(result, str):
+        return None if result is None else terms[result]
+    if _is_join(result):
+        return join(_resolve(result[1], terms), _resolve(result[2], terms))
+    for condition, value in result:
+        if condition is None or _PY_TESTS[condition[0]](terms[condition[1]]):
+            return _resolve(value, terms)
+    return None
+
+
+def _rule_sql(result, columns, home):
+    """*result* as SQL over *columns* ({term: SQL}) with *home* a literal."""
+    if result is None:
+        return "NULL"
+    if result == "home":
+        return _sql_text(home)
+    if isinstance(result, str):
+        return columns[result]
+    if _is_join(result):
+        right = _rule_sql(result[2], columns, home)
+        if result[1] == "home":     # known now: one slash, never two
+            return f"{_sql_text(join(home, ''))} || {right}"
+        return _sql_join(_rule_sql(result[1], columns, home), right)
+    cases = []
+    for condition, value in result:
+        sql = _rule_sql(value, columns, home)
+        if condition is None:
+            return "CASE " + " ".join(cases) + f" ELSE {sql} END"
+        test = _SQL_TESTS[condition[0]].format(columns[condition[1]])
+        cases.append(f"WHEN {test} THEN {sql}")
+    return "CASE " + " ".join(cases) + " ELSE NULL END"
+
+
 def from_stored(stored, home=None):
-    """Inverse of :func:`to_stored`: an absolute path (str), or None."""
-    if stored is None:
-        return None
-    return stored if isabs(stored) else join(otto_home(home), stored)
+    """Inverse of :func:`to_stored`: an absolute path (str), or None. The rule
+    RUN_DIR_RULE; :func:`run_dir_sql` is the same rule in SQL."""
+    return _resolve(RUN_DIR_RULE, {"run_dir": stored, "home": otto_home(home)})
 
 
 def task_path_to_stored(path, run_dir=None, home=None):
@@ -70,16 +139,11 @@ def task_path_to_stored(path, run_dir=None, home=None):
 def task_path_from_stored(stored, run_dir_stored=None, home=None):
     """Absolute path of a stored task path; *run_dir_stored* is the run's ``run_dir``.
 
-    The same string :func:`stored_path_sql` computes inside SQL (both join as
-    ``os.path.join`` does and normalize nothing), so a path reads alike in
-    ``info``, the frames and the log readers."""
-    if stored is None:
-        return None
-    if isabs(stored):
-        return stored
-    if run_dir_stored:
-        return join(from_stored(run_dir_stored, home), stored)
-    return join(otto_home(home), stored)
+    The rule TASK_PATH_RULE, which :func:`stored_path_sql` compiles to SQL (both
+    join as ``os.path.join`` does and normalize nothing), so a path reads alike
+    in ``info``, the frames and the log readers."""
+    return _resolve(TASK_PATH_RULE, {"path": stored, "run_dir": run_dir_stored,
+                                     "home": otto_home(home)})
 
 
 def _sql_text(value) -> str:
@@ -92,20 +156,24 @@ def _sql_join(base, column):
     return f"CASE WHEN {base} LIKE '%/' THEN {base} || {column} ELSE {base} || '/' || {column} END"
 
 
-def run_dir_sql(run_dir, home) -> str:
-    """SQL over the column *run_dir* computing :func:`from_stored` with *home*."""
-    h = _sql_text(join(str(home), ""))
-    return (f"CASE WHEN {run_dir} IS NULL THEN NULL WHEN {run_dir} LIKE '/%' THEN {run_dir} "
-            f"ELSE {h} || {run_dir} END")
+def run_dir_sql(run_dir, home=None) -> str:
+    """SQL over the column *run_dir* computing :func:`from_stored` with *home*
+    (RUN_DIR_RULE, compiled)."""
+    return _rule_sql(RUN_DIR_RULE, {"run_dir": run_dir}, otto_home(home))
 
 
-def stored_path_sql(column, run_dir, home) -> str:
+def stored_path_sql(column, run_dir, home=None) -> str:
     """SQL over the columns *column* and *run_dir* computing
-    :func:`task_path_from_stored` with *home* (a test holds the two equal)."""
-    h = _sql_text(join(str(home), ""))
-    return (f"CASE WHEN {column} IS NULL THEN NULL WHEN {column} LIKE '/%' THEN {column} "
-            f"WHEN {run_dir} IS NULL OR {run_dir} = '' THEN {h} || {column} "
-            f"ELSE {_sql_join(run_dir_sql(run_dir, home), column)} END")
+    :func:`task_path_from_stored` with *home* (TASK_PATH_RULE, compiled)."""
+    return _rule_sql(TASK_PATH_RULE, {"path": column, "run_dir": run_dir}, otto_home(home))
+
+
+def is_inside(path, tree) -> bool:
+    """*path* is *tree* or lies below it, compared as written after normalizing
+    (``..`` folded); the one containment rule. Callers that must not be fooled
+    by links pass real paths (os.path.realpath)."""
+    path, tree = os.path.normpath(str(path)), os.path.normpath(str(tree))
+    return path == tree or path.startswith(tree.rstrip(os.sep) + os.sep)
 
 
 # -- reading the log files that store rows name ------------------------------------
@@ -127,7 +195,7 @@ def stored_path_sql(column, run_dir, home) -> str:
 #     refused at once instead of blocking).
 
 
-class LogRefused(Exception):
+class LogRefused(Refused):
     """A log path that the read rule refuses; str() is one line naming path and reason."""
 
     def __init__(self, path, reason):
@@ -188,10 +256,6 @@ def _store_file(parts):
     return None
 
 
-def _inside(path, tree):
-    return path == tree or path.startswith(tree.rstrip(os.sep) + os.sep)
-
-
 _DIR_FLAGS = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_NOFOLLOW", 0) \
     | getattr(os, "O_CLOEXEC", 0)
 _FILE_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOFOLLOW", 0) \
@@ -215,10 +279,10 @@ def open_log(path, tree, home):
     if tree_real == os.sep:
         raise LogRefused(path, "the store's directory is the filesystem root; logs are read "
                          "only below a store kept in a directory of its own")
-    if not _inside(tree_real, home_real):
+    if not is_inside(tree_real, home_real):
         raise LogRefused(path, f"its run's directory leads outside {_shown(home_real)}")
     real = os.path.realpath(path)
-    if not _inside(real, tree_real):
+    if not is_inside(real, tree_real):
         where = "the run's directory" if tree_real != home_real else "the store's directory"
         raise LogRefused(path, f"it lies outside {where} {_shown(tree_real)}")
     if real == home_real or real == tree_real:

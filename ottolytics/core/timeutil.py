@@ -1,6 +1,8 @@
 """Parsing human durations such as ``30d`` or ``90m`` into seconds, and the
 ``--since`` forms (unix seconds, a duration ago, a date, an ISO 8601 time) into
-unix seconds. parse_since is the one parser of ``--since`` and ``since=``."""
+unix seconds. to_unix (over parse_since) is the one reader of a point in time:
+``--since``, ``since=``/``until=`` of open() and History, the MCP server's
+``since``, stats and the report all go through it."""
 
 import math
 
@@ -90,6 +92,30 @@ def parse_since(text, now=None) -> float:
     if value.tzinfo is None:
         value = value.replace(tzinfo=timezone.utc)
     return check_unix(value.timestamp(), text)
+
+
+def to_unix(value, now=None):
+    """A point in time as unix seconds, or None for None: unix seconds (a
+    number, or a bare number as text), a duration ago (``"30d"``), a date or an
+    ISO 8601 time (as text, or a ``datetime``/``date``, pandas' Timestamp
+    included). A time without a zone is UTC, a date its UTC midnight. Raises
+    ValueError for inf, nan, negative or absurd values and anything else."""
+    from datetime import date, datetime, timezone
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise ValueError(f"{value!r} is not a time; {_FORMS}")
+    if isinstance(value, (int, float)):
+        return check_unix(value)
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=timezone.utc)
+        return value.timestamp()
+    if isinstance(value, date):
+        return datetime(value.year, value.month, value.day, tzinfo=timezone.utc).timestamp()
+    if not isinstance(value, str):
+        raise ValueError(f"{value!r} is not a time; {_FORMS}")
+    return parse_since(value, now)
 
 
 def _looks_numeric(text):

@@ -1,8 +1,8 @@
 """Prometheus metrics for node_exporter's textfile collector.
 
-Built with prometheus_client (a registry of our own, written with
-``write_to_textfile``, which writes a temporary file beside the target and
-renames it), never formatted by hand. Labels are project, task and status only
+Built with prometheus_client (a registry of our own, its text written by
+core.files.atomic_write: a temporary file beside the target, fsync, rename, fsync
+the directory), never formatted by hand. Labels are project, task and status only
 (plus ``quantile`` in the duration summary), never run ids or paths, and their
 number is bounded: the ``max_projects`` most recently run projects and the
 ``max_tasks`` most recently run tasks keep their names; the rest are summed into
@@ -16,7 +16,9 @@ import time
 import pandas as pd
 
 from ottolytics.analyze.duck import sqlite_literal
-from prometheus_client import CollectorRegistry, write_to_textfile
+from ottolytics.core.files import atomic_write
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.openmetrics.exposition import ALLOWUTF8
 from prometheus_client.core import GaugeMetricFamily, Metric
 
 PREFIX = "ottolytics"
@@ -224,6 +226,7 @@ def write_metrics(h, path, window_s=DEFAULT_WINDOW_S, max_tasks=MAX_TASKS,
     (unix seconds; default the current time) is where the window ends."""
     path = os.path.abspath(str(path))
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    write_to_textfile(path, registry_for(h, window_s, now=now, max_tasks=max_tasks,
-                                         max_projects=max_projects))
+    atomic_write(path, generate_latest(registry_for(h, window_s, now=now, max_tasks=max_tasks,
+                                                    max_projects=max_projects),
+                                       ALLOWUTF8))  # as write_to_textfile escapes
     return path

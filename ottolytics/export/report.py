@@ -14,6 +14,7 @@ from datetime import date, datetime, timedelta
 
 import pandas as pd
 
+from ottolytics.core.files import atomic_write
 from ottolytics.analyze.analytics import flaky_sql
 from ottolytics.analyze.history import _to_pandas as _frame
 
@@ -145,8 +146,9 @@ def to_csv_text(df):
 
 
 def write_csv(df, path):
-    """Write the report to *path* atomically: a temporary file in the same
-    directory, fsynced, then renamed over *path*. The directory must exist."""
+    """Write the report to *path* atomically (core.files.atomic_write: a
+    temporary file in the same directory, fsync, rename, fsync the directory).
+    The directory must exist."""
     text = str(path)
     path = os.path.abspath(text)
     if os.path.isdir(path) or text.endswith((os.sep, "/")):
@@ -156,16 +158,7 @@ def write_csv(df, path):
     if not os.path.isdir(folder):
         raise FileNotFoundError(f"{folder}: directory does not exist; create it first "
                                 f"(mkdir -p {folder})")
-    tmp = os.path.join(folder, f".{os.path.basename(path)}.{uuid.uuid4().hex}.tmp")
-    try:
-        with open(tmp, "w", encoding="utf-8", newline="") as f:
-            f.write(to_csv_text(df))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    atomic_write(path, to_csv_text(df))
     return path
 
 

@@ -46,7 +46,8 @@ from dataclasses import dataclass, field
 from ottolytics.manage import disk
 from ottolytics.manage import retention
 from ottolytics.manage.listing import open_for_reading
-from ottolytics.core.paths import db_path, dir_size, from_stored, otto_home
+from ottolytics.core.files import atomic_write
+from ottolytics.core.paths import db_path, dir_size, from_stored, is_inside, otto_home
 
 RECENT_S = 3600  # a run younger than this is never deleted, whatever the policy
 PROTECTED = ("otto.db", "ottolytics.db")
@@ -432,8 +433,8 @@ def _inside(path, home):
     """*path*'s parent resolved (the path itself is not followed) lies inside *home*."""
     real_home = os.path.realpath(home)
     parent = os.path.realpath(os.path.dirname(os.path.abspath(path)))
-    target = os.path.join(parent, os.path.basename(path))
-    return target != real_home and target.startswith(real_home.rstrip(os.sep) + os.sep), target
+    target = os.path.normpath(os.path.join(parent, os.path.basename(path)))
+    return target != real_home and is_inside(target, real_home), target
 
 
 def remove(path, home, protect=()):
@@ -521,7 +522,8 @@ def _not_a_run_dir(path, home, store_file):
         return "directly below OTTO_HOME, so not a run directory; left alone"
     if os.path.isdir(os.path.join(real, ".cache")):
         return "holds a script cache: a project directory, not a run; left alone"
-    if os.path.realpath(store_file).startswith(real.rstrip(os.sep) + os.sep):
+    store_real = os.path.realpath(store_file)
+    if store_real != real and is_inside(store_real, real):
         return "holds the store; left alone"
     return None
 
@@ -536,22 +538,9 @@ def journal_path(store_file):
 
 def _write_journal(path, home, candidates, forget_missing):
     import json
-    tmp = f"{path}.{os.getpid()}.tmp"
     data = {"home": home, "forget_missing": bool(forget_missing),
             "runs": [[c.db_id, c.run_id] for c in candidates]}
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(data, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    try:  # the rename itself must survive a crash too
-        fd = os.open(os.path.dirname(path) or ".", os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    except OSError:
-        pass
+    atomic_write(path, json.dumps(data))
 
 
 def _rows(conn, ids):

@@ -15,6 +15,7 @@ import os
 import tomllib
 from dataclasses import dataclass, field
 
+from ottolytics.core.errors import ConfigError
 from ottolytics.core.paths import otto_home
 
 SETTINGS = ("keep_days", "keep_last", "keep_failed")
@@ -22,7 +23,7 @@ DEFAULTS = {"keep_days": 30.0, "keep_last": 10, "keep_failed": 60.0}
 CONFIG_NAME = "ottolytics.toml"
 
 
-class PolicyError(ValueError):
+class PolicyError(ConfigError):
     """A retention setting that can't be used; the message names its file and key."""
 
 

@@ -8,19 +8,12 @@ import os
 import time
 
 from ottolytics.manage.listing import _duration, open_for_reading
-from ottolytics.store.migrations import StoreError
+from ottolytics.core.errors import RunNotFound  # noqa: F401 (its old home; core.errors)
 from ottolytics.core.paths import check_task_log, db_path, from_stored, task_path_from_stored
 
 RUN_COLUMNS = ("id", "uid", "status", "started_at", "finished_at", "args", "ottofile", "user",
                "host", "cwd", "run_dir", "size_bytes", "source", "source_ref", "derived")
 
-
-class RunNotFound(StoreError, KeyError):
-    """RUN matched no run, or more than one; the message says which and what to do.
-    A KeyError too, as the History's run methods raised before they resolved ids."""
-
-    def __str__(self):  # KeyError would quote the message
-        return str(self.args[0]) if self.args else ""
 
 
 # The fewest characters of a run id that name a run by prefix ('latest', a whole id

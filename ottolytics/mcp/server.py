@@ -15,11 +15,12 @@ how much was cut. DuckDB and pandas load only when a tool that needs them
 import os
 import sqlite3
 
+from ottolytics.core import errors
 from ottolytics.core.formatting import iso_utc
 from ottolytics.manage.listing import count_runs, recent_runs
 from ottolytics.store.migrations import RUN_STATUSES, StoreError
 from ottolytics.core.paths import db_path
-from ottolytics.core.timeutil import parse_since
+from ottolytics.core.timeutil import to_unix
 
 MAX_LIMIT = 200
 MAX_TEXT = 4000          # characters of a stderr tail or message in a result
@@ -35,7 +36,7 @@ recurring failures. Run ids may also be 'latest', a unique prefix of at least 4
 characters, or otto's unix timestamp."""
 
 
-class Refused(Exception):
+class Refused(errors.Refused):
     """A bad argument or an unknown run: the message goes back to the model."""
 
 
@@ -49,11 +50,11 @@ def _cut(text, limit=MAX_TEXT):
 
 def _since(value, name="since"):
     """Unix seconds (a bare number), '7d' or '12h' (ago), an ISO date or time ->
-    unix seconds, by the one parser of --since and since= (timeutil.parse_since)."""
+    unix seconds, by the one reader of a point in time (timeutil.to_unix)."""
     if value is None or value == "":
         return None
     try:
-        return parse_since(value)
+        return to_unix(value)
     except ValueError as exc:
         raise Refused(f"{name}={value!r}: {exc}") from None
 

@@ -28,7 +28,7 @@ import os
 import stat
 import time
 
-from ottolytics.store.events import TERMINAL_TASK
+from ottolytics.store.statuses import PLAIN_PATH, TERMINAL_TASK
 
 RUN_COLUMNS = ("status", "started_at", "finished_at", "args", "ottofile", "user", "host",
                "cwd", "run_dir", "size_bytes", "derived")
@@ -177,7 +177,7 @@ def write_run(store, conn, run):
     task_ids = {}
     for task in run.get("tasks", ()):
         changes = task.get("changes")
-        plain = not changes and task["status"] in ("running", "success", "failed")
+        plain = not changes and task["status"] in PLAIN_PATH
         cols = ("run_id", "name", "attempt", "status_logged") + TASK_COLUMNS
         vals = {c: task.get(c) for c in TASK_COLUMNS}
         vals["derived"] = derived_text(task.get("derived"))

@@ -31,6 +31,7 @@ import time
 from ottolytics.store.liveness import pids
 from ottolytics.sources.common import check_regular, known, needs_writing, save_runs
 from ottolytics.sources.timestamps import to_unix
+from ottolytics.store.statuses import OUTCOMES
 
 SOURCE = "workflow-manager"
 STATUS = {"Completed": "success", "Failed": "failed", "Running": "running",
@@ -271,7 +272,7 @@ def read_execution(src, ex, live, report, path):
         finished = max(last_flush, started)
         derived.update({"status", "finished_at"})
     # Only a manager that saw the exit wrote the streams' ends; one that died did not.
-    event_times(rows, started, finished if status in ("success", "failed") else None)
+    event_times(rows, started, finished if status in OUTCOMES else None)
     tasks, logs = _events_to_tasks(rows, status != "running", finished or started)
     params = {r[0]: r[1] for r in src.execute(
         "SELECT param_name, param_value FROM execution_params WHERE execution_id = ?",

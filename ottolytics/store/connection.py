@@ -12,15 +12,16 @@ import time
 
 from ottolytics.store import inprocess
 from ottolytics.store import migrations
-from ottolytics.store.migrations import StoreError
+from ottolytics.core.errors import RunNotFound, StoreError
 from ottolytics.core.paths import db_path
 
 DEFAULT_BUSY_TIMEOUT_S = 5.0
 DEFAULT_ATTEMPTS = 4
 
 
-class UnknownRun(StoreError):
-    """An event names a run id the store does not hold (a caller's mistake)."""
+# An event names a run id the store does not hold (a caller's mistake): the one
+# "unknown run" error, under the name the recorder has always caught.
+UnknownRun = RunNotFound
 
 
 class StoreBusy(StoreError):

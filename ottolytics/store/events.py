@@ -12,7 +12,7 @@ store is unreachable) and to tasks by row id, or by a spool-local token when
 the task was started while spooling.
 """
 
-TERMINAL_TASK = ("success", "failed", "skipped")
+from ottolytics.store.statuses import OUTCOMES, TERMINAL_TASK, UNFINISHED
 
 
 def storable(text):
@@ -104,7 +104,7 @@ def set_task_status(conn, task_id, run_id, old, new, at, reason=None):
     _log_task_change(conn, task_id, run_id, old, new, at, reason)
     conn.execute(
         "UPDATE tasks SET status = ?, finished_at = ? WHERE id = ?",
-        (new, at if new not in ("pending", "running") else None, task_id),
+        (new, at if new not in UNFINISHED else None, task_id),
     )
 
 
@@ -167,7 +167,7 @@ def _run_finish(store, conn, ev, tokens):
         conn.execute("UPDATE runs SET size_bytes = ? WHERE id = ?", (ev["size_bytes"], rid))
     if old == status:
         return rid
-    if old in ("success", "failed") and not ev.get("status"):
+    if old in OUTCOMES and not ev.get("status"):
         return rid  # ended twice: the first word stands; an explicit status still wins
     # A run that recovery guessed was interrupted takes the real end when it comes.
     set_run_status(conn, rid, old, status, ev["at"], ev.get("reason"))

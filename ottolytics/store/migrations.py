@@ -15,15 +15,12 @@ import sqlite3
 import os
 import time
 
+from ottolytics.core.errors import StoreError  # noqa: F401 (its old home; core.errors)
+from ottolytics.store.statuses import RUN_STATUSES, TASK_STATUSES  # noqa: F401 (re-exported)
+from ottolytics.store.statuses import sql_in as _in
+
 # "OTTO" in ASCII: marks a file as an ottolytics store.
 APPLICATION_ID = 0x4F54544F
-
-RUN_STATUSES = ("running", "success", "failed", "interrupted")
-TASK_STATUSES = ("pending", "running", "success", "failed", "skipped", "interrupted")
-
-
-def _in(values):
-    return "(" + ",".join(f"'{v}'" for v in values) + ")"
 
 
 V1 = [
@@ -190,9 +187,6 @@ MIGRATIONS = [
 
 CURRENT_VERSION = MIGRATIONS[-1][0]
 
-
-class StoreError(Exception):
-    """The store cannot be used; the message says which file and what to do."""
 
 
 class SchemaTooNew(StoreError):

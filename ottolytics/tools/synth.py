@@ -28,6 +28,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from ottolytics.store import migrations
+from ottolytics.store.statuses import OUTCOMES
 
 # A fixed default end keeps the output identical for a seed on any day.
 DEFAULT_END = datetime(2026, 11, 21, tzinfo=timezone.utc).timestamp()
@@ -181,7 +182,7 @@ def _generate(conn, rng, n_runs, m, days, end):
                                                        m=rng.randrange(1, 99),
                                                        hex=f"{rng.getrandbits(32):08x}")))
                 ran = status not in ("skipped",)
-                plain = status in ("success", "failed")
+                plain = status in OUTCOMES
                 cpu = duration * (0.6 + rnd() * 0.5) if ran else None
                 task_rows.append((
                     task_id, run_id, name, attempt, status, t_start,
