@@ -2,7 +2,7 @@
 must accept it (tests/test_typing.py). Not a test module: it is only type-checked."""
 
 import asyncio
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 
 import pandas as pd
 
@@ -24,6 +24,7 @@ def analyse(db: str) -> None:
     h.duration_trend("build", freq="MS", project="api")
     h.flaky(window=20)
     h.failures(since="7d")
+    h.failures(since=date(2026, 11, 1))
     h.failure_groups(since=1795000000.0)
     h.regressions("build", window=12, min_ratio=1.25, max_p=1e-4, max_points=500)
     h.critical_path("latest")

@@ -13,7 +13,7 @@ float seconds (``duration_s``), statuses are categoricals in a fixed order.
 
 import os
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import date, datetime
 
 import pandas as pd
 import pyarrow as pa
@@ -872,12 +872,12 @@ class History:
         from ottolytics.analyze.analytics import flaky
         return flaky(self, window)
 
-    def failures(self, since: str | float | datetime | None = None) -> pd.DataFrame:
+    def failures(self, since: str | float | date | None = None) -> pd.DataFrame:
         """Failed task attempts, newest first, with what is known of why.
 
         Parameters
         ----------
-        since : str, number or datetime, optional
+        since : str, number, date or datetime, optional
             Only failures from then on (``"7d"``, ``"2026-11-01"``, unix seconds),
             on top of the History's own filters.
 
@@ -896,7 +896,7 @@ class History:
         from ottolytics.analyze.analytics import failures
         return failures(self, since)
 
-    def failure_groups(self, since: str | float | datetime | None = None) -> pd.DataFrame:
+    def failure_groups(self, since: str | float | date | None = None) -> pd.DataFrame:
         """Each distinct failure (by signature), most frequent first.
 
         Failures that kept no stderr are grouped by task and exit code (or
@@ -904,7 +904,7 @@ class History:
 
         Parameters
         ----------
-        since : str, number or datetime, optional
+        since : str, number, date or datetime, optional
             Only failures from then on, as in ``failures``.
 
         Returns
@@ -1095,7 +1095,7 @@ class History:
         return self.query(lambda a: f"SELECT * FROM ({self.disk_samples_sql(a)}) "
                                     "ORDER BY measured_at, project")
 
-    def grep(self, pattern: str, since: str | float | datetime | None = None,
+    def grep(self, pattern: str, since: str | float | date | None = None,
              task: str | list[str] | None = None, project: str | list[str] | None = None,
              max_matches: int = 10_000) -> pd.DataFrame:
         """Lines matching a regular expression in the logs, newest task first.
@@ -1108,7 +1108,7 @@ class History:
         ----------
         pattern : str
             A regular expression (Python's ``re``).
-        since : str, number or datetime, optional
+        since : str, number, date or datetime, optional
             Only tasks from then on, on top of the History's filters.
         task, project : str or list of str, optional
             Only these tasks, these projects.
