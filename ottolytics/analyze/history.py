@@ -13,7 +13,7 @@ float seconds (``duration_s``), statuses are categoricals in a fixed order.
 
 import os
 from collections.abc import Sequence
-from datetime import date, datetime
+from datetime import date
 
 import pandas as pd
 import pyarrow as pa
@@ -60,8 +60,8 @@ TRANSITION_COLUMNS = ["run_id", "task", "attempt", "from_status", "to_status", "
 
 
 def open(db: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | None = None, *,
-         since: str | float | datetime | None = None,
-         until: str | float | datetime | None = None,
+         since: str | float | date | None = None,
+         until: str | float | date | None = None,
          project: str | list[str] | None = None, task: str | list[str] | None = None,
          status: str | list[str] | None = None,
          home: str | os.PathLike[str] | None = None) -> "History":
@@ -76,7 +76,7 @@ def open(db: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | None = 
         A store file, a list of store files (one per host, say), or a Parquet
         dataset directory written by ``to_parquet``. Default: ``$OTTOLYTICS_DB``,
         else ``$OTTO_HOME/ottolytics.db``.
-    since, until : str, number or datetime, optional
+    since, until : str, number, date or datetime, optional
         A duration back from now (``"30d"``, ``"12h"``), a date or datetime, or unix
         seconds. ``until`` is exclusive.
     project, task, status : str or list of str, optional
@@ -215,8 +215,8 @@ class History:
         shown = {k: v for k, v in self.filters.items() if v is not None}
         return f"History({self.paths!r}, {shown})"
 
-    def with_filters(self, *, since: str | float | datetime | None | _Unchanged = _SAME,
-                     until: str | float | datetime | None | _Unchanged = _SAME,
+    def with_filters(self, *, since: str | float | date | None | _Unchanged = _SAME,
+                     until: str | float | date | None | _Unchanged = _SAME,
                      project: str | list[str] | None | _Unchanged = _SAME,
                      task: str | list[str] | None | _Unchanged = _SAME,
                      status: str | list[str] | None | _Unchanged = _SAME,
