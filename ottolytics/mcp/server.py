@@ -219,7 +219,7 @@ class HistoryTools:
         after = _since(since)
         h = self._h().with_filters(task=[task], since=after,
                                    project=[project] if project else None)
-        stats = h.query(lambda a: f"""
+        stats = h.sql("""
             SELECT count(*) FILTER (WHERE attempt = 1) AS runs, count(*) AS attempts,
                    count(*) FILTER (WHERE status = 'success') AS successes,
                    count(*) FILTER (WHERE status = 'failed') AS failures,
@@ -228,11 +228,11 @@ class HistoryTools:
                    quantile_cont(duration_s, 0.5) FILTER (WHERE status = 'success') AS p50_s,
                    quantile_cont(duration_s, 0.95) FILTER (WHERE status = 'success') AS p95_s,
                    max(started_at) AS last_run
-            FROM ({h.facts_sql(a)})""").iloc[0]
+            FROM tasks""").iloc[0]
         if not stats["attempts"]:
             period = self._h().with_filters(since=after)
-            known = period.query(lambda a: f"SELECT DISTINCT task FROM ({period.facts_sql(a)}) "
-                                           "ORDER BY task LIMIT 20")["task"].tolist()
+            known = period.sql("SELECT DISTINCT task FROM tasks "
+                               "ORDER BY task LIMIT 20")["task"].tolist()
             raise Refused(f"task={task!r}: no runs since {since!r}"
                           + (f" in project {project!r}" if project else "")
                           + (f"; tasks in that period include {', '.join(known)}" if known
