@@ -199,3 +199,17 @@ def test_filters_and_surfaces_work_through_a_third_backend(pair):
     _same(report, store.weekly_report(week), ["project", "task"])
     assert frames.sql("SELECT count(*) AS n FROM deps")["n"][0] == \
         store.sql("SELECT count(*) AS n FROM deps")["n"][0] == RUNS * 3 + 1
+
+
+def test_the_sql_views_have_one_shape_whatever_the_source(pair, tmp_path):
+    store, frames = pair
+    store.to_parquet(tmp_path / "dataset")
+    dataset = ottolytics.open(tmp_path / "dataset")
+    columns = ["project", "task", "attempt", "status", "started_at", "started_s",
+               "duration_s", "script_hash"]
+    for h in (store, frames, dataset):
+        attempts = h.sql("SELECT * FROM attempts")
+        assert list(attempts.columns) == columns and len(attempts) == RUNS * 4 + 1
+        assert h.sql("SELECT count(*) AS n FROM attempts WHERE status = 'failed'")["n"][0] == \
+            RUNS // 4 + 1
+    dataset.close()

@@ -9,14 +9,10 @@ import pandas as pd
 from ottolytics.analyze.analytics import success_rate_sql
 from ottolytics.analyze.duck import sqlite_literal
 
-# The task columns stats aggregate, from h.sql's tasks view.
-FACTS = ("SELECT project, task, CAST(status AS VARCHAR) AS status, attempt, started_at, "
-         "duration_s FROM tasks")
-
-
 def _facts(source):
-    """The task rows to aggregate: a temp table stats() made, or the tasks view."""
-    return source or f"({FACTS})"
+    """The task rows to aggregate: a temp table stats() made, or h.sql's lean
+    ``attempts`` view."""
+    return source or "attempts"
 
 
 def overall(h, source=None):
@@ -78,7 +74,8 @@ def stats(h, task=None, n=10):
     ("trend" only with *task*). The period's task rows are read once, into a
     temp table on the History's connection that all three read."""
     table = f"stats_{uuid.uuid4().hex}"
-    h.sql(f"CREATE TEMP TABLE {table} AS {FACTS}")
+    h.sql(f"CREATE TEMP TABLE {table} AS SELECT project, task, status, attempt, started_at, "
+          f"duration_s FROM attempts")
     try:
         result = {"overall": overall(h, table), "top": top_tasks(h, n, table)}
         if task:

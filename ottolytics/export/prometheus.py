@@ -21,10 +21,6 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.openmetrics.exposition import ALLOWUTF8
 from prometheus_client.core import GaugeMetricFamily, Metric
 
-# The task columns the metrics aggregate, from h.sql's tasks view.
-TASK_FACTS = ("SELECT project, task, CAST(status AS VARCHAR) AS status, "
-              "epoch(started_at) AS started_s, duration_s FROM tasks")
-
 PREFIX = "ottolytics"
 QUANTILES = (0.5, 0.9, 0.95)
 DEFAULT_WINDOW_S = 7 * 86400
@@ -76,8 +72,8 @@ class HistoryCollector:
                      f"count(*) FILTER (WHERE CAST(status AS VARCHAR) = 'running' "
                      f"AND epoch(started_at) < {now - STALE_AFTER_S}) AS stale "
                      f"FROM runs GROUP BY ALL")
-        ranks = h.sql(f"SELECT project, task, max(started_s) AS last, count(*) AS n "
-                      f"FROM ({TASK_FACTS}) GROUP BY ALL")
+        ranks = h.sql("SELECT project, task, max(started_s) AS last, count(*) AS n "
+                      "FROM attempts GROUP BY ALL")
         projects, kept, projects_folded = self._kept(runs, ranks)
         tasks_folded = len(ranks) - len(kept)
 
@@ -137,7 +133,7 @@ class HistoryCollector:
                    AS last, {q}
             FROM (SELECT * REPLACE ({project_sql} AS project, {task_sql} AS task),
                          started_s >= {since} AS w
-                  FROM ({TASK_FACTS}))
+                  FROM attempts)
             GROUP BY GROUPING SETS ((project, task, status), (project, task))""")
         task_total = GaugeMetricFamily(f"{p}_tasks", "Task attempts in the store, by status "
                                        "(falls when runs are cleaned).",

@@ -228,10 +228,10 @@ class HistoryTools:
                    quantile_cont(duration_s, 0.5) FILTER (WHERE status = 'success') AS p50_s,
                    quantile_cont(duration_s, 0.95) FILTER (WHERE status = 'success') AS p95_s,
                    max(started_at) AS last_run
-            FROM tasks""").iloc[0]
+            FROM attempts""").iloc[0]
         if not stats["attempts"]:
             period = self._h().with_filters(since=after)
-            known = period.sql("SELECT DISTINCT task FROM tasks "
+            known = period.sql("SELECT DISTINCT task FROM attempts "
                                "ORDER BY task LIMIT 20")["task"].tolist()
             raise Refused(f"task={task!r}: no runs since {since!r}"
                           + (f" in project {project!r}" if project else "")
