@@ -18,12 +18,16 @@ A subclass must implement ``query``, ``runs``, ``tasks``, ``transitions`` and
 rows (``logs``, ``log_paths``, ``disk_samples``).
 """
 
+from typing import Any, Callable, Dict, Sequence
+
 from ottolytics.analyze import duck
 from ottolytics.analyze.sources.types import (
     DEP_COLUMNS, DISK_SAMPLE_COLUMNS, LOG_COLUMNS, LOG_PATH_COLUMNS, PARAM_COLUMNS, RUN_COLUMNS,
     TASK_COLUMNS, TRANSITION_COLUMNS)
 
-__all__ = ["Source", "Relations", "literal", "empty", "ts", "NO_FILTERS"]
+__all__ = ["Source", "Relations", "Filters", "literal", "empty", "ts", "NO_FILTERS"]
+
+Filters = Dict[str, Any]   # since, until, project, task, status, run (see above)
 
 NO_FILTERS = {"since": None, "until": None, "project": None, "task": None, "status": None,
               "run": None}
@@ -53,44 +57,45 @@ class Source:
     """One backend of the read engine (see the module's docstring)."""
 
     #: What the source reads (files or directories), for messages and ``h.paths``.
-    paths = []
+    paths: Sequence[str] = ()
     #: The directory each store's relative paths resolve against (``h.homes``).
-    homes = []
+    homes: Sequence[str] = ()
 
-    def prepare(self, con):
+    def prepare(self, con: Any) -> None:
         """Set up a new DuckDB connection for this source (called once)."""
 
-    def query(self, con, build, fetch):
+    def query(self, con: Any, build: Callable[[Any], str], fetch: Callable[[Any], Any]) -> Any:
         """Run the SQL ``build(scope)`` returns on *con*, and return ``fetch(result)``."""
         raise NotImplementedError
 
-    def close(self):
+    def close(self) -> None:
         """Release what the source holds."""
 
     # -- the relations a subclass must give ------------------------------------
 
-    def runs(self, scope, f, status=True):
+    def runs(self, scope: Any, f: Filters, status: bool = True) -> str:
         """RUN_COLUMNS, one row per run the filters keep (*status*: apply the
         status filter; False keeps the runs whatever their status)."""
         raise NotImplementedError
 
-    def tasks(self, scope, f, status=True, with_tail=False, with_deps=False):
+    def tasks(self, scope: Any, f: Filters, status: bool = True, with_tail: bool = False,
+              with_deps: bool = False) -> str:
         """TASK_COLUMNS, one row per task attempt; *with_tail* adds
         ``stderr_tail``, *with_deps* ``depends_on`` (a list of task names)."""
         raise NotImplementedError
 
-    def transitions(self, scope, f):
+    def transitions(self, scope: Any, f: Filters) -> str:
         """TRANSITION_COLUMNS, every status change of the runs the filters keep
         (whatever their status)."""
         raise NotImplementedError
 
-    def params(self, scope, f):
+    def params(self, scope: Any, f: Filters) -> str:
         """PARAM_COLUMNS (long: run_id, key, value) of the runs the filters keep."""
         raise NotImplementedError
 
     # -- derived, or empty: a backend overrides what it can do better -------------
 
-    def facts(self, scope, f, need=()):
+    def facts(self, scope: Any, f: Filters, need: Sequence[str] = ()) -> str:
         """Lean task rows for aggregations: task, status (text), attempt,
         started_at, started_s (unix seconds), duration_s, script_hash and run_key
         (unique across stores), plus project, host, run_id and run_started_at
@@ -99,33 +104,34 @@ class Source:
                 f"epoch(started_at) AS started_s, duration_s, script_hash, run_id AS run_key, "
                 f"run_id, host, run_started_at, project FROM ({self.tasks(scope, f)})")
 
-    def deps(self, scope, f):
+    def deps(self, scope: Any, f: Filters) -> str:
         """DEP_COLUMNS for the tasks the filters keep (whatever their status)."""
         return (f"SELECT run_id, task, attempt, unnest(depends_on) AS depends_on "
                 f"FROM ({self.tasks(scope, dict(f, status=None), False, with_deps=True)}) "
                 f"WHERE depends_on IS NOT NULL")
 
-    def tails(self, scope, f):
+    def tails(self, scope: Any, f: Filters) -> str:
         """(run_id, task, attempt, started_at, tail): the stored stderr tails."""
         return (f"SELECT run_id, task, attempt, started_at, stderr_tail AS tail "
                 f"FROM ({self.tasks(scope, f, status=False, with_tail=True)}) "
                 f"WHERE stderr_tail IS NOT NULL")
 
-    def logs(self, scope, f):
+    def logs(self, scope: Any, f: Filters) -> str:
         """LOG_COLUMNS: the stored log fragments (none by default)."""
         return empty(LOG_COLUMNS)
 
-    def log_paths(self, scope, f):
+    def log_paths(self, scope: Any, f: Filters) -> str:
         """LOG_PATH_COLUMNS: the tasks with stored log paths this machine may
         read, with what the read rule needs (store_index indexes ``homes``);
         none by default, for a source whose paths are other machines'."""
         return empty(LOG_PATH_COLUMNS)
 
-    def disk_samples(self, scope, f):
+    def disk_samples(self, scope: Any, f: Filters) -> str:
         """DISK_SAMPLE_COLUMNS: what ``ottolytics usage`` measured (none by default)."""
         return empty(DISK_SAMPLE_COLUMNS)
 
-    def run_candidates(self, scope, f, ref, clause, fetched):
+    def run_candidates(self, scope: Any, f: Filters, ref: str, clause: "str | None",
+                       fetched: int) -> str:
         """(run_id, started_at as unix seconds, source) of the runs *ref* may
         name: the newest run when *clause* is None ('latest'), else those whose
         id is *ref* or starts with it, or that started in the second *ref* names.
