@@ -213,3 +213,36 @@ def test_the_sql_views_have_one_shape_whatever_the_source(pair, tmp_path):
         assert h.sql("SELECT count(*) AS n FROM attempts WHERE status = 'failed'")["n"][0] == \
             RUNS // 4 + 1
     dataset.close()
+
+
+# -- the engine's own layering ----------------------------------------------------------
+
+def _imports(path):
+    """The ottolytics modules *path* imports (at any depth of the file)."""
+    import ast
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+            found.update(f"{node.module}.{a.name}" for a in node.names)
+        elif isinstance(node, ast.Import):
+            found.update(a.name for a in node.names)
+    return {m for m in found if m.startswith("ottolytics.")}
+
+
+def test_sources_sit_below_history_and_analyze_below_export():
+    """Sources know nothing of History or the analytics (a new backend cannot
+    reach into them), and nothing in analyze imports the layers above it; so
+    history, parquet and report form no cycle any more."""
+    from pathlib import Path
+    root = Path(ottolytics.__file__).parent / "analyze"
+    above = ("ottolytics.export", "ottolytics.cli", "ottolytics.mcp", "ottolytics.tools")
+    engine = ("ottolytics.analyze.history", "ottolytics.analyze.analytics",
+              "ottolytics.analyze.weekly", "ottolytics.analyze.dataset",
+              "ottolytics.analyze.stats", "ottolytics.analyze.plots")
+    wrong = []
+    for path in sorted(root.rglob("*.py")):
+        for module in _imports(path):
+            if module.startswith(above) or ("sources" in path.parts and module.startswith(engine)):
+                wrong.append(f"{path.relative_to(root.parent)} imports {module}")
+    assert not wrong, "\n".join(wrong)
