@@ -106,3 +106,21 @@ def test_print_json_writes_null_for_nan(capsys):
     out = capsys.readouterr().out
     assert "NaN" not in out and "Infinity" not in out
     assert json.loads(out.split("\n}\n")[0] + "\n}") == {"rate": None}
+
+
+def test_sync_usage_clean_and_export_jsonl(capsys, home, db, tmp_path):
+    from otto_tree import build
+    build(home, [100, 90, 2])
+    code, out, _ = _run(capsys, str(db), "sync", "--otto-home", str(home), "--jsonl")
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert code == 0 and lines[0]["kind"] == "source" and lines[0]["added"] == 3
+    code, out, _ = _run(capsys, str(db), "usage", "--otto-home", str(home), "--jsonl")
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert code == 0 and {r["kind"] for r in lines} == {"project", "largest_run"}
+    code, out, _ = _run(capsys, str(db), "clean", "--otto-home", str(home), "--keep", "30",
+                        "--keep-last", "0", "--dry-run", "--jsonl")
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert code == 0 and [r["kind"] for r in lines] == ["run", "run"]
+    assert all(r["started_at"].endswith("Z") for r in lines)
+    code, out, _ = _run(capsys, str(db), "export", "parquet", str(tmp_path / "pq"), "--jsonl")
+    assert code == 0 and len(out.splitlines()) == 1 and "written" in json.loads(out)
