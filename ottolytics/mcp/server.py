@@ -17,7 +17,7 @@ import sqlite3
 
 from ottolytics.core import errors
 from ottolytics.core.formatting import iso_utc
-from ottolytics.manage.listing import count_runs, recent_runs
+from ottolytics.manage.listing import run_page
 from ottolytics.store.migrations import RUN_STATUSES, StoreError
 from ottolytics.core.paths import db_path
 from ottolytics.core.timeutil import to_unix
@@ -116,21 +116,16 @@ class HistoryTools:
         after = _since(since)
         conn = self._conn()
         try:
-            total = count_runs(conn, status, project, after, task)
-            runs = recent_runs(conn=conn, limit=limit, offset=offset, status=status,
-                               project=project, since=after, task=task)
+            page = run_page(conn=conn, limit=limit, offset=offset, status=status,
+                            project=project, since=after, task=task)
         finally:
             conn.close()
-        items = []
-        for r in runs:
+        for r in page["runs"]:
             counts = {k[6:]: r.pop(k) for k in list(r) if k.startswith("tasks_")}
             r["task_counts"] = {k: v for k, v in counts.items() if v}
             r["started_at"], r["finished_at"] = iso_utc(r["started_at"]), iso_utc(
                 r["finished_at"])
-            items.append(r)
-        more = offset + len(items) < total
-        return {"total": total, "offset": offset, "limit": limit, "runs": items,
-                "next_offset": offset + len(items) if more else None}
+        return page
 
     def get_run(self, run_id, tasks_limit=100, tasks_offset=0):
         from ottolytics.manage.runinfo import RunNotFound, run_info
