@@ -289,6 +289,7 @@ def _no_runs(args, filters):
 
 
 def cmd_history(args):
+    from ottolytics.cli.render import print_table
     from ottolytics.core.formatting import duration, local_time, printable
     from ottolytics.manage.listing import recent_runs, task_history
     from ottolytics.store.migrations import StoreError
@@ -337,8 +338,9 @@ def cmd_history(args):
                  duration(r["duration_s"]), "" if r["exit_code"] is None else r["exit_code"],
                  r["attempts"], human_bytes(r["size_bytes"]), r["user"] or "-", r["project"],
                  r["run_id"]] for r in runs]
-        render.print_table(["TIMESTAMP", "STATUS", "DURATION", "EXIT", "ATTEMPTS", "SIZE", "USER",
-                     "PROJECT", "RUN"], rows, right=("DURATION", "SIZE", "EXIT"), plain=args.plain)
+        print_table(["TIMESTAMP", "STATUS", "DURATION", "EXIT", "ATTEMPTS", "SIZE", "USER",
+                     "PROJECT", "RUN"], rows, right=("DURATION", "SIZE", "EXIT"),
+                    plain=args.plain)
         rate = summary["success_rate"]
         print(f"{printable(args.task)}: {summary['successes']} of "
               f"{summary['successes'] + summary['failures']} finished runs succeeded"
@@ -348,13 +350,13 @@ def cmd_history(args):
     rows = [[local_time(r["started_at"]), _status_cell(r["status"]), duration(r["duration_s"]),
              _task_counts(r), human_bytes(r["size_bytes"]), r["user"] or "-", r["project"],
              r["run_id"]] for r in runs]
-    render.print_table(["TIMESTAMP", "STATUS", "DURATION", "TASKS", "SIZE", "USER", "PROJECT",
-                        "RUN"],
+    print_table(["TIMESTAMP", "STATUS", "DURATION", "TASKS", "SIZE", "USER", "PROJECT", "RUN"],
                 rows, right=("DURATION", "SIZE"), plain=args.plain)
     return 0
 
 
 def cmd_list(args):
+    from ottolytics.cli.render import print_table
     from ottolytics.core.formatting import local_time
     from ottolytics.manage.listing import recent_runs
     from ottolytics.store.migrations import StoreError
@@ -380,7 +382,7 @@ def cmd_list(args):
         print(_no_runs(args, [("--limit", args.limit, args.limit == 0),
                               ("--project", args.project, None)]))
         return 0
-    render.print_table(["PROJECT", "TIMESTAMP", "TASKS", "STATUS", "SIZE"],
+    print_table(["PROJECT", "TIMESTAMP", "TASKS", "STATUS", "SIZE"],
                 [[r["project"], local_time(r["started_at"]), r["tasks"],
                   _status_cell(r["status"]), human_bytes(r["size_bytes"])] for r in runs],
                 right=("TASKS", "SIZE"), plain=args.plain)
@@ -388,6 +390,7 @@ def cmd_list(args):
 
 
 def cmd_info(args):
+    from ottolytics.cli.render import print_table
     from ottolytics.core.formatting import duration, local_time, printable
     from ottolytics.store.migrations import StoreError
     from ottolytics.manage.runinfo import run_info
@@ -421,7 +424,7 @@ def cmd_info(args):
         if v is not None:
             print(printable(f"{k:<{width}}  {v}"))
     print()
-    render.print_table(["TASK", "ATTEMPT", "STATUS", "DURATION", "EXIT", "DEPENDS ON"],
+    print_table(["TASK", "ATTEMPT", "STATUS", "DURATION", "EXIT", "DEPENDS ON"],
                 [[t["task"], t["attempt"], _status_cell(t["status"]), duration(t["duration_s"]),
                   "" if t["exit_code"] is None else t["exit_code"], ", ".join(t["depends_on"])]
                  for t in info["tasks"]], right=("DURATION", "EXIT"), plain=args.plain)
@@ -465,6 +468,7 @@ def cmd_grep(args):
 
 
 def cmd_stats(args):
+    from ottolytics.cli.render import print_table
     from ottolytics.core.formatting import duration, printable
     from ottolytics.core.timeutil import since_is_duration
     from ottolytics.store.migrations import StoreError
@@ -506,7 +510,7 @@ def cmd_stats(args):
         print("busiest: " + ", ".join(f"{printable(r.task)} ({r.total})"
                                       for r in top.head(3).itertuples()))
         print()
-        render.print_table(["PROJECT", "TASK", "TOTAL", "SUCCESS", "FAILED", "SUCCESS RATE", "AVG",
+        print_table(["PROJECT", "TASK", "TOTAL", "SUCCESS", "FAILED", "SUCCESS RATE", "AVG",
                      "P95"],
                     [[r.project, r.task, r.total, r.success, r.failed, pct(r.success_rate),
                       secs(r.avg_duration_s), secs(r.p95_duration_s)] for r in top.itertuples()],
@@ -518,8 +522,7 @@ def cmd_stats(args):
         if not len(trend):
             print(f"no runs of task {printable(repr(args.task))} in that period")
         else:
-            render.print_table(["WEEK", "PROJECT", "RUNS", "SUCCESS", "FAILED", "SUCCESS RATE",
-                                "P50",
+            print_table(["WEEK", "PROJECT", "RUNS", "SUCCESS", "FAILED", "SUCCESS RATE", "P50",
                          "P95"],
                         [[r.week.strftime("%G-W%V"), r.project, r.runs, r.success, r.failed,
                           pct(r.success_rate), secs(r.p50_duration_s), secs(r.p95_duration_s)]
@@ -531,6 +534,7 @@ def cmd_stats(args):
 
 
 def cmd_usage(args):
+    from ottolytics.cli.render import print_table
     from ottolytics.core.formatting import local_time, printable
     from ottolytics.store.migrations import StoreError
     from ottolytics.core.terminal import human_bytes, progress
@@ -560,14 +564,14 @@ def cmd_usage(args):
     print(f"{printable(report['home'])}: {human_bytes(report['total_bytes'])} measured now "
           f"({report['total_bytes']} bytes of files and links, {report['entries']} entries)")
     print()
-    render.print_table(["PROJECT", "RUNS", "RUN BYTES", "CACHE", "ORPHANED CACHE", "OLDEST RUN"],
+    print_table(["PROJECT", "RUNS", "RUN BYTES", "CACHE", "ORPHANED CACHE", "OLDEST RUN"],
                 [[p["project"], p["runs"], human_bytes(p["run_bytes"]),
                   human_bytes(p["cache_bytes"]), human_bytes(p["orphan_cache_bytes"]),
                   local_time(p["oldest_run"])] for p in report["projects"]],
                 right=("RUNS", "RUN BYTES", "CACHE", "ORPHANED CACHE"), plain=args.plain)
     if report["largest_runs"]:
         print()
-        render.print_table(["RUN", "PROJECT", "STARTED", "SIZE NOW", "PATH"],
+        print_table(["RUN", "PROJECT", "STARTED", "SIZE NOW", "PATH"],
                     [[r["run_id"] or "-", r["project"], local_time(r["started_at"]),
                       human_bytes(r["bytes"]), r["path"]] for r in report["largest_runs"]],
                     title="largest runs", right=("SIZE NOW",), plain=args.plain)
@@ -586,15 +590,16 @@ def cmd_usage(args):
 
 
 def _print_plan(p, plain=False):
+    from ottolytics.cli.render import print_table
     from ottolytics.core.formatting import local_time, printable
     from ottolytics.core.terminal import human_bytes
     if p.runs:
-        render.print_table(["RUN", "PROJECT", "STATUS", "STARTED", "SIZE NOW", "WHY"],
+        print_table(["RUN", "PROJECT", "STATUS", "STARTED", "SIZE NOW", "WHY"],
                     [[c.run_id, c.project, c.status, local_time(c.started_at),
                       human_bytes(c.bytes) if c.path else "-", c.reason] for c in p.runs],
                     title=f"runs to delete ({len(p.runs)})", right=("SIZE NOW",), plain=plain)
     if p.cache:
-        render.print_table(["CACHE FILE", "SIZE NOW"],
+        print_table(["CACHE FILE", "SIZE NOW"],
                     [[path, human_bytes(b)] for path, b, _ in p.cache],
                     title=f"orphaned cache files to delete ({len(p.cache)})",
                     right=("SIZE NOW",), plain=plain)
