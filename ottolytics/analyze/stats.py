@@ -85,7 +85,6 @@ def stats(h, task=None, n=10):
     return result
 
 
-
 def task_summary(h, task, flaky_window=20):
     """One task's reliability and speed over *h*'s period and projects (its
     filters), as a dict: runs (first attempts), attempts, successes, failures,
@@ -95,29 +94,28 @@ def task_summary(h, task, flaky_window=20):
     has no attempts there, attempts is 0 and other_tasks names up to 20 tasks that
     do in that period, in any project (what the MCP tool ``task_stats`` answers)."""
     one = h.with_filters(task=[task])
-    row = one.query(lambda a: f"""
+    row = one.sql(f"""
         SELECT count(*) FILTER (WHERE attempt = 1) AS runs, count(*) AS attempts,
                count(*) FILTER (WHERE status = 'success') AS successes,
                count(*) FILTER (WHERE status = 'failed') AS failures,
                count(*) FILTER (WHERE status = 'skipped') AS skips,
                count(*) FILTER (WHERE status = 'interrupted') AS interrupted,
+               {success_rate_sql()} AS success_rate,
                quantile_cont(duration_s, 0.5) FILTER (WHERE status = 'success') AS p50_s,
                quantile_cont(duration_s, 0.95) FILTER (WHERE status = 'success') AS p95_s,
                max(started_at) AS last_run
-        FROM {_facts(one, None, a, need=())}""").iloc[0]
+        FROM attempts""").iloc[0]
     if not row["attempts"]:
         period = h.with_filters(task=None, project=None)  # any project's, as a hint
-        known = period.query(
-            lambda a: f"SELECT DISTINCT task FROM {_facts(period, None, a, need=())} "
-                      "ORDER BY task LIMIT 20")["task"].tolist()
+        known = period.sql("SELECT DISTINCT task FROM attempts "
+                           "ORDER BY task LIMIT 20")["task"].tolist()
         return {"attempts": 0, "other_tasks": known}
     flaky = one.flaky(window=flaky_window).sort_values("runs", ascending=False)
     top = flaky.iloc[0] if len(flaky) else None
-    done = int(row["successes"] + row["failures"])
     counts = {k: int(row[k]) for k in ("runs", "attempts", "successes", "failures", "skips",
                                        "interrupted")}
     return {**counts,
-            "success_rate": float(row["successes"]) / done if done else None,
+            "success_rate": _number(row["success_rate"]),
             "p50_duration_s": _number(row["p50_s"]), "p95_duration_s": _number(row["p95_s"]),
             "last_run": None if pd.isna(row["last_run"]) else pd.Timestamp(row["last_run"]),
             "flip_rate": _number(top["flip_rate"]) if top is not None else None,
