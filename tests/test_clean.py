@@ -510,3 +510,22 @@ def test_cache_only_with_only_fresh_orphans_says_they_are_held_back(home, db, cl
     assert "nothing to delete" in text
     assert "2 orphaned cache files" in text and "last hour" in text, text
     assert (cache / "cafecafe.sh").exists()
+
+
+def test_plan_syncs_first_only_when_asked(home, db):
+    """Sync-first is the library's (plan(sync=True)); the CLI passes it. By default
+    the plan is of what the store holds."""
+    runs = build(home, [100, 90])
+    assert not clean.plan(db, home, keep_days=30, keep_last=0).runs
+    p = clean.plan(db, home, keep_days=30, keep_last=0, sync=True)
+    assert {c.path for c in p.runs} == {str(r) for r in runs}
+    assert len(_uids(db)) == 2
+
+
+def test_the_cli_syncs_through_the_library_unless_no_sync(home, db, cli):
+    build(home, [100, 90])
+    out = cli("clean", "--keep", "30", "--keep-last", "0", "--no-sync", "--yes")
+    assert out.returncode == 0 and b"nothing to delete" in out.stdout
+    out = cli("clean", "--keep", "30", "--keep-last", "0", "--yes")
+    assert out.returncode == 0, out.stderr
+    assert b"deleted 2 runs" in out.stdout

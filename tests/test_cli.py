@@ -192,6 +192,7 @@ def test_iso_utc():
     ["history", "-n", "5"], ["history", "true", "--since", "7d", "--json"],
     ["history", "--project", "nope"], ["list", "--project", "nope"], ["list", "--limit", "5"],
     ["info", "latest"], ["info", "latest", "--json"], ["--db", "/", "history"],
+    ["info", "latest", "--jsonl", "--plain"], ["history", "--jsonl"], ["list", "--plain"],
 ])
 def test_quick_commands_import_only_the_standard_library(argv, db, cli):
     code = ("import sys\nbefore = set(sys.modules)\nfrom ottolytics.cli.main import main\n"

@@ -55,8 +55,9 @@ def test_filters_push_down(known):
 
     # SQLite runs the WHERE: fewer rows cross into DuckDB.
     def rows_read(history):
-        sql = history._rel("s0", "tasks", history._tasks_where(history.filters))
-        return history.query(lambda a: f"SELECT count(*) AS n FROM {sql}")["n"][0], sql
+        src = history._source
+        sql = src._rel("s0", "tasks", src._tasks_where(history.filters))
+        return history._query(lambda r: f"SELECT count(*) AS n FROM {sql}")["n"][0], sql
     all_rows, plain = rows_read(ottolytics.open(known))
     few, pushed = rows_read(h)
     assert (all_rows, few) == (RUNS * 4 + 1, 40)

@@ -70,7 +70,7 @@ def test_read_back_with_duckdb_pyarrow_and_pandas(exported):
 def test_open_on_the_dataset_gives_the_same_answers(exported):
     db, out, _summary = exported
     store, data = ottolytics.open(db), ottolytics.open(out)
-    assert type(data).__name__ == "ParquetHistory"
+    assert type(data).__name__ == "History" and type(data._source).__name__ == "ParquetSource"
     pd.testing.assert_frame_equal(norm(data.runs(), ["run_id"]), norm(store.runs(), ["run_id"]),
                                   check_dtype=False)
     keys = ["period", "task"]
@@ -230,11 +230,10 @@ def _state(source):
         marks = {int(float(v)) for rows in marks for (v,) in rows}
     else:   # ottolytics.open(DIR) or the store itself
         h = source
-        marks = set(h.query(lambda a: f"SELECT DISTINCT CAST(size_bytes AS BIGINT) AS m FROM "
-                                      f"({h.runs_sql(a)}) UNION SELECT DISTINCT "
-                                      f"CAST(cpu_user_s AS BIGINT) FROM ({h.tasks_sql(a)})")["m"])
-        counts = tuple(int(h.query(lambda a, sql=sql: f"SELECT count(*) AS n FROM ({sql(a)})")["n"][0])
-                       for sql in (h.runs_sql, h.tasks_sql, h.transitions_sql))
+        marks = set(h.sql("SELECT DISTINCT CAST(size_bytes AS BIGINT) AS m FROM runs UNION "
+                          "SELECT DISTINCT CAST(cpu_user_s AS BIGINT) FROM tasks")["m"])
+        counts = tuple(int(h.sql(f"SELECT count(*) AS n FROM {view}")["n"][0])
+                       for view in ("runs", "tasks", "transitions"))
     return marks, counts
 
 
@@ -306,7 +305,7 @@ def test_an_interrupted_first_export_is_not_a_dataset(db, tmp_path):
 def test_an_export_stopped_between_its_last_steps(db, tmp_path, monkeypatch, step):
     """Stopped after the new snapshot is renamed (before the manifest), or after
     the manifest (before the link): each reader still sees one whole export."""
-    from ottolytics.export import parquet
+    from ottolytics.analyze import dataset as parquet
     record(db, range(0, 20))
     out = tmp_path / "dataset"
     first = ottolytics.open(db).to_parquet(out)["snapshot"]

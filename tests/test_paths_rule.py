@@ -9,7 +9,7 @@ import sqlite3
 import duckdb
 import pytest
 
-from ottolytics.analyze import history
+from ottolytics.analyze.sources import sqlite as sqlite_source
 from ottolytics.core import paths
 
 STORED = [None, "", "a.log", "tasks/x/stdout.log", "/abs/f.log", "../x.log", "~/x.log",
@@ -53,7 +53,7 @@ def _sqlite(expr):
 def test_task_paths_resolve_alike_in_sql_and_python(home, engine, env):
     want = [paths.task_path_from_stored(p, rd, home) for p, rd in _rows()]
     assert engine(paths.stored_path_sql("p", "rd", home)) == want
-    assert engine(history._path_expr("p", "rd", home)) == want
+    assert engine(sqlite_source._path_expr("p", "rd", home)) == want
 
 
 @pytest.mark.parametrize("home", HOMES)
@@ -61,7 +61,7 @@ def test_task_paths_resolve_alike_in_sql_and_python(home, engine, env):
 def test_run_dirs_resolve_alike_in_sql_and_python(home, engine, env):
     want = [paths.from_stored(rd, home) for _p, rd in _rows()]
     assert engine(paths.run_dir_sql("rd", home)) == want
-    assert engine(history._run_dir_expr("rd", home)) == want
+    assert engine(sqlite_source._run_dir_expr("rd", home)) == want
 
 
 def test_the_rule_itself(env):

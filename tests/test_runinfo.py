@@ -100,3 +100,21 @@ def test_an_ambiguous_prefix_long_enough_asks_for_more_not_for_4_characters(db):
     with pytest.raises(RunNotFound) as exc:
         run_info(db, "ru")              # too short, and ambiguous
     assert "at least 4 characters" in str(exc.value)
+
+
+def test_task_output_is_what_the_store_kept_and_names_the_tasks_it_lacks(db):
+    """The library call behind the MCP tool get_task_logs."""
+    from ottolytics.manage.runinfo import TaskNotFound, task_output
+    record(db)
+    out = task_output(db, "run007", "test")
+    assert out["source"] == "store (last 4 KiB of stderr)" and out["attempt"] == 1
+    assert "connection refused to 10.0.0.7" in out["text"] and out["run_id"] == "run007"
+    retried = task_output(db, "run005", "test", attempt=1)
+    assert retried["attempt"] == 1 and "expected 3 got 4" in retried["text"]
+    assert task_output(db, "run005", "lint", stream="stdout")["source"] is None
+    with pytest.raises(TaskNotFound, match="its tasks are build, docs, lint, test"):
+        task_output(db, "run007", "deploy")
+    with pytest.raises(RunNotFound, match="no such run"):
+        task_output(db, "nope-nope", "test")
+    with pytest.raises(ValueError, match="stream="):
+        task_output(db, "run007", "test", stream="/etc/passwd")

@@ -1,3 +1,5 @@
-"""The read engine: DuckDB over the stores (or a Parquet dataset), ``History`` with its frames and
-analytics, and plots. The first layer that may import pandas, DuckDB, pyarrow or matplotlib.
+"""The read engine: its sources (``sources/``: the SQLite stores, a Parquet dataset),
+``History`` with its frames and analytics over one source, the Parquet dataset's
+writer, the weekly report's frame, and plots. The first layer that may import
+pandas, DuckDB, pyarrow or matplotlib.
 """

@@ -1,8 +1,9 @@
 """The questions users ask of their history; each answer is a DataFrame.
 
-Aggregations run in DuckDB over the stores (only the columns and rows they
-need cross from SQLite), so a million tasks aggregate in a fraction of a
-second without loading them into pandas. History's methods call these.
+Aggregations run in DuckDB over the History's source (from a store, only the
+columns and rows they need cross from SQLite), so a million tasks aggregate in
+a fraction of a second without loading them into pandas. History's methods
+call these; they build their SQL from the source's relations (``h._query``).
 """
 
 import hashlib
@@ -14,7 +15,6 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pandas as pd
 
-from ottolytics.analyze import duck
 from ottolytics.analyze.freq import epoch_period_sql, period_sql
 from ottolytics.core.errors import RunNotFound
 from ottolytics.core.paths import dir_size
@@ -31,6 +31,14 @@ def _by(by, allowed=GROUPABLE):
     return cols
 
 
+def success_rate_sql(status="status"):
+    """The success rate as a DuckDB aggregate: successes / (successes + failures),
+    NULL when neither. The one definition every figure of it uses (success_rate,
+    the weekly report, ``ottolytics stats``)."""
+    return (f"count(*) FILTER (WHERE {status} = 'success') / nullif(count(*) FILTER "
+            f"(WHERE {status} IN ('success', 'failed')), 0)")
+
+
 def success_rate(h, by=("project", "task"), freq="W"):
     """Counts of runs, successes, failures, skips and interruptions, and the rate
     success / (success + failed), per group and period. Grouping by task counts
@@ -38,44 +46,43 @@ def success_rate(h, by=("project", "task"), freq="W"):
     cols = _by(by)
     level = "task" in cols
     if level:
-        source = lambda a: h.facts_sql(a, need=cols)  # noqa: E731
+        source = lambda r: r.facts(need=cols)  # noqa: E731
         # The runs a task ran in are its first attempts: no DISTINCT over a million keys.
         runs = "count(*) FILTER (WHERE attempt = 1)"
         bucket = epoch_period_sql(freq)
         keys = ([f"to_timestamp({bucket}) AS period"] if bucket else []) + cols
     else:
-        source, runs = h.runs_sql, "count(*)"
+        source, runs = (lambda r: r.runs()), "count(*)"
         period = period_sql(freq)
         keys = ([f"{period} AS period"] if period else []) + cols
     group = ", ".join(str(i + 1) for i in range(len(keys)))
     skipped = "count(*) FILTER (WHERE status = 'skipped')" if level else "0"
-    sql = lambda a: (  # noqa: E731
+    sql = lambda r: (  # noqa: E731
         f"SELECT {', '.join(keys)}, {runs} AS runs, count(*) AS total, "
         f"count(*) FILTER (WHERE status = 'success') AS successes, "
         f"count(*) FILTER (WHERE status = 'failed') AS failures, {skipped} AS skips, "
         f"count(*) FILTER (WHERE status = 'interrupted') AS interrupted, "
-        f"count(*) FILTER (WHERE status = 'success') / nullif(count(*) FILTER (WHERE status IN "
-        f"('success', 'failed')), 0) AS rate "
-        f"FROM ({source(a)}) GROUP BY {group} ORDER BY {group}")
-    return h.query(sql)
+        f"{success_rate_sql()} AS rate "
+        f"FROM ({source(r)}) GROUP BY {group} ORDER BY {group}")
+    return h._query(sql)
 
 
 def duration_stats(h, by=("project", "task")):
     """count, mean, p50, p90, p95 and max of finished durations (seconds) per group."""
     cols = _by(by)
     if "task" in cols:
-        source = lambda a: h.facts_sql(a, need=cols)  # noqa: E731
+        source = lambda r: r.facts(need=cols)  # noqa: E731
     else:
-        source = h.runs_sql
+        source = lambda r: r.runs()  # noqa: E731
     keys = ", ".join(cols) if cols else "'all' AS scope"
     group = ", ".join(str(i + 1) for i in range(max(1, len(cols))))
-    sql = lambda a: (  # noqa: E731
+    sql = lambda r: (  # noqa: E731
         f"SELECT {keys}, count(duration_s) AS count, avg(duration_s) AS mean, "
         f"quantile_cont(duration_s, 0.5) AS p50, quantile_cont(duration_s, 0.9) AS p90, "
         f"quantile_cont(duration_s, 0.95) AS p95, max(duration_s) AS max "
-        f"FROM ({source(a)}) WHERE status IN ('success', 'failed') "
+        f"FROM ({source(r)}) WHERE status IN ('success', 'failed') "
         f"GROUP BY {group} ORDER BY {group}")
-    return h.query(sql)
+    return h._query(sql)
 
 
 def duration_trend(h, task, freq="D", project=None):
@@ -89,12 +96,12 @@ def duration_trend(h, task, freq="D", project=None):
     one = h.with_filters(task=[task] if isinstance(task, str) else task)
     if project is not None:
         one = one.with_filters(project=[project] if isinstance(project, str) else project)
-    sql = lambda a: (  # noqa: E731
+    sql = lambda r: (  # noqa: E731
         f"SELECT {period} AS period, project, count(*) AS count, "
         f"quantile_cont(duration_s, 0.25) AS p25, quantile_cont(duration_s, 0.5) AS p50, "
         f"quantile_cont(duration_s, 0.75) AS p75, quantile_cont(duration_s, 0.95) AS p95 "
-        f"FROM ({one.tasks_sql(a)}) WHERE status = 'success' GROUP BY 1, 2 ORDER BY 2, 1")
-    return one.query(sql)
+        f"FROM ({r.tasks()}) WHERE status = 'success' GROUP BY 1, 2 ORDER BY 2, 1")
+    return one._query(sql)
 
 
 MAX_WINDOW = 100_000  # runs of one task looked back on by flaky
@@ -130,8 +137,8 @@ def flaky(h, window=20):
     Tasks that never failed in the window are left out.
     """
     _check_window(window, MAX_WINDOW)
-    return h.query(lambda a: flaky_sql(f"({h.facts_sql(a, need=['project', 'run_id', 'run_started_at'])})",
-                                       window))
+    return h._query(lambda r: flaky_sql(
+        f"({r.facts(need=['project', 'run_id', 'run_started_at'])})", window))
 
 
 def flaky_sql(source, window):
@@ -241,7 +248,7 @@ def failures(h, since=None):
     tail, log paths, a failure signature and its last line."""
     src = h.with_filters(since=since) if since is not None else h
     f = dict(src.filters, status=["failed"])
-    df = src.query(lambda a: f"SELECT * FROM ({src.tasks_sql(a, f=f, with_tail=True)}) "
+    df = src._query(lambda r: f"SELECT * FROM ({r.tasks(f=f, with_tail=True)}) "
                              "ORDER BY started_at DESC")
     df["signature"] = [signature(t) if isinstance(t, str) and t else None
                        for t in df["stderr_tail"]]
@@ -331,11 +338,11 @@ def regressions(h, task=None, window=12, min_ratio=1.25, max_p=1e-4, max_points=
     _check_window(window, max(2, int(max_points) // 2))
     _check_ratio(min_ratio)
     src = h.with_filters(task=[task] if isinstance(task, str) else task) if task else h
-    data = src.query(lambda a: f"""
+    data = src._query(lambda r: f"""
         SELECT project, task, run_id, started_at, duration_s FROM (
             SELECT project, task, run_id, started_at, duration_s,
                    row_number() OVER (PARTITION BY project, task ORDER BY started_at DESC) AS k
-            FROM ({src.tasks_sql(a)}) WHERE status = 'success' AND duration_s IS NOT NULL)
+            FROM ({r.tasks()}) WHERE status = 'success' AND duration_s IS NOT NULL)
         WHERE k <= {int(max_points)} ORDER BY project, task, started_at""")
     rows = []
     for (project, name), g in data.groupby(["project", "task"], sort=True):
@@ -376,7 +383,7 @@ def _run_tasks(h, run):
     df = one.tasks()
     if df.empty:
         raise RunNotFound(f"run {run!r} has no tasks in {', '.join(h.paths)}")
-    deps = one.query(lambda a: f"SELECT task, depends_on FROM ({one.deps_sql(a)})")
+    deps = one._query(lambda r: f"SELECT task, depends_on FROM ({r.deps()})")
     last = df.sort_values("attempt").groupby("task", as_index=False).tail(1)
     return last.set_index("task"), deps
 
@@ -436,12 +443,12 @@ def disk_usage(h):
     * ``cache_bytes``: the project's otto script cache (``<project dir>/.cache``),
       measured now;
     * the largest run by recorded size, and the oldest and newest run."""
-    df = h.query(lambda a: f"""
+    df = h._query(lambda r: f"""
         SELECT project, count(*) AS runs, CAST(sum(size_bytes) AS BIGINT) AS recorded_bytes,
                arg_max(run_id, size_bytes) AS largest_run_id, max(size_bytes) AS largest_run_bytes,
                min(started_at) AS oldest_run, max(started_at) AS newest_run
-        FROM ({h.runs_sql(a)}) GROUP BY project""")
-    dirs = h.query(lambda a: f"SELECT DISTINCT project, run_dir, source FROM ({h.runs_sql(a)}) "
+        FROM ({r.runs()}) GROUP BY project""")
+    dirs = h._query(lambda r: f"SELECT DISTINCT project, run_dir, source FROM ({r.runs()}) "
                              "WHERE run_dir IS NOT NULL")
     on_disk, measured, caches = {}, {}, {}
     seen = set()
@@ -471,21 +478,21 @@ def disk_usage(h):
 
 def largest_runs(h, n=10):
     """The *n* runs that take the most disk."""
-    return h.query(lambda a: f"SELECT run_id, project, started_at, status, size_bytes, run_dir "
-                             f"FROM ({h.runs_sql(a)}) WHERE size_bytes IS NOT NULL "
+    return h._query(lambda r: f"SELECT run_id, project, started_at, status, size_bytes, run_dir "
+                              f"FROM ({r.runs()}) WHERE size_bytes IS NOT NULL "
                              f"ORDER BY size_bytes DESC LIMIT {int(n)}")
 
 
 def disk_growth(h, freq="D"):
     """Bytes of run directories added per period and the running total, per project."""
     period = period_sql(freq) or "date_trunc('day', started_at)"
-    return h.query(lambda a: f"""
+    return h._query(lambda r: f"""
         SELECT period, project, added_bytes,
                CAST(sum(added_bytes) OVER (PARTITION BY project ORDER BY period) AS BIGINT)
                AS total_bytes
         FROM (SELECT {period} AS period, project,
                      CAST(sum(coalesce(size_bytes, 0)) AS BIGINT) AS added_bytes
-              FROM ({h.runs_sql(a)}) GROUP BY 1, 2)
+              FROM ({r.runs()}) GROUP BY 1, 2)
         ORDER BY period, project""")
 
 
@@ -513,9 +520,8 @@ def _read_file_lines(f, max_bytes=None):
 def _file_jobs(h, f):
     """(key, stream, path, home, stored, run_dir, source) for each stored log path."""
     from ottolytics.core.paths import task_path_from_stored
-    if not isinstance(h.stores, duck.Stores):
-        return []  # a Parquet dataset: its paths are other machines' (see the README)
-    df = h.query(lambda a: f"SELECT * FROM ({h.log_paths_sql(a, f)})")
+    # none from a source whose paths are other machines' (a Parquet dataset)
+    df = h._query(lambda r: f"SELECT * FROM ({r.log_paths(f)})")
     jobs = []
     for r in df.itertuples(index=False):
         home = h.homes[int(r.store_index)]
@@ -559,11 +565,7 @@ def _warn(refused):
 
 def _tails(h, f):
     """(run_id, task, attempt, started_at, tail) of the stored stderr tails."""
-    if isinstance(h.stores, duck.Stores):
-        return h.query(lambda a: f"SELECT * FROM ({h.tails_sql(a, f)})")
-    return h.query(lambda a: f"SELECT run_id, task, attempt, started_at, stderr_tail AS tail "
-                             f"FROM ({h.tasks_sql(a, f, status=False, with_tail=True)}) "
-                             f"WHERE stderr_tail IS NOT NULL")
+    return h._query(lambda r: f"SELECT * FROM ({r.tails(f)})")
 
 
 def _pool():
@@ -671,10 +673,10 @@ def _log_rows(h, run, task=None, lazy=False):
             for number, text in enumerate(lines, 1):
                 rows.append((started, key[1], key[2], 1, stream == "stderr", number, pd.NaT,
                              text, stream, "file"))
-    frags = one.query(lambda a: f"SELECT l.task, l.attempt, l.stream, l.seq, l.\"at\", l.text, "
-                                f"t.started_at FROM ({one.logs_sql(a)}) l LEFT JOIN "
+    frags = one._query(lambda r: f"SELECT l.task, l.attempt, l.stream, l.seq, l.\"at\", l.text, "
+                                f"t.started_at FROM ({r.logs()}) l LEFT JOIN "
                                 f"(SELECT task, attempt, min(started_at) AS started_at FROM "
-                                f"({one.tasks_sql(a)}) GROUP BY ALL) t "
+                                f"({r.tasks()}) GROUP BY ALL) t "
                                 f"USING (task, attempt)")
     for r in frags.itertuples(index=False):
         name = _text(r.task)
@@ -737,9 +739,9 @@ def grep(h, pattern, since=None, task=None, project=None, max_matches=10_000):
                 found.extend((job[1], *job[0], job[2], job[3], n, t, "file") for n, t in lines)
             if len(found) >= max_matches:
                 break
-    frags = src.query(lambda a: f"SELECT run_id, task, attempt, stream, "
+    frags = src._query(lambda r: f"SELECT run_id, task, attempt, stream, "
                                 f"string_agg(text, '' ORDER BY seq) AS text, min(\"at\") AS "
-                                f"started_at FROM ({src.logs_sql(a)}) GROUP BY ALL")
+                                f"started_at FROM ({r.logs()}) GROUP BY ALL")
     for r in frags.itertuples(index=False):
         key = (r.run_id, _text(r.task), None if pd.isna(r.attempt) else int(r.attempt))
         if key + (r.stream,) not in done and _text(r.text):

@@ -301,3 +301,27 @@ class Stores:
         if self._tmp:
             shutil.rmtree(self._tmp, ignore_errors=True)
             self._tmp = None
+
+
+# -- results as the frames' contract ------------------------------------------
+
+def to_arrow(result):
+    """A DuckDB result as an Arrow table."""
+    return result.to_arrow_table() if hasattr(result, "to_arrow_table") \
+        else result.fetch_arrow_table()
+
+
+def to_pandas(result):
+    """A DuckDB result as a pandas frame: nullable Int64 integers, Arrow-backed
+    strings, tz-aware UTC timestamps."""
+    import pandas as pd
+    import pyarrow as pa
+    table = to_arrow(result)
+    # split_blocks/self_destruct: no consolidating copy of a large table.
+    df = table.to_pandas(types_mapper={pa.int64(): pd.Int64Dtype(),
+                                       pa.int32(): pd.Int64Dtype()}.get,
+                         split_blocks=True, self_destruct=True)
+    for column in df.columns:
+        if pd.api.types.is_datetime64_any_dtype(df[column]) and df[column].dt.tz is None:
+            df[column] = df[column].dt.tz_localize("UTC")
+    return df

@@ -5,58 +5,30 @@
     h.success_rate(by="task", freq="W")
     h.sql("SELECT task, count(*) FROM tasks GROUP BY task")
 
-Filters (``since``, ``until``, ``project``, ``task``, ``status``) are pushed into
-the SQL that SQLite runs, so a narrow question reads few rows. Several stores
-(one per host, say) read as one. Timestamps are tz-aware UTC, durations are
+A History holds one source (``analyze/sources``: the SQLite stores, several
+read as one, or a Parquet dataset) and offers frames and analytics only; the
+source turns the filters (``since``, ``until``, ``project``, ``task``,
+``status``) into SQL, pushed into SQLite where it can, so a narrow question
+reads few rows. Timestamps are tz-aware UTC, durations are
 float seconds (``duration_s``), statuses are categoricals in a fixed order.
 """
 
 import os
+import re
 from collections.abc import Sequence
+from typing import Any
 from datetime import date
 
 import pandas as pd
-import pyarrow as pa
 
 from ottolytics.analyze import duck
 from ottolytics.store.migrations import RUN_STATUSES, TASK_STATUSES
-from ottolytics.core.paths import db_path, run_dir_sql, stored_path_sql
+from ottolytics.core.paths import db_path
 from ottolytics.core import timeutil
-
-# The store's columns the read path uses, with their DuckDB types.
-SOURCE_TYPES = {
-    "runs": {"id": "BIGINT", "uid": "VARCHAR", "project_id": "BIGINT", "status": "VARCHAR",
-             "started_at": "DOUBLE", "finished_at": "DOUBLE", "args": "VARCHAR",
-             "ottofile": "VARCHAR", "user": "VARCHAR", "host": "VARCHAR", "cwd": "VARCHAR",
-             "run_dir": "VARCHAR", "size_bytes": "BIGINT", "source": "VARCHAR",
-             "source_ref": "VARCHAR", "derived": "VARCHAR"},
-    "projects": {"id": "BIGINT", "name": "VARCHAR"},
-    "tasks": {"id": "BIGINT", "run_id": "BIGINT", "name": "VARCHAR", "attempt": "BIGINT",
-              "status": "VARCHAR", "started_at": "DOUBLE", "finished_at": "DOUBLE",
-              "exit_code": "BIGINT", "signal": "BIGINT", "cpu_user_s": "DOUBLE",
-              "cpu_system_s": "DOUBLE", "peak_rss_bytes": "BIGINT", "script_hash": "VARCHAR",
-              "script_path": "VARCHAR", "stdout_path": "VARCHAR", "stderr_path": "VARCHAR",
-              "derived": "VARCHAR", "status_logged": "BIGINT"},
-    "task_stderr": {"task_id": "BIGINT", "tail": "VARCHAR"},
-    "task_deps": {"task_id": "BIGINT", "depends_on": "VARCHAR"},
-    "status_log": {"run_id": "BIGINT", "task_id": "BIGINT", "from_status": "VARCHAR",
-                   "to_status": "VARCHAR", "at": "DOUBLE", "reason": "VARCHAR"},
-    "run_params": {"run_id": "BIGINT", "key": "VARCHAR", "value": "VARCHAR"},
-    "log_fragments": {"run_id": "BIGINT", "task_id": "BIGINT", "stream": "VARCHAR",
-                      "seq": "BIGINT", "at": "DOUBLE", "data": "VARCHAR"},
-    "disk_samples": {"at": "DOUBLE", "project": "VARCHAR", "runs": "BIGINT",
-                     "run_bytes": "BIGINT", "cache_bytes": "BIGINT",
-                     "orphan_cache_bytes": "BIGINT", "other_bytes": "BIGINT"},
-}
-
-RUN_COLUMNS = ["run_id", "project", "status", "started_at", "finished_at", "duration_s",
-               "host", "user", "cwd", "ottofile", "args", "run_dir", "size_bytes", "source",
-               "source_ref", "derived"]
-TASK_COLUMNS = ["run_id", "project", "host", "task", "attempt", "status", "started_at",
-                "finished_at", "duration_s", "exit_code", "signal", "cpu_user_s", "cpu_system_s",
-                "peak_rss_bytes", "script_hash", "script_path", "stdout_path", "stderr_path",
-                "derived", "run_started_at"]
-TRANSITION_COLUMNS = ["run_id", "task", "attempt", "from_status", "to_status", "at", "reason"]
+from ottolytics.analyze.sources.base import Relations, Source
+from ottolytics.analyze.sources.sqlite import SqliteSource
+from ottolytics.analyze.sources.types import (  # noqa: F401  (the frames' column contract)
+    RUN_COLUMNS, SOURCE_TYPES, TASK_COLUMNS, TRANSITION_COLUMNS)
 
 
 def open(db: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | None = None, *,
@@ -98,25 +70,20 @@ def open(db: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | None = 
     >>> with ottolytics.open(status="failed") as failed:
     ...     print(len(failed.tasks()))
     """
+    filters = dict(since=since, until=until, project=project, task=task, status=status)
     if db is not None and not isinstance(db, (list, tuple)) and os.path.isdir(str(db)):
-        from ottolytics.export.parquet import ParquetHistory
-        return ParquetHistory(db, since=since, until=until, project=project, task=task,
-                              status=status)
+        from ottolytics.analyze.sources.parquet import ParquetSource
+        return History(ParquetSource(db), **filters)
     if isinstance(db, (list, tuple)):
         paths = [str(p) for p in db]
     else:
         paths = [db_path(db)]
-    return History(paths, since=since, until=until, project=project, task=task, status=status,
-                   home=home)
+    return History(paths, **filters, home=home)
 
 
 def to_unix(value, now=None):
     """Unix seconds from any form of a point in time: timeutil.to_unix, the one reader."""
     return timeutil.to_unix(value, now)
-
-
-AT_X = 'x."at"'  # "at" is a keyword in DuckDB
-AT_L = 'l."at"'
 
 
 def _listify(value):
@@ -125,20 +92,16 @@ def _listify(value):
     return [value] if isinstance(value, str) else list(value)
 
 
-def _ts(expr):
-    """Unix seconds -> TIMESTAMPTZ; exported to Arrow as timestamp[us, UTC] (the
-    session's TimeZone is UTC), so pandas gets tz-aware columns without a copy."""
-    return f"to_timestamp({expr})"
-
-
-def _path_expr(column, run_dir, home):
-    """A stored path made absolute: see the README's 'Where things live'. Built by
-    paths.stored_path_sql, the SQL twin of paths.task_path_from_stored."""
-    return stored_path_sql(column, run_dir, home)
-
-
-def _run_dir_expr(run_dir, home):
-    return run_dir_sql(run_dir, home)
+# The views ``h.sql`` offers, each a relation of the History's source.
+SQL_VIEWS = {
+    "runs": lambda r: r.runs(), "tasks": lambda r: r.tasks(),
+    "transitions": lambda r: r.transitions(), "params": lambda r: r.params(),
+    "deps": lambda r: r.deps(), "disk_samples": lambda r: r.disk_samples(),
+    # the lean task rows aggregations read: fewer columns, fewer joins than tasks
+    "attempts": lambda r: (f"SELECT project, task, attempt, status, started_at, started_s, "
+                           f"duration_s, script_hash FROM ({r.facts(need=('project',))})"),
+}
+_WORDS = re.compile(r"[A-Za-z_][A-Za-z_0-9]*")
 
 
 class _Unchanged:
@@ -152,41 +115,38 @@ _SAME = _Unchanged()
 
 
 class History:
-    """The run history of one or more stores, with filters applied to everything.
+    """The run history of one source (the SQLite stores, or a Parquet dataset),
+    with filters applied to everything.
 
     ``ottolytics.open()`` makes one. Its methods return pandas frames: the frames
     (``runs``, ``tasks``, ``transitions``, ``params``, ``logs``), the analytics
     (``success_rate``, ``flaky``, ``regressions`` ...), ``sql`` and the exports
     (``to_parquet``, ``weekly_report``). The examples of its methods use
     ``h = ottolytics.open()``.
-    """
 
-    def __init__(self, paths, *, since=None, until=None, project=None, task=None, status=None,
-                 home=None, run=None, _share=None):
-        self.paths = [os.path.abspath(str(p)) for p in paths]
-        if _share is not None:  # a with_filters view: same stores, same connection
-            self.stores, self.con, self.homes = _share.stores, _share.con, _share.homes
-            self._shared = True
-            self.filters = {"since": to_unix(since), "until": to_unix(until),
-                            "project": _listify(project), "task": _listify(task),
-                            "status": _listify(status), "run": _listify(run)}
-            return
-        self._shared = False
-        self.stores = duck.Stores(self.paths)
-        self.homes = [os.path.abspath(home) if home else os.path.dirname(p) for p in self.paths]
+    *source* is a list of store paths (read as one; *home* is what their
+    relative paths resolve against) or an ``ottolytics.analyze.sources.Source``.
+    ``ottolytics.open()`` is the usual way to get one."""
+
+    def __init__(self, source, *, since=None, until=None, project=None, task=None,
+                 status=None, home=None, run=None, _share=None):
         self.filters = {"since": to_unix(since), "until": to_unix(until),
                         "project": _listify(project), "task": _listify(task),
                         "status": _listify(status), "run": _listify(run)}
-        self.con = duck.connect()
-        self.con.execute("SET TimeZone = 'UTC'")
-        if len(self.paths) > 1:
-            # DuckDB 1.5.5's join reordering confuses same-named tables of two attached
-            # SQLite stores inside one UNION ALL and reads the first store twice. Our
-            # queries are written in a good join order already, so it is turned off.
-            self.con.execute("SET disabled_optimizers = 'join_order'")
-        enum = lambda values: ", ".join(duck.sqlite_literal(v) for v in values)  # noqa: E731
-        self.con.execute(f"CREATE TYPE run_status AS ENUM ({enum(RUN_STATUSES)})")
-        self.con.execute(f"CREATE TYPE task_status AS ENUM ({enum(TASK_STATUSES)})")
+        if _share is not None:  # a with_filters view: same source, same connection
+            self._source, self._con, self._shared = _share._source, _share._con, True
+        else:
+            if not isinstance(source, Source):
+                source = SqliteSource(source, home)
+            self._source, self._shared = source, False
+            self._con = duck.connect()
+            self._con.execute("SET TimeZone = 'UTC'")
+            source.prepare(self._con)
+            enum = lambda values: ", ".join(duck.sqlite_literal(v) for v in values)  # noqa: E731
+            self._con.execute(f"CREATE TYPE run_status AS ENUM ({enum(RUN_STATUSES)})")
+            self._con.execute(f"CREATE TYPE task_status AS ENUM ({enum(TASK_STATUSES)})")
+        self.paths = list(self._source.paths)
+        self.homes = list(self._source.homes)
 
     def close(self) -> None:
         """Close the stores and the DuckDB connection (a ``with_filters`` view
@@ -202,8 +162,8 @@ class History:
         >>> one.close()
         """
         if not self._shared:
-            self.stores.close()
-            self.con.close()
+            self._source.close()
+            self._con.close()
 
     def __enter__(self):
         return self
@@ -244,252 +204,60 @@ class History:
         given = {"since": since, "until": until, "project": project, "task": task,
                  "status": status, "run": run}
         f = dict(self.filters, **{k: v for k, v in given.items() if v is not _SAME})
-        return type(self)._derived(self, f)
+        return History(None, **f, _share=self)
 
-    @classmethod
-    def _derived(cls, parent, f):
-        return cls(parent.paths, **f, _share=parent)
+    # -- running queries (the engine's; analytics build on these) -------------
 
-    # -- reading one store: a typed scan, or a filtered query run by SQLite ----
+    def _run(self, build, fetch):
+        """Run the SQL ``build(r)`` returns, *r* being the source's Relations with
+        this History's filters; return ``fetch(result)``."""
+        return self._source.query(
+            self._con, lambda scope: build(Relations(self._source, scope, self.filters)), fetch)
 
-    def _run_where(self, f):
-        """Clauses on runs, in SQLite's SQL (they use its runs indexes)."""
-        clauses = []
-        if f["since"] is not None:
-            clauses.append(f"started_at >= {duck.sqlite_literal(f['since'])}")
-        if f["until"] is not None:
-            clauses.append(f"started_at < {duck.sqlite_literal(f['until'])}")
-        if f["project"]:
-            names = ", ".join(duck.sqlite_literal(p) for p in f["project"])
-            clauses.append(f"project_id IN (SELECT id FROM projects WHERE name IN ({names}))")
-        if f.get("run"):
-            clauses.append("uid IN (" + ", ".join(map(duck.sqlite_literal, f["run"])) + ")")
-        return clauses
+    def _query(self, build, arrow=False):
+        """The same, as a pandas frame (or an Arrow table, for writing files)."""
+        return self._run(build, _arrow if arrow else _to_pandas)
 
-    def _status_clause(self, f):
-        return "status IN (" + ", ".join(map(duck.sqlite_literal, f["status"])) + ")"
+    def _local(self, sql):
+        """Run *sql* on this History's DuckDB connection alone (over temp tables
+        a ``_run`` made), without reading the source again; a frame."""
+        return _to_pandas(self._con.execute(sql))
 
-    def _runs_where(self, f, with_status=True):
-        clauses = self._run_where(f)
-        if f["task"]:  # runs that ran such a task
-            names = ", ".join(map(duck.sqlite_literal, f["task"]))
-            clauses.append(f"id IN (SELECT run_id FROM tasks WHERE name IN ({names}))")
-        if with_status and f["status"]:
-            clauses.append(self._status_clause(f))
-        return clauses
+    def sql(self, query: str, arrow: bool = False) -> Any:
+        """Run DuckDB SQL over the History's views, all with its filters.
 
-    def _tasks_where(self, f, with_status=True):
-        clauses = []
-        run_clauses = self._run_where(f)
-        if run_clauses:
-            clauses.append("run_id IN (SELECT id FROM runs WHERE " + " AND ".join(run_clauses)
-                           + ")")
-        if f["task"]:
-            clauses.append("name IN (" + ", ".join(map(duck.sqlite_literal, f["task"])) + ")")
-        if with_status and f["status"]:
-            clauses.append(self._status_clause(f))
-        return clauses
+        The views have the frames' columns and types: runs, tasks, transitions,
+        params (long: run_id, key, value), deps (run_id, task, attempt,
+        depends_on), disk_samples, and attempts (the lean task rows aggregations
+        read: project, task, attempt, status, started_at, started_s, duration_s,
+        script_hash). Only the views the query names are built. Temp tables it
+        creates stay on the History's connection until ``close()``.
 
-    def _rel(self, alias, table, clauses=(), columns=None):
-        """One store's *table* as a typed DuckDB relation.
+        Parameters
+        ----------
+        query : str
+            DuckDB SQL.
+        arrow : bool, default False
+            Return a ``pyarrow.Table`` instead of a frame.
 
-        Without clauses: DuckDB scans the table (typed, fast for whole tables).
-        With clauses: SQLite runs the WHERE itself through sqlite_query, using
-        its indexes, so only matching rows cross over (sqlite_query returns text,
-        hence the casts, and the *columns* list: text costs ~3 µs a value)."""
-        columns = {c: t for c, t in SOURCE_TYPES[table].items()
-                   if columns is None or c in columns}
-        if not clauses:
-            source = f"{alias}.{table}"
-        else:
-            sql = (f"SELECT {', '.join(f'{chr(34)}{c}{chr(34)}' for c in columns)} FROM {table} WHERE "
-                   + " AND ".join(f"({c})" for c in clauses))
-            source = f"sqlite_query({duck.sqlite_literal(alias)}, {duck.sqlite_literal(sql)})"
-        casts = ", ".join(f'CAST("{c}" AS {t}) AS "{c}"' for c, t in columns.items())
-        return f"(SELECT {casts} FROM {source})"
+        Returns
+        -------
+        pandas.DataFrame or pyarrow.Table
+            Its result.
 
-    def _sqlite_tasks_ids(self, f, with_status=True):
-        """SQLite SQL selecting the ids of the tasks the filters keep."""
-        clauses = self._tasks_where(f, with_status)
-        return "SELECT id FROM tasks" + (" WHERE " + " AND ".join(clauses) if clauses else "")
+        Example
+        -------
+        >>> h.sql("SELECT task, quantile_cont(duration_s, 0.95) AS p95_s FROM tasks "
+        ...       "WHERE status = 'success' GROUP BY task ORDER BY p95_s DESC LIMIT 3")
+        """
+        named = {w.lower() for w in _WORDS.findall(query)}
 
-    # -- DuckDB relations over all stores -----------------------------------
-
-    def runs_sql(self, aliases, f=None, status=True):
-        f = f or self.filters
-        parts = []
-        for alias, home in zip(aliases, self.homes):
-            parts.append(
-                f"SELECT r.uid AS run_id, p.name AS project, "
-                f"CAST(r.status AS run_status) AS status, {_ts('r.started_at')} AS started_at, "
-                f"{_ts('r.finished_at')} AS finished_at, "
-                f"r.finished_at - r.started_at AS duration_s, r.host, r.user, r.cwd, r.ottofile, "
-                f"r.args, {_run_dir_expr('r.run_dir', home)} AS run_dir, r.size_bytes, r.source, "
-                f"r.source_ref, r.derived "
-                f"FROM {self._rel(alias, 'runs', self._runs_where(f, status))} r "
-                f"JOIN {self._rel(alias, 'projects')} p ON p.id = r.project_id")
-        return " UNION ALL ".join(parts)
-
-    def tasks_sql(self, aliases, f=None, status=True, with_tail=False, with_deps=False,
-                  internal=False):
-        """Tasks of all stores; with_tail adds stderr_tail (kept out of the hot table),
-        with_deps the list of names each task depends on, internal the store's own
-        keys (_store, _tid, _logged) for joining other tables without a rescan."""
-        f = f or self.filters
-        parts = []
-        for i, (alias, home) in enumerate(zip(aliases, self.homes)):
-            rd = "r.run_dir"
-            tail_col = tail_join = ""
-            if internal:
-                tail_col += f", {i} AS _store, t.id AS _tid, t.status_logged AS _logged"
-            if with_deps:  # grouped by the integer task id inside the store, then joined
-                deps = (f"SELECT task_id, list(depends_on ORDER BY depends_on) AS depends_on "
-                        f"FROM {self._rel(alias, 'task_deps', self._ids_clause(f, status=status))} "
-                        f"GROUP BY task_id")
-                tail_col += ", dp.depends_on"
-                tail_join += f" LEFT JOIN ({deps}) dp ON dp.task_id = t.id"
-            if with_tail:
-                tail_col += ", s.tail AS stderr_tail"
-                tail_join += (f" LEFT JOIN {self._rel(alias, 'task_stderr', self._ids_clause(f, status=status))}"  # noqa: E501
-                             " s ON s.task_id = t.id")
-            parts.append(
-                f"SELECT r.uid AS run_id, p.name AS project, r.host, t.name AS task, t.attempt, "
-                f"CAST(t.status AS task_status) AS status, {_ts('t.started_at')} AS started_at, "
-                f"{_ts('t.finished_at')} AS finished_at, "
-                f"t.finished_at - t.started_at AS duration_s, t.exit_code, t.signal, "
-                f"t.cpu_user_s, t.cpu_system_s, t.peak_rss_bytes, t.script_hash, "
-                f"{_path_expr('t.script_path', rd, home)} AS script_path, "
-                f"{_path_expr('t.stdout_path', rd, home)} AS stdout_path, "
-                f"{_path_expr('t.stderr_path', rd, home)} AS stderr_path, t.derived, "
-                f"{_ts('r.started_at')} AS run_started_at{tail_col} "
-                f"FROM {self._rel(alias, 'tasks', self._tasks_where(f, status))} t "
-                f"JOIN {self._rel(alias, 'runs', self._runs_where(f, with_status=False))} r "
-                f"ON r.id = t.run_id "
-                f"JOIN {self._rel(alias, 'projects')} p ON p.id = r.project_id{tail_join}")
-        return " UNION ALL ".join(parts)
-
-    def _by_run(self, f):
-        run_clauses = self._run_where(f)
-        return ["run_id IN (SELECT id FROM runs WHERE " + " AND ".join(run_clauses) + ")"] \
-            if run_clauses else []
-
-    def facts_sql(self, aliases, need=()):
-        """Lean task rows for aggregations: task, status, started_at (a TIMESTAMP),
-        duration_s, attempt and run_key (unique across stores), plus project,
-        host or run_id (the uid) only when *need* names them, since those take
-        joins."""
-        f = self.filters
-        parts = []
-        for i, alias in enumerate(aliases):
-            cols = (f"t.name AS task, t.status, t.attempt, {_ts('t.started_at')} AS started_at, "
-                    f"t.started_at AS started_s, "
-                    f"t.finished_at - t.started_at AS duration_s, t.script_hash, "
-                    f"{i} * 1099511627776 + t.run_id AS run_key")
-            joins = ""
-            if {"project", "host", "run_id", "run_started_at"} & set(need):
-                wanted = [c for c in ("uid", "host", "started_at") if
-                          {"uid": "run_id", "started_at": "run_started_at"}.get(c, c) in need]
-                joins = (f" JOIN {self._rel(alias, 'runs', self._runs_where(f, False), ['id', 'project_id'] + wanted)} r "  # noqa: E501
-                         f"ON r.id = t.run_id")
-                cols += "".join({"uid": ", r.uid AS run_id", "host": ", r.host",
-                                 "started_at": f", {_ts('r.started_at')} AS run_started_at"}[c]
-                                for c in wanted)
-                if "project" in need:
-                    joins += f" JOIN {self._rel(alias, 'projects')} p ON p.id = r.project_id"
-                    cols += ", p.name AS project"
-            lean = ("run_id", "name", "status", "attempt", "started_at", "finished_at",
-                    "script_hash")
-            parts.append(f"SELECT {cols} FROM "
-                         f"{self._rel(alias, 'tasks', self._tasks_where(f), lean)} t{joins}")
-        return " UNION ALL ".join(parts)
-
-    def transitions_sql(self, aliases, f=None):
-        """Every status change, built in DuckDB from typed scans of tasks and
-        status_log exactly as the store's ``transitions`` view builds it. The view
-        itself is not read: DuckDB's sqlite scanner parses views with DuckDB's
-        parser (which rejects its ``at`` alias), and having SQLite evaluate it
-        would send every value back as text."""
-        f = f or self.filters
-        parts = []
-        for alias in aliases:
-            t = self._rel(alias, "tasks", self._by_run(f))
-            r = self._rel(alias, "runs", self._runs_where(f, with_status=False))
-            log = self._rel(alias, "status_log", self._by_run(f))
-            parts.append(
-                f"SELECT r.uid AS run_id, t.name AS task, t.attempt, "
-                f"CAST(NULL AS VARCHAR) AS from_status, 'running' AS to_status, "
-                f"{_ts('t.started_at')} AS \"at\", CAST(NULL AS VARCHAR) AS reason "
-                f"FROM {t} t JOIN {r} r ON r.id = t.run_id WHERE t.status_logged = 0 "
-                f"UNION ALL "
-                f"SELECT r.uid, t.name, t.attempt, 'running', t.status, {_ts('t.finished_at')}, "
-                f"NULL FROM {t} t JOIN {r} r ON r.id = t.run_id "
-                f"WHERE t.status_logged = 0 AND t.status NOT IN ('pending', 'running') "
-                f"UNION ALL "
-                f"SELECT r.uid, t.name, t.attempt, x.from_status, x.to_status, "
-                f"{_ts(AT_X)}, x.reason FROM {log} x JOIN {r} r ON r.id = x.run_id "
-                f"LEFT JOIN {t} t ON t.id = x.task_id")
-        return " UNION ALL ".join(parts)
-
-    def _ids_clause(self, f, column="task_id", status=True):
-        """Restrict a relation to the kept tasks in SQLite, or not at all when the
-        filters keep everything (then a typed scan is much faster)."""
-        if not self._tasks_where(f, status):
-            return []
-        return [f"{column} IN ({self._sqlite_tasks_ids(f, status)})"]
-
-    def deps_sql(self, aliases, f=None):
-        """(run_id, task, attempt, depends_on) for the tasks the filters keep."""
-        f = f or self.filters
-        return " UNION ALL ".join(
-            f"SELECT r.uid AS run_id, t.name AS task, t.attempt, d.depends_on "
-            f"FROM {self._rel(al, 'task_deps', self._ids_clause(f))} d "
-            f"JOIN {self._rel(al, 'tasks', self._ids_clause(f, 'id'))} t ON t.id = d.task_id "
-            f"JOIN {self._rel(al, 'runs', self._runs_where(f, False))} r ON r.id = t.run_id"
-            for al in aliases)
-
-    def logs_sql(self, aliases, f=None):
-        """(run_id, task, attempt, stream, seq, at, text) of the stored log fragments."""
-        f = f or self.filters
-        return " UNION ALL ".join(
-            f"SELECT r.uid AS run_id, t.name AS task, t.attempt, l.stream, l.seq, "
-            f"{_ts(AT_L)} AS \"at\", l.data AS text "
-            f"FROM {self._rel(al, 'log_fragments', self._by_run(f))} l "
-            f"JOIN {self._rel(al, 'runs', self._runs_where(f, False))} r ON r.id = l.run_id "
-            f"LEFT JOIN {self._rel(al, 'tasks', self._by_run(f))} t ON t.id = l.task_id"
-            for al in aliases)
-
-    def log_paths_sql(self, aliases, f=None):
-        """The tasks with a stored log path, with what the read rule needs: run_id,
-        task, attempt, started_at, source, and the raw stored run_dir,
-        stdout_path and stderr_path, plus store_index (the store's index, for its home)."""
-        f = f or self.filters
-        parts = []
-        for i, alias in enumerate(aliases):
-            tasks = self._rel(alias, "tasks", self._tasks_where(f) + [
-                "(stdout_path IS NOT NULL OR stderr_path IS NOT NULL)"],
-                ["id", "run_id", "name", "attempt", "started_at", "stdout_path", "stderr_path"])
-            runs = self._rel(alias, "runs", self._runs_where(f, with_status=False),
-                             ["id", "uid", "source", "run_dir", "started_at"])
-            parts.append(
-                f"SELECT r.uid AS run_id, t.name AS task, t.attempt, "
-                f"{_ts('t.started_at')} AS started_at, r.source, r.run_dir AS run_dir_stored, "
-                f"t.stdout_path AS stdout_stored, t.stderr_path AS stderr_stored, "
-                f"{i} AS store_index "
-                f"FROM {tasks} t JOIN {runs} r ON r.id = t.run_id")
-        return " UNION ALL ".join(parts)
-
-    def tails_sql(self, aliases, f=None):
-        """(run_id, task, attempt, started_at, tail) of the stored stderr tails."""
-        f = f or self.filters
-        return " UNION ALL ".join(
-            f"SELECT r.uid AS run_id, t.name AS task, t.attempt, "
-            f"{_ts('t.started_at')} AS started_at, s.tail "
-            f"FROM {self._rel(al, 'task_stderr', self._ids_clause(f, status=False))} s "
-            f"JOIN {self._rel(al, 'tasks', self._ids_clause(f, 'id', status=False), ['id', 'run_id', 'name', 'attempt', 'started_at'])} t "  # noqa: E501
-            f"ON t.id = s.task_id "
-            f"JOIN {self._rel(al, 'runs', self._runs_where(f, False), ['id', 'uid', 'started_at'])} r "  # noqa: E501
-            f"ON r.id = t.run_id"
-            for al in aliases)
+        def build(r):
+            for name, relation in SQL_VIEWS.items():
+                if name in named:  # only the views the query names are built
+                    self._con.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS {relation(r)}")
+            return query
+        return self._query(build, arrow=arrow)
 
     def resolve(self, ref: str | int) -> str:
         """The run id that *ref* names; the same resolver as ``ottolytics info``
@@ -513,91 +281,15 @@ class History:
         -------
         >>> h.resolve("latest")
         """
-        from ottolytics.manage.runinfo import _FETCHED, choose, ref_clause, ref_order
+        from ottolytics.manage.runinfo import _FETCHED, choose, ref_clause
         ref = str(ref).strip()
         f = self.filters if ref == "latest" else dict(self.filters, since=None, until=None,
                                                       status=None, run=None)
         clause = ref_clause(ref)
-
-        def build(aliases):
-            parts = []
-            for al in aliases:
-                base = self._runs_where(f)
-                where = " WHERE " + " AND ".join(base) if base else ""
-                if clause is None:
-                    pick = f"started_at = (SELECT max(started_at) FROM runs{where})"
-                else:
-                    pick = (f"id IN (SELECT id FROM runs WHERE {' AND '.join(base + [clause])} "
-                            f"ORDER BY {ref_order(ref)} LIMIT {_FETCHED})")
-                rel = self._rel(al, "runs", base + [pick], ["uid", "started_at", "source"])
-                parts.append(f"SELECT uid, started_at, source FROM {rel}")
-            return " UNION ALL ".join(parts)
-        if isinstance(self.stores, duck.Stores):
-            rows = self.query(build)
-        else:  # a Parquet dataset: the same candidates, chosen by DuckDB
-            lit = duck.sqlite_literal(ref)
-            cond = "true" if clause is None else (
-                f"run_id = {lit} OR starts_with(run_id, {lit})"
-                + (f" OR (epoch(started_at) >= {int(ref)} AND epoch(started_at) < "
-                   f"{int(ref) + 1})" if ref.isdigit() and len(ref) <= 12 else ""))
-            rows = self.query(lambda a: f"SELECT run_id, epoch(started_at), source FROM "
-                                        f"({self.runs_sql(a, f)}) WHERE {cond} "
-                                        f"ORDER BY started_at DESC LIMIT "
-                                        f"{1 if clause is None else 10 * _FETCHED}")
+        rows = self._query(lambda r: r.source.run_candidates(r.scope, f, ref, clause, _FETCHED))
         return choose(ref, rows.itertuples(index=False, name=None),
                       where=", ".join(self.paths) + (" (with its filters)" if any(
                           v is not None for v in f.values()) else ""))
-
-    def params_long_sql(self, aliases, f=None):
-        f = f or self.filters
-        parts = []
-        for alias in aliases:
-            parts.append(
-                f"SELECT r.uid AS run_id, x.key, x.value "
-                f"FROM {self._rel(alias, 'run_params', self._by_run(f))} x "
-                f"JOIN {self._rel(alias, 'runs', self._runs_where(f, with_status=False))} r "
-                f"ON r.id = x.run_id")
-        return " UNION ALL ".join(parts)
-
-    # -- running queries ------------------------------------------------------
-
-    def query(self, build_sql):
-        """Run SQL built from the attached aliases; return a pandas frame."""
-        return self.stores.query(self.con, build_sql, lambda result: _to_pandas(result))
-
-    def query_arrow(self, build_sql):
-        """The same, as an Arrow table (for writing files without pandas)."""
-        return self.stores.query(self.con, build_sql, _arrow)
-
-    def sql(self, query: str) -> pd.DataFrame:
-        """Run DuckDB SQL over the views runs, tasks, transitions and params.
-
-        The views have the frames' columns and types (params is long: run_id,
-        key, value), all with this History's filters.
-
-        Parameters
-        ----------
-        query : str
-            DuckDB SQL.
-
-        Returns
-        -------
-        pandas.DataFrame
-            Its result.
-
-        Example
-        -------
-        >>> h.sql("SELECT task, quantile_cont(duration_s, 0.95) AS p95_s FROM tasks "
-        ...       "WHERE status = 'success' GROUP BY task ORDER BY p95_s DESC LIMIT 3")
-        """
-        def build(aliases):
-            for name, body in (("runs", self.runs_sql(aliases)),
-                               ("tasks", self.tasks_sql(aliases)),
-                               ("transitions", self.transitions_sql(aliases)),
-                               ("params", self.params_long_sql(aliases))):
-                self.con.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS {body}")
-            return query
-        return self.query(build)
 
     # -- frames -----------------------------------------------------------------
 
@@ -621,7 +313,7 @@ class History:
         >>> h.runs().head(3)
         >>> h.runs(params=True).filter(like="params.").columns
         """
-        df = self.query(lambda a: f"SELECT * FROM ({self.runs_sql(a)}) ORDER BY started_at DESC")
+        df = self._query(lambda r: f"SELECT * FROM ({r.runs()}) ORDER BY started_at DESC")
         df = df[RUN_COLUMNS]
         if params:
             wide = self.params()
@@ -645,7 +337,7 @@ class History:
         >>> t = h.tasks()
         >>> t[t["status"] == "failed"].groupby("task").size()
         """
-        return self.query(lambda a: f"SELECT * FROM ({self.tasks_sql(a)})")
+        return self._query(lambda r: f"SELECT * FROM ({r.tasks()})")
 
     def transitions(self) -> pd.DataFrame:
         """Every status change of the runs and tasks (task is empty for the run's
@@ -660,7 +352,7 @@ class History:
         -------
         >>> h.transitions().query("to_status == 'interrupted'").head()
         """
-        df = self.query(lambda a: f"SELECT * FROM ({self.transitions_sql(a)})")
+        df = self._query(lambda r: f"SELECT * FROM ({r.transitions()})")
         return df[TRANSITION_COLUMNS]
 
     def params(self) -> pd.DataFrame:
@@ -678,13 +370,13 @@ class History:
         -------
         >>> h.params().head()
         """
-        keys = self.query(lambda a: f"SELECT DISTINCT key FROM ({self.params_long_sql(a)}) "
+        keys = self._query(lambda r: f"SELECT DISTINCT key FROM ({r.params()}) "
                                     "ORDER BY key")["key"].tolist()
         if not keys:
             return pd.DataFrame({"run_id": pd.Series([], dtype="str")})
         cols = ", ".join(f"max(value) FILTER (WHERE key = {duck.sqlite_literal(k)}) AS "
                          f'"{k.replace(chr(34), chr(34) * 2)}"' for k in keys)
-        return self.query(lambda a: f"SELECT run_id, {cols} FROM ({self.params_long_sql(a)}) "
+        return self._query(lambda r: f"SELECT run_id, {cols} FROM ({r.params()}) "
                                     "GROUP BY run_id ORDER BY run_id")
 
     def weekly_report(self, week: str | None = None) -> pd.DataFrame:
@@ -708,7 +400,7 @@ class History:
         -------
         >>> h.weekly_report("2026-W46")[["project", "task", "runs", "success_rate"]]
         """
-        from ottolytics.export.report import weekly_report
+        from ottolytics.analyze.weekly import weekly_report
         return weekly_report(self, week)
 
     def to_parquet(self, directory: str | os.PathLike[str]) -> dict:
@@ -731,7 +423,7 @@ class History:
         >>> h.to_parquet("/tmp/ottolytics-parquet")
         >>> ottolytics.open("/tmp/ottolytics-parquet").runs().head()
         """
-        from ottolytics.export.parquet import export
+        from ottolytics.analyze.dataset import export
         return export(self, directory)
 
     def logs(self, run: str, task: str | None = None) -> pd.DataFrame:
@@ -1063,21 +755,6 @@ class History:
         from ottolytics.analyze.analytics import disk_growth
         return disk_growth(self, freq)
 
-    def disk_samples_sql(self, aliases):
-        """What ``ottolytics usage`` measured, per scan and project (time filters apply)."""
-        f = self.filters
-        where = [f"\"at\" >= {float(f['since'])}"] if f["since"] is not None else []
-        where += [f"\"at\" < {float(f['until'])}"] if f["until"] is not None else []
-        if f["project"]:
-            where.append("project IN (" + ", ".join(map(duck.sqlite_literal, f["project"]))
-                         + ")")
-        return " UNION ALL ".join(
-            f"SELECT to_timestamp(\"at\") AS measured_at, project, runs, run_bytes, "
-            f"cache_bytes, orphan_cache_bytes, other_bytes, "
-            f"run_bytes + cache_bytes + other_bytes AS total_bytes "
-            f"FROM {self._rel(alias, 'disk_samples')}"
-            + (" WHERE " + " AND ".join(where) if where else "") for alias in aliases)
-
     def disk_samples(self) -> pd.DataFrame:
         """Disk usage over time as ``ottolytics usage`` measured it, oldest first
         (time and project filters apply).
@@ -1092,7 +769,7 @@ class History:
         -------
         >>> h.disk_samples().tail()
         """
-        return self.query(lambda a: f"SELECT * FROM ({self.disk_samples_sql(a)}) "
+        return self._query(lambda r: f"SELECT * FROM ({r.disk_samples()}) "
                                     "ORDER BY measured_at, project")
 
     def grep(self, pattern: str, since: str | float | date | None = None,
@@ -1131,19 +808,4 @@ class History:
                     max_matches=max_matches)
 
 
-_NULLABLE_INTS = {pa.int64(): pd.Int64Dtype(), pa.int32(): pd.Int64Dtype()}
-
-
-def _arrow(result):
-    return result.to_arrow_table() if hasattr(result, "to_arrow_table") \
-        else result.fetch_arrow_table()
-
-
-def _to_pandas(result):
-    table = _arrow(result)
-    # split_blocks/self_destruct: no consolidating copy of a large table.
-    df = table.to_pandas(types_mapper=_NULLABLE_INTS.get, split_blocks=True, self_destruct=True)
-    for column in df.columns:
-        if pd.api.types.is_datetime64_any_dtype(df[column]) and df[column].dt.tz is None:
-            df[column] = df[column].dt.tz_localize("UTC")
-    return df
+_arrow, _to_pandas = duck.to_arrow, duck.to_pandas

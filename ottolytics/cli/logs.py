@@ -65,24 +65,34 @@ def _line_record(r):
             "text": r.text, "source": r.source}
 
 
-def logs(db, run, task=None, stream=None, follow=False, as_json=False):
+def logs(db, run, task=None, stream=None, follow=False, as_json=False, jsonl=False):
     """Print a run's (or one task's) output; returns the exit code."""
     from ottolytics.store.migrations import StoreError
     if follow:
         if task is None:
             _err("--follow needs TASK: ottolytics logs RUN TASK --follow")
             return 2
-        if as_json:
-            _err("--follow prints the log as it grows; it has no --json")
+        if as_json or jsonl:
+            _err("--follow prints the log as it grows; it has no --json or --jsonl")
             return 2
         try:
             return follow_task(db, run, task, stream)
         except StoreError as exc:
             _err(str(exc))
             return 1
-    from ottolytics.analyze.analytics import iter_run_logs
     try:
         h = _open(db)
+    except StoreError as exc:
+        _err(str(exc))
+        return 1
+    with h:  # the rows stream from it: closed when they are printed
+        return _print_logs(h, run, task, stream, as_json, jsonl)
+
+
+def _print_logs(h, run, task, stream, as_json, jsonl):
+    from ottolytics.analyze.analytics import iter_run_logs
+    from ottolytics.store.migrations import StoreError
+    try:
         uid = h.resolve(run)
         # Streamed: a log file is read line by line as it is printed, never whole.
         uid, rows, refused = iter_run_logs(h, uid, task)
@@ -104,7 +114,11 @@ def logs(db, run, task=None, stream=None, follow=False, as_json=False):
     if stream:
         every = (r for r in every if r.stream == stream)
     shown = 0
-    if as_json:
+    if jsonl:  # one line of output per line, each naming its run
+        for r in every:
+            print(json.dumps({"run_id": uid, **_line_record(r)}))
+            shown += 1
+    elif as_json:
         out = sys.stdout
         out.write(f'{{\n  "run_id": {json.dumps(uid)},\n  "lines": [')
         for r in every:
@@ -229,8 +243,7 @@ def grep(db, pattern, project=None, since=None, task=None, max_matches=10_000,
         _err(f"{pattern!r}: not a regular expression ({exc})")
         return 2
     try:
-        h = _open(db)
-        with warnings.catch_warnings():
+        with _open(db) as h, warnings.catch_warnings():
             warnings.simplefilter("ignore")
             df = h.grep(pattern, since=since or None, task=task, project=project,
                         max_matches=max_matches)

@@ -10,6 +10,7 @@ import sqlite3
 import sys
 
 from ottolytics import __version__
+from ottolytics.cli import render
 
 EPILOG = """\
 store: --db, else $OTTOLYTICS_DB, else $OTTO_HOME/ottolytics.db (OTTO_HOME defaults to ~/.otto)
@@ -55,26 +56,39 @@ def _fast_exec(argv):
 
 
 def _option_value(argv, i):
-    """(value, next index) for the option at argv[i], as ``--opt=V`` or ``--opt V``."""
+    """(value, next index) for the option at argv[i], as ``--opt=V`` or ``--opt V``;
+    None where argparse might read it otherwise (tests/test_cli_parsers.py)."""
     _name, eq, inline = argv[i].partition("=")
     if eq:
-        return inline, i + 1
-    if i + 1 < len(argv):
+        return None if inline == "--" else (inline, i + 1)  # argparse drops a "--" value
+    if i + 1 < len(argv) and not _may_be_option(argv[i + 1]):
         return argv[i + 1], i + 2
     return None
+
+
+def _may_be_option(arg):
+    """True for a word argparse may take for an option rather than a value: one that
+    starts with '-', unless it is '-' alone or a negative number (argparse's own
+    rule also looks at spaces and abbreviations; those are left to argparse)."""
+    if not arg.startswith("-") or arg == "-":
+        return False
+    whole, dot, fraction = arg[1:].partition(".")
+    number = (whole.isdecimal() and not dot) or (
+        bool(dot) and fraction.isdecimal() and (whole == "" or whole.isdecimal()))
+    return not number
 
 
 # The quick commands' options: name -> (attribute, converter); None takes no value.
 _QUICK = {
     "history": ({"-n": ("n", int), "--status": ("status", str), "--project": ("project", str),
-                 "--since": ("since", str),
-                 "--json": ("json", None), "--jsonl": ("jsonl", None), "--db": ("db", str)},
-                ("task",), {"n": 20}),
-    "list": ({"--limit": ("limit", int), "--project": ("project", str),
-              "--json": ("json", None), "--jsonl": ("jsonl", None), "--db": ("db", str)},
+                 "--since": ("since", str), "--db": ("db", str)}, ("task",), {"n": 20}),
+    "list": ({"--limit": ("limit", int), "--project": ("project", str), "--db": ("db", str)},
              (), {"limit": 20}),
-    "info": ({"--json": ("json", None), "--db": ("db", str)}, ("run",), {}),
+    "info": ({"--db": ("db", str)}, ("run",), {}),
 }
+_OUTPUT_FLAGS = {"--json": ("json", None), "--jsonl": ("jsonl", None), "--plain": ("plain", None)}
+for _options, _p, _d in _QUICK.values():
+    _options.update(_OUTPUT_FLAGS)  # render.add_output_flags on every quick command
 
 
 def _fast_quick(argv):
@@ -92,7 +106,7 @@ def _fast_quick(argv):
         return None
     options, positionals, defaults = _QUICK[argv[0]]
     values = dict.fromkeys([a for a, _c in options.values()] + list(positionals))
-    values.update(defaults, db=db, json=False, jsonl=False)
+    values.update(defaults, db=db, json=False, jsonl=False, plain=False)
     free = list(positionals)
     i, rest = 0, argv[1:]
     while i < len(rest):
@@ -185,37 +199,6 @@ def cmd_run_end(args):
     return 0
 
 
-def _print_records(records, jsonl):
-    """--json prints one document; --jsonl one object per line, for large outputs."""
-    import json
-    if jsonl:
-        for r in records:
-            print(json.dumps(r, default=str))
-    else:
-        print(json.dumps(records, indent=2, default=str))
-
-
-def _frame_records(df):
-    """A frame as JSON-ready records: timestamps as formatting.iso_utc writes them
-    (the one format of all JSON output), nulls as None."""
-    import json
-    import pandas as pd
-    from ottolytics.core.formatting import iso_utc
-    df = df.copy()
-    for col in df.columns:
-        if pd.api.types.is_datetime64_any_dtype(df[col]):
-            df[col] = pd.Series([None if pd.isna(t) else iso_utc(t)
-                                 for t in df[col]], index=df.index, dtype=object)
-    return json.loads(df.to_json(orient="records", date_format="iso", date_unit="us"))
-
-
-def _iso_fields(record, *names):
-    from ottolytics.core.formatting import iso_utc
-    for name in names:
-        record[name] = iso_utc(record[name])
-    return record
-
-
 def _status_cell(status):
     from ottolytics.core.formatting import STATUS_SYMBOLS
     return f"{STATUS_SYMBOLS.get(status, '?')} {status}"
@@ -306,10 +289,11 @@ def _no_runs(args, filters):
 
 
 def cmd_history(args):
+    from ottolytics.cli.render import print_table
     from ottolytics.core.formatting import duration, local_time, printable
     from ottolytics.manage.listing import recent_runs, task_history
     from ottolytics.store.migrations import StoreError
-    from ottolytics.core.terminal import human_bytes, print_table
+    from ottolytics.core.terminal import human_bytes
     from ottolytics.core.timeutil import parse_since
     bad = _bad_count("-n", args.n) or _check_status(args.status, args.task)
     if bad is not None:
@@ -338,11 +322,11 @@ def cmd_history(args):
     _note_stale(args.db, runs)
     if args.json or args.jsonl:
         for r in runs:
-            _iso_fields(r, "started_at", "finished_at")
+            render.iso_fields(r, "started_at", "finished_at")
         if args.task and not args.jsonl:
-            _print_records({"task": args.task, "summary": summary, "runs": runs}, False)
+            render.print_records({"task": args.task, "summary": summary, "runs": runs}, False)
         else:
-            _print_records(runs, args.jsonl)
+            render.print_records(runs, args.jsonl)
         return 0
     if not runs:
         print(_no_runs(args, [("-n", args.n, args.n == 0), ("--status", args.status, None),
@@ -355,7 +339,8 @@ def cmd_history(args):
                  r["attempts"], human_bytes(r["size_bytes"]), r["user"] or "-", r["project"],
                  r["run_id"]] for r in runs]
         print_table(["TIMESTAMP", "STATUS", "DURATION", "EXIT", "ATTEMPTS", "SIZE", "USER",
-                     "PROJECT", "RUN"], rows, right=("DURATION", "SIZE", "EXIT"))
+                     "PROJECT", "RUN"], rows, right=("DURATION", "SIZE", "EXIT"),
+                    plain=args.plain)
         rate = summary["success_rate"]
         print(f"{printable(args.task)}: {summary['successes']} of "
               f"{summary['successes'] + summary['failures']} finished runs succeeded"
@@ -366,15 +351,16 @@ def cmd_history(args):
              _task_counts(r), human_bytes(r["size_bytes"]), r["user"] or "-", r["project"],
              r["run_id"]] for r in runs]
     print_table(["TIMESTAMP", "STATUS", "DURATION", "TASKS", "SIZE", "USER", "PROJECT", "RUN"],
-                rows, right=("DURATION", "SIZE"))
+                rows, right=("DURATION", "SIZE"), plain=args.plain)
     return 0
 
 
 def cmd_list(args):
+    from ottolytics.cli.render import print_table
     from ottolytics.core.formatting import local_time
     from ottolytics.manage.listing import recent_runs
     from ottolytics.store.migrations import StoreError
-    from ottolytics.core.terminal import human_bytes, print_table
+    from ottolytics.core.terminal import human_bytes
     if _bad_count("--limit", args.limit):
         return 2
     try:
@@ -389,7 +375,8 @@ def cmd_list(args):
     except StoreError as exc:
         return _fail(str(exc))
     if args.json or args.jsonl:
-        _print_records([_iso_fields(r, "started_at", "finished_at") for r in runs], args.jsonl)
+        render.print_records([render.iso_fields(r, "started_at", "finished_at") for r in runs],
+                             args.jsonl)
         return 0
     if not runs:
         print(_no_runs(args, [("--limit", args.limit, args.limit == 0),
@@ -398,26 +385,30 @@ def cmd_list(args):
     print_table(["PROJECT", "TIMESTAMP", "TASKS", "STATUS", "SIZE"],
                 [[r["project"], local_time(r["started_at"]), r["tasks"],
                   _status_cell(r["status"]), human_bytes(r["size_bytes"])] for r in runs],
-                right=("TASKS", "SIZE"))
+                right=("TASKS", "SIZE"), plain=args.plain)
     return 0
 
 
 def cmd_info(args):
+    from ottolytics.cli.render import print_table
     from ottolytics.core.formatting import duration, local_time, printable
     from ottolytics.store.migrations import StoreError
     from ottolytics.manage.runinfo import run_info
-    from ottolytics.core.terminal import human_bytes, print_table
+    from ottolytics.core.terminal import human_bytes
     try:
         info = run_info(args.db, args.run)
     except sqlite3.Error as exc:
         return _store_failed(exc, args)
     except StoreError as exc:
         return _fail(str(exc))
-    if args.json:
-        _iso_fields(info, "started_at", "finished_at")
+    if args.json or args.jsonl:
+        render.iso_fields(info, "started_at", "finished_at")
         for t in info["tasks"]:
-            _iso_fields(t, "started_at", "finished_at")
-        _print_records(info, False)
+            render.iso_fields(t, "started_at", "finished_at")
+        if args.jsonl:  # one line per task attempt, each naming its run
+            render.print_jsonl({"run_id": info["run_id"], **t} for t in info["tasks"])
+        else:
+            render.print_records(info, False)
         return 0
     fields = [("run", info["run_id"]), ("project", info["project"]),
               ("status", _status_cell(info["status"])),
@@ -436,7 +427,7 @@ def cmd_info(args):
     print_table(["TASK", "ATTEMPT", "STATUS", "DURATION", "EXIT", "DEPENDS ON"],
                 [[t["task"], t["attempt"], _status_cell(t["status"]), duration(t["duration_s"]),
                   "" if t["exit_code"] is None else t["exit_code"], ", ".join(t["depends_on"])]
-                 for t in info["tasks"]], right=("DURATION", "EXIT"))
+                 for t in info["tasks"]], right=("DURATION", "EXIT"), plain=args.plain)
     print(f"\ndependency order: {printable(' -> '.join(info['order'])) or '-'}")
     for t in info["tasks"]:
         paths = [(k, t[k + "_path"]) for k in ("script", "stdout", "stderr") if t[k + "_path"]]
@@ -454,7 +445,8 @@ def cmd_info(args):
 
 def cmd_logs(args):
     from ottolytics.cli.logs import logs
-    return logs(args.db, args.run, args.task, args.stream, args.follow, args.json)
+    return logs(args.db, args.run, args.task, args.stream, args.follow, args.json,
+                args.jsonl)
 
 
 def cmd_grep(args):
@@ -476,11 +468,11 @@ def cmd_grep(args):
 
 
 def cmd_stats(args):
+    from ottolytics.cli.render import print_table
     from ottolytics.core.formatting import duration, printable
     from ottolytics.core.timeutil import since_is_duration
     from ottolytics.store.migrations import StoreError
     from ottolytics.analyze.stats import stats
-    from ottolytics.core.terminal import print_table
     from ottolytics.core.timeutil import parse_since
     if _bad_count("-n", args.n):
         return 2
@@ -489,20 +481,21 @@ def cmd_stats(args):
     except ValueError as exc:
         return _fail(f"--since: {exc}", 2)
     try:
-        result = stats(_open_history(args).with_filters(since=since), task=args.task, n=args.n)
+        with _open_history(args) as h:
+            result = stats(h.with_filters(since=since), task=args.task, n=args.n)
     except sqlite3.Error as exc:
         return _store_failed(exc, args)
     except (StoreError, OSError) as exc:
         return _fail(str(exc))
     if args.json or args.jsonl:
-        doc = {k: _frame_records(v) for k, v in result.items()}
+        doc = {k: render.frame_records(v) for k, v in result.items()}
         doc["overall"] = doc["overall"][0] if doc["overall"] else {}
         if args.jsonl:
             for kind in ("top", "trend"):
                 for r in doc.get(kind, []):
-                    _print_records([{"kind": kind, **r}], True)
+                    render.print_records([{"kind": kind, **r}], True)
         else:
-            _print_records(doc, False)
+            render.print_records(doc, False)
         return 0
     o = result["overall"].iloc[0]
     pct = lambda v: "-" if v is None or v != v else f"{v:.1%}"  # noqa: E731
@@ -521,7 +514,8 @@ def cmd_stats(args):
                      "P95"],
                     [[r.project, r.task, r.total, r.success, r.failed, pct(r.success_rate),
                       secs(r.avg_duration_s), secs(r.p95_duration_s)] for r in top.itertuples()],
-                    right=("TOTAL", "SUCCESS", "FAILED", "SUCCESS RATE", "AVG", "P95"))
+                    right=("TOTAL", "SUCCESS", "FAILED", "SUCCESS RATE", "AVG", "P95"),
+                    plain=args.plain)
     if args.task:
         trend = result["trend"]
         print()
@@ -534,14 +528,16 @@ def cmd_stats(args):
                           pct(r.success_rate), secs(r.p50_duration_s), secs(r.p95_duration_s)]
                          for r in trend.itertuples()],
                         title=f"{args.task} by week",
-                        right=("RUNS", "SUCCESS", "FAILED", "SUCCESS RATE", "P50", "P95"))
+                        right=("RUNS", "SUCCESS", "FAILED", "SUCCESS RATE", "P50", "P95"),
+                        plain=args.plain)
     return 0
 
 
 def cmd_usage(args):
+    from ottolytics.cli.render import print_table
     from ottolytics.core.formatting import local_time, printable
     from ottolytics.store.migrations import StoreError
-    from ottolytics.core.terminal import human_bytes, print_table, progress
+    from ottolytics.core.terminal import human_bytes, progress
     from ottolytics.manage.usage import usage
     try:
         with progress("measuring OTTO_HOME") as advance:
@@ -553,13 +549,17 @@ def cmd_usage(args):
     if args.project and not report["projects"]:
         return _fail(f"--project {args.project}: no such project under {report['home']}; "
                      "run 'ottolytics usage' to see them")
-    if args.json:
-        _iso_fields(report, "measured_at")
+    if args.json or args.jsonl:
+        render.iso_fields(report, "measured_at")
         for item in report["projects"]:
-            _iso_fields(item, "oldest_run")
+            render.iso_fields(item, "oldest_run")
         for item in report["largest_runs"]:
-            _iso_fields(item, "started_at")
-        _print_records(report, False)
+            render.iso_fields(item, "started_at")
+        if args.jsonl:  # the rows of its two tables, each with its kind
+            render.print_jsonl([{"kind": "project", **r} for r in report["projects"]]
+                               + [{"kind": "largest_run", **r} for r in report["largest_runs"]])
+        else:
+            render.print_records(report, False)
         return 0
     print(f"{printable(report['home'])}: {human_bytes(report['total_bytes'])} measured now "
           f"({report['total_bytes']} bytes of files and links, {report['entries']} entries)")
@@ -568,13 +568,13 @@ def cmd_usage(args):
                 [[p["project"], p["runs"], human_bytes(p["run_bytes"]),
                   human_bytes(p["cache_bytes"]), human_bytes(p["orphan_cache_bytes"]),
                   local_time(p["oldest_run"])] for p in report["projects"]],
-                right=("RUNS", "RUN BYTES", "CACHE", "ORPHANED CACHE"))
+                right=("RUNS", "RUN BYTES", "CACHE", "ORPHANED CACHE"), plain=args.plain)
     if report["largest_runs"]:
         print()
         print_table(["RUN", "PROJECT", "STARTED", "SIZE NOW", "PATH"],
                     [[r["run_id"] or "-", r["project"], local_time(r["started_at"]),
                       human_bytes(r["bytes"]), r["path"]] for r in report["largest_runs"]],
-                    title="largest runs", right=("SIZE NOW",))
+                    title="largest runs", right=("SIZE NOW",), plain=args.plain)
     print(f"\norphaned cache: {human_bytes(report['orphan_cache_bytes'])}")
     for line in report["recommendations"]:
         print(printable(f"- {line}"))
@@ -589,19 +589,20 @@ def cmd_usage(args):
     return 0
 
 
-def _print_plan(p):
+def _print_plan(p, plain=False):
+    from ottolytics.cli.render import print_table
     from ottolytics.core.formatting import local_time, printable
-    from ottolytics.core.terminal import human_bytes, print_table
+    from ottolytics.core.terminal import human_bytes
     if p.runs:
         print_table(["RUN", "PROJECT", "STATUS", "STARTED", "SIZE NOW", "WHY"],
                     [[c.run_id, c.project, c.status, local_time(c.started_at),
                       human_bytes(c.bytes) if c.path else "-", c.reason] for c in p.runs],
-                    title=f"runs to delete ({len(p.runs)})", right=("SIZE NOW",))
+                    title=f"runs to delete ({len(p.runs)})", right=("SIZE NOW",), plain=plain)
     if p.cache:
         print_table(["CACHE FILE", "SIZE NOW"],
                     [[path, human_bytes(b)] for path, b, _ in p.cache],
                     title=f"orphaned cache files to delete ({len(p.cache)})",
-                    right=("SIZE NOW",))
+                    right=("SIZE NOW",), plain=plain)
     for run_id, why in p.protected[:20]:
         print(printable(f"kept {run_id}: {why}"))
     if len(p.protected) > 20:
@@ -617,12 +618,18 @@ def _print_plan(p):
 def _plan_dict(p):
     doc = p.as_dict()
     for run in doc["runs"]:
-        _iso_fields(run, "started_at")
+        render.iso_fields(run, "started_at")
     return doc
 
 
+def _plan_rows(p):
+    """clean --jsonl: one line per run and per cache file the plan deletes."""
+    doc = _plan_dict(p)
+    return ([{"kind": "run", **r} for r in doc["runs"]]
+            + [{"kind": "cache", **c} for c in doc["cache"]])
+
+
 def cmd_clean(args):
-    import json
     from ottolytics.manage.clean import FILES_ELSEWHERE, execute, plan
     from ottolytics.store.migrations import StoreError
     from ottolytics.manage.retention import PolicyError
@@ -631,22 +638,13 @@ def cmd_clean(args):
                         ("--keep-failed", args.keep_failed)):
         if value is not None and value < 0:
             return _fail(f"{flag} {value}: must be 0 or more", 2)
-    if args.sync and not args.dry_run:
-        from ottolytics.core.paths import db_path
-        from ottolytics.sources.sync import sync
-        try:
-            sync(db_path(args.db, args.otto_home), otto_home_dir=args.otto_home, source="otto")
-        except sqlite3.Error as exc:
-            return _store_failed(exc, args)
-        except (StoreError, OSError) as exc:
-            return _fail(f"syncing OTTO_HOME before cleaning: {exc}")
     try:
         finished = _finish_interrupted_clean(args)
         with progress("measuring OTTO_HOME") as advance:
             p = plan(args.db, args.otto_home, keep_days=args.keep, keep_last=args.keep_last,
                      keep_failed=args.keep_failed, project=args.project, cache=args.cache,
                      cache_only=args.cache_only, progress=advance,
-                     forget_missing=args.forget_missing)
+                     forget_missing=args.forget_missing, sync=args.sync and not args.dry_run)
     except sqlite3.Error as exc:
         return _store_failed(exc, args)
     except (StoreError, PolicyError, OSError) as exc:
@@ -656,12 +654,15 @@ def cmd_clean(args):
         print(f"ottolytics: warning: {len(elsewhere)} runs to delete have no directory under "
               f"{p.home}: their files are elsewhere, so their rows are kept; pass "
               "--otto-home DIR, or --forget-missing to drop those rows", file=sys.stderr)
+    machine = args.json or args.jsonl
     if args.json and (args.dry_run or not args.yes):
-        print(json.dumps({"dry_run": True, "plan": _plan_dict(p)}, indent=2))
-    elif not args.json:
-        _print_plan(p)
+        render.print_json({"dry_run": True, "plan": _plan_dict(p)})
+    elif args.jsonl and (args.dry_run or not args.yes):
+        render.print_jsonl(_plan_rows(p))
+    elif not machine:
+        _print_plan(p, args.plain)
     if not p.runs and not p.cache:
-        if not args.json:
+        if not machine:
             held = len(p.cache_recent)
             print("nothing to delete" + (
                 f" ({held} orphaned cache file{'s' if held != 1 else ''} changed within the "
@@ -669,7 +670,7 @@ def cmd_clean(args):
                 "later clean)" if held else ""))
         return 1 if finished is not None and finished.errors else 0
     if args.dry_run:
-        if not args.json:
+        if not machine:
             print("dry run: nothing deleted")
         return 0
     if not args.yes:
@@ -685,8 +686,9 @@ def cmd_clean(args):
     with progress("deleting", total=len(p.runs) + len(p.cache)) as advance:
         result = execute(p, args.db, progress=lambda n: advance(n))
     if args.json:
-        print(json.dumps({"dry_run": False, "plan": _plan_dict(p), "result": result.as_dict()},
-                         indent=2))
+        render.print_json({"dry_run": False, "plan": _plan_dict(p), "result": result.as_dict()})
+    elif args.jsonl:  # the plan's rows, then what was done
+        render.print_jsonl(_plan_rows(p) + [{"kind": "result", **result.as_dict()}])
     else:
         for path, message in result.errors:
             _fail(f"{path}: {message}")
@@ -708,7 +710,7 @@ def _finish_interrupted_clean(args):
                   "'ottolytics doctor' finishes it", file=sys.stderr)
         return None
     result = resume(args.db, args.otto_home)
-    if result is not None and not args.json:
+    if result is not None and not (args.json or args.jsonl):
         for path, message in result.errors:
             print(f"ottolytics: error: {path}: {message}", file=sys.stderr)
         print(f"finished an interrupted clean: deleted {len(result.deleted)} runs, "
@@ -717,7 +719,6 @@ def _finish_interrupted_clean(args):
 
 
 def cmd_doctor(args):
-    import json
     import sqlite3
     from ottolytics.manage.doctor import as_dicts, diagnose, healthy
     from ottolytics.store.migrations import StoreError
@@ -731,15 +732,26 @@ def cmd_doctor(args):
     except (StoreError, sqlite3.Error, OSError) as exc:
         return _fail(f"doctor: {exc}")
     if args.json:
-        print(json.dumps({"ok": healthy(checks), "checks": as_dicts(checks)}, indent=2))
+        render.print_json({"ok": healthy(checks), "checks": as_dicts(checks)})
+    elif args.jsonl:
+        render.print_jsonl(as_dicts(checks))
     else:
         for c in checks:
             print(f"{'ok ' if c.ok else 'BAD'}  {c.name:<10} {c.detail}")
     return 0 if healthy(checks) else 1
 
 
+def _sync_rows(doc):
+    """sync --jsonl: one line per source with its counts, then one per skipped item."""
+    sources = sorted(set(doc["added"]) | set(doc["updated"]) | set(doc["unchanged"])
+                     | {k["source"] for k in doc["skipped"]})
+    return ([{"kind": "source", "source": s, "added": doc["added"].get(s, 0),
+              "updated": doc["updated"].get(s, 0), "unchanged": doc["unchanged"].get(s, 0),
+              "skipped": sum(1 for k in doc["skipped"] if k["source"] == s)} for s in sources]
+            + [{"kind": "skipped", **k} for k in doc["skipped"]])
+
+
 def cmd_sync(args):
-    import json
     from ottolytics.store.migrations import StoreError
     from ottolytics.sources.sync import summary_lines, sync
     for path in args.paths:
@@ -754,7 +766,9 @@ def cmd_sync(args):
     except (StoreError, OSError) as exc:
         return _fail(str(exc))
     if args.json:
-        print(json.dumps(report.as_dict(), indent=2))
+        render.print_json(report.as_dict())
+    elif args.jsonl:
+        render.print_jsonl(_sync_rows(report.as_dict()))
     else:
         from ottolytics.core.formatting import printable
         print("\n".join(printable(line) for line in summary_lines(report, verbose=args.verbose)))
@@ -762,21 +776,24 @@ def cmd_sync(args):
 
 
 def _open_history(args):
+    """The History of --db; callers close it (``with _open_history(args) as h``)."""
     from ottolytics.analyze.history import open as open_history
     return open_history(args.db)
 
 
 def cmd_export_parquet(args):
-    import json
     from ottolytics.store.migrations import StoreError
     try:
-        summary = _open_history(args).to_parquet(args.directory)
+        with _open_history(args) as h:
+            summary = h.to_parquet(args.directory)
     except sqlite3.Error as exc:
         return _store_failed(exc, args)
     except (StoreError, OSError, ValueError) as exc:
         return _fail(str(exc))
     if args.json:
-        print(json.dumps(summary, indent=2))
+        render.print_json(summary)
+    elif args.jsonl:
+        render.print_jsonl([summary])
     else:
         print(f"{args.directory}: wrote {summary['written']} partitions, "
               f"{summary['unchanged']} unchanged")
@@ -795,8 +812,9 @@ def cmd_export_prometheus(args):
         if value < 1:
             return _fail(f"{flag} {value}: give a number of at least 1", 2)
     try:
-        path = write_metrics(_open_history(args), args.file, window, max_tasks=args.max_tasks,
-                             max_projects=args.max_projects)
+        with _open_history(args) as h:
+            path = write_metrics(h, args.file, window, max_tasks=args.max_tasks,
+                                 max_projects=args.max_projects)
     except sqlite3.Error as exc:
         return _store_failed(exc, args)
     except (StoreError, OSError) as exc:
@@ -809,16 +827,16 @@ def cmd_report_weekly(args):
     from ottolytics.store.migrations import StoreError
     from ottolytics.export.report import last_complete_week, newest_week, to_csv_text, week_label, write_csv
     try:
-        h = _open_history(args)
-        df = h.weekly_report(args.week)
-        hint = None
-        if not len(df):
-            hint = "no runs that week"
-            if args.week is None:
-                newest = newest_week(h)
-                hint = (f"no runs in {week_label(last_complete_week())}, the last complete week"
-                        + (f"; the newest runs are in {newest}: pass --week {newest}"
-                           if newest else "; the store has no runs"))
+        with _open_history(args) as h:
+            df = h.weekly_report(args.week)
+            hint = None
+            if not len(df):
+                hint = "no runs that week"
+                if args.week is None:
+                    newest = newest_week(h)
+                    hint = (f"no runs in {week_label(last_complete_week())}, the last complete "
+                            "week" + (f"; the newest runs are in {newest}: pass --week {newest}"
+                                      if newest else "; the store has no runs"))
     except ValueError as exc:
         return _fail(str(exc), 2)
     except sqlite3.Error as exc:
@@ -828,11 +846,11 @@ def cmd_report_weekly(args):
     if args.json or args.jsonl:
         from datetime import datetime
         from ottolytics.core.formatting import iso_utc
-        records = _frame_records(df)
+        records = render.frame_records(df)
         for r in records:  # the week's bounds, local midnights, as UTC like all JSON times
             for name in ("week_start", "week_end"):
                 r[name] = iso_utc(datetime.fromisoformat(r[name])) if r[name] else None
-        _print_records(records, args.jsonl)
+        render.print_records(records, args.jsonl)
         if hint:
             print(f"ottolytics: {hint}", file=sys.stderr)
         return 0
@@ -943,10 +961,7 @@ def build_parser():
                      help="override the status derived from the run's tasks")
     re_.set_defaults(func=cmd_run_end)
 
-    def json_flags(p, jsonl=True):
-        p.add_argument("--json", action="store_true", help="print one JSON document")
-        if jsonl:
-            p.add_argument("--jsonl", action="store_true", help="print one JSON object per line")
+    json_flags = render.add_output_flags
 
     p = sub.add_parser("history", parents=[common], help="recent runs, or one task's, newest first")
     p.add_argument("task", nargs="?", metavar="TASK", help="show this task's runs instead")
@@ -969,7 +984,7 @@ def build_parser():
     p = sub.add_parser("info", parents=[common], help="one run: metadata, tasks, paths, order")
     p.add_argument("run", metavar="RUN", help="a run id (or a unique prefix), otto's unix "
                    "timestamp, or 'latest'")
-    json_flags(p, jsonl=False)
+    json_flags(p)
     p.set_defaults(func=cmd_info)
 
     p = sub.add_parser("logs", parents=[common], help="print (or follow) a run's or a task's "
@@ -983,7 +998,7 @@ def build_parser():
     p.add_argument("--stream", choices=["stdout", "stderr"], help="only this stream")
     p.add_argument("-f", "--follow", action="store_true", help="keep printing what the task "
                    "writes until it ends (needs TASK)")
-    json_flags(p, jsonl=False)
+    json_flags(p, plain=False)
     p.set_defaults(func=cmd_logs)
 
     p = sub.add_parser("grep", parents=[common], help="search the logs and stderr tails the "
@@ -997,7 +1012,7 @@ def build_parser():
     p.add_argument("--task", help="only this task")
     p.add_argument("--max", type=int, default=10_000, help="at most this many lines "
                    "(default 10000)")
-    json_flags(p)
+    json_flags(p, plain=False)
     p.set_defaults(func=cmd_grep)
 
     p = sub.add_parser("stats", parents=[common], help="success rates and durations, "
@@ -1014,7 +1029,7 @@ def build_parser():
     p = sub.add_parser("usage", parents=[common], help="disk usage of OTTO_HOME by project")
     p.add_argument("--project", help="only this project")
     p.add_argument("--otto-home", help="OTTO_HOME to measure (default $OTTO_HOME or ~/.otto)")
-    json_flags(p, jsonl=False)
+    json_flags(p)
     p.set_defaults(func=cmd_usage)
 
     p = sub.add_parser("clean", parents=[common], help="delete old runs by retention policy",
@@ -1040,7 +1055,7 @@ def build_parser():
     p.add_argument("--forget-missing", action="store_true",
                    help="also drop the rows of runs whose directories are not under this "
                    "OTTO_HOME (by default they are kept, with a warning)")
-    json_flags(p, jsonl=False)
+    json_flags(p)
     p.set_defaults(func=cmd_clean)
 
     p = sub.add_parser("export", help="write the history as Parquet or Prometheus metrics")
@@ -1048,7 +1063,7 @@ def build_parser():
     ep = export_sub.add_parser("parquet", parents=[common],
                                help="a Hive-partitioned Parquet dataset (incremental)")
     ep.add_argument("directory", metavar="DIR")
-    ep.add_argument("--json", action="store_true", help="print the summary as JSON")
+    json_flags(ep, plain=False)
     ep.set_defaults(func=cmd_export_parquet)
     pp = export_sub.add_parser("prometheus", parents=[common],
                                help="a textfile for node_exporter's textfile collector")
@@ -1077,7 +1092,7 @@ def build_parser():
     p = sub.add_parser("doctor", parents=[common], help="check and repair the store")
     p.add_argument("--max-age", help="close runs older than this with no live recorder "
                    "(default 24h; e.g. 7d)")
-    p.add_argument("--json", action="store_true", help="print JSON")
+    json_flags(p, plain=False)
     p.set_defaults(func=cmd_doctor)
 
     p = sub.add_parser("sync", parents=[common],
@@ -1091,7 +1106,7 @@ def build_parser():
     p.add_argument("--source", choices=["otto", "workflow-manager", "oneshot"],
                    help="import only this source, or read PATHs as this source")
     p.add_argument("-v", "--verbose", action="store_true", help="list every skipped item")
-    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    json_flags(p, plain=False)
     p.set_defaults(func=cmd_sync)
 
     p = sub.add_parser("synth", help="write a synthetic history into a new store")

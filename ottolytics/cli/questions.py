@@ -7,8 +7,8 @@ on a history narrowed by the same filters, printed as a table or, with
 
 import argparse
 
-from ottolytics.cli.main import (_bad_count, _fail, _frame_records, _open_history, _print_records,
-                  _unknown_project)
+from ottolytics.cli.render import frame_records, print_records, print_table
+from ottolytics.cli.main import _bad_count, _fail, _open_history, _unknown_project
 
 
 def add_parsers(sub, common, json_flags):
@@ -51,13 +51,11 @@ def add_parsers(sub, common, json_flags):
     p.set_defaults(func=cmd_regressions)
 
 
-def _history(args):
-    """The store narrowed by --project, --task and --since; ValueError on a bad --since."""
+def _filters(args):
+    """The filters of --project, --task and --since; ValueError on a bad --since."""
     from ottolytics.core.timeutil import parse_since
     since = parse_since(args.since) if args.since else None
-    h = _open_history(args)
-    return h.with_filters(project=args.project, since=since,
-                          task=getattr(args, "task", None))
+    return {"project": args.project, "since": since, "task": getattr(args, "task", None)}
 
 
 def _run(args, call, render):
@@ -66,7 +64,7 @@ def _run(args, call, render):
     if _bad_count("-n", args.n):
         return 2
     try:
-        h = _history(args)
+        filters = _filters(args)
         for name in args.project or ():
             unknown = _unknown_project(argparse.Namespace(db=args.db, project=name))
             if unknown is not None:
@@ -76,8 +74,8 @@ def _run(args, call, render):
     except (StoreError, OSError) as exc:
         return _fail(str(exc))
     try:
-        with h:
-            df = call(h)
+        with _open_history(args) as h:
+            df = call(h.with_filters(**filters))
     except ValueError as exc:
         return _fail(str(exc), 2)
     except (StoreError, OSError) as exc:
@@ -85,7 +83,7 @@ def _run(args, call, render):
     if args.n:
         df = df.head(args.n)
     if args.json or args.jsonl:
-        _print_records(_frame_records(df), args.jsonl)
+        print_records(frame_records(df), args.jsonl)
         return 0
     if df.empty:
         print(render(None))
@@ -95,7 +93,6 @@ def _run(args, call, render):
 
 
 def cmd_flaky(args):
-    from ottolytics.core.terminal import print_table
 
     def render(df):
         if df is None:
@@ -105,12 +102,12 @@ def cmd_flaky(args):
                     [[r.project, r.task, f"{r.score:.2f}", r.runs, r.failed_runs, r.flips,
                       r.retry_passes, r.mixed_hashes, _when(r.since)]
                      for r in df.itertuples()],
-                    right=("SCORE", "RUNS", "FAILED", "FLIPS", "RETRY PASSES", "MIXED HASHES"))
+                    right=("SCORE", "RUNS", "FAILED", "FLIPS", "RETRY PASSES", "MIXED HASHES"),
+                    plain=args.plain)
     return _run(args, lambda h: h.flaky(window=args.window), render)
 
 
 def cmd_failures(args):
-    from ottolytics.core.terminal import print_table
 
     def render(df):
         if df is None:
@@ -120,17 +117,16 @@ def cmd_failures(args):
                          "MESSAGE"],
                         [[r.count, _when(r.last_seen), r.tasks, r.projects, r.exit_codes,
                           r.signature, _cut(r.message)] for r in df.itertuples()],
-                        right=("COUNT",))
+                        right=("COUNT",), plain=args.plain)
         else:
             print_table(["STARTED", "RUN", "PROJECT", "TASK", "EXIT", "MESSAGE"],
                         [[_when(r.started_at), r.run_id, r.project, _attempt(r),
-                          _exit(r), _cut(r.message)] for r in df.itertuples()])
+                          _exit(r), _cut(r.message)] for r in df.itertuples()], plain=args.plain)
     call = (lambda h: h.failure_groups()) if args.groups else (lambda h: h.failures())
     return _run(args, call, render)
 
 
 def cmd_regressions(args):
-    from ottolytics.core.terminal import print_table
 
     def render(df):
         if df is None:
@@ -140,7 +136,7 @@ def cmd_regressions(args):
                       f"{r.median_before:.1f}s", f"{r.median_after:.1f}s",
                       f"{r.ratio:.2f}x {r.direction}", f"{r.p_value:.1g}"]
                      for r in df.itertuples()],
-                    right=("BEFORE", "AFTER", "P"))
+                    right=("BEFORE", "AFTER", "P"), plain=args.plain)
     return _run(args, lambda h: h.regressions(args.task_name, window=args.window,
                                               min_ratio=args.min_ratio), render)
 

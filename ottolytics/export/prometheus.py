@@ -67,13 +67,13 @@ class HistoryCollector:
         since = now - self.window_s
         p = PREFIX
 
-        runs = h.query(lambda a: f"SELECT project, CAST(status AS VARCHAR) AS status, "
-                                 f"count(*) AS n, max(epoch(started_at)) AS last, "
-                                 f"count(*) FILTER (WHERE CAST(status AS VARCHAR) = 'running' "
-                                 f"AND epoch(started_at) < {now - STALE_AFTER_S}) AS stale "
-                                 f"FROM ({h.runs_sql(a)}) GROUP BY ALL")
-        ranks = h.query(lambda a: f"SELECT project, task, max(started_s) AS last, count(*) AS n "
-                                  f"FROM ({h.facts_sql(a, need=['project'])}) GROUP BY ALL")
+        runs = h.sql(f"SELECT project, CAST(status AS VARCHAR) AS status, "
+                     f"count(*) AS n, max(epoch(started_at)) AS last, "
+                     f"count(*) FILTER (WHERE CAST(status AS VARCHAR) = 'running' "
+                     f"AND epoch(started_at) < {now - STALE_AFTER_S}) AS stale "
+                     f"FROM runs GROUP BY ALL")
+        ranks = h.sql("SELECT project, task, max(started_s) AS last, count(*) AS n "
+                      "FROM attempts GROUP BY ALL")
         projects, kept, projects_folded = self._kept(runs, ranks)
         tasks_folded = len(ranks) - len(kept)
 
@@ -122,7 +122,7 @@ class HistoryCollector:
             + f") THEN task ELSE {other} END")
         q = ", ".join(f"quantile_cont(duration_s, {x}) FILTER (WHERE {fin}) AS q{i}"
                       for i, x in enumerate(QUANTILES))
-        stats = h.query(lambda a: f"""
+        stats = h.sql(f"""
             SELECT project, task, status, grouping(status) AS per_task, count(*) AS n_all,
                    max(started_s) FILTER (WHERE status = 'success') AS last_success,
                    count(duration_s) FILTER (WHERE {fin}) AS n,
@@ -133,7 +133,7 @@ class HistoryCollector:
                    AS last, {q}
             FROM (SELECT * REPLACE ({project_sql} AS project, {task_sql} AS task),
                          started_s >= {since} AS w
-                  FROM ({h.facts_sql(a, need=['project'])}))
+                  FROM attempts)
             GROUP BY GROUPING SETS ((project, task, status), (project, task))""")
         task_total = GaugeMetricFamily(f"{p}_tasks", "Task attempts in the store, by status "
                                        "(falls when runs are cleaned).",

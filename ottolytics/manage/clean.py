@@ -161,10 +161,19 @@ def _decide(runs, policy, now):
 
 def plan(db=None, home=None, *, keep_days=None, keep_last=None, keep_failed=None,
          project=None, cache=False, cache_only=False, scan=None, conn=None, now=None,
-         progress=None, forget_missing=False):
+         progress=None, forget_missing=False, sync=False):
     """What clean would delete, as a Plan. *scan* (a disk.HomeScan) is reused
     when the caller has one; *conn* likewise. With *forget_missing*, runs whose
-    directories are not under this OTTO_HOME at all lose their rows too."""
+    directories are not under this OTTO_HOME at all lose their rows too.
+
+    With *sync* (default False: the plan is of what the store holds), the otto
+    runs under OTTO_HOME are imported into the store first (``sources.sync``), so
+    that a run otto wrote since the last sync is judged by the policy and its
+    directory is not mistaken for an unknown one; ``ottolytics clean`` passes
+    True unless ``--no-sync`` or ``--dry-run``. A failed sync raises StoreError
+    (sqlite3.Error as it is)."""
+    if sync:
+        _sync_first(db, home)
     home = os.path.abspath(otto_home(home))
     now = time.time() if now is None else now
     flags = {"keep_days": keep_days, "keep_last": keep_last, "keep_failed": keep_failed}
@@ -223,6 +232,16 @@ def plan(db=None, home=None, *, keep_days=None, keep_last=None, keep_failed=None
     if cache or cache_only:
         result.cache = _orphans(scan, doomed, runs, project, now, result.cache_recent)
     return result
+
+
+def _sync_first(db, home):
+    """Import the otto runs under *home* into the store at *db*, for plan(sync=True)."""
+    from ottolytics.sources.sync import sync
+    from ottolytics.store.migrations import StoreError
+    try:
+        sync(db_path(db, home), otto_home_dir=home, source="otto")
+    except (StoreError, OSError) as exc:
+        raise StoreError(f"syncing OTTO_HOME before cleaning: {exc}") from exc
 
 
 # -- which run directories may go ---------------------------------------------------

@@ -143,6 +143,25 @@ def count_runs(conn, status=None, project=None, since=None, task=None):
                         + (" WHERE " + " AND ".join(where) if where else ""), args).fetchone()[0]
 
 
+def run_page(db=None, limit=20, offset=0, conn=None, status=None, project=None, since=None,
+             task=None):
+    """One page of runs, newest first: {"total", "offset", "limit", "runs" (as
+    recent_runs gives them), "next_offset" (None on the last page)}, under the
+    filters of recent_runs; what the MCP tool list_execution_history pages through."""
+    own = conn is None
+    conn = conn or open_for_reading(db)
+    try:
+        total = count_runs(conn, status, project, since, task)
+        runs = recent_runs(conn=conn, limit=limit, offset=offset, status=status,
+                           project=project, since=since, task=task)
+    finally:
+        if own:
+            conn.close()
+    more = offset + len(runs) < total
+    return {"total": total, "offset": offset, "limit": limit, "runs": runs,
+            "next_offset": offset + len(runs) if more else None}
+
+
 def _duration(status, started, finished, now):
     end = finished if finished is not None else (now if status == "running" else None)
     return None if end is None or started is None else max(0.0, end - started)

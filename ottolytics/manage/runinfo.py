@@ -6,6 +6,7 @@ in milliseconds on any size of store.
 
 import os
 import time
+from contextlib import contextmanager
 
 from ottolytics.manage.listing import _duration, open_for_reading
 from ottolytics.core.errors import RunNotFound  # noqa: F401 (its old home; core.errors)
@@ -141,17 +142,32 @@ def _refused(out, err, run_dir, source, home, uid=None):
     return problems
 
 
+def _home(db, home):
+    """*home*, by default the directory of the store at *db*: where stored relative
+    paths resolve, as History resolves them."""
+    return os.path.dirname(os.path.abspath(db_path(db))) if home is None else home
+
+
+@contextmanager
+def _reading(db, conn, ref):
+    """(connection, row id of the run *ref*): on *conn*, or on a read-only
+    connection of its own that is closed after. Raises RunNotFound."""
+    own = conn is None
+    conn = conn or open_for_reading(db)
+    try:
+        yield conn, resolve(conn, ref)
+    finally:
+        if own:
+            conn.close()
+
+
 def run_info(db=None, ref="latest", conn=None, home=None):
     """The run *ref* as a dict: its fields, ``params``, ``tasks`` (final attempt
     last; paths absolute; ``refused`` names the log paths the read rule refuses,
     with why) and ``order``. Raises RunNotFound. Stored relative paths
     resolve against *home*, by default the store's directory, as History does."""
-    if home is None:
-        home = os.path.dirname(os.path.abspath(db_path(db)))
-    own = conn is None
-    conn = conn or open_for_reading(db)
-    try:
-        rid = resolve(conn, ref)
+    home = _home(db, home)
+    with _reading(db, conn, ref) as (conn, rid):
         run = dict(zip(RUN_COLUMNS + ("project",), conn.execute(
             f"SELECT {', '.join('r.' + c for c in RUN_COLUMNS)}, p.name FROM runs r "
             "JOIN projects p ON p.id = r.project_id WHERE r.id = ?", (rid,)).fetchone()))
@@ -168,9 +184,6 @@ def run_info(db=None, ref="latest", conn=None, home=None):
                 "SELECT d.task_id, d.depends_on FROM task_deps d JOIN tasks t "
                 "ON t.id = d.task_id WHERE t.run_id = ? ORDER BY d.depends_on", (rid,)):
             deps.setdefault(task_id, []).append(dep)
-    finally:
-        if own:
-            conn.close()
     now = time.time()
     run_dir = run["run_dir"]
     tasks = []
@@ -197,3 +210,70 @@ def run_info(db=None, ref="latest", conn=None, home=None):
         last[t["task"]] = t
     result["order"] = dependency_order(list(last.values()))
     return result
+
+
+class TaskNotFound(RunNotFound):
+    """The run has no such task (or no such attempt of it); the message names the
+    tasks it has."""
+
+
+def task_output(db=None, ref="latest", task=None, stream="stderr", attempt=None, conn=None,
+                home=None, max_bytes=None):
+    """One task attempt's output on *stream* (its last attempt unless *attempt*), as
+    a dict: run_id, task, attempt, stream, path (absolute, or None), source
+    ("file", "store (log fragments)", "store (last 4 KiB of stderr)", or None when
+    nothing was kept) and text. The log file is read by the read rule
+    (paths.open_task_log; LogRefused when it refuses it), keeping its last
+    *max_bytes* (all by default, without a partial first line); else the output the
+    store kept. Raises RunNotFound, TaskNotFound; ValueError for a bad *stream*."""
+    from ottolytics.core.paths import open_task_log
+    if stream not in ("stdout", "stderr"):
+        raise ValueError(f"stream={stream!r}: use 'stdout' or 'stderr'")
+    home = _home(db, home)
+    with _reading(db, conn, ref) as (conn, rid):
+        uid, run_dir, run_source = conn.execute(
+            "SELECT uid, run_dir, source FROM runs WHERE id = ?", (rid,)).fetchone()
+        row = conn.execute(
+            f"SELECT t.id, t.attempt, t.{stream}_path, s.tail FROM tasks t "
+            "LEFT JOIN task_stderr s ON s.task_id = t.id "
+            "WHERE t.run_id = ? AND t.name = ? AND (? IS NULL OR t.attempt = ?) "
+            "ORDER BY t.attempt DESC LIMIT 1", (rid, task, attempt, attempt)).fetchone()
+        if row is None:
+            names = [n for (n,) in conn.execute(
+                "SELECT DISTINCT name FROM tasks WHERE run_id = ? ORDER BY name", (rid,))]
+            raise TaskNotFound(f"task={task!r}: run {uid} has no such task"
+                               + (f" (attempt {attempt})" if attempt else "")
+                               + f"; its tasks are {', '.join(names) or 'none'}")
+        task_id, got_attempt, stored, tail = row
+        fragments = [d for (d,) in conn.execute(
+            "SELECT data FROM log_fragments WHERE run_id = ? AND task_id = ? AND stream = ? "
+            "ORDER BY seq", (rid, task_id, stream))]
+    result = {"run_id": uid, "task": task, "attempt": got_attempt, "stream": stream,
+              "path": task_path_from_stored(stored, run_dir, home)}
+    log = None
+    if stored is not None:
+        try:
+            _path, log = open_task_log(stored, run_dir, run_source, home, uid)
+        except OSError:
+            log = None  # not there (any more): what the store kept
+    if log is not None:
+        return {**result, "source": "file", "text": _read_end(log, max_bytes)}
+    if fragments:
+        return {**result, "source": "store (log fragments)", "text": "".join(fragments)}
+    if stream == "stderr" and tail:
+        return {**result, "source": "store (last 4 KiB of stderr)", "text": tail}
+    return {**result, "source": None, "text": ""}
+
+
+def _read_end(f, max_bytes=None):
+    """The open log file *f* as text, or its last *max_bytes* without the partial
+    first line; closes it."""
+    with f:
+        size = os.fstat(f.fileno()).st_size
+        if max_bytes is not None:
+            f.seek(max(0, size - max_bytes))
+        data = f.read(max_bytes if max_bytes is not None else -1) or b""
+    text = data.decode("utf-8", "replace")
+    if max_bytes is not None and size > max_bytes:
+        text = text.split("\n", 1)[-1]
+    return text

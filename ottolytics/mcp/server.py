@@ -17,7 +17,7 @@ import sqlite3
 
 from ottolytics.core import errors
 from ottolytics.core.formatting import iso_utc
-from ottolytics.manage.listing import count_runs, recent_runs
+from ottolytics.manage.listing import run_page
 from ottolytics.store.migrations import RUN_STATUSES, StoreError
 from ottolytics.core.paths import db_path
 from ottolytics.core.timeutil import to_unix
@@ -87,6 +87,18 @@ class HistoryTools:
                 from None
         return conn
 
+    def close(self):
+        """Close the History the analytics tools opened, if they did."""
+        if self._history is not None:
+            self._history.close()
+            self._history = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
     def _h(self):
         if self._history is None:
             from ottolytics.analyze.history import open as open_history
@@ -104,21 +116,16 @@ class HistoryTools:
         after = _since(since)
         conn = self._conn()
         try:
-            total = count_runs(conn, status, project, after, task)
-            runs = recent_runs(conn=conn, limit=limit, offset=offset, status=status,
-                               project=project, since=after, task=task)
+            page = run_page(conn=conn, limit=limit, offset=offset, status=status,
+                            project=project, since=after, task=task)
         finally:
             conn.close()
-        items = []
-        for r in runs:
+        for r in page["runs"]:
             counts = {k[6:]: r.pop(k) for k in list(r) if k.startswith("tasks_")}
             r["task_counts"] = {k: v for k, v in counts.items() if v}
             r["started_at"], r["finished_at"] = iso_utc(r["started_at"]), iso_utc(
                 r["finished_at"])
-            items.append(r)
-        more = offset + len(items) < total
-        return {"total": total, "offset": offset, "limit": limit, "runs": items,
-                "next_offset": offset + len(items) if more else None}
+        return page
 
     def get_run(self, run_id, tasks_limit=100, tasks_offset=0):
         from ottolytics.manage.runinfo import RunNotFound, run_info
@@ -145,7 +152,8 @@ class HistoryTools:
         return info
 
     def get_task_logs(self, run_id, task, stream="stderr", tail_lines=200, attempt=None):
-        from ottolytics.manage.runinfo import RunNotFound, resolve
+        from ottolytics.core.paths import LogRefused
+        from ottolytics.manage.runinfo import RunNotFound, task_output
         if stream not in ("stdout", "stderr"):
             raise Refused(f"stream={stream!r}: use 'stdout' or 'stderr'")
         tail_lines = _bounded(tail_lines, "tail_lines", 1, MAX_LOG_LINES)
@@ -153,52 +161,19 @@ class HistoryTools:
             attempt = _bounded(attempt, "attempt", 1, 1000)
         conn = self._conn()
         try:
-            try:
-                rid = resolve(conn, run_id)
-            except RunNotFound as exc:
-                raise Refused(str(exc)) from None
-            uid, run_dir, run_source = conn.execute(
-                "SELECT uid, run_dir, source FROM runs WHERE id = ?", (rid,)).fetchone()
-            row = conn.execute(
-                f"SELECT t.id, t.attempt, t.{stream}_path, s.tail FROM tasks t "
-                "LEFT JOIN task_stderr s ON s.task_id = t.id "
-                "WHERE t.run_id = ? AND t.name = ? AND (? IS NULL OR t.attempt = ?) "
-                "ORDER BY t.attempt DESC LIMIT 1", (rid, task, attempt, attempt)).fetchone()
-            if row is None:
-                names = [n for (n,) in conn.execute(
-                    "SELECT DISTINCT name FROM tasks WHERE run_id = ? ORDER BY name", (rid,))]
-                raise Refused(f"task={task!r}: run {uid} has no such task"
-                              + (f" (attempt {attempt})" if attempt else "")
-                              + f"; its tasks are {', '.join(names) or 'none'}")
-            task_id, got_attempt, stored, tail = row
-            fragments = [d for (d,) in conn.execute(
-                "SELECT data FROM log_fragments WHERE run_id = ? AND task_id = ? AND stream = ? "
-                "ORDER BY seq", (rid, task_id, stream))]
+            out = task_output(ref=run_id, task=task, stream=stream, attempt=attempt,
+                              conn=conn, home=self.home, max_bytes=4 * MAX_LOG_BYTES)
+        except RunNotFound as exc:  # and TaskNotFound
+            raise Refused(str(exc)) from None
+        except LogRefused as exc:
+            raise Refused(f"{exc}; only regular files inside the run's own directory "
+                          "(ottolytics/runs/<run id> beside the store, for runs "
+                          "ottolytics recorded) are read") from None
         finally:
             conn.close()
-        from ottolytics.core.paths import LogRefused, open_task_log, task_path_from_stored
-        path = task_path_from_stored(stored, run_dir, self.home)
-        result = {"run_id": uid, "task": task, "attempt": got_attempt, "stream": stream,
-                  "path": path}
-        log = None
-        if stored is not None:
-            try:
-                _path, log = open_task_log(stored, run_dir, run_source, self.home, uid)
-            except LogRefused as exc:
-                raise Refused(f"{exc}; only regular files inside the run's own directory "
-                              "(ottolytics/runs/<run id> beside the store, for runs "
-                              "ottolytics recorded) are read") \
-                    from None
-            except OSError:
-                log = None  # not there (any more): fall back to what the store kept
-        if log is not None:
-            text, source = _read_tail(log), "file"
-        elif fragments:
-            text, source = "".join(fragments), "store (log fragments)"
-        elif stream == "stderr" and tail:
-            text, source = tail, "store (last 4 KiB of stderr)"
-        else:
-            result.update(source=None, text="", lines=0, note="no output was kept for this "
+        result, text = out, out.pop("text")
+        if result["source"] is None:
+            result.update(text="", lines=0, note="no output was kept for this "
                           "task: no log file at its path and nothing in the store")
             return result
         lines = text.splitlines()
@@ -211,46 +186,23 @@ class HistoryTools:
             body = raw
         if cut_lines:
             body = f"[... {cut_lines:,} earlier lines cut ...]\n" + body
-        result.update(source=source, text=body, lines=len(lines),
+        result.update(text=body, lines=len(lines),
                       lines_shown=len(lines) - cut_lines)
         return result
 
     def task_stats(self, task, since="30d", project=None):
+        from ottolytics.analyze.stats import task_summary
         after = _since(since)
-        h = self._h().with_filters(task=[task], since=after,
-                                   project=[project] if project else None)
-        stats = h.query(lambda a: f"""
-            SELECT count(*) FILTER (WHERE attempt = 1) AS runs, count(*) AS attempts,
-                   count(*) FILTER (WHERE status = 'success') AS successes,
-                   count(*) FILTER (WHERE status = 'failed') AS failures,
-                   count(*) FILTER (WHERE status = 'skipped') AS skips,
-                   count(*) FILTER (WHERE status = 'interrupted') AS interrupted,
-                   quantile_cont(duration_s, 0.5) FILTER (WHERE status = 'success') AS p50_s,
-                   quantile_cont(duration_s, 0.95) FILTER (WHERE status = 'success') AS p95_s,
-                   max(started_at) AS last_run
-            FROM ({h.facts_sql(a)})""").iloc[0]
-        if not stats["attempts"]:
-            period = self._h().with_filters(since=after)
-            known = period.query(lambda a: f"SELECT DISTINCT task FROM ({period.facts_sql(a)}) "
-                                           "ORDER BY task LIMIT 20")["task"].tolist()
+        summary = task_summary(self._h().with_filters(
+            since=after, project=[project] if project else None), task)
+        if not summary["attempts"]:
+            known = summary["other_tasks"]
             raise Refused(f"task={task!r}: no runs since {since!r}"
                           + (f" in project {project!r}" if project else "")
                           + (f"; tasks in that period include {', '.join(known)}" if known
                              else "; nothing ran in that period"))
-        flaky = h.flaky(window=20).sort_values("runs", ascending=False)
-        row = flaky.iloc[0] if len(flaky) else None
-        done = int(stats["successes"] + stats["failures"])
-        out = {"task": task, "project": project, "since": since,
-               "runs": int(stats["runs"]), "attempts": int(stats["attempts"]),
-               "successes": int(stats["successes"]), "failures": int(stats["failures"]),
-               "skips": int(stats["skips"]), "interrupted": int(stats["interrupted"]),
-               "success_rate": float(stats["successes"]) / done if done else None,
-               "p50_duration_s": _num(stats["p50_s"]), "p95_duration_s": _num(stats["p95_s"]),
-               "last_run": _time(stats["last_run"]),
-               "flip_rate": _num(row["flip_rate"]) if row is not None else None,
-               "retry_passes": int(row["retry_passes"]) if row is not None else 0,
-               "flaky_score": _num(row["score"]) if row is not None else None}
-        return out
+        return {"task": task, "project": project, "since": since, **summary,
+                "last_run": _time(summary["last_run"])}
 
     def failure_groups(self, since="7d", limit=10, offset=0, project=None):
         limit = _bounded(limit, "limit", 1, MAX_LIMIT)
@@ -279,37 +231,16 @@ def _time(value):
     return iso_utc(pd.Timestamp(value).to_pydatetime())
 
 
-def _num(value):
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        return None
-    return None if value != value else value
-
-
-def _read_tail(f, max_bytes=4 * MAX_LOG_BYTES):
-    """The end of the open log file *f* (opened by paths.open_log, which enforces
-    where a log may lie and that it is a regular file), as text; reads at most
-    *max_bytes*."""
-    with f:
-        size = os.fstat(f.fileno()).st_size
-        f.seek(max(0, size - max_bytes))
-        data = f.read(max_bytes) or b""
-    text = data.decode("utf-8", "replace")
-    if size > max_bytes:  # drop the partial first line
-        text = text.split("\n", 1)[-1]
-    return text
-
-
-def build_server(db=None):
-    """The MCP server with its five tools bound to the store at *db*."""
+def build_server(db=None, tools=None):
+    """The MCP server with its five tools bound to the store at *db* (through
+    *tools*, a HistoryTools, when given; its caller closes it)."""
     from typing import Annotated
 
     from mcp.server.mcpserver import MCPServer
     from mcp.server.mcpserver.exceptions import ToolError
     from pydantic import Field
 
-    tools = HistoryTools(db)
+    tools = tools or HistoryTools(db)
     server = MCPServer("ottolytics", instructions=INSTRUCTIONS)
 
     def call(fn, *args, **kwargs):
@@ -385,4 +316,5 @@ def build_server(db=None):
 
 def serve(db=None):
     """Run the server over stdio until the client closes it."""
-    build_server(db).run("stdio")
+    with HistoryTools(db) as tools:
+        build_server(db, tools).run("stdio")

@@ -425,7 +425,7 @@ def bench_exports(work, quick):
     from ottolytics.export.report import to_csv_text
     path = _synth_store(work, quick)
     h = open_history(path)
-    n = int(h.query(lambda a: f"SELECT count(*) AS n FROM ({h.facts_sql(a)})")["n"][0])
+    n = int(h.sql("SELECT count(*) AS n FROM tasks")["n"][0])
     t0 = time.perf_counter()
     h.to_parquet(work / "dataset")
     parquet = time.perf_counter() - t0

@@ -1,13 +1,9 @@
-"""Parquet datasets of the history: written by ``History.to_parquet(DIR)`` (and
-``ottolytics export parquet DIR``), read back by ``ottolytics.open(DIR)``.
+"""The Parquet dataset's writer: ``History.to_parquet(DIR)`` (and ``ottolytics
+export parquet DIR``) writes a store's history as the dataset that
+``ParquetSource`` (``ottolytics.open(DIR)``) reads; the layout and manifest are
+described in ``ottolytics.analyze.sources.parquet``.
 
-Layout::
-
-    DIR/manifest.json                      what the dataset is now (written last)
-    DIR/current -> snapshots/<snapshot>    the same, for other Hive readers
-    DIR/snapshots/<snapshot>/<table>/date=YYYY-MM-DD/host=<host>/data_0.parquet
-
-for the tables runs, tasks, transitions and params, Hive-partitioned by the UTC
+The tables runs, tasks, transitions and params are Hive-partitioned by the UTC
 date of the run's start and its host (``unknown`` when not recorded),
 zstd-compressed. Partition values are percent-encoded as Hive and Spark do, so
 every Hive reader decodes them back to the original.
@@ -23,13 +19,10 @@ every Hive reader decodes them back to the original.
   others from the previous snapshot. Many hosts can export into one shared
   directory: an export replaces only its own hosts' partitions (a lock file
   serialises exports).
-* ``ottolytics.open(DIR)`` reads exactly the files the manifest names.
 """
 
-import hashlib
 import json
 import os
-import re
 import shutil
 import uuid
 from datetime import datetime, timezone
@@ -41,22 +34,10 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ottolytics.analyze import duck
-from ottolytics.analyze.history import History
-
-TABLES = ("runs", "tasks", "transitions", "params")
-FORMAT_VERSION = 2
-MANIFEST = "manifest.json"
-CURRENT = "current"
-SNAPSHOTS = "snapshots"
-LOCK = ".lock"
-DATA_FILE = "data_0.parquet"
-LEGACY = (*TABLES, "_signatures")  # format 1 wrote straight into DIR/<table>
-_SNAPSHOT_NAME = re.compile(r"^[0-9]{6,}-[0-9a-f]{8}$")
-
-
-def is_dataset(path):
-    return os.path.isfile(os.path.join(str(path), MANIFEST))
-
+from ottolytics.analyze.sources.parquet import (
+    CURRENT, FORMAT_VERSION, LEGACY, LOCK, MANIFEST, SNAPSHOTS, TABLES, _partition_path,
+    read_manifest)
+from ottolytics.analyze.sources.sqlite import SqliteSource
 
 PART = "strftime(%s, '%%Y-%%m-%%d') AS date, coalesce(%s, 'unknown') AS host"
 STAGED = "_ottolytics_export_tasks"  # a temp table: the tasks are read from SQLite once
@@ -64,31 +45,31 @@ PIECES = {"transitions": 3}  # how many SELECTs _table_sql returns for a table
 
 
 def _execute(h, build_sql):
-    h.stores.query(h.con, build_sql, lambda result: None)
+    h._run(build_sql, lambda result: None)
 
 
-def _stage_tasks(h, aliases, keep):
+def _stage_tasks(r, keep):
     """Read the tasks once into a temp table, sorted by partition, with the
     store's own keys, so that tasks and transitions are both cut from it."""
-    body = h.tasks_sql(aliases, with_tail=True, with_deps=True, internal=True)
+    body = r.source.tasks(r.scope, r.filters, with_tail=True, with_deps=True, internal=True)
     return (f"CREATE OR REPLACE TEMP TABLE {STAGED} AS SELECT * FROM ("
             f"SELECT t.* EXCLUDE (host), {PART % ('t.run_started_at', 't.host')} "
             f"FROM ({body}) t){keep} ORDER BY date, host")
 
 
-def _table_sql(h, aliases, table, keep):
+def _table_sql(r, table, keep):
     """The SELECTs (each sorted by partition) whose rows make up one table, with
     its partition columns ``date`` and ``host``."""
     if table == "runs":
         return [f"SELECT * FROM (SELECT * EXCLUDE (host) REPLACE (CAST(status AS VARCHAR) AS status), "
-                f"{PART % ('started_at', 'host')} FROM ({h.runs_sql(aliases)})){keep} "
+                f"{PART % ('started_at', 'host')} FROM ({r.runs()})){keep} "
                 f"ORDER BY date, host"]
     if table == "tasks":
         return [f"SELECT * EXCLUDE (_store, _tid, _logged) REPLACE (CAST(status AS VARCHAR) AS status) "
                 f"FROM {STAGED}"]
     if table == "params":
-        runs = f"SELECT run_id AS _rid, {PART % ('started_at', 'host')} FROM ({h.runs_sql(aliases)})"
-        return [f"SELECT * FROM (SELECT x.*, r.date, r.host FROM ({h.params_long_sql(aliases)}) x "
+        runs = f"SELECT run_id AS _rid, {PART % ('started_at', 'host')} FROM ({r.runs()})"
+        return [f"SELECT * FROM (SELECT x.*, r.date, r.host FROM ({r.params()}) x "
                 f"JOIN ({runs}) r ON r._rid = x.run_id){keep} ORDER BY date, host"]
     # transitions: the rows a plain-path task implies (see the store's transitions
     # view), cut from the staged tasks, then the logged ones from status_log.
@@ -99,68 +80,30 @@ def _table_sql(h, aliases, table, keep):
         f"SELECT run_id, task, attempt, 'running' AS from_status, CAST(status AS VARCHAR) AS to_status, "
         f"finished_at AS \"at\", CAST(NULL AS VARCHAR) AS reason, date, host FROM {STAGED} "
         f"WHERE _logged = 0 AND status NOT IN ('pending', 'running')"]
-    f = h.filters
+    f, src = r.filters, r.source
     logged = []
-    for i, alias in enumerate(aliases):
-        log = h._rel(alias, "status_log", h._by_run(f))
-        r = h._rel(alias, "runs", h._runs_where(f, with_status=False))
+    for i, alias in enumerate(r.scope):
+        log = src._rel(alias, "status_log", src._by_run(f))
+        runs = src._rel(alias, "runs", src._runs_where(f, with_status=False))
         logged.append(
             f"SELECT r.uid AS run_id, t.task, t.attempt, x.from_status, x.to_status, "
             f"to_timestamp(x.\"at\") AS \"at\", x.reason, "
             f"{PART % ('to_timestamp(r.started_at)', 'r.host')} "
-            f"FROM {log} x JOIN {r} r ON r.id = x.run_id "
+            f"FROM {log} x JOIN {runs} r ON r.id = x.run_id "
             f"LEFT JOIN {STAGED} t ON t._store = {i} AND t._tid = x.task_id")
     return implied + [f"SELECT * FROM ({' UNION ALL '.join(logged)}){keep} ORDER BY date, host"]
 
 
-def _signatures_sql(h, aliases):
+def _signatures_sql(r):
     tasks = (f"SELECT run_id, count(*) AS n, max(finished_at) AS last "
-             f"FROM ({h.tasks_sql(aliases)}) GROUP BY run_id")
+             f"FROM ({r.tasks()}) GROUP BY run_id")
     return f"""
         SELECT strftime(r.started_at, '%Y-%m-%d') AS date, coalesce(r.host, 'unknown') AS host,
                'v{FORMAT_VERSION}:' || md5(string_agg(
                    concat_ws('|', r.run_id, r.status, epoch(r.finished_at), r.size_bytes,
                              t.n, epoch(t.last)), ',' ORDER BY r.run_id)) AS signature
-        FROM ({h.runs_sql(aliases)}) r LEFT JOIN ({tasks}) t USING (run_id)
+        FROM ({r.runs()}) r LEFT JOIN ({tasks}) t USING (run_id)
         GROUP BY ALL"""
-
-
-# Hive escapes these in partition values (Spark's list; pyarrow, DuckDB and
-# polars decode any %XX). Other characters, non-ASCII included, stay as they are:
-# Spark decodes %XX one byte to one character, so UTF-8 must not be escaped.
-_ESCAPE = set('"#%\'*/:=?\\{[]^\x7f') | {chr(i) for i in range(0x20)}
-
-
-def hive_value(value):
-    """*value* as a Hive partition path segment that every Hive reader decodes
-    back to *value*. Values a reader would take as null get one letter escaped:
-    DuckDB reads ``null`` (any case) as null, and every reader
-    ``__HIVE_DEFAULT_PARTITION__`` (pyarrow and polars even when escaped)."""
-    text = "".join(f"%{ord(c):02X}" if c in _ESCAPE else c for c in str(value))
-    if text.lower() in ("null", "__hive_default_partition__"):
-        text = f"%{ord(text[0]):02X}" + text[1:]
-    return text
-
-
-MAX_SEGMENT = 200  # bytes of an escaped value in a path; file names stop at 255
-
-
-def _segment(value):
-    """The escaped path segment of a partition value. A value too long for a file
-    name (store rows are untrusted) is shortened to its start and a hash of the
-    whole, so that one hostile row cannot stop every export."""
-    text = hive_value(value)
-    if len(text.encode()) <= MAX_SEGMENT:
-        return text
-    digest = hashlib.sha256(str(value).encode("utf-8", "surrogatepass")).hexdigest()[:16]
-    head = str(value)
-    while len(hive_value(head).encode()) > MAX_SEGMENT - 20:
-        head = head[:len(head) * 3 // 4]
-    return hive_value(f"{head}~{digest}")
-
-
-def _partition_path(table, d, host):
-    return os.path.join(table, f"date={_segment(d)}", f"host={_segment(host)}", DATA_FILE)
 
 
 def _fsync_path(path, directory=False):
@@ -189,32 +132,6 @@ def _write_json_atomic(path, data):
         if os.path.exists(tmp):
             os.unlink(tmp)
     _fsync_path(os.path.dirname(path), directory=True)
-
-
-def read_manifest(directory):
-    """The manifest of the dataset in *directory*, checked, or None when there is
-    none. Raises duck.ReadError when it is not one this version can read."""
-    path = os.path.join(directory, MANIFEST)
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError) as exc:
-        raise duck.ReadError(f"{path}: unreadable ({exc}); export again to rewrite it") from None
-    try:
-        ok = (data["format"] == FORMAT_VERSION and _SNAPSHOT_NAME.match(data["snapshot"])
-              and all(isinstance(d, str) and isinstance(host, str) and isinstance(rows, int)
-                      for t in TABLES for d, host, rows in data["files"][t])
-              and all(isinstance(d, str) and isinstance(host, str) and isinstance(sig, str)
-                      for d, host, sig in data["partitions"])
-              and isinstance(data["version"], int))
-    except (KeyError, TypeError, ValueError):
-        ok = False
-    if not ok:
-        raise duck.ReadError(f"{path}: not a manifest this version of ottolytics can read "
-                             f"(format {FORMAT_VERSION}); export again to rewrite it")
-    return data
 
 
 class _Lock:
@@ -306,7 +223,7 @@ def export(h, directory):
     Returns {"written": partitions rewritten, "unchanged": partitions kept,
     "removed": partitions whose runs are gone, "rows": {table: rows written},
     "snapshot": the new snapshot's directory name}."""
-    if isinstance(h, ParquetHistory):
+    if not isinstance(h._source, SqliteSource):
         raise ValueError("export a store, not a Parquet dataset")
     directory = os.path.abspath(str(directory))
     os.makedirs(directory, exist_ok=True)
@@ -324,7 +241,7 @@ def _export_locked(h, directory):
     old_snapshot = manifest["snapshot"] if manifest else None
     _sweep(directory, {old_snapshot})
     previous = {(d, host): sig for d, host, sig in manifest["partitions"]} if manifest else {}
-    current = h.query(lambda a: _signatures_sql(h, a))
+    current = h._query(_signatures_sql)
     now = {(d, host): sig for d, host, sig in current.itertuples(index=False)}
     changed = {key for key, sig in now.items() if previous.get(key) != sig}
     hosts = {host for _d, host in now}
@@ -359,13 +276,13 @@ def _export_locked(h, directory):
             h = h.with_filters(since=since)
     with ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2)) as pool:
         if changed:
-            _execute(h, lambda a: _stage_tasks(h, a, keep))
+            _execute(h, lambda r: _stage_tasks(r, keep))
         try:
             jobs = []  # writes overlap the next table's query
             for table in TABLES:
                 rows = 0
                 if changed:
-                    pieces = [h.query_arrow(lambda a, table=table, k=k: _table_sql(h, a, table, keep)[k])
+                    pieces = [h._query(lambda r, table=table, k=k: _table_sql(r, table, keep)[k], arrow=True)
                               for k in range(PIECES.get(table, 1))]
                     rows = sum(p.num_rows for p in pieces)
                     for (d, host), part in _split(pieces).items():
@@ -376,7 +293,7 @@ def _export_locked(h, directory):
             for job in jobs:
                 job.result()
         finally:
-            _execute(h, lambda a: f"DROP TABLE IF EXISTS {STAGED}")
+            _execute(h, lambda r: f"DROP TABLE IF EXISTS {STAGED}")
     # Durable before it becomes visible: the snapshot's directories, its rename,
     # then the manifest (written last) and the link.
     folders = [base for base, _dirs, _files in os.walk(work)]
@@ -434,169 +351,3 @@ def _write_file(root, rel, rows):
         os.fsync(f.fileno())
 
 
-# -- reading ------------------------------------------------------------------
-
-class _Files:
-    """What a ParquetHistory queries: the dataset's files, nothing to attach."""
-
-    def __init__(self, directory):
-        self.paths = [directory]
-
-    def query(self, con, build_sql, fetch):
-        try:
-            return fetch(con.execute(build_sql([])))
-        except duck.duckdb.Error as exc:
-            raise duck.ReadError(f"reading {self.paths[0]}: {exc}") from None
-
-    def close(self):
-        pass
-
-
-class ParquetHistory(History):
-    """A History over a Parquet dataset written by to_parquet (from one host or many)."""
-
-    def __init__(self, directory, _share=None, **filters):
-        directory = os.path.abspath(str(directory))
-        if _share is not None:
-            self.snapshot, self._tables = _share.snapshot, _share._tables
-        else:
-            self.snapshot, self._tables = _open_snapshot(directory)
-        self.directory = directory
-        super().__init__([], **filters, _share=_share)
-        self.paths = [directory]
-        if _share is None:
-            self.stores = _Files(directory)
-
-    @classmethod
-    def _derived(cls, parent, f):
-        return cls(parent.directory, _share=parent, **f)
-
-    def _source(self, table):
-        if not self._tables[table]:
-            return None
-        # The snapshot is immutable and was checked against the manifest on open,
-        # so this glob names exactly the manifest's files.
-        glob = os.path.join(self.directory, SNAPSHOTS, self.snapshot, table, "**", "*.parquet")
-        return (f"read_parquet({duck.sqlite_literal(glob)}, hive_partitioning = true, "
-                f"hive_types = {{'date': VARCHAR, 'host': VARCHAR}}, union_by_name = true)")
-
-    def _where(self, f, status=True, tasks=False, run_col="run_id", time_col="started_at"):
-        clauses = []
-        if f["since"] is not None:
-            clauses.append(f"{time_col} >= to_timestamp({float(f['since'])})")
-            clauses.append(f"date >= strftime(to_timestamp({float(f['since'])}), '%Y-%m-%d')")
-        if f["until"] is not None:
-            clauses.append(f"{time_col} < to_timestamp({float(f['until'])})")
-        for key, col in (("project", "project"), ("run", run_col)):
-            if f.get(key):
-                clauses.append(f"{col} IN (" + ", ".join(map(duck.sqlite_literal, f[key])) + ")")
-        if tasks and f["task"]:
-            clauses.append("task IN (" + ", ".join(map(duck.sqlite_literal, f["task"])) + ")")
-        if status and f["status"]:
-            clauses.append("CAST(status AS VARCHAR) IN ("
-                           + ", ".join(map(duck.sqlite_literal, f["status"])) + ")")
-        return (" WHERE " + " AND ".join(clauses)) if clauses else ""
-
-    def _empty(self, columns):
-        return "SELECT " + ", ".join(f"NULL AS {c}" for c in columns) + " WHERE false"
-
-    def runs_sql(self, aliases, f=None, status=True):
-        f = f or self.filters
-        src = self._source("runs")
-        if src is None:
-            from ottolytics.analyze.history import RUN_COLUMNS
-            return self._empty(RUN_COLUMNS)
-        return (f"SELECT run_id, project, CAST(status AS run_status) AS status, started_at, "
-                f"finished_at, duration_s, host, \"user\", cwd, ottofile, args, run_dir, "
-                f"size_bytes, source, source_ref, derived FROM {src}"
-                + self._where(f, status))
-
-    def _tasks_base(self, f, status):
-        run_started = "run_started_at"
-        return (f"SELECT * FROM {self._source('tasks')}"
-                + self._where(f, status, tasks=True, time_col=run_started))
-
-    def tasks_sql(self, aliases, f=None, status=True, with_tail=False):
-        f = f or self.filters
-        if self._source("tasks") is None:
-            from ottolytics.analyze.history import TASK_COLUMNS
-            return self._empty(TASK_COLUMNS + (["stderr_tail"] if with_tail else []))
-        tail = ", stderr_tail" if with_tail else ""
-        return (f"SELECT run_id, project, host, task, attempt, "
-                f"CAST(status AS task_status) AS status, started_at, finished_at, duration_s, "
-                f"exit_code, signal, cpu_user_s, cpu_system_s, peak_rss_bytes, script_hash, "
-                f"script_path, stdout_path, stderr_path, derived, run_started_at{tail} "
-                f"FROM ({self._tasks_base(f, status)})")
-
-    def facts_sql(self, aliases, need=()):
-        f = self.filters
-        if self._source("tasks") is None:
-            return self._empty(["task", "status", "attempt", "started_at", "started_s",
-                                "duration_s", "script_hash", "run_key", "run_id", "host",
-                                "run_started_at", "project"])
-        return (f"SELECT task, CAST(status AS VARCHAR) AS status, attempt, started_at, "
-                f"epoch(started_at) AS started_s, duration_s, script_hash, run_id AS run_key, "
-                f"run_id, host, run_started_at, project FROM ({self._tasks_base(f, True)})")
-
-    def transitions_sql(self, aliases, f=None):
-        f = f or self.filters
-        src = self._source("transitions")
-        if src is None:
-            from ottolytics.analyze.history import TRANSITION_COLUMNS
-            return self._empty(TRANSITION_COLUMNS)
-        keep = self.runs_sql(aliases, dict(f, status=None))
-        return (f"SELECT x.run_id, x.task, x.attempt, x.from_status, x.to_status, x.\"at\", "
-                f"x.reason FROM {src} x WHERE x.run_id IN (SELECT run_id FROM ({keep}))")
-
-    def params_long_sql(self, aliases, f=None):
-        f = f or self.filters
-        src = self._source("params")
-        if src is None:
-            return self._empty(["run_id", "key", "value"])
-        keep = self.runs_sql(aliases, dict(f, status=None))
-        return (f"SELECT x.run_id, x.key, x.value FROM {src} x "
-                f"WHERE x.run_id IN (SELECT run_id FROM ({keep}))")
-
-    def deps_sql(self, aliases, f=None):
-        f = f or self.filters
-        if self._source("tasks") is None:
-            return self._empty(["run_id", "task", "attempt", "depends_on"])
-        return (f"SELECT run_id, task, attempt, unnest(depends_on) AS depends_on "
-                f"FROM ({self._tasks_base(dict(f, status=None), False)}) "
-                f"WHERE depends_on IS NOT NULL")
-
-    def logs_sql(self, aliases, f=None):
-        # Log fragments stay in the store; the dataset holds the log files' paths.
-        return self._empty(["run_id", "task", "attempt", "stream", "seq", '"at"', "text"])
-
-    def disk_samples_sql(self, aliases):
-        # Disk samples describe one machine's OTTO_HOME; they stay in its store.
-        return self._empty(["measured_at", "project", "runs", "run_bytes", "cache_bytes",
-                            "orphan_cache_bytes", "other_bytes", "total_bytes"])
-
-
-def _open_snapshot(directory):
-    """(snapshot name, {table: its files}) of the dataset's manifest, after
-    checking that the snapshot holds exactly the files the manifest names."""
-    manifest = read_manifest(directory) if os.path.isdir(directory) else None
-    if manifest is None:
-        if os.path.isdir(os.path.join(directory, "_signatures")):
-            why = "written by an older ottolytics (no manifest.json)"
-        elif os.path.isdir(os.path.join(directory, SNAPSHOTS)):
-            why = "no complete export yet (the first one was interrupted)"
-        else:
-            why = "not an ottolytics Parquet dataset (no manifest.json)"
-        raise duck.ReadError(f"{directory}: {why}; export again with "
-                             f"'ottolytics export parquet {directory}'")
-    root = os.path.join(directory, SNAPSHOTS, manifest["snapshot"])
-    tables = {t: {_partition_path(t, d, host) for d, host, _rows in manifest["files"][t]}
-              for t in TABLES}
-    named = set().union(*tables.values())
-    found = {os.path.relpath(os.path.join(base, name), root)
-             for base, _dirs, names in os.walk(root) for name in names}
-    if not os.path.isdir(root) or named != found:
-        missing, extra = len(named - found), len(found - named)
-        raise duck.ReadError(f"{directory}: snapshot {manifest['snapshot']} does not match "
-                             f"its manifest ({missing} files missing, {extra} not named); "
-                             f"export again")
-    return manifest["snapshot"], tables

@@ -1,0 +1,126 @@
+"""cli/render.py: --json, --jsonl and --plain on every command that prints rows."""
+
+import json
+import math
+from datetime import datetime, timezone
+
+import pytest
+
+from known_history import record
+from ottolytics.cli import render
+from ottolytics.cli.main import build_parser, main
+
+
+@pytest.fixture
+def store(db):
+    return str(record(db))
+
+
+def _run(capsys, store, *argv):
+    code = main(["--db", store, *argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def _rows_printers():
+    """Every command whose parser has --json: it prints rows or a document."""
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    found = {}
+    for name, p in sub.choices.items():
+        nested = [a for a in p._actions if a.__class__.__name__ == "_SubParsersAction"]
+        for inner_name, inner in (nested[0].choices.items() if nested else [(None, p)]):
+            flags = {o for a in inner._actions for o in a.option_strings}
+            if "--json" in flags:
+                found[" ".join(filter(None, (name, inner_name)))] = flags
+    return found
+
+
+def test_every_command_with_json_has_jsonl():
+    found = _rows_printers()
+    assert {"history", "list", "info", "logs", "grep", "stats", "usage", "clean", "doctor",
+            "sync", "export parquet", "report weekly", "flaky", "failures",
+            "regressions"} <= set(found)
+    assert [c for c, flags in found.items() if "--jsonl" not in flags] == []
+
+
+def test_every_command_that_prints_tables_has_plain():
+    found = _rows_printers()
+    for command in ("history", "list", "info", "stats", "usage", "clean", "flaky",
+                    "failures", "regressions"):
+        assert "--plain" in found[command], command
+
+
+@pytest.mark.parametrize("argv", [
+    ["history"], ["history", "test"], ["list"], ["info", "run007"], ["logs", "run007"],
+    ["grep", "Error"], ["stats", "test", "--since", ""], ["doctor"], ["flaky", "--window", "40"],
+    ["failures"], ["failures", "--groups"],
+])
+def test_jsonl_is_one_json_object_per_line(capsys, store, argv):
+    code, out, _ = _run(capsys, store, *argv, "--jsonl")
+    assert code in (0, 1)
+    lines = out.splitlines()
+    assert lines, argv
+    for line in lines:
+        assert isinstance(json.loads(line), dict), line
+
+
+def test_info_jsonl_is_the_json_tasks_with_their_run(capsys, store):
+    _code, out, _ = _run(capsys, store, "info", "run007", "--json")
+    doc = json.loads(out)
+    _code, out, _ = _run(capsys, store, "info", "run007", "--jsonl")
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert lines == [{"run_id": doc["run_id"], **t} for t in doc["tasks"]]
+
+
+def test_doctor_jsonl_is_its_json_checks(capsys, store):
+    _code, out, _ = _run(capsys, store, "doctor", "--json")
+    checks = json.loads(out)["checks"]
+    _code, out, _ = _run(capsys, store, "doctor", "--jsonl")
+    assert [json.loads(line) for line in out.splitlines()] == checks
+
+
+def test_plain_forces_plain_text_on_a_terminal(capsys, store, monkeypatch):
+    """On a terminal the table is rich's (box drawing); --plain keeps it plain."""
+    import sys
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True, raising=False)
+    _code, rich_out, _ = _run(capsys, store, "list", "--limit", "2")
+    _code, plain_out, _ = _run(capsys, store, "list", "--limit", "2", "--plain")
+    assert "━" in rich_out or "─" in rich_out or "┃" in rich_out
+    assert not any(c in plain_out for c in "━─┃│")
+    assert plain_out.splitlines()[0].split() == ["PROJECT", "TIMESTAMP", "TASKS", "STATUS",
+                                                 "SIZE"]
+
+
+def test_json_values_are_json():
+    when = datetime(2026, 11, 22, 4, 10, tzinfo=timezone.utc)
+    doc = {"a": math.nan, "b": [math.inf, 1.5, -math.inf], "c": when, "d": ("x", None)}
+    assert render.json_value(doc) == {"a": None, "b": [None, 1.5, None],
+                                      "c": "2026-11-22T04:10:00Z", "d": ["x", None]}
+
+
+def test_print_json_writes_null_for_nan(capsys):
+    render.print_json({"rate": math.nan})
+    render.print_jsonl([{"rate": math.inf}])
+    out = capsys.readouterr().out
+    assert "NaN" not in out and "Infinity" not in out
+    assert json.loads(out.split("\n}\n")[0] + "\n}") == {"rate": None}
+
+
+def test_sync_usage_clean_and_export_jsonl(capsys, home, db, tmp_path):
+    from otto_tree import build
+    build(home, [100, 90, 2])
+    code, out, _ = _run(capsys, str(db), "sync", "--otto-home", str(home), "--jsonl")
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert code == 0 and lines[0]["kind"] == "source" and lines[0]["added"] == 3
+    code, out, _ = _run(capsys, str(db), "usage", "--otto-home", str(home), "--jsonl")
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert code == 0 and {r["kind"] for r in lines} == {"project", "largest_run"}
+    code, out, _ = _run(capsys, str(db), "clean", "--otto-home", str(home), "--keep", "30",
+                        "--keep-last", "0", "--dry-run", "--jsonl")
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert code == 0 and [r["kind"] for r in lines] == ["run", "run"]
+    assert all(r["started_at"].endswith("Z") for r in lines)
+    code, out, _ = _run(capsys, str(db), "export", "parquet", str(tmp_path / "pq"), "--jsonl")
+    assert code == 0 and len(out.splitlines()) == 1 and "written" in json.loads(out)
