@@ -11,6 +11,7 @@ import sys
 
 from ottolytics import __version__
 from ottolytics.cli import render
+from ottolytics.cli.common import _bad_count, _fail, _open_history, _unknown_project
 
 EPILOG = """\
 store: --db, else $OTTOLYTICS_DB, else $OTTO_HOME/ottolytics.db (OTTO_HOME defaults to ~/.otto)
@@ -135,22 +136,6 @@ def _fast_quick(argv):
     return argv[0], _Args(**values)
 
 
-def _fail(message, code=1):
-    from ottolytics.core.formatting import printable
-    print(f"ottolytics: error: {printable(str(message))}", file=sys.stderr)
-    return code
-
-
-MAX_COUNT = 10**9  # rows a count option may ask for; more is a typo, not a store
-
-
-def _bad_count(flag, value, low=0):
-    """Exit 2 with one line unless *value* is a whole number from *low* to MAX_COUNT."""
-    if low <= value <= MAX_COUNT:
-        return None
-    return _fail(f"{flag} {value}: must be a whole number from {low} to {MAX_COUNT:,}", 2)
-
-
 def _store_failed(exc, args):
     """One line for an sqlite3 error met reading the store (locked, unreadable...)."""
     from ottolytics.store.migrations import explain
@@ -251,17 +236,6 @@ def _check_status(status, task):
         return None
     return _fail(f"--status {status}: not a {'task' if task else 'run'} status; use one of "
                  f"{', '.join(valid)}", 2)
-
-
-def _unknown_project(args):
-    """None, or the error for a --project that the store does not know."""
-    from ottolytics.manage.listing import project_names
-    names = project_names(args.db)
-    if args.project in names:
-        return None
-    shown = ", ".join(names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
-    return _fail(f"--project {args.project}: no such project in the store; "
-                 + (f"it has {shown}" if names else "it has no projects yet"))
 
 
 def _no_runs(args, filters):
@@ -773,12 +747,6 @@ def cmd_sync(args):
         from ottolytics.core.formatting import printable
         print("\n".join(printable(line) for line in summary_lines(report, verbose=args.verbose)))
     return 0
-
-
-def _open_history(args):
-    """The History of --db; callers close it (``with _open_history(args) as h``)."""
-    from ottolytics.analyze.history import open as open_history
-    return open_history(args.db)
 
 
 def cmd_export_parquet(args):

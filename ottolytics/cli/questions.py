@@ -8,7 +8,7 @@ on a history narrowed by the same filters, printed as a table or, with
 import argparse
 
 from ottolytics.cli.render import frame_records, print_records, print_table
-from ottolytics.cli.main import _bad_count, _fail, _open_history, _unknown_project
+from ottolytics.cli.common import _bad_count, _fail, _open_history, _unknown_project
 
 
 def add_parsers(sub, common, json_flags):
