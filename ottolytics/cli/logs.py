@@ -66,8 +66,8 @@ def _line_record(r):
 
 
 def logs(db, run, task=None, stream=None, follow=False, as_json=False, jsonl=False):
-    """Print a run's (or one task's) output; returns the exit code."""
-    from ottolytics.store.migrations import StoreError
+    """Print a run's (or one task's) output; returns the exit code (the store's
+    errors rise to the CLI's main, which prints their line)."""
     if follow:
         if task is None:
             _err("--follow needs TASK: ottolytics logs RUN TASK --follow")
@@ -75,35 +75,21 @@ def logs(db, run, task=None, stream=None, follow=False, as_json=False, jsonl=Fal
         if as_json or jsonl:
             _err("--follow prints the log as it grows; it has no --json or --jsonl")
             return 2
-        try:
-            return follow_task(db, run, task, stream)
-        except StoreError as exc:
-            _err(str(exc))
-            return 1
-    try:
-        h = _open(db)
-    except StoreError as exc:
-        _err(str(exc))
-        return 1
-    with h:  # the rows stream from it: closed when they are printed
+        return follow_task(db, run, task, stream)
+    with _open(db) as h:  # the rows stream from it: closed when they are printed
         return _print_logs(h, run, task, stream, as_json, jsonl)
 
 
 def _print_logs(h, run, task, stream, as_json, jsonl):
     from ottolytics.analyze.analytics import iter_run_logs
-    from ottolytics.store.migrations import StoreError
-    try:
-        uid = h.resolve(run)
-        # Streamed: a log file is read line by line as it is printed, never whole.
-        uid, rows, refused = iter_run_logs(h, uid, task)
-        first = next(rows, None)
-        names = None
-        if task is not None and first is None:
-            names = sorted(set(h.with_filters(run=[uid], since=None, until=None, status=None,
-                                              task=None).tasks()["task"]))
-    except StoreError as exc:
-        _err(str(exc))
-        return 1
+    uid = h.resolve(run)
+    # Streamed: a log file is read line by line as it is printed, never whole.
+    uid, rows, refused = iter_run_logs(h, uid, task)
+    first = next(rows, None)
+    names = None
+    if task is not None and first is None:
+        names = sorted(set(h.with_filters(run=[uid], since=None, until=None, status=None,
+                                          task=None).tasks()["task"]))
     if names is not None and task not in names:
         _err(f"run {uid} has no task {task!r}; its tasks are {', '.join(names) or 'none'}")
         return 1
@@ -153,7 +139,7 @@ def follow_task(db, run, task, stream=None):
     """Print TASK's log of RUN and keep printing what is appended until the task
     ends (or Ctrl-C). Files go through the read rule; output the store holds as
     fragments is followed too."""
-    from ottolytics.core.paths import LogRefused, db_path, open_task_log
+    from ottolytics.core.paths import db_path, open_task_log
     from ottolytics.manage.runinfo import resolve
     from ottolytics.store.connection import connect
     path = os.path.abspath(db_path(db))
@@ -196,11 +182,8 @@ def follow_task(db, run, task, stream=None):
             wrote = False
             for s in streams:
                 if s not in files and stored[s] is not None:
-                    try:
+                    try:  # a refused path (LogRefused) rises to main: one line, exit 1
                         files[s] = open_task_log(stored[s], run_dir, source, home, uid)[1]
-                    except LogRefused as exc:
-                        _err(str(exc))
-                        return 1
                     except OSError:
                         pass  # not created yet
                 if s in files:
@@ -233,7 +216,6 @@ def grep(db, pattern, project=None, since=None, task=None, max_matches=10_000,
     """Print the lines matching *pattern*; 0 when some matched, 1 when none (as
     grep), 2 for a bad pattern or --since."""
     import re
-    from ottolytics.store.migrations import StoreError
     if max_matches < 1:
         _err(f"--max {max_matches}: must be 1 or more")
         return 2
@@ -250,9 +232,6 @@ def grep(db, pattern, project=None, since=None, task=None, max_matches=10_000,
     except ValueError as exc:
         _err(f"--since {since!r}: {exc}")
         return 2
-    except StoreError as exc:
-        _err(str(exc))
-        return 1
     refused = df.attrs.get("refused", [])
     if as_json:
         print(json.dumps({"matches": _records(df), "refused": refused}, indent=2))

@@ -266,7 +266,6 @@ def cmd_history(args):
     from ottolytics.cli.render import print_table
     from ottolytics.core.formatting import duration, local_time, printable
     from ottolytics.manage.listing import recent_runs, task_history
-    from ottolytics.store.migrations import StoreError
     from ottolytics.core.terminal import human_bytes
     from ottolytics.core.timeutil import parse_since
     bad = _bad_count("-n", args.n) or _check_status(args.status, args.task)
@@ -276,22 +275,17 @@ def cmd_history(args):
         since = parse_since(args.since) if args.since else None
     except ValueError as exc:
         return _fail(f"--since: {exc}", 2)
-    try:
-        if args.task:
-            found = task_history(args.db, args.task, limit=args.n, status=args.status,
-                                 project=args.project, since=since)
-            runs, summary = found["runs"], found["summary"]
-        else:
-            runs = recent_runs(args.db, limit=args.n, status=args.status, project=args.project,
-                               since=since)
-        if args.project and not runs:
-            bad = _unknown_project(args)
-            if bad is not None:
-                return bad
-    except sqlite3.Error as exc:
-        return _store_failed(exc, args)
-    except StoreError as exc:
-        return _fail(str(exc))
+    if args.task:
+        found = task_history(args.db, args.task, limit=args.n, status=args.status,
+                             project=args.project, since=since)
+        runs, summary = found["runs"], found["summary"]
+    else:
+        runs = recent_runs(args.db, limit=args.n, status=args.status, project=args.project,
+                           since=since)
+    if args.project and not runs:
+        bad = _unknown_project(args)
+        if bad is not None:
+            return bad
     _note_spool(args.db)
     _note_stale(args.db, runs)
     if args.json or args.jsonl:
@@ -333,21 +327,15 @@ def cmd_list(args):
     from ottolytics.cli.render import print_table
     from ottolytics.core.formatting import local_time
     from ottolytics.manage.listing import recent_runs
-    from ottolytics.store.migrations import StoreError
     from ottolytics.core.terminal import human_bytes
     if _bad_count("--limit", args.limit):
         return 2
-    try:
-        runs = recent_runs(args.db, limit=args.limit, project=args.project)
-        if args.project and not runs:
-            bad = _unknown_project(args)
-            if bad is not None:
-                return bad
-        _note_stale(args.db, runs)
-    except sqlite3.Error as exc:
-        return _store_failed(exc, args)
-    except StoreError as exc:
-        return _fail(str(exc))
+    runs = recent_runs(args.db, limit=args.limit, project=args.project)
+    if args.project and not runs:
+        bad = _unknown_project(args)
+        if bad is not None:
+            return bad
+    _note_stale(args.db, runs)
     if args.json or args.jsonl:
         render.print_records([render.iso_fields(r, "started_at", "finished_at") for r in runs],
                              args.jsonl)
@@ -366,15 +354,9 @@ def cmd_list(args):
 def cmd_info(args):
     from ottolytics.cli.render import print_table
     from ottolytics.core.formatting import duration, local_time, printable
-    from ottolytics.store.migrations import StoreError
     from ottolytics.manage.runinfo import run_info
     from ottolytics.core.terminal import human_bytes
-    try:
-        info = run_info(args.db, args.run)
-    except sqlite3.Error as exc:
-        return _store_failed(exc, args)
-    except StoreError as exc:
-        return _fail(str(exc))
+    info = run_info(args.db, args.run)
     if args.json or args.jsonl:
         render.iso_fields(info, "started_at", "finished_at")
         for t in info["tasks"]:
@@ -425,16 +407,10 @@ def cmd_logs(args):
 
 def cmd_grep(args):
     from ottolytics.cli.logs import grep
-    from ottolytics.store.migrations import StoreError
     if _bad_count("--max", args.max, 1):
         return 2
     if args.project:
-        try:
-            unknown = _unknown_project(args)
-        except sqlite3.Error as exc:
-            return _store_failed(exc, args)
-        except (StoreError, OSError) as exc:
-            return _fail(str(exc))
+        unknown = _unknown_project(args)
         if unknown is not None:
             return unknown
     return grep(args.db, args.pattern, project=args.project, since=args.since, task=args.task,
@@ -445,7 +421,6 @@ def cmd_stats(args):
     from ottolytics.cli.render import print_table
     from ottolytics.core.formatting import duration, printable
     from ottolytics.core.timeutil import since_is_duration
-    from ottolytics.store.migrations import StoreError
     from ottolytics.analyze.stats import stats
     from ottolytics.core.timeutil import parse_since
     if _bad_count("-n", args.n):
@@ -454,13 +429,8 @@ def cmd_stats(args):
         since = parse_since(args.since) if args.since else None
     except ValueError as exc:
         return _fail(f"--since: {exc}", 2)
-    try:
-        with _open_history(args) as h:
-            result = stats(h.with_filters(since=since), task=args.task, n=args.n)
-    except sqlite3.Error as exc:
-        return _store_failed(exc, args)
-    except (StoreError, OSError) as exc:
-        return _fail(str(exc))
+    with _open_history(args) as h:
+        result = stats(h.with_filters(since=since), task=args.task, n=args.n)
     if args.json or args.jsonl:
         doc = {k: render.frame_records(v) for k, v in result.items()}
         doc["overall"] = doc["overall"][0] if doc["overall"] else {}
@@ -510,15 +480,12 @@ def cmd_stats(args):
 def cmd_usage(args):
     from ottolytics.cli.render import print_table
     from ottolytics.core.formatting import local_time, printable
-    from ottolytics.store.migrations import StoreError
     from ottolytics.core.terminal import human_bytes, progress
     from ottolytics.manage.usage import usage
     try:
         with progress("measuring OTTO_HOME") as advance:
             report = usage(args.db, home=args.otto_home, project=args.project, progress=advance)
-    except sqlite3.Error as exc:
-        return _store_failed(exc, args)
-    except (StoreError, OSError, ValueError) as exc:
+    except ValueError as exc:
         return _fail(str(exc))
     if args.project and not report["projects"]:
         return _fail(f"--project {args.project}: no such project under {report['home']}; "
@@ -605,24 +572,17 @@ def _plan_rows(p):
 
 def cmd_clean(args):
     from ottolytics.manage.clean import FILES_ELSEWHERE, execute, plan
-    from ottolytics.store.migrations import StoreError
-    from ottolytics.manage.retention import PolicyError
     from ottolytics.core.terminal import confirm, human_bytes, progress
     for flag, value in (("--keep", args.keep), ("--keep-last", args.keep_last),
                         ("--keep-failed", args.keep_failed)):
         if value is not None and value < 0:
             return _fail(f"{flag} {value}: must be 0 or more", 2)
-    try:
-        finished = _finish_interrupted_clean(args)
-        with progress("measuring OTTO_HOME") as advance:
-            p = plan(args.db, args.otto_home, keep_days=args.keep, keep_last=args.keep_last,
-                     keep_failed=args.keep_failed, project=args.project, cache=args.cache,
-                     cache_only=args.cache_only, progress=advance,
-                     forget_missing=args.forget_missing, sync=args.sync and not args.dry_run)
-    except sqlite3.Error as exc:
-        return _store_failed(exc, args)
-    except (StoreError, PolicyError, OSError) as exc:
-        return _fail(str(exc))
+    finished = _finish_interrupted_clean(args)
+    with progress("measuring OTTO_HOME") as advance:
+        p = plan(args.db, args.otto_home, keep_days=args.keep, keep_last=args.keep_last,
+                 keep_failed=args.keep_failed, project=args.project, cache=args.cache,
+                 cache_only=args.cache_only, progress=advance,
+                 forget_missing=args.forget_missing, sync=args.sync and not args.dry_run)
     elsewhere = [r for r, why in p.protected if FILES_ELSEWHERE in why]
     if elsewhere:
         print(f"ottolytics: warning: {len(elsewhere)} runs to delete have no directory under "
@@ -726,19 +686,13 @@ def _sync_rows(doc):
 
 
 def cmd_sync(args):
-    from ottolytics.store.migrations import StoreError
     from ottolytics.sources.sync import summary_lines, sync
     for path in args.paths:
         if not os.path.exists(path):
             return _fail(f"{path}: does not exist; pass an OTTO_HOME, an executions.db, or a "
                          "oneshot directory or session file", 2)
-    try:
-        report = sync(args.db, otto_home_dir=args.otto_home, source=args.source,
-                      paths=args.paths)
-    except sqlite3.Error as exc:
-        return _store_failed(exc, args)
-    except (StoreError, OSError) as exc:
-        return _fail(str(exc))
+    report = sync(args.db, otto_home_dir=args.otto_home, source=args.source,
+                  paths=args.paths)
     if args.json:
         render.print_json(report.as_dict())
     elif args.jsonl:
@@ -750,13 +704,10 @@ def cmd_sync(args):
 
 
 def cmd_export_parquet(args):
-    from ottolytics.store.migrations import StoreError
     try:
         with _open_history(args) as h:
             summary = h.to_parquet(args.directory)
-    except sqlite3.Error as exc:
-        return _store_failed(exc, args)
-    except (StoreError, OSError, ValueError) as exc:
+    except ValueError as exc:
         return _fail(str(exc))
     if args.json:
         render.print_json(summary)
@@ -769,7 +720,6 @@ def cmd_export_parquet(args):
 
 
 def cmd_export_prometheus(args):
-    from ottolytics.store.migrations import StoreError
     from ottolytics.export.prometheus import write_metrics
     from ottolytics.core.timeutil import parse_duration
     try:
@@ -779,20 +729,14 @@ def cmd_export_prometheus(args):
     for flag, value in (("--max-tasks", args.max_tasks), ("--max-projects", args.max_projects)):
         if value < 1:
             return _fail(f"{flag} {value}: give a number of at least 1", 2)
-    try:
-        with _open_history(args) as h:
-            path = write_metrics(h, args.file, window, max_tasks=args.max_tasks,
-                                 max_projects=args.max_projects)
-    except sqlite3.Error as exc:
-        return _store_failed(exc, args)
-    except (StoreError, OSError) as exc:
-        return _fail(str(exc))
+    with _open_history(args) as h:
+        path = write_metrics(h, args.file, window, max_tasks=args.max_tasks,
+                             max_projects=args.max_projects)
     print(path)
     return 0
 
 
 def cmd_report_weekly(args):
-    from ottolytics.store.migrations import StoreError
     from ottolytics.export.report import last_complete_week, newest_week, to_csv_text, week_label, write_csv
     try:
         with _open_history(args) as h:
@@ -807,10 +751,6 @@ def cmd_report_weekly(args):
                                       if newest else "; the store has no runs"))
     except ValueError as exc:
         return _fail(str(exc), 2)
-    except sqlite3.Error as exc:
-        return _store_failed(exc, args)
-    except (StoreError, OSError) as exc:
-        return _fail(str(exc))
     if args.json or args.jsonl:
         from datetime import datetime
         from ottolytics.core.formatting import iso_utc

@@ -59,8 +59,8 @@ def _filters(args):
 
 
 def _run(args, call, render):
-    """Open, ask, print: every error is one line (exit 1; 2 for a bad argument)."""
-    from ottolytics.store.migrations import StoreError
+    """Open, ask, print: every error is one line (exit 1; 2 for a bad argument),
+    a bad --since's here, the store's in main."""
     if _bad_count("-n", args.n):
         return 2
     try:
@@ -71,15 +71,11 @@ def _run(args, call, render):
                 return unknown
     except ValueError as exc:
         return _fail(f"--since: {exc}", 2)
-    except (StoreError, OSError) as exc:
-        return _fail(str(exc))
     try:
         with _open_history(args) as h:
             df = call(h.with_filters(**filters))
     except ValueError as exc:
         return _fail(str(exc), 2)
-    except (StoreError, OSError) as exc:
-        return _fail(str(exc))
     if args.n:
         df = df.head(args.n)
     if args.json or args.jsonl:
