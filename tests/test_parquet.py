@@ -290,6 +290,22 @@ def test_a_killed_export_leaves_the_previous_dataset_or_the_new_one(tmp_path):
     assert len(os.listdir(out / "snapshots")) <= 2   # the new one and the one before
 
 
+def test_an_export_sweeps_the_temporary_files_a_killed_one_left(db, tmp_path):
+    """A kill during the manifest's write leaves core.files.atomic_write's hidden
+    temporary file (.NAME.PID.RANDOM.tmp; older versions' manifest.json.RANDOM.tmp,
+    the link's current.RANDOM.tmp); the next export removes them."""
+    record(db)
+    out = tmp_path / "dataset"
+    ottolytics.open(db).to_parquet(out)
+    left = [".manifest.json.4242.0123456789ab.tmp", "manifest.json.0123abcd.tmp",
+            "current.0123abcd.tmp"]
+    for name in left:
+        (out / name).write_text("{")
+    ottolytics.open(db).to_parquet(out)
+    assert not set(left) & set(os.listdir(out))
+    assert len(ottolytics.open(out).runs()) == RUNS
+
+
 def test_an_interrupted_first_export_is_not_a_dataset(db, tmp_path):
     record(db)
     out = tmp_path / "dataset"

@@ -38,6 +38,7 @@ from ottolytics.analyze.sources.parquet import (
     CURRENT, FORMAT_VERSION, LEGACY, LOCK, MANIFEST, SNAPSHOTS, TABLES, _partition_path,
     read_manifest)
 from ottolytics.analyze.sources.sqlite import SqliteSource
+from ottolytics.core.files import atomic_write, fsync_dir
 
 PART = "strftime(%s, '%%Y-%%m-%%d') AS date, coalesce(%s, 'unknown') AS host"
 STAGED = "_ottolytics_export_tasks"  # a temp table: the tasks are read from SQLite once
@@ -106,32 +107,10 @@ def _signatures_sql(r):
         GROUP BY ALL"""
 
 
-def _fsync_path(path, directory=False):
-    try:
-        fd = os.open(path, os.O_RDONLY | (getattr(os, "O_DIRECTORY", 0) if directory else 0))
-    except OSError:
-        return  # a file system that cannot open directories for fsync
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def _write_json_atomic(path, data):
-    """Temporary file in the same directory, fsync, rename, fsync the directory."""
-    tmp = f"{path}.{uuid.uuid4().hex}.tmp"
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=1, sort_keys=True)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    _fsync_path(os.path.dirname(path), directory=True)
+    """The manifest, by core.files' one atomic write (temporary file, fsync,
+    rename, fsync the directory)."""
+    atomic_write(path, json.dumps(data, indent=1, sort_keys=True))
 
 
 class _Lock:
@@ -178,9 +157,11 @@ def _sweep(directory, keep):
     """Remove what earlier exports left: temporary files and snapshots that
     neither *keep* nor the ``current`` link names."""
     keep = set(keep) | {_current_target(directory)}
+    # The manifest's (core.files.atomic_write's ".manifest.json.….tmp"; older
+    # versions wrote "manifest.json.….tmp") and the link's ("current.….tmp").
+    leftovers = ("." + MANIFEST + ".", MANIFEST + ".", CURRENT + ".")
     for name in os.listdir(directory):
-        if name.endswith(".tmp") and (name.startswith(MANIFEST + ".")
-                                      or name.startswith(CURRENT + ".")):
+        if name.endswith(".tmp") and name.startswith(leftovers):
             _remove(os.path.join(directory, name))
     folder = os.path.join(directory, SNAPSHOTS)
     if os.path.isdir(folder):
@@ -203,7 +184,7 @@ def _point_current(directory, snapshot):
         if os.path.lexists(tmp):
             os.unlink(tmp)
         return
-    _fsync_path(directory, directory=True)
+    fsync_dir(directory)
 
 
 def _carry(old, new):
@@ -298,10 +279,10 @@ def _export_locked(h, directory):
     # then the manifest (written last) and the link.
     folders = [base for base, _dirs, _files in os.walk(work)]
     with ThreadPoolExecutor(max_workers=8) as pool:  # fsync waits on the disk, not the CPU
-        list(pool.map(lambda folder: _fsync_path(folder, directory=True), folders))
+        list(pool.map(fsync_dir, folders))
     final = os.path.join(snapshots, snapshot)
     os.rename(work, final)
-    _fsync_path(snapshots, directory=True)
+    fsync_dir(snapshots)
     partitions = sorted([d, host, sig] for (d, host), sig in {**kept, **{
         k: now[k] for k in changed}}.items())
     _write_json_atomic(os.path.join(directory, MANIFEST), {

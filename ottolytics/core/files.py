@@ -1,7 +1,6 @@
 """Writing a file so that a reader sees the old one or the new one, whole: the
-one definition, used by the weekly report's CSV, the Prometheus textfile and
-clean's journal (and meant for the Parquet dataset's manifest). Standard
-library only."""
+one definition, used by the weekly report's CSV, the Prometheus textfile,
+clean's journal and the Parquet dataset's manifest. Standard library only."""
 
 import os
 
