@@ -62,3 +62,32 @@ def test_streamed_output_is_the_same_text(home):
     lib = h.logs("latest", "t")
     assert lib["text"].tolist() == ["a", "b", "c", "err"]
     assert doc["refused"] == []
+
+
+def test_follow_on_a_terminal_keeps_its_newlines_and_escapes_the_rest(home):
+    """logs --follow writes the file as it grows; on a terminal, control characters
+    are escaped but line ends are line ends (it wrote a literal \\n before)."""
+    import os
+    import pty
+    assert run_cli("exec", "--task", "t", "--", "sh", "-c",
+                   "printf 'one\\ntwo\\033]0;x\\007\\n'").returncode == 0
+    leader, follower = pty.openpty()
+    try:
+        proc = subprocess.run([sys.executable, "-m", "ottolytics", "logs", "latest", "t",
+                               "--stream", "stdout", "--follow"], stdout=follower,
+                              stderr=subprocess.PIPE, timeout=60)
+        os.close(follower)
+        chunks = []
+        while True:
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+    finally:
+        os.close(leader)
+    out = b"".join(chunks).decode()
+    assert proc.returncode == 0, proc.stderr
+    assert out.replace("\r\n", "\n") == "one\ntwo\\x1b]0;x\\x07\n"

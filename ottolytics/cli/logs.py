@@ -24,6 +24,12 @@ def escape(text, terminal):
     return "".join(c if (c.isprintable() or c in _KEEP) else repr(c)[1:-1] for c in text)
 
 
+def escape_lines(text, terminal):
+    """escape() for output that holds whole lines (a followed chunk, a fragment):
+    its line ends stay line ends, everything else is escaped line by line."""
+    return "\n".join(escape(line, terminal) for line in text.split("\n"))
+
+
 def _is_tty(stream):
     try:
         return stream.isatty()
@@ -125,7 +131,7 @@ def _print_logs(h, run, task, stream, as_json, jsonl):
                         else f" attempt {int(r.attempt)}"
                     print(f"== {escape(str(name), tty)}{attempt} {r.stream} ({r.source}) ==")
             text = r.text if r.source != "fragments" else r.text.rstrip("\n")
-            print(escape(text, tty))
+            print(escape_lines(text, tty))
         if not shown and not refused:
             what = f"task {task!r} of run {uid}" if task else f"run {uid}"
             print(f"no output was kept for {what}" + (f" on {stream}" if stream else ""),
@@ -189,14 +195,14 @@ def follow_task(db, run, task, stream=None):
                 if s in files:
                     data = files[s].read(1 << 16)
                     while data:
-                        out.write(escape(data.decode("utf-8", "replace"), tty))
+                        out.write(escape_lines(data.decode("utf-8", "replace"), tty))
                         wrote = True
                         data = files[s].read(1 << 16)
                 elif stored[s] is None:
                     for n, text in conn.execute(
                             "SELECT seq, data FROM log_fragments WHERE task_id = ? AND stream = ? "
                             "AND seq > ? ORDER BY seq", (task_id, s, seq[s])).fetchall():
-                        out.write(escape(text, tty))
+                        out.write(escape_lines(text, tty))
                         seq[s], wrote = n, True
             out.flush()
             if not wrote and status not in UNFINISHED:
