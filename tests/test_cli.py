@@ -203,3 +203,12 @@ def test_quick_commands_import_only_the_standard_library(argv, db, cli):
     assert cli("exec", "--", "true").returncode == 0
     proc = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True)
     assert "NONSTD []" in proc.stderr, proc.stderr
+
+
+@pytest.mark.parametrize("group", ["run", "export", "report"])
+def test_a_command_group_without_its_subcommand_is_a_usage_error(group, cli):
+    """`ottolytics export` alone shows the group's help and exits 2, as a bare
+    `ottolytics` does (it exited 0, as if it had done something)."""
+    out = cli(group)
+    assert out.returncode == 2
+    assert f"usage: ottolytics {group}".encode() in out.stdout

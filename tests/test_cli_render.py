@@ -124,3 +124,15 @@ def test_sync_usage_clean_and_export_jsonl(capsys, home, db, tmp_path):
     assert all(r["started_at"].endswith("Z") for r in lines)
     code, out, _ = _run(capsys, str(db), "export", "parquet", str(tmp_path / "pq"), "--jsonl")
     assert code == 0 and len(out.splitlines()) == 1 and "written" in json.loads(out)
+
+
+def test_stats_jsonl_has_every_record_of_its_json(capsys, store):
+    """--jsonl is --json a record per line: the overall figures too, as kind overall."""
+    _code, out, _ = _run(capsys, store, "stats", "test", "--since", "", "--json")
+    doc = json.loads(out)
+    _code, out, _ = _run(capsys, store, "stats", "test", "--since", "", "--jsonl")
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert lines[0] == {"kind": "overall", **doc["overall"]}
+    assert [r for r in lines if r["kind"] == "top"] == [{"kind": "top", **r} for r in doc["top"]]
+    assert [r for r in lines if r["kind"] == "trend"] == [{"kind": "trend", **r}
+                                                          for r in doc["trend"]]

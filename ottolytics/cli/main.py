@@ -435,6 +435,7 @@ def cmd_stats(args):
         doc = {k: render.frame_records(v) for k, v in result.items()}
         doc["overall"] = doc["overall"][0] if doc["overall"] else {}
         if args.jsonl:
+            render.print_records([{"kind": "overall", **doc["overall"]}], True)
             for kind in ("top", "trend"):
                 for r in doc.get(kind, []):
                     render.print_records([{"kind": kind, **r}], True)
@@ -1071,9 +1072,10 @@ def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
     if getattr(args, "func", None) is None:
-        if args.command in ("run", "export", "report"):
-            parser.parse_args([args.command, "--help"])
-        parser.print_help()
+        group = parser if args.command not in ("run", "export", "report") else next(
+            a for a in parser._subparsers._group_actions
+            if a.choices and args.command in a.choices).choices[args.command]
+        group.print_help()  # as a bare `ottolytics`: the help, and exit 2 (a usage error)
         return 2
     if not hasattr(args, "db"):
         args.db = None
