@@ -189,3 +189,22 @@ def test_missing_store_and_newer_store_errors(tmp_path, db):
     conn.close()
     with pytest.raises(Exception, match="newer ottolytics"):
         ottolytics.open(db)
+
+
+def test_a_history_left_open_is_closed_at_exit(tmp_path, db):
+    """A History nobody closed (a notebook, a script) is closed when the interpreter
+    exits, before teardown: DuckDB is never finalized half torn down, and the
+    snapshot of a store this process records into (a copy of the whole store) is
+    not left in the temporary directory."""
+    record(db, range(0, 3))
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    code = ("import sys, ottolytics\n"
+            "from ottolytics.store.connection import connect\n"
+            "recording = connect(sys.argv[1])\n"        # so History reads a snapshot
+            "h = ottolytics.open(sys.argv[1])\n"
+            "print(len(h.runs()), len(h.with_filters(status='failed').tasks()))\n")
+    out = subprocess.run([sys.executable, "-c", code, str(db)], capture_output=True, text=True,
+                         env={**os.environ, "TMPDIR": str(scratch)}, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert os.listdir(scratch) == []

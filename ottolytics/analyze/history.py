@@ -13,8 +13,10 @@ reads few rows. Timestamps are tz-aware UTC, durations are
 float seconds (``duration_s``), statuses are categoricals in a fixed order.
 """
 
+import atexit
 import os
 import re
+import weakref
 from collections.abc import Sequence
 from typing import Any
 from datetime import date
@@ -103,6 +105,20 @@ SQL_VIEWS = {
 }
 _WORDS = re.compile(r"[A-Za-z_][A-Za-z_0-9]*")
 
+# Histories not closed yet: whatever is left open at exit is closed before the
+# interpreter tears down, so DuckDB never finalizes half torn down and a
+# snapshot of a store (a whole copy, in the temporary directory) is not left.
+_OPEN: "weakref.WeakSet[History]" = weakref.WeakSet()
+
+
+@atexit.register
+def _close_left_open():
+    for h in list(_OPEN):
+        try:
+            h.close()
+        except Exception:  # exiting: one failure must not keep the others open
+            pass
+
 
 class _Unchanged:
     """with_filters' default: the filter stays as it is."""
@@ -140,6 +156,7 @@ class History:
                 source = SqliteSource(source, home)
             self._source, self._shared = source, False
             self._con = duck.connect()
+            _OPEN.add(self)
             self._con.execute("SET TimeZone = 'UTC'")
             source.prepare(self._con)
             enum = lambda values: ", ".join(duck.sqlite_literal(v) for v in values)  # noqa: E731
@@ -162,6 +179,7 @@ class History:
         >>> one.close()
         """
         if not self._shared:
+            _OPEN.discard(self)
             self._source.close()
             self._con.close()
 
