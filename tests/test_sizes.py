@@ -65,7 +65,7 @@ def test_on_the_sample_the_plan_frees_what_clean_then_frees(sample, cli):
     report = json.loads(cli("usage", "--json").stdout)
     planned = json.loads(cli("clean", "--dry-run", "--json", "--no-sync").stdout)["plan"]
     assert planned["runs"] and planned["bytes"] <= du(sample)
-    from ottolytics.core.terminal import human_bytes
+    from ottolytics.core.formatting import human_bytes
     assert report["recommendations"][0].startswith(
         f"ottolytics clean would free {human_bytes(planned['bytes'])} (measured now; "
         f"{len(planned['runs'])} runs")

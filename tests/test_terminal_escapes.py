@@ -57,7 +57,7 @@ def test_info_shows_the_stderr_tail_escaped(hostile, cli):
 
 @pytest.mark.parametrize("argv", [["history"], ["list"], ["info", "latest"]])
 def test_rich_output_escapes_control_characters(argv, hostile, monkeypatch, capsys):
-    from ottolytics.core import terminal
+    from ottolytics.cli import terminal
     monkeypatch.setattr(terminal, "fancy", lambda stream=None: True)
     assert main(argv) == 0
     out = capsys.readouterr().out

@@ -266,7 +266,7 @@ def cmd_history(args):
     from ottolytics.cli.render import print_table
     from ottolytics.core.formatting import duration, local_time, printable
     from ottolytics.manage.listing import recent_runs, task_history
-    from ottolytics.core.terminal import human_bytes
+    from ottolytics.core.formatting import human_bytes
     from ottolytics.core.timeutil import parse_since
     bad = _bad_count("-n", args.n) or _check_status(args.status, args.task)
     if bad is not None:
@@ -327,7 +327,7 @@ def cmd_list(args):
     from ottolytics.cli.render import print_table
     from ottolytics.core.formatting import local_time
     from ottolytics.manage.listing import recent_runs
-    from ottolytics.core.terminal import human_bytes
+    from ottolytics.core.formatting import human_bytes
     if _bad_count("--limit", args.limit):
         return 2
     runs = recent_runs(args.db, limit=args.limit, project=args.project)
@@ -355,7 +355,7 @@ def cmd_info(args):
     from ottolytics.cli.render import print_table
     from ottolytics.core.formatting import duration, local_time, printable
     from ottolytics.manage.runinfo import run_info
-    from ottolytics.core.terminal import human_bytes
+    from ottolytics.core.formatting import human_bytes
     info = run_info(args.db, args.run)
     if args.json or args.jsonl:
         render.iso_fields(info, "started_at", "finished_at")
@@ -481,7 +481,8 @@ def cmd_stats(args):
 def cmd_usage(args):
     from ottolytics.cli.render import print_table
     from ottolytics.core.formatting import local_time, printable
-    from ottolytics.core.terminal import human_bytes, progress
+    from ottolytics.core.formatting import human_bytes
+    from ottolytics.cli.terminal import progress
     from ottolytics.manage.usage import usage
     try:
         with progress("measuring OTTO_HOME") as advance:
@@ -534,7 +535,7 @@ def cmd_usage(args):
 def _print_plan(p, plain=False):
     from ottolytics.cli.render import print_table
     from ottolytics.core.formatting import local_time, printable
-    from ottolytics.core.terminal import human_bytes
+    from ottolytics.core.formatting import human_bytes
     if p.runs:
         print_table(["RUN", "PROJECT", "STATUS", "STARTED", "SIZE NOW", "WHY"],
                     [[c.run_id, c.project, c.status, local_time(c.started_at),
@@ -573,7 +574,8 @@ def _plan_rows(p):
 
 def cmd_clean(args):
     from ottolytics.manage.clean import FILES_ELSEWHERE, execute, plan
-    from ottolytics.core.terminal import confirm, human_bytes, progress
+    from ottolytics.core.formatting import human_bytes
+    from ottolytics.cli.terminal import confirm, progress
     for flag, value in (("--keep", args.keep), ("--keep-last", args.keep_last),
                         ("--keep-failed", args.keep_failed)):
         if value is not None and value < 0:
@@ -638,7 +640,7 @@ def cmd_clean(args):
 def _finish_interrupted_clean(args):
     """Finish a clean that was killed midway (a dry run only says so); the Result or None."""
     from ottolytics.manage.clean import pending, resume
-    from ottolytics.core.terminal import human_bytes
+    from ottolytics.core.formatting import human_bytes
     if args.dry_run:
         if pending(args.db, args.otto_home) is not None:
             print("ottolytics: warning: a clean was interrupted; 'ottolytics clean' or "

@@ -5,7 +5,7 @@ aligned text (piped, ``NO_COLOR``, or ``--plain``).
 Standard library only, and nothing imported before it is needed: the quick
 commands (``history``, ``list``, ``info``) print through this module within their
 start-up budget. rich is imported only for a table on a terminal
-(core/terminal.py). The rules of all JSON output: times are ISO 8601 in UTC with
+(cli/terminal.py). The rules of all JSON output: times are ISO 8601 in UTC with
 ``Z`` (formatting.iso_utc), NaN and infinities are null, and strings keep their
 exact value (escaping control characters is for the terminal only).
 """
@@ -88,16 +88,16 @@ def frame_records(df):
 
 
 def print_table(headers, rows, title=None, right=(), plain=False):
-    """A table: rich on a terminal (core/terminal.py), else, or with *plain*, aligned
+    """A table: rich on a terminal (cli/terminal.py), else, or with *plain*, aligned
     text. Cells are printed with control characters escaped either way."""
-    from ottolytics.core.terminal import fancy
+    from ottolytics.core.formatting import fancy
     if plain or not fancy():
         from ottolytics.core.formatting import printable, table
         if title:
             print(printable(title))
         print(table(headers, rows))
         return
-    from ottolytics.core.terminal import print_table as rich_table
+    from ottolytics.cli.terminal import print_table as rich_table
     rich_table(headers, rows, title=title, right=right)
 
 

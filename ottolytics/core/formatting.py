@@ -1,5 +1,7 @@
 """Small, dependency-free formatting shared by the terminal commands."""
 
+import os
+import sys
 import time
 
 STATUS_SYMBOLS = {"success": "✓", "failed": "✗", "running": "⋯", "pending": "⋯",
@@ -97,3 +99,25 @@ def table(headers, rows):
     widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in cells]
     return "\n".join(lines)
+
+
+def human_bytes(n):
+    """1536 -> '1.5 KiB'; None -> '-'."""
+    if n is None:
+        return "-"
+    n = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{int(n)} B" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+
+
+def fancy(stream=None):
+    """True when *stream* (stdout) is a terminal and NO_COLOR is not set."""
+    stream = stream or sys.stdout
+    if os.environ.get("NO_COLOR"):
+        return False
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False

@@ -111,7 +111,7 @@ def _empty(name):
 def _recommend(db, home, scan, conn, now, project):
     """What clean would free: under the retention in force, its cache, and a
     tighter retention; each figure from the plan clean itself would make."""
-    from ottolytics.core.terminal import human_bytes
+    from ottolytics.core.formatting import human_bytes
     out = []
     p = clean.plan(db, home, scan=scan, conn=conn, now=now, project=project)
     if p.runs:

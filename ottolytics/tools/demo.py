@@ -98,7 +98,7 @@ def _run_cli(argv):
     terminal the child writes to it directly (rich tables); otherwise its output
     goes through ``sys.stdout``, so a redirect or a test's capture sees it.
     """
-    from ottolytics.core.terminal import fancy
+    from ottolytics.core.formatting import fancy
     command = [sys.executable, "-m", "ottolytics", *argv]
     if fancy():
         sys.stdout.flush()

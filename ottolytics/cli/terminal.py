@@ -1,4 +1,4 @@
-"""Terminal output for the management commands: rich tables and progress bars
+"""Terminal output of the commands: rich tables and progress bars
 on a terminal, plain aligned text otherwise (pipes, files, ``NO_COLOR``).
 
 rich costs ~35 ms to import, more than the quick commands' whole budget, so it
@@ -9,19 +9,8 @@ import os
 import sys
 from contextlib import contextmanager
 
-from ottolytics.core.formatting import printable
+from ottolytics.core.formatting import fancy, printable  # noqa: F401  (fancy: for cli.render)
 from ottolytics.core.formatting import table as plain_table
-
-
-def fancy(stream=None):
-    """True when *stream* (stdout) is a terminal and NO_COLOR is not set."""
-    stream = stream or sys.stdout
-    if os.environ.get("NO_COLOR"):
-        return False
-    try:
-        return stream.isatty()
-    except (AttributeError, ValueError):
-        return False
 
 
 def print_table(headers, rows, title=None, right=()):
@@ -68,14 +57,3 @@ def confirm(question):
     except EOFError:
         return False
     return answer.strip().lower() in ("y", "yes")
-
-
-def human_bytes(n):
-    """1536 -> '1.5 KiB'; None -> '-'."""
-    if n is None:
-        return "-"
-    n = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{int(n)} B" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
