@@ -160,7 +160,7 @@ class ParquetSource(Source):
     def runs(self, scope, f, status=True):
         src = self._source("runs")
         if src is None:
-            return empty(SHAPES["runs"])
+            return empty(SHAPES["runs"], "runs")
         return (f"SELECT run_id, project, CAST(status AS run_status) AS status, started_at, "
                 f"finished_at, duration_s, host, \"user\", cwd, ottofile, args, run_dir, "
                 f"size_bytes, source, source_ref, derived FROM {src}"
@@ -173,7 +173,7 @@ class ParquetSource(Source):
     def tasks(self, scope, f, status=True, with_tail=False, with_deps=False):
         if self._source("tasks") is None:
             return empty(SHAPES["tasks"] + (["stderr_tail"] if with_tail else [])
-                         + (["depends_on"] if with_deps else []))
+                         + (["depends_on"] if with_deps else []), "tasks")
         extra = (", stderr_tail" if with_tail else "") + (", depends_on" if with_deps else "")
         return (f"SELECT run_id, project, host, task, attempt, "
                 f"CAST(status AS task_status) AS status, started_at, finished_at, duration_s, "
