@@ -68,3 +68,16 @@ def test_frames_order_statuses_as_defined(db):
     with open_history(db) as h:
         assert tuple(h.runs()["status"].cat.categories) == RUN_STATUSES
         assert tuple(h.tasks()["status"].cat.categories) == TASK_STATUSES
+
+
+@pytest.mark.parametrize("successes, failures", [(0, 0), (3, 1), (0, 2), (5, 0), (1, 2)])
+def test_the_success_rate_has_one_definition_in_python_and_sql(successes, failures):
+    import duckdb
+    from ottolytics.analyze.analytics import success_rate_sql
+    rows = ", ".join(["('success')"] * successes + ["('failed')"] * failures
+                     + ["('skipped')", "('interrupted')", "('running')"])
+    got = duckdb.sql(f"SELECT {success_rate_sql()} FROM (VALUES {rows}) v(status)").fetchone()[0]
+    want = statuses.success_rate(successes, failures)
+    assert got == pytest.approx(want) if want is not None else got is None
+    assert want is None if successes + failures == 0 else want == successes / (
+        successes + failures)

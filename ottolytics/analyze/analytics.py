@@ -34,7 +34,9 @@ def _by(by, allowed=GROUPABLE):
 def success_rate_sql(status="status"):
     """The success rate as a DuckDB aggregate: successes / (successes + failures),
     NULL when neither. The one definition every figure of it uses (success_rate,
-    the weekly report, ``ottolytics stats``)."""
+    the weekly report, ``ottolytics stats``): the SQL twin of
+    ``ottolytics.store.statuses.success_rate``, which counts in Python (listings,
+    the Prometheus ratio); tests/test_statuses.py holds that they agree."""
     return (f"count(*) FILTER (WHERE {status} = 'success') / nullif(count(*) FILTER "
             f"(WHERE {status} IN ('success', 'failed')), 0)")
 
