@@ -18,6 +18,7 @@ import pandas as pd
 from ottolytics.analyze.freq import epoch_period_sql, period_sql
 from ottolytics.core.errors import RunNotFound
 from ottolytics.core.paths import dir_size
+from ottolytics.store.statuses import OUTCOMES, sql_in
 
 
 GROUPABLE = ("project", "task", "host", "status", "run_id")
@@ -38,7 +39,7 @@ def success_rate_sql(status="status"):
     ``ottolytics.store.statuses.success_rate``, which counts in Python (listings,
     the Prometheus ratio); tests/test_statuses.py holds that they agree."""
     return (f"count(*) FILTER (WHERE {status} = 'success') / nullif(count(*) FILTER "
-            f"(WHERE {status} IN ('success', 'failed')), 0)")
+            f"(WHERE {status} IN {sql_in(OUTCOMES)}), 0)")
 
 
 def success_rate(h, by=("project", "task"), freq="W"):
@@ -82,7 +83,7 @@ def duration_stats(h, by=("project", "task")):
         f"SELECT {keys}, count(duration_s) AS count, avg(duration_s) AS mean, "
         f"quantile_cont(duration_s, 0.5) AS p50, quantile_cont(duration_s, 0.9) AS p90, "
         f"quantile_cont(duration_s, 0.95) AS p95, max(duration_s) AS max "
-        f"FROM ({source(r)}) WHERE status IN ('success', 'failed') "
+        f"FROM ({source(r)}) WHERE status IN {sql_in(OUTCOMES)} "
         f"GROUP BY {group} ORDER BY {group}")
     return h._query(sql)
 
@@ -147,7 +148,7 @@ def flaky_sql(source, window):
     """flaky()'s SQL over *source*: a relation with project, task, run_id,
     run_started_at, attempt, status and script_hash."""
     return f"""
-        WITH t AS (SELECT * FROM {source} WHERE status IN ('success', 'failed')),
+        WITH t AS (SELECT * FROM {source} WHERE status IN {sql_in(OUTCOMES)}),
         per_run AS (
             SELECT project, task, run_id, run_started_at,
                    arg_max(status, attempt)::VARCHAR AS outcome,
