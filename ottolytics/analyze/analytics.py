@@ -6,6 +6,11 @@ a fraction of a second without loading them into pandas. History's methods
 call these; they build their SQL from the source's relations (``h._query``).
 """
 
+__all__ = ["success_rate", "duration_stats", "duration_trend", "flaky", "failures",
+           "failure_groups", "regressions", "critical_path", "compare", "disk_usage",
+           "largest_runs", "disk_growth", "run_logs", "iter_run_logs", "grep", "normalize",
+           "signature", "LogWarning", "GROUPABLE", "success_rate_sql", "flaky_sql"]
+
 import hashlib
 import math
 import os

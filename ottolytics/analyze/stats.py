@@ -2,6 +2,8 @@
 trend by week, computed in DuckDB over a History (``h.with_filters(since=...)``
 picks the period). Built on the public surface alone: ``h.sql`` over its views."""
 
+__all__ = ["stats", "overall", "top_tasks", "task_trend", "task_summary"]
+
 import uuid
 
 import pandas as pd

@@ -7,6 +7,8 @@ machine's local time zone (``TZ``), and runs count by when they started. The
 default week is the last complete one: the week before the current local week.
 """
 
+__all__ = ["weekly_report", "COLUMNS", "parse_week", "last_complete_week", "week_label"]
+
 import uuid
 from datetime import date, datetime, timedelta
 

@@ -10,6 +10,8 @@ number is bounded: the ``max_projects`` most recently run projects and the
 node_exporter rejects those.
 """
 
+__all__ = ["write_metrics", "registry_for", "HistoryCollector"]
+
 import os
 import time
 

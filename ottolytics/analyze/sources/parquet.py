@@ -14,6 +14,9 @@ and stay in its store), and its log paths are other machines': no log file is
 read through it.
 """
 
+__all__ = ["ParquetSource", "is_dataset", "read_manifest", "hive_value", "FORMAT_VERSION",
+           "MANIFEST", "CURRENT", "SNAPSHOTS", "LOCK", "TABLES", "LEGACY"]
+
 import hashlib
 import json
 import os

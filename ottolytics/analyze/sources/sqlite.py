@@ -6,6 +6,8 @@ with its indexes, so a narrow question reads few rows, and only the columns a
 relation needs cross over (as text, cast back to ``SOURCE_TYPES``).
 """
 
+__all__ = ["SqliteSource"]
+
 import os
 
 from ottolytics.analyze import duck

@@ -11,6 +11,11 @@ The frames' column contract (``RUN_COLUMNS``, ``TASK_COLUMNS``,
 ``TRANSITION_COLUMNS``) is here too: every source gives relations of that shape.
 """
 
+__all__ = ["SOURCE_TYPES", "schema_types", "READ_TABLES", "UNREAD", "DUCKDB_TYPES",
+           "RUN_COLUMNS", "TASK_COLUMNS", "TRANSITION_COLUMNS", "PARAM_COLUMNS",
+           "DEP_COLUMNS", "LOG_COLUMNS", "LOG_PATH_COLUMNS", "TAIL_COLUMNS",
+           "DISK_SAMPLE_COLUMNS", "FACT_COLUMNS", "COLUMN_TYPES", "RELATION_TYPES"]
+
 import sqlite3
 
 from ottolytics.store.migrations import MIGRATIONS
