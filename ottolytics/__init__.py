@@ -37,3 +37,9 @@ def __getattr__(name):
 
         return plots
     raise AttributeError(f"module 'ottolytics' has no attribute {name!r}")
+
+
+def __dir__():
+    """The public names (the lazy ones included) and the module's own dunders;
+    not TYPE_CHECKING, which is there for type checkers alone."""
+    return sorted({n for n in globals() if n.startswith("__")} | set(__all__))

@@ -233,3 +233,25 @@ def test_failure_groups_include_failures_without_stderr(known):
     quiet = [g for g in groups if g["tasks"] == "deploy"]
     assert len(quiet) == 1 and quiet[0]["message"] == "exit code 4, no stderr kept"
     assert quiet[0]["exit_codes"] == [4] and quiet[0]["last_run_id"] == "quiet"
+
+
+def test_tools_read_a_store_whose_path_has_uri_characters(home, tmp_path):
+    """A store in a directory named with '#' and '?' is read through the store's own
+    read-only opening: the path is URI-escaped (not cut at '#'/'?', which read a
+    different, empty file: "no such table: runs") and the connection is tracked
+    under the store's real path while open (store/inprocess)."""
+    from ottolytics.mcp.server import HistoryTools
+    from ottolytics.store import inprocess
+    weird = tmp_path / "we#ird?dir" / "ottolytics.db"
+    weird.parent.mkdir()
+    record(weird)
+    with HistoryTools(weird) as tools:
+        page = tools.list_execution_history(limit=3)
+        assert page["runs"] and page["runs"][0]["run_id"].startswith("run")
+        conn = tools._conn()
+        try:
+            assert inprocess.is_open(weird)
+        finally:
+            conn.close()
+        assert not inprocess.is_open(weird)
+    assert sorted(os.listdir(weird.parent)) == ["ottolytics.db"]

@@ -215,6 +215,29 @@ def test_the_sql_views_have_one_shape_whatever_the_source(pair, tmp_path):
     dataset.close()
 
 
+def test_empty_relations_have_the_contract_types_whatever_the_source(pair, tmp_path):
+    """A relation a source does not keep (disk samples, logs, log paths of a dataset
+    or of a third backend) is empty with the same column types the store's are, not
+    NULLs typed as integers."""
+    store, frames = pair
+    store.to_parquet(tmp_path / "dataset")
+    dataset = ottolytics.open(tmp_path / "dataset")
+
+    def types(h, name):
+        return h._query(lambda r: "DESCRIBE " + getattr(r, name)())[
+            ["column_name", "column_type"]].values.tolist()
+    try:
+        for name in ("disk_samples", "logs", "log_paths"):
+            want = types(store, name)
+            assert types(dataset, name) == types(frames, name) == want, name
+        samples = dataset.disk_samples()
+        assert samples.empty
+        assert samples.dtypes.to_dict() == store.disk_samples().dtypes.to_dict()
+        assert samples["measured_at"].dtype.kind == "M" and samples["runs"].dtype.kind == "i"
+    finally:
+        dataset.close()
+
+
 # -- the engine's own layering ----------------------------------------------------------
 
 def _imports(path):

@@ -2,6 +2,7 @@
 
 import ast
 import pathlib
+import re
 import sqlite3
 
 import pytest
@@ -30,6 +31,35 @@ def test_no_module_restates_a_list_of_statuses():
              for path in sorted(PACKAGE.rglob("*.py")) if path.name != "statuses.py"
              for line, values in _status_lists(path)]
     assert not found, "use ottolytics.store.statuses instead of:\n" + "\n".join(found)
+
+
+# A quoted SQL list of two or more statuses, as in "status IN ('success', 'failed')".
+_SQL_LIST = re.compile(r"\(\s*'(?:{0})'(?:\s*,\s*'(?:{0})')+\s*\)".format(
+    "|".join(sorted(KNOWN))))
+# SQL that may keep its quoted list: schema v1's (a past schema version's SQL
+# never changes; it is the SQL of UNFINISHED) and a module another helper was
+# editing when the lists were replaced (issue 15; to convert once merged).
+_SQL_FROZEN = {"store/migrations.py": ["('pending', 'running')"],
+               "analyze/dataset.py": ["('pending', 'running')"]}
+
+
+def _sql_status_lists(path):
+    return _SQL_LIST.findall(path.read_text(encoding="utf-8"))
+
+
+def test_no_module_restates_a_list_of_statuses_in_sql():
+    found = [f"{path.relative_to(PACKAGE.parent)}: {lists}"
+             for path in sorted(PACKAGE.rglob("*.py")) if path.name != "statuses.py"
+             for lists in [_sql_status_lists(path)]
+             if lists and lists != _SQL_FROZEN.get(path.relative_to(PACKAGE).as_posix())]
+    assert not found, ("build SQL lists with statuses.sql_in(statuses.OUTCOMES, ...) "
+                       "instead of:\n" + "\n".join(found))
+    assert _SQL_LIST.findall("status IN ('success','failed') OR x IN ( 'pending' , "
+                             "'running' )") == ["('success','failed')",
+                                                "( 'pending' , 'running' )"]
+    assert not _SQL_LIST.findall("status IN ('success') AND name IN ('a', 'b')")
+    frozen = _SQL_FROZEN["store/migrations.py"][0]
+    assert frozen.replace(" ", "") == statuses.sql_in(statuses.UNFINISHED)
 
 
 def test_the_schema_takes_exactly_these_statuses(tmp_path):
@@ -68,3 +98,16 @@ def test_frames_order_statuses_as_defined(db):
     with open_history(db) as h:
         assert tuple(h.runs()["status"].cat.categories) == RUN_STATUSES
         assert tuple(h.tasks()["status"].cat.categories) == TASK_STATUSES
+
+
+@pytest.mark.parametrize("successes, failures", [(0, 0), (3, 1), (0, 2), (5, 0), (1, 2)])
+def test_the_success_rate_has_one_definition_in_python_and_sql(successes, failures):
+    import duckdb
+    from ottolytics.analyze.analytics import success_rate_sql
+    rows = ", ".join(["('success')"] * successes + ["('failed')"] * failures
+                     + ["('skipped')", "('interrupted')", "('running')"])
+    got = duckdb.sql(f"SELECT {success_rate_sql()} FROM (VALUES {rows}) v(status)").fetchone()[0]
+    want = statuses.success_rate(successes, failures)
+    assert got == pytest.approx(want) if want is not None else got is None
+    assert want is None if successes + failures == 0 else want == successes / (
+        successes + failures)

@@ -50,3 +50,32 @@ def test_misuse_is_caught(tmp_path):
                            (8, 'Argument 1 to "task" of "Run" has incompatible type "int"'),
                            (9, 'Unexpected keyword argument "quiet" for "AsyncRecorder"')):
         assert f"misuse.py:{line}: error: {expected}" in out, out
+
+
+def test_dir_shows_the_lazy_public_names_and_not_the_plumbing():
+    import ottolytics
+    names = dir(ottolytics)
+    assert set(ottolytics.__all__) <= set(names)
+    assert "TYPE_CHECKING" not in names
+    assert all(getattr(ottolytics, n) is not None for n in ottolytics.__all__)
+
+
+def test_star_imports_expose_no_sql_builders_or_connections():
+    import ottolytics
+    from ottolytics.analyze import history
+    space: dict = {}
+    exec("from ottolytics.analyze.history import *", space)
+    exposed = set(space) - {"__builtins__"}
+    assert exposed == {"History", "open"}
+    assert exposed <= set(history.__all__) and ottolytics.History is space["History"]
+    for module in ("analyze.analytics", "analyze.stats", "analyze.weekly", "analyze.freq",
+                   "analyze.plots", "analyze.duck", "export.prometheus", "export.report",
+                   "analyze.sources.base", "analyze.sources.parquet", "analyze.sources.sqlite",
+                   "analyze.sources.types"):
+        space = {}
+        exec(f"from ottolytics.{module} import *", space)
+        exposed = set(space) - {"__builtins__"}
+        # only what the module itself defines, none of what it imports
+        assert exposed, module
+        assert not exposed & {"pd", "np", "duckdb", "os", "re", "sqlite3", "Any",
+                              "TYPE_CHECKING", "SQL_VIEWS"}, module

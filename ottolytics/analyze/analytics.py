@@ -6,6 +6,11 @@ a fraction of a second without loading them into pandas. History's methods
 call these; they build their SQL from the source's relations (``h._query``).
 """
 
+__all__ = ["success_rate", "duration_stats", "duration_trend", "flaky", "failures",
+           "failure_groups", "regressions", "critical_path", "compare", "disk_usage",
+           "largest_runs", "disk_growth", "run_logs", "iter_run_logs", "grep", "normalize",
+           "signature", "LogWarning", "GROUPABLE", "success_rate_sql", "flaky_sql"]
+
 import hashlib
 import math
 import os
@@ -18,6 +23,7 @@ import pandas as pd
 from ottolytics.analyze.freq import epoch_period_sql, period_sql
 from ottolytics.core.errors import RunNotFound
 from ottolytics.core.paths import dir_size
+from ottolytics.store.statuses import OUTCOMES, sql_in
 
 
 GROUPABLE = ("project", "task", "host", "status", "run_id")
@@ -34,9 +40,11 @@ def _by(by, allowed=GROUPABLE):
 def success_rate_sql(status="status"):
     """The success rate as a DuckDB aggregate: successes / (successes + failures),
     NULL when neither. The one definition every figure of it uses (success_rate,
-    the weekly report, ``ottolytics stats``)."""
+    the weekly report, ``ottolytics stats``): the SQL twin of
+    ``ottolytics.store.statuses.success_rate``, which counts in Python (listings,
+    the Prometheus ratio); tests/test_statuses.py holds that they agree."""
     return (f"count(*) FILTER (WHERE {status} = 'success') / nullif(count(*) FILTER "
-            f"(WHERE {status} IN ('success', 'failed')), 0)")
+            f"(WHERE {status} IN {sql_in(OUTCOMES)}), 0)")
 
 
 def success_rate(h, by=("project", "task"), freq="W"):
@@ -80,7 +88,7 @@ def duration_stats(h, by=("project", "task")):
         f"SELECT {keys}, count(duration_s) AS count, avg(duration_s) AS mean, "
         f"quantile_cont(duration_s, 0.5) AS p50, quantile_cont(duration_s, 0.9) AS p90, "
         f"quantile_cont(duration_s, 0.95) AS p95, max(duration_s) AS max "
-        f"FROM ({source(r)}) WHERE status IN ('success', 'failed') "
+        f"FROM ({source(r)}) WHERE status IN {sql_in(OUTCOMES)} "
         f"GROUP BY {group} ORDER BY {group}")
     return h._query(sql)
 
@@ -145,7 +153,7 @@ def flaky_sql(source, window):
     """flaky()'s SQL over *source*: a relation with project, task, run_id,
     run_started_at, attempt, status and script_hash."""
     return f"""
-        WITH t AS (SELECT * FROM {source} WHERE status IN ('success', 'failed')),
+        WITH t AS (SELECT * FROM {source} WHERE status IN {sql_in(OUTCOMES)}),
         per_run AS (
             SELECT project, task, run_id, run_started_at,
                    arg_max(status, attempt)::VARCHAR AS outcome,

@@ -9,6 +9,8 @@ that this process also has open through Python's sqlite3 is read from a
 consistent snapshot instead (see ``inprocess``).
 """
 
+__all__ = ["ReadError", "connect", "Stores", "sqlite_literal", "to_arrow", "to_pandas"]
+
 import atexit
 import os
 import shutil

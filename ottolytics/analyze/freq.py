@@ -26,6 +26,8 @@ offered: a ``ValueError`` says what is.
 
 from __future__ import annotations
 
+__all__ = ["Freq", "CHOICES", "WEEK_ENDS", "parse_freq", "period_sql", "epoch_period_sql"]
+
 from dataclasses import dataclass
 
 #: The aliases of ``W-XXX``: the day a week ends on.

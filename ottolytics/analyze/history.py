@@ -13,6 +13,8 @@ reads few rows. Timestamps are tz-aware UTC, durations are
 float seconds (``duration_s``), statuses are categoricals in a fixed order.
 """
 
+__all__ = ["History", "open"]
+
 import atexit
 import os
 import re

@@ -10,6 +10,9 @@ that differ in lightness as well as hue), legends sit outside the plotted
 data, and every hatch or mark is named in a legend.
 """
 
+__all__ = ["duration_trend", "success_heatmap", "gantt", "disk_usage", "byte_unit",
+           "STATUS_COLORS"]
+
 import matplotlib
 import matplotlib.dates as mdates
 import matplotlib.lines

@@ -2,12 +2,19 @@
 trend by week, computed in DuckDB over a History (``h.with_filters(since=...)``
 picks the period). Built on the public surface alone: ``h.sql`` over its views."""
 
+__all__ = ["stats", "overall", "top_tasks", "task_trend", "task_summary"]
+
 import uuid
 
 import pandas as pd
 
 from ottolytics.analyze.analytics import success_rate_sql
 from ottolytics.analyze.duck import sqlite_literal
+from ottolytics.store.statuses import OUTCOMES, sql_in
+
+# Attempts finished with an outcome: what durations count.
+_FINISHED = sql_in(OUTCOMES)
+
 
 def _facts(source):
     """The task rows to aggregate: a temp table stats() made, or h.sql's lean
@@ -43,8 +50,8 @@ def top_tasks(h, n=10, source=None):
                count(*) FILTER (WHERE status = 'success') AS success,
                count(*) FILTER (WHERE status = 'failed') AS failed,
                {success_rate_sql()} AS success_rate,
-               avg(duration_s) FILTER (WHERE status IN ('success', 'failed')) AS avg_duration_s,
-               quantile_cont(duration_s, 0.95) FILTER (WHERE status IN ('success', 'failed'))
+               avg(duration_s) FILTER (WHERE status IN {_FINISHED}) AS avg_duration_s,
+               quantile_cont(duration_s, 0.95) FILTER (WHERE status IN {_FINISHED})
                    AS p95_duration_s
         FROM {_facts(source)}
         GROUP BY project, task ORDER BY total DESC, project, task LIMIT {int(n)}""")
@@ -61,9 +68,9 @@ def task_trend(h, task, source=None):
                count(*) FILTER (WHERE status = 'success') AS success,
                count(*) FILTER (WHERE status = 'failed') AS failed,
                {success_rate_sql()} AS success_rate,
-               quantile_cont(duration_s, 0.5) FILTER (WHERE status IN ('success', 'failed'))
+               quantile_cont(duration_s, 0.5) FILTER (WHERE status IN {_FINISHED})
                    AS p50_duration_s,
-               quantile_cont(duration_s, 0.95) FILTER (WHERE status IN ('success', 'failed'))
+               quantile_cont(duration_s, 0.95) FILTER (WHERE status IN {_FINISHED})
                    AS p95_duration_s
         FROM {_facts(source)}{where}
         GROUP BY ALL ORDER BY week, project""")

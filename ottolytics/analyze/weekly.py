@@ -7,12 +7,15 @@ machine's local time zone (``TZ``), and runs count by when they started. The
 default week is the last complete one: the week before the current local week.
 """
 
+__all__ = ["weekly_report", "COLUMNS", "parse_week", "last_complete_week", "week_label"]
+
 import uuid
 from datetime import date, datetime, timedelta
 
 import pandas as pd
 
 from ottolytics.analyze.analytics import flaky_sql, success_rate_sql
+from ottolytics.store.statuses import OUTCOMES, sql_in
 
 COLUMNS = ["week", "week_start", "week_end", "project", "task", "runs", "successes",
            "failures", "skips", "success_rate", "p50_s", "p95_s", "prev_success_rate",
@@ -66,7 +69,7 @@ def weekly_report(h, week=None):
         f"CREATE TEMP TABLE {table} AS SELECT *, run_key AS run_id FROM "
         f"({r.facts(need=['project', 'run_started_at'])})"), lambda result: None)
     try:
-        fin = "status IN ('success', 'failed')"
+        fin = f"status IN {sql_in(OUTCOMES)}"
         stats = h._local(f"""
             SELECT project, task, started_s >= {start.timestamp()} AS this_week,
                    count(*) FILTER (WHERE attempt = 1) AS runs,

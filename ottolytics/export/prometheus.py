@@ -10,6 +10,8 @@ number is bounded: the ``max_projects`` most recently run projects and the
 node_exporter rejects those.
 """
 
+__all__ = ["write_metrics", "registry_for", "HistoryCollector"]
+
 import os
 import time
 
@@ -17,6 +19,7 @@ import pandas as pd
 
 from ottolytics.analyze.duck import sqlite_literal
 from ottolytics.core.files import atomic_write
+from ottolytics.store.statuses import OUTCOMES, sql_in, success_rate
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.openmetrics.exposition import ALLOWUTF8
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -111,7 +114,7 @@ class HistoryCollector:
 
         # One pass over the tasks: all-time totals per status, and the window's
         # durations and ratio per task (GROUPING SETS; finished attempts only).
-        fin = "w AND status IN ('success', 'failed')"
+        fin = f"w AND status IN {sql_in(OUTCOMES)}"
         other = sqlite_literal(OTHER)
         project_sql = "project" if not projects_folded else (
             f"CASE WHEN project IN ({', '.join(map(sqlite_literal, sorted(projects)))}) "
@@ -179,8 +182,9 @@ class HistoryCollector:
                                0.0 if pd.isna(row.total) else row.total)
             if not pd.isna(row.last):
                 last_duration.add_metric([row.project, row.task], row.last)
-            if row.done:
-                ratio.add_metric([row.project, row.task], row.ok / row.done)
+            rate = success_rate(row.ok, row.done - row.ok)
+            if rate is not None:
+                ratio.add_metric([row.project, row.task], rate)
         yield from (summary, last_duration, ratio)
 
         disk = h.disk_usage()

@@ -4,6 +4,9 @@ frame, one row per project and task for an ISO week, is analytics:
 rule is); this module writes it.
 """
 
+__all__ = ["write_csv", "to_csv_text", "newest_week", "last_complete_week", "week_label",
+           "COLUMNS"]
+
 import csv
 import io
 import os

@@ -254,6 +254,12 @@ def _run_path(run, home):
     return os.path.normpath(from_stored(run.run_dir, home)) if run.run_dir else None
 
 
+def _below(path, tree):
+    """*path* lies below *tree*, not *tree* itself (core.paths.is_inside)."""
+    path, tree = os.path.abspath(path), os.path.abspath(tree)
+    return path != tree and is_inside(path, tree)
+
+
 def shape_refusal(path, home, uid, source, _real=None):
     """Why *path* is not the directory of one run of *source*, or None: otto's
     runs are ``<project-dir>/<unix-ts>`` directly under OTTO_HOME, the runs
@@ -263,10 +269,10 @@ def shape_refusal(path, home, uid, source, _real=None):
         if _real is not None else os.path.realpath
     home = os.path.abspath(home)
     path = os.path.normpath(os.path.abspath(path))
+    if not _below(path, home):
+        return "its directory is outside OTTO_HOME; left alone"
     rel = os.path.relpath(path, home)
     parts = rel.split(os.sep)
-    if rel == os.curdir or parts[0] == os.pardir:
-        return "its directory is outside OTTO_HOME; left alone"
     if source == "otto":
         match = disk.PROJECT_DIR.match(parts[0]) if len(parts) == 2 else None
         ok = (match is not None and parts[0] != SHIM_RUNS[0]
@@ -353,21 +359,21 @@ def _claimed_below(claimed, home):
     real_tops = {}
     out = {}
     for path, uid in claimed.items():
-        rel = os.path.relpath(path, home)
-        parts = rel.split(os.sep)
-        if parts[0] == os.pardir or rel == os.curdir:
+        if not _below(path, home):
             # a path outside OTTO_HOME may still reach into it through a link
             real = os.path.realpath(path)
-            rel = os.path.relpath(real, real_home)
-            parts = rel.split(os.sep)
-            if parts[0] == os.pardir or rel == os.curdir:
+            if not _below(real, real_home):
                 continue
+            parts = os.path.relpath(real, real_home).split(os.sep)
         else:  # a project directory that is a link to another one
+            parts = os.path.relpath(path, home).split(os.sep)
             top = real_tops.get(parts[0])
             if top is None:
-                top = real_tops[parts[0]] = os.path.relpath(
-                    os.path.realpath(os.path.join(home, parts[0])), real_home).split(os.sep)
-            if top[0] != os.pardir:
+                real_top = os.path.realpath(os.path.join(home, parts[0]))
+                top = real_tops[parts[0]] = (
+                    os.path.relpath(real_top, real_home).split(os.sep)
+                    if is_inside(real_top, real_home) else None)
+            if top is not None:
                 parts = top + parts[1:]
         for depth in (2, 3):
             if len(parts) >= depth:

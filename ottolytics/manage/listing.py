@@ -5,6 +5,7 @@ import time
 from ottolytics.store.migrations import TASK_STATUSES
 from ottolytics.core.paths import db_path
 from ottolytics.store.connection import open_readonly
+from ottolytics.store.statuses import success_rate
 
 
 def open_for_reading(db=None):
@@ -200,4 +201,4 @@ def task_history(db=None, task=None, limit=20, conn=None, status=None, project=N
     failed = sum(r["status"] == "failed" for r in runs)
     return {"task": task, "runs": runs,
             "summary": {"runs": len(runs), "successes": ok, "failures": failed,
-                        "success_rate": ok / (ok + failed) if ok + failed else None}}
+                        "success_rate": success_rate(ok, failed)}}

@@ -74,18 +74,17 @@ class HistoryTools:
         self._history = None
 
     def _conn(self):
-        from ottolytics.store.connection import decode_text
+        from ottolytics.store.connection import open_readonly
         if not os.path.exists(self.path):
             raise Refused(f"{self.path}: no store here; record runs first or start the "
                           "server with --db PATH")
         try:
-            conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True)
-            conn.text_factory = decode_text  # bytes that are not UTF-8 shown as \xff
-            conn.execute("SELECT 1 FROM runs LIMIT 1")
-        except sqlite3.Error as exc:
+            # the store's own read-only opening: URI-escaped path, busy timeout,
+            # text decoding, and tracking (store/inprocess) beside DuckDB's SQLite
+            return open_readonly(self.path)
+        except (StoreError, sqlite3.Error) as exc:
             raise Refused(f"{self.path}: cannot be read as an ottolytics store ({exc})") \
                 from None
-        return conn
 
     def close(self):
         """Close the History the analytics tools opened, if they did."""

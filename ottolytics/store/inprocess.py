@@ -13,6 +13,7 @@ meanwhile. Standard library only.
 import os
 import sqlite3
 import threading
+from urllib.parse import unquote
 
 lock = threading.RLock()
 _open = {}  # real path -> number of open sqlite3 connections
@@ -33,8 +34,10 @@ class TrackedConnection(sqlite3.Connection):
 
     def __init__(self, path, *args, **kwargs):
         super().__init__(path, *args, **kwargs)
-        self._tracked = _key(path[5:].split("?", 1)[0] if str(path).startswith("file:")
-                             else path)
+        if kwargs.get("uri") and str(path).startswith("file:"):
+            # the URI's path, percent-escapes undone (store.connection escapes %?#)
+            path = unquote(str(path)[5:].split("?", 1)[0])
+        self._tracked = _key(path)
         with lock:
             _open[self._tracked] = _open.get(self._tracked, 0) + 1
 

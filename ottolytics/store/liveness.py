@@ -11,6 +11,7 @@ import time
 
 from ottolytics.store.events import derive_run_status, set_run_status, set_task_status
 from ottolytics.core.paths import task_path_from_stored
+from ottolytics.store.statuses import UNFINISHED, sql_in
 
 DEFAULT_MAX_AGE_S = 24 * 3600
 # A pid whose start time differs by more than this is another process.
@@ -126,7 +127,7 @@ def recover_stale(store, max_age_s=DEFAULT_MAX_AGE_S, now=None):
         "SELECT t.id, t.run_id, t.name, t.status, coalesce(t.pid, r.pid), "
         "CASE WHEN t.pid IS NULL THEN r.pid_started_at ELSE t.pid_started_at END, "
         "r.host, t.started_at, r.uid FROM runs r JOIN tasks t ON t.run_id = r.id "
-        "WHERE r.status = 'running' AND t.status IN ('pending', 'running')").fetchall()
+        f"WHERE r.status = 'running' AND t.status IN {sql_in(UNFINISHED)}").fetchall()
     runs = conn.execute(
         "SELECT id, uid, status, pid, pid_started_at, host, started_at FROM runs "
         "WHERE status = 'running'").fetchall()
@@ -163,7 +164,7 @@ def recover_stale(store, max_age_s=DEFAULT_MAX_AGE_S, now=None):
             # Close any task of this run still open: its recorder is the run's.
             for tid, name, status in conn.execute(
                     "SELECT id, name, status FROM tasks WHERE run_id = ? AND status IN "
-                    "('pending', 'running')", (rid,)).fetchall():
+                    + sql_in(UNFINISHED), (rid,)).fetchall():
                 set_task_status(conn, tid, rid, status, "interrupted",
                                 _task_last_seen(conn, tid, current[1]), reason)
                 marked.append((uid, name, reason))

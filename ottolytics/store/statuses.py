@@ -30,3 +30,11 @@ TASK_COUNT_ORDER = ("success", "failed", "skipped", "interrupted", "running")
 def sql_in(statuses) -> str:
     """``('a','b')``: *statuses* as an SQL list for ``IN``."""
     return "(" + ",".join(f"'{s}'" for s in statuses) + ")"
+
+
+def success_rate(successes, failures):
+    """The success rate: successes / (successes + failures), None when neither.
+    The one definition of it; ``analyze.analytics.success_rate_sql`` is its SQL
+    twin (a test holds that they agree)."""
+    finished = successes + failures
+    return successes / finished if finished else None

@@ -22,7 +22,7 @@ from typing import Any, Callable, Dict, Sequence
 
 from ottolytics.analyze import duck
 from ottolytics.analyze.sources.types import (
-    DEP_COLUMNS, DISK_SAMPLE_COLUMNS, LOG_COLUMNS, LOG_PATH_COLUMNS, PARAM_COLUMNS, RUN_COLUMNS,
+    COLUMN_TYPES, RELATION_TYPES, DEP_COLUMNS, DISK_SAMPLE_COLUMNS, LOG_COLUMNS, LOG_PATH_COLUMNS, PARAM_COLUMNS, RUN_COLUMNS,
     TASK_COLUMNS, TRANSITION_COLUMNS)
 
 __all__ = ["Source", "Relations", "Filters", "literal", "empty", "ts", "NO_FILTERS"]
@@ -48,9 +48,12 @@ def _ident(name):
     return '"' + str(name).replace('"', '""') + '"'
 
 
-def empty(columns):
-    """A relation with *columns* and no rows."""
-    return "SELECT " + ", ".join(f"NULL AS {_ident(c)}" for c in columns) + " WHERE false"
+def empty(columns, relation=None):
+    """A relation with *columns* and no rows, each column of its contract type
+    (``types.COLUMN_TYPES``, as *relation*'s ``types.RELATION_TYPES`` change it)."""
+    types = {**COLUMN_TYPES, **RELATION_TYPES.get(relation, {})}
+    return "SELECT " + ", ".join(f"CAST(NULL AS {types[c]}) AS {_ident(c)}"
+                                 for c in columns) + " WHERE false"
 
 
 class Source:

@@ -14,6 +14,9 @@ and stay in its store), and its log paths are other machines': no log file is
 read through it.
 """
 
+__all__ = ["ParquetSource", "is_dataset", "read_manifest", "hive_value", "FORMAT_VERSION",
+           "MANIFEST", "CURRENT", "SNAPSHOTS", "LOCK", "TABLES", "LEGACY"]
+
 import hashlib
 import json
 import os
@@ -160,7 +163,7 @@ class ParquetSource(Source):
     def runs(self, scope, f, status=True):
         src = self._source("runs")
         if src is None:
-            return empty(SHAPES["runs"])
+            return empty(SHAPES["runs"], "runs")
         return (f"SELECT run_id, project, CAST(status AS run_status) AS status, started_at, "
                 f"finished_at, duration_s, host, \"user\", cwd, ottofile, args, run_dir, "
                 f"size_bytes, source, source_ref, derived FROM {src}"
@@ -173,7 +176,7 @@ class ParquetSource(Source):
     def tasks(self, scope, f, status=True, with_tail=False, with_deps=False):
         if self._source("tasks") is None:
             return empty(SHAPES["tasks"] + (["stderr_tail"] if with_tail else [])
-                         + (["depends_on"] if with_deps else []))
+                         + (["depends_on"] if with_deps else []), "tasks")
         extra = (", stderr_tail" if with_tail else "") + (", depends_on" if with_deps else "")
         return (f"SELECT run_id, project, host, task, attempt, "
                 f"CAST(status AS task_status) AS status, started_at, finished_at, duration_s, "

@@ -6,12 +6,15 @@ with its indexes, so a narrow question reads few rows, and only the columns a
 relation needs cross over (as text, cast back to ``SOURCE_TYPES``).
 """
 
+__all__ = ["SqliteSource"]
+
 import os
 
 from ottolytics.analyze import duck
 from ottolytics.analyze.sources.base import Source, literal, ts as _ts
 from ottolytics.analyze.sources.types import SOURCE_TYPES
 from ottolytics.core.paths import run_dir_sql, stored_path_sql
+from ottolytics.store.statuses import UNFINISHED, sql_in
 
 AT_X = 'x."at"'  # "at" is a keyword in DuckDB
 AT_L = 'l."at"'
@@ -224,7 +227,7 @@ class SqliteSource(Source):
                 f"UNION ALL "
                 f"SELECT r.uid, t.name, t.attempt, 'running', t.status, {_ts('t.finished_at')}, "
                 f"NULL FROM {t} t JOIN {r} r ON r.id = t.run_id "
-                f"WHERE t.status_logged = 0 AND t.status NOT IN ('pending', 'running') "
+                f"WHERE t.status_logged = 0 AND t.status NOT IN {sql_in(UNFINISHED)} "
                 f"UNION ALL "
                 f"SELECT r.uid, t.name, t.attempt, x.from_status, x.to_status, "
                 f"{_ts(AT_X)}, x.reason FROM {log} x JOIN {r} r ON r.id = x.run_id "

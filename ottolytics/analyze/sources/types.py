@@ -11,6 +11,11 @@ The frames' column contract (``RUN_COLUMNS``, ``TASK_COLUMNS``,
 ``TRANSITION_COLUMNS``) is here too: every source gives relations of that shape.
 """
 
+__all__ = ["SOURCE_TYPES", "schema_types", "READ_TABLES", "UNREAD", "DUCKDB_TYPES",
+           "RUN_COLUMNS", "TASK_COLUMNS", "TRANSITION_COLUMNS", "PARAM_COLUMNS",
+           "DEP_COLUMNS", "LOG_COLUMNS", "LOG_PATH_COLUMNS", "TAIL_COLUMNS",
+           "DISK_SAMPLE_COLUMNS", "FACT_COLUMNS", "COLUMN_TYPES", "RELATION_TYPES"]
+
 import sqlite3
 
 from ottolytics.store.migrations import MIGRATIONS
@@ -75,6 +80,28 @@ LOG_PATH_COLUMNS = ["run_id", "task", "attempt", "started_at", "source", "run_di
 TAIL_COLUMNS = ["run_id", "task", "attempt", "started_at", "tail"]
 DISK_SAMPLE_COLUMNS = ["measured_at", "project", "runs", "run_bytes", "cache_bytes",
                        "orphan_cache_bytes", "other_bytes", "total_bytes"]
+# The DuckDB type of each contract column, by name (a name has one type in every
+# relation, but for RELATION_TYPES'); a source's empty relation is typed by these.
+_TIMESTAMP = "TIMESTAMPTZ"
+COLUMN_TYPES = {
+    **{c: "VARCHAR" for c in (
+        "run_id", "project", "status", "host", "user", "cwd", "ottofile", "args", "run_dir",
+        "source", "source_ref", "derived", "task", "script_hash", "script_path",
+        "stdout_path", "stderr_path", "from_status", "to_status", "reason", "key", "value",
+        "depends_on", "stream", "text", "run_dir_stored", "stdout_stored", "stderr_stored",
+        "tail", "stderr_tail", "run_key")},
+    **{c: _TIMESTAMP for c in ("started_at", "finished_at", "run_started_at", "at",
+                               "measured_at")},
+    **{c: "BIGINT" for c in ("size_bytes", "attempt", "exit_code", "signal", "peak_rss_bytes",
+                             "seq", "runs", "run_bytes", "cache_bytes", "orphan_cache_bytes",
+                             "other_bytes", "total_bytes")},
+    **{c: "DOUBLE" for c in ("duration_s", "cpu_user_s", "cpu_system_s", "started_s")},
+    "store_index": "INTEGER",
+}
+# Where a relation's column differs from COLUMN_TYPES (the status enums).
+RELATION_TYPES = {"runs": {"status": "run_status"},
+                  "tasks": {"status": "task_status", "depends_on": "VARCHAR[]"}}
+
 # What analytics aggregate: the lean task rows (see Source.facts).
 FACT_COLUMNS = ["task", "status", "attempt", "started_at", "started_s", "duration_s",
                 "script_hash", "run_key"]
