@@ -208,3 +208,29 @@ def test_a_history_left_open_is_closed_at_exit(tmp_path, db):
                          env={**os.environ, "TMPDIR": str(scratch)}, timeout=120)
     assert out.returncode == 0, out.stderr
     assert os.listdir(scratch) == []
+
+
+def test_filtered_reads_survive_many_threads(tmp_path):
+    """A filtered read sends several sqlite_query scans of one store into one
+    statement; DuckDB 1.5.5's sqlite scanner gives them all the one SQLite
+    connection of the transaction, and parallel pipelines used it from two
+    threads at once: a SIGSEGV now and then (in grep, in CI), within seconds with
+    8 threads. Such statements run on one thread."""
+    import shutil
+    sample = tmp_path / "sample.db"
+    shutil.copy(os.path.join(os.path.dirname(__file__), "..", "data", "sample",
+                             "ottolytics.db"), sample)
+    code = ("import sys, time, ottolytics\n"
+            "h = ottolytics.open(sys.argv[1], project='etl')\n"
+            "h.sql('SET threads = 16')\n"
+            "end = time.monotonic() + 20\n"
+            "n = 0\n"
+            "while time.monotonic() < end:\n"
+            "    h.grep('Error', max_matches=5)\n"
+            "    h.sql('SELECT task, count(*) FROM tasks GROUP BY task')\n"
+            "    n += 1\n"
+            "print(n)\n")
+    out = subprocess.run([sys.executable, "-c", code, str(sample)], capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert int(out.stdout) > 10

@@ -105,7 +105,18 @@ def _in_one_transaction(con, sql, fetch):
     sqlite_query's bind data, a pointer to the SQLite connection of the
     transaction that bound it, which is gone by execution: an intermittent
     segfault (duckdb/duckdb-sqlite#224, fixed upstream after the 1.5.5 wheel).
-    One transaction around both keeps that connection alive throughout."""
+    One transaction around both keeps that connection alive throughout.
+
+    That same pointer is all the sqlite_query scans of a statement get: one SQLite
+    connection, which SQLite allows on one thread at a time, while DuckDB runs a
+    join's pipelines on several (a SIGSEGV or a corrupted heap every few hundred
+    filtered reads, within seconds with 8 threads). A statement that reads through
+    sqlite_query therefore runs on one thread; whole-table scans of an attached
+    store, which open their own connections, keep every thread."""
+    one_thread = sql is not None and "sqlite_query(" in sql
+    if one_thread:
+        threads = con.execute("SELECT current_setting('threads')").fetchone()[0]
+        con.execute("SET threads = 1")
     con.execute("BEGIN TRANSACTION")
     try:
         result = fetch(con.execute(sql) if sql is not None else None)
@@ -115,6 +126,9 @@ def _in_one_transaction(con, sql, fetch):
         except duckdb.Error:
             pass
         raise
+    finally:
+        if one_thread:
+            con.execute(f"SET threads = {int(threads)}")
     con.execute("COMMIT")
     return result
 
