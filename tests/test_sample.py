@@ -13,7 +13,8 @@ from ottolytics.tools.sample import BUMP_DATE, FIX_DATE, REGRESSION_DATE, genera
 ROOT = Path(__file__).resolve().parent.parent
 COMMITTED = ROOT / "data" / "sample"
 OTTO_PATH = re.compile(r"'[^']*/([^/']+-[0-9a-f]{8}/)")
-WALL_CLOCK = {"schema_migrations": {"applied_at"}, "sync_state": {"synced_at"}}
+WALL_CLOCK = {"schema_migrations": {"applied_at"}, "sync_state": {"synced_at"},
+              "store_info": {"value"}}  # store_info.uid: made at random once per store
 
 
 def _tables(db, home):

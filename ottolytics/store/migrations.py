@@ -17,7 +17,7 @@ import time
 
 from ottolytics.core.errors import StoreError  # noqa: F401 (its old home; core.errors)
 from ottolytics.store.statuses import RUN_STATUSES, TASK_STATUSES  # noqa: F401 (re-exported)
-from ottolytics.store.statuses import sql_in as _in
+from ottolytics.store.statuses import UNFINISHED, sql_in as _in
 
 # "OTTO" in ASCII: marks a file as an ottolytics store.
 APPLICATION_ID = 0x4F54544F
@@ -178,11 +178,73 @@ V3 = [
     ) WITHOUT ROWID""",
 ]
 
+# The change log that lets a reader keep a columnar copy of the store up to date
+# without rereading it (analyze/sources/mirror.py). A run is *sealed* once it is
+# finished (its status is not in UNFINISHED): from then on every write that
+# touches its rows, and every run inserted or deleted, moves the run to the end
+# of ``changes`` (AUTOINCREMENT: a seq is never reused). A reader that copied the
+# store when the newest seq was C reads again exactly the runs with seq > C and
+# the runs that were unfinished then. Writes to a running run (the recorder's
+# every task) cost one indexed lookup in a trigger's WHEN and nothing else.
+# ``store_info`` holds an id made once per store, so a copy is never taken for
+# another store's at the same path.
+_SEALED = f"NOT IN {_in(UNFINISHED)}"
+
+
+def _touch(table, run_of):
+    """Triggers on *table* (INSERT, UPDATE, DELETE) that log the run of the row
+    (*run_of*, an SQL expression over NEW/OLD given as {row}) when it is sealed."""
+    out = []
+    for event, row in (("INSERT", "NEW"), ("UPDATE", "NEW"), ("DELETE", "OLD")):
+        run = run_of.format(row=row)
+        out.append(
+            f"CREATE TRIGGER changes_{table}_{event.lower()} AFTER {event} ON {table} "
+            f"WHEN (SELECT status FROM runs WHERE id = {run}) {_SEALED} "
+            f"BEGIN INSERT OR REPLACE INTO changes(run_id) VALUES ({run}); END")
+        if event == "UPDATE":  # a row moved to another run: log the old one too
+            old = run_of.format(row="OLD")
+            out.append(
+                f"CREATE TRIGGER changes_{table}_moved AFTER UPDATE ON {table} "
+                f"WHEN {old} IS NOT {run} AND (SELECT status FROM runs WHERE id = {old}) "
+                f"{_SEALED} BEGIN INSERT OR REPLACE INTO changes(run_id) VALUES ({old}); END")
+    return out
+
+
+_TASK_RUN = "(SELECT run_id FROM tasks WHERE id = {row}.task_id)"
+
+V4 = [
+    """CREATE TABLE changes (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        run_id INTEGER NOT NULL UNIQUE
+    )""",
+    """CREATE TABLE store_info (
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    ) WITHOUT ROWID""",
+    "INSERT INTO store_info(key, value) VALUES ('uid', lower(hex(randomblob(16))))",
+    # Runs: every insert and delete; an update only once the run was sealed (a
+    # run's own end, running -> success, is not a change of a sealed run).
+    "CREATE TRIGGER changes_runs_insert AFTER INSERT ON runs "
+    "BEGIN INSERT OR REPLACE INTO changes(run_id) VALUES (NEW.id); END",
+    "CREATE TRIGGER changes_runs_delete AFTER DELETE ON runs "
+    "BEGIN INSERT OR REPLACE INTO changes(run_id) VALUES (OLD.id); END",
+    f"CREATE TRIGGER changes_runs_update AFTER UPDATE ON runs WHEN OLD.status {_SEALED} "
+    "BEGIN INSERT OR REPLACE INTO changes(run_id) VALUES (OLD.id); "
+    "INSERT OR REPLACE INTO changes(run_id) VALUES (NEW.id); END",
+    *_touch("tasks", "{row}.run_id"),
+    *_touch("status_log", "{row}.run_id"),
+    *_touch("run_params", "{row}.run_id"),
+    *_touch("log_fragments", "{row}.run_id"),
+    *_touch("task_stderr", _TASK_RUN),
+    *_touch("task_deps", _TASK_RUN),
+]
+
 # (version, name, statements). Append only; never edit a released entry.
 MIGRATIONS = [
     (1, "initial schema", V1),
     (2, "sync: derived values and sync state", V2),
     (3, "usage: disk samples", V3),
+    (4, "change log for columnar copies", V4),
 ]
 
 CURRENT_VERSION = MIGRATIONS[-1][0]
