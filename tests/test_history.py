@@ -53,15 +53,21 @@ def test_filters_push_down(known):
     assert ottolytics.open(known, until=T0 + 3600).runs()["run_id"].tolist() == ["run000"]
     assert len(ottolytics.open(known, project="nope").tasks()) == 0
 
-    # SQLite runs the WHERE: fewer rows cross into DuckDB.
+    # Read directly, SQLite runs the WHERE: fewer rows cross into DuckDB. Through
+    # the mirror, the same clauses filter its views.
     def rows_read(history):
         src = history._source
         sql = src._rel("s0", "tasks", src._tasks_where(history.filters))
         return history._query(lambda r: f"SELECT count(*) AS n FROM {sql}")["n"][0], sql
-    all_rows, plain = rows_read(ottolytics.open(known))
-    few, pushed = rows_read(h)
+    from ottolytics.analyze.history import History
+    from ottolytics.analyze.sources.sqlite import SqliteSource
+    direct = History(SqliteSource([known]))
+    all_rows, plain = rows_read(direct)
+    few, pushed = rows_read(direct.with_filters(since=T0 + 30 * 3600, project="web"))
     assert (all_rows, few) == (RUNS * 4 + 1, 40)
     assert "s0.tasks" in plain and "sqlite_query" in pushed and "started_at >=" in pushed
+    mirrored, clauses = rows_read(h)
+    assert mirrored == 40 and "s0_tasks" in clauses and "started_at >=" in clauses
     since = ottolytics.open(known, since="30d")  # relative durations work too
     assert since.filters["since"] > 0
 
