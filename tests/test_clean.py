@@ -474,6 +474,25 @@ def test_doctor_reports_and_finishes_a_killed_clean(home, db, cli):
     assert checks["clean"]["ok"] and "none" in checks["clean"]["detail"]
 
 
+def test_finish_interrupted_only_finds_on_a_dry_run_and_finishes_otherwise(home, db):
+    runs = build(home, [100, 90, 2])
+    synced(home, db)
+    assert clean.finish_interrupted(db, home) is None
+    assert clean.finish_interrupted(db, home, dry_run=True) is None
+    old = q(db, "SELECT id, uid FROM runs ORDER BY started_at")[:2]
+    journal = clean.journal_path(str(db))
+    with open(journal, "w") as f:
+        json.dump({"home": str(home), "runs": [list(r) for r in old]}, f)
+    found = clean.finish_interrupted(db, home, dry_run=True)
+    assert found.journal == journal and found.finished is None
+    assert len(_uids(db)) == 3 and os.path.exists(journal) and runs[0].exists()
+    found = clean.finish_interrupted(db, home)
+    assert found.journal == journal
+    assert sorted(found.finished.deleted) == sorted(uid for _id, uid in old)
+    assert not runs[0].exists() and not runs[1].exists() and runs[2].exists()
+    assert len(_uids(db)) == 1 and not os.path.exists(journal)
+
+
 def test_a_journal_naming_a_young_run_deletes_nothing(home, db):
     runs = build(home, [100, 0.001])
     synced(home, db)

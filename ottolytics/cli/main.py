@@ -639,15 +639,17 @@ def cmd_clean(args):
 
 def _finish_interrupted_clean(args):
     """Finish a clean that was killed midway (a dry run only says so); the Result or None."""
-    from ottolytics.manage.clean import pending, resume
+    from ottolytics.manage.clean import finish_interrupted
     from ottolytics.core.formatting import human_bytes
-    if args.dry_run:
-        if pending(args.db, args.otto_home) is not None:
-            print("ottolytics: warning: a clean was interrupted; 'ottolytics clean' or "
-                  "'ottolytics doctor' finishes it", file=sys.stderr)
+    found = finish_interrupted(args.db, args.otto_home, dry_run=args.dry_run)
+    if found is None:
         return None
-    result = resume(args.db, args.otto_home)
-    if result is not None and not (args.json or args.jsonl):
+    if found.finished is None:
+        print("ottolytics: warning: a clean was interrupted; 'ottolytics clean' or "
+              "'ottolytics doctor' finishes it", file=sys.stderr)
+        return None
+    result = found.finished
+    if not (args.json or args.jsonl):
         for path, message in result.errors:
             print(f"ottolytics: error: {path}: {message}", file=sys.stderr)
         print(f"finished an interrupted clean: deleted {len(result.deleted)} runs, "

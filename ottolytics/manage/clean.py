@@ -706,3 +706,30 @@ def resume(db=None, home=None, progress=None):
     except FileNotFoundError:
         pass
     return result
+
+
+@dataclass
+class Interrupted:
+    """A clean killed midway, as the next clean finds it: *journal* is its
+    journal's path; *finished* the Result of finishing it, or None when it was
+    only found (a dry run)."""
+    journal: str
+    finished: "Result | None" = None
+
+
+def finish_interrupted(db=None, home=None, *, dry_run=False, progress=None):
+    """What ``ottolytics clean`` does first: finish a clean that was killed
+    midway (resume), or on a *dry_run* only find it, changing nothing. Returns
+    an Interrupted, or None when no clean was interrupted. Raises StoreError for
+    a journal that is unreadable or of another OTTO_HOME (not on a dry run).
+
+    >>> found = finish_interrupted(db, home)  # doctest: +SKIP
+    >>> found and found.finished.deleted
+    ['otto-1763650000-1a2b3c4d']
+    """
+    home = os.path.abspath(otto_home(home))
+    if dry_run:
+        data = pending(db, home)
+        return None if data is None else Interrupted(data["path"])
+    result = resume(db, home, progress=progress)
+    return None if result is None else Interrupted(journal_path(db_path(db, home)), result)
