@@ -742,18 +742,10 @@ def cmd_export_prometheus(args):
 
 
 def cmd_report_weekly(args):
-    from ottolytics.export.report import last_complete_week, newest_week, to_csv_text, week_label, write_csv
+    from ottolytics.export.report import to_csv_text, weekly, write_csv
     try:
         with _open_history(args) as h:
-            df = h.weekly_report(args.week)
-            hint = None
-            if not len(df):
-                hint = "no runs that week"
-                if args.week is None:
-                    newest = newest_week(h)
-                    hint = (f"no runs in {week_label(last_complete_week())}, the last complete "
-                            "week" + (f"; the newest runs are in {newest}: pass --week {newest}"
-                                      if newest else "; the store has no runs"))
+            df, hint = weekly(h, args.week)
     except ValueError as exc:
         return _fail(str(exc), 2)
     if args.json or args.jsonl:
