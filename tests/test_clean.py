@@ -347,6 +347,22 @@ def test_a_row_naming_the_script_cache_leaves_it_alone(home, db):
     assert "hostile-cache" in _uids(db) and not result.errors
 
 
+@pytest.mark.parametrize("project_dir", ["web-1a2b3c4d", "..web-1a2b3c4d"])
+def test_a_run_directory_holding_a_script_cache_is_left_alone(home, db, project_dir):
+    # a name starting with '..' lies inside OTTO_HOME like any other (core.paths.is_inside)
+    ts = int(time.time() - 100 * DAY)
+    run_dir = home / project_dir / str(ts)
+    (run_dir / ".cache").mkdir(parents=True)
+    (run_dir / ".cache" / "script.sh").write_text("#!/bin/sh\n")
+    _old_row(db, f"otto-{ts}-1a2b3c4d", f"{project_dir}/{ts}", project="web", source="otto")
+    p = clean.plan(db, home, keep_days=30, keep_last=0)
+    assert [c.path for c in p.runs] == [str(run_dir)]
+    result = clean.execute(p, db)
+    assert (run_dir / ".cache" / "script.sh").exists()
+    assert result.errors == [(str(run_dir), "holds a script cache: a project directory, not a "
+                                            "run; left alone")]
+
+
 def test_an_old_row_sharing_a_recent_runs_directory_leaves_its_files(home, db):
     runs = build(home, [100, 2])
     synced(home, db)

@@ -540,9 +540,9 @@ def _not_a_run_dir(path, home, store_file):
     cache) or the store's own directory; none of those is a run."""
     real_home = os.path.realpath(home)
     real = os.path.join(os.path.realpath(os.path.dirname(path)), os.path.basename(path))
-    rel = os.path.relpath(real, real_home)
-    if rel.startswith(os.pardir) or rel == os.curdir:
+    if not _below(real, real_home):
         return None  # _inside reports these
+    rel = os.path.relpath(real, real_home)
     if len(rel.split(os.sep)) < 2:
         return "directly below OTTO_HOME, so not a run directory; left alone"
     if os.path.isdir(os.path.join(real, ".cache")):
