@@ -72,3 +72,18 @@ def test_follow_on_a_terminal_keeps_its_newlines_and_escapes_the_rest(home):
     proc, out = run_cli_on_a_tty("logs", "latest", "t", "--stream", "stdout", "--follow")
     assert proc.returncode == 0, proc.stderr
     assert out.replace("\r\n", "\n") == "one\ntwo\\x1b]0;x\\x07\n"
+
+
+def test_iter_run_logs_says_when_the_run_has_no_such_task(home):
+    """The rule behind `logs RUN TASK`'s error, in the library: a task that wrote
+    nothing streams no lines; a task the run does not have is TaskNotFound."""
+    import pytest
+    import ottolytics
+    from ottolytics.analyze.analytics import iter_run_logs
+    from ottolytics.manage.runinfo import TaskNotFound
+    assert run_cli("exec", "--task", "t", "--", "true").returncode == 0
+    with ottolytics.open(home / "ottolytics.db") as h:
+        uid, rows, refused = iter_run_logs(h, "latest", "t")
+        assert list(rows) == [] and refused == []
+        with pytest.raises(TaskNotFound, match=f"run {uid} has no task 'nope'; its tasks are t$"):
+            iter_run_logs(h, "latest", "nope")

@@ -85,19 +85,10 @@ def _print_logs(h, run, task, stream, as_json, jsonl):
     from ottolytics.analyze.analytics import iter_run_logs
     uid = h.resolve(run)
     # Streamed: a log file is read line by line as it is printed, never whole.
-    uid, rows, refused = iter_run_logs(h, uid, task)
-    first = next(rows, None)
-    names = None
-    if task is not None and first is None:
-        names = sorted(set(h.with_filters(run=[uid], since=None, until=None, status=None,
-                                          task=None).tasks()["task"]))
-    if names is not None and task not in names:
-        _err(f"run {uid} has no task {task!r}; its tasks are {', '.join(names) or 'none'}")
-        return 1
-    import itertools
+    uid, rows, refused = iter_run_logs(h, uid, task)  # TaskNotFound rises to main
     from collections import namedtuple
     Row = namedtuple("Row", "task attempt stream seq at text source")
-    every = (Row(*r) for r in itertools.chain([first] if first is not None else [], rows))
+    every = (Row(*r) for r in rows)
     if stream:
         every = (r for r in every if r.stream == stream)
     shown = 0

@@ -217,6 +217,13 @@ class TaskNotFound(RunNotFound):
     tasks it has."""
 
 
+def no_such_task(uid, task, names):
+    """The TaskNotFound for run *uid* without a task *task*, naming its tasks
+    *names* (what ``ottolytics logs RUN TASK`` says)."""
+    return TaskNotFound(f"run {uid} has no task {task!r}; its tasks are "
+                        f"{', '.join(names) or 'none'}")
+
+
 def task_output(db=None, ref="latest", task=None, stream="stderr", attempt=None, conn=None,
                 home=None, max_bytes=None):
     """One task attempt's output on *stream* (its last attempt unless *attempt*), as
@@ -324,8 +331,7 @@ def follow_output(db=None, ref="latest", task=None, stream=None, home=None,
                     names = [n for (n,) in conn.execute(
                         "SELECT DISTINCT name FROM tasks WHERE run_id = ? ORDER BY name",
                         (rid,))]
-                    raise TaskNotFound(f"run {uid} has no task {task!r}; its tasks are "
-                                       f"{', '.join(names) or 'none'}")
+                    raise no_such_task(uid, task, names)
                 time.sleep(poll_s)
                 continue
             if attempt is not None and got != attempt:
