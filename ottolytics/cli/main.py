@@ -198,34 +198,12 @@ def _task_counts(r):
     return f"{r['tasks']} {counts}".strip()
 
 
-def _note_stale(db, runs):
-    """Reading writes nothing, so a run whose recorder died still reads 'running'
-    until a recording or doctor marks it: say so."""
+def _notes(db, runs, spool=True):
+    """Reading writes nothing: say what waits (listing.reading_notes)."""
     from ottolytics.core.formatting import printable
-    from ottolytics.manage.listing import stale_running
-    from ottolytics.store.migrations import StoreError
-    running = [r["run_id"] for r in runs if r["status"] == "running"]
-    if not running:
-        return
-    try:
-        stale = stale_running(db, running)
-    except (StoreError, sqlite3.Error):
-        return  # a note, not the answer
-    for uid, reason in list(stale.items())[:3]:
-        print(printable(f"ottolytics: note: run {uid} is stored as running, but {reason}; "
-                        "'ottolytics doctor' marks it interrupted"), file=sys.stderr)
-    if len(stale) > 3:
-        print(f"ottolytics: note: {len(stale) - 3} more such runs", file=sys.stderr)
-
-
-def _note_spool(db):
-    """Reading writes nothing, so spooled events wait: say so."""
-    from ottolytics.manage.listing import spool_waiting
-    waiting = spool_waiting(db)
-    if waiting:
-        print(f"ottolytics: note: {waiting} spool file{'s' if waiting > 1 else ''} of events "
-              "not yet in the store; the next recording or 'ottolytics doctor' replays "
-              "them", file=sys.stderr)
+    from ottolytics.manage.listing import reading_notes
+    for line in reading_notes(db, runs, spool=spool):
+        print(printable(f"ottolytics: note: {line}"), file=sys.stderr)
 
 
 def _check_status(status, task):
@@ -286,8 +264,7 @@ def cmd_history(args):
         bad = _unknown_project(args)
         if bad is not None:
             return bad
-    _note_spool(args.db)
-    _note_stale(args.db, runs)
+    _notes(args.db, runs)
     if args.json or args.jsonl:
         for r in runs:
             render.iso_fields(r, "started_at", "finished_at")
@@ -335,7 +312,7 @@ def cmd_list(args):
         bad = _unknown_project(args)
         if bad is not None:
             return bad
-    _note_stale(args.db, runs)
+    _notes(args.db, runs, spool=False)
     if args.json or args.jsonl:
         render.print_records([render.iso_fields(r, "started_at", "finished_at") for r in runs],
                              args.jsonl)

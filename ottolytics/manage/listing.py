@@ -44,6 +44,34 @@ def stale_running(db, uids, max_age_s=None, now=None):
     return found
 
 
+def reading_notes(db=None, runs=(), spool=True):
+    """What a reader of *runs* (dicts of recent_runs or task_history) should know
+    that the store does not say yet, as lines: with *spool*, spooled events
+    waiting; runs stored as running whose recorder is gone (three named, then
+    how many more). Reading writes nothing, so these wait for the next recording
+    or ``doctor``. A store that cannot be read gives no note on running runs.
+
+    >>> reading_notes(db, recent_runs(db))  # doctest: +SKIP
+    ["1 spool file of events not yet in the store; the next recording or 'ottolytics doctor' replays them"]
+    """
+    import sqlite3
+    from ottolytics.core.errors import StoreError
+    notes = []
+    waiting = spool_waiting(db) if spool else 0
+    if waiting:
+        notes.append(f"{waiting} spool file{'s' if waiting > 1 else ''} of events not yet in "
+                     "the store; the next recording or 'ottolytics doctor' replays them")
+    try:
+        stale = stale_running(db, [r["run_id"] for r in runs if r["status"] == "running"])
+    except (StoreError, sqlite3.Error):
+        stale = {}  # a note, not the answer
+    notes += [f"run {uid} is stored as running, but {reason}; 'ottolytics doctor' marks it "
+              "interrupted" for uid, reason in list(stale.items())[:3]]
+    if len(stale) > 3:
+        notes.append(f"{len(stale) - 3} more such runs")
+    return notes
+
+
 def project_names(db=None):
     """Every project name in the store at *db*, sorted."""
     conn = open_for_reading(db)
