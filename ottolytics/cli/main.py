@@ -550,7 +550,7 @@ def _plan_rows(p):
 
 
 def cmd_clean(args):
-    from ottolytics.manage.clean import FILES_ELSEWHERE, execute, plan
+    from ottolytics.manage.clean import execute, plan
     from ottolytics.core.formatting import human_bytes
     from ottolytics.cli.terminal import confirm, progress
     for flag, value in (("--keep", args.keep), ("--keep-last", args.keep_last),
@@ -563,7 +563,7 @@ def cmd_clean(args):
                  keep_failed=args.keep_failed, project=args.project, cache=args.cache,
                  cache_only=args.cache_only, progress=advance,
                  forget_missing=args.forget_missing, sync=args.sync and not args.dry_run)
-    elsewhere = [r for r, why in p.protected if FILES_ELSEWHERE in why]
+    elsewhere = p.files_elsewhere
     if elsewhere:
         print(f"ottolytics: warning: {len(elsewhere)} runs to delete have no directory under "
               f"{p.home}: their files are elsewhere, so their rows are kept; pass "

@@ -84,8 +84,8 @@ def weekly(h, week=None):
     Raises ValueError for a bad *week*.
 
     >>> df, hint = weekly(h)  # doctest: +SKIP
-    >>> hint
-    'no runs in 2026-W48, the last complete week; the newest runs are in 2026-W47: pass --week 2026-W47'
+    >>> hint  # with the newest runs a week earlier
+    'no runs in 2026-W48, the last complete week; the newest runs are in 2026-W47: ...'
     """
     df = h.weekly_report(week)
     if len(df):

@@ -80,6 +80,12 @@ class Plan:
     cache_recent: list = field(default_factory=list)  # orphans kept: changed within the hour
 
     @property
+    def files_elsewhere(self):
+        """Ids of the runs the policy deletes whose directories are not under this
+        OTTO_HOME: their rows are kept, unless *forget_missing*."""
+        return [r for r, why in self.protected if FILES_ELSEWHERE in why]
+
+    @property
     def run_bytes(self):
         return sum(c.bytes for c in self.runs)
 

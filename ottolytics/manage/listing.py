@@ -51,8 +51,8 @@ def reading_notes(db=None, runs=(), spool=True):
     how many more). Reading writes nothing, so these wait for the next recording
     or ``doctor``. A store that cannot be read gives no note on running runs.
 
-    >>> reading_notes(db, recent_runs(db))  # doctest: +SKIP
-    ["1 spool file of events not yet in the store; the next recording or 'ottolytics doctor' replays them"]
+    >>> reading_notes(db, recent_runs(db))[0]  # doctest: +SKIP
+    "1 spool file of events not yet in the store; the next recording or ..."
     """
     import sqlite3
     from ottolytics.core.errors import StoreError
