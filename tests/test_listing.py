@@ -181,3 +181,17 @@ def test_reading_notes_name_the_spool_and_runs_whose_recorder_is_gone(db):
     assert all("stored as running, but still running after 24 h" in n for n in notes[1:4])
     assert notes[4:] == ["2 more such runs"]
     assert reading_notes(db, recent_runs(db), spool=False) == notes[1:]
+
+
+def test_unknown_project_names_the_projects_the_store_has(db):
+    import ottolytics
+    from ottolytics.manage.listing import unknown_project
+    rec = ottolytics.Recorder(db)
+    for i in range(12):
+        with rec.run(project=f"p{i:02d}"):
+            pass
+    rec.close()
+    assert unknown_project(db, "p03") is None
+    assert unknown_project(db, "nope") == ("nope: no such project in the store; it has "
+                                           + ", ".join(f"p{i:02d}" for i in range(10))
+                                           + " and 2 more")

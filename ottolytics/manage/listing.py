@@ -81,6 +81,21 @@ def project_names(db=None):
         conn.close()
 
 
+def unknown_project(db=None, project=None):
+    """None when the store at *db* knows *project*, else the one line that says
+    it does not and names the projects it has (ten, then how many more).
+
+    >>> unknown_project(db, "wbe")  # doctest: +SKIP
+    "wbe: no such project in the store; it has api, etl, web"
+    """
+    names = project_names(db)
+    if project in names:
+        return None
+    shown = ", ".join(names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
+    return (f"{project}: no such project in the store; "
+            + (f"it has {shown}" if names else "it has no projects yet"))
+
+
 def has_runs(db=None):
     """True when the store at *db* holds any run at all (to tell "nothing
     recorded" from "nothing matched")."""
