@@ -57,6 +57,29 @@ def cli():
     return run_cli
 
 
+def run_cli_on_a_tty(*args, timeout=60):
+    """Run ``python -m ottolytics ARGS`` with its stdout on a pseudo-terminal and
+    its stderr piped: (CompletedProcess, what the terminal got, as text)."""
+    import pty
+    leader, follower = pty.openpty()
+    try:
+        proc = subprocess.run([sys.executable, "-m", "ottolytics", *map(str, args)],
+                              stdout=follower, stderr=subprocess.PIPE, timeout=timeout)
+        os.close(follower)
+        chunks = []
+        while True:
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:  # EIO: the terminal's other side is closed
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+    finally:
+        os.close(leader)
+    return proc, b"".join(chunks).decode()
+
+
 def _immutable(path, on):
     return subprocess.run(["chattr", "+i" if on else "-i", str(path)],
                           capture_output=True).returncode == 0

@@ -347,6 +347,22 @@ def test_a_row_naming_the_script_cache_leaves_it_alone(home, db):
     assert "hostile-cache" in _uids(db) and not result.errors
 
 
+@pytest.mark.parametrize("project_dir", ["web-1a2b3c4d", "..web-1a2b3c4d"])
+def test_a_run_directory_holding_a_script_cache_is_left_alone(home, db, project_dir):
+    # a name starting with '..' lies inside OTTO_HOME like any other (core.paths.is_inside)
+    ts = int(time.time() - 100 * DAY)
+    run_dir = home / project_dir / str(ts)
+    (run_dir / ".cache").mkdir(parents=True)
+    (run_dir / ".cache" / "script.sh").write_text("#!/bin/sh\n")
+    _old_row(db, f"otto-{ts}-1a2b3c4d", f"{project_dir}/{ts}", project="web", source="otto")
+    p = clean.plan(db, home, keep_days=30, keep_last=0)
+    assert [c.path for c in p.runs] == [str(run_dir)]
+    result = clean.execute(p, db)
+    assert (run_dir / ".cache" / "script.sh").exists()
+    assert result.errors == [(str(run_dir), "holds a script cache: a project directory, not a "
+                                            "run; left alone")]
+
+
 def test_an_old_row_sharing_a_recent_runs_directory_leaves_its_files(home, db):
     runs = build(home, [100, 2])
     synced(home, db)
@@ -472,6 +488,25 @@ def test_doctor_reports_and_finishes_a_killed_clean(home, db, cli):
     out = cli("doctor", "--json")
     checks = {c["name"]: c for c in json.loads(out.stdout)["checks"]}
     assert checks["clean"]["ok"] and "none" in checks["clean"]["detail"]
+
+
+def test_finish_interrupted_only_finds_on_a_dry_run_and_finishes_otherwise(home, db):
+    runs = build(home, [100, 90, 2])
+    synced(home, db)
+    assert clean.finish_interrupted(db, home) is None
+    assert clean.finish_interrupted(db, home, dry_run=True) is None
+    old = q(db, "SELECT id, uid FROM runs ORDER BY started_at")[:2]
+    journal = clean.journal_path(str(db))
+    with open(journal, "w") as f:
+        json.dump({"home": str(home), "runs": [list(r) for r in old]}, f)
+    found = clean.finish_interrupted(db, home, dry_run=True)
+    assert found.journal == journal and found.finished is None
+    assert len(_uids(db)) == 3 and os.path.exists(journal) and runs[0].exists()
+    found = clean.finish_interrupted(db, home)
+    assert found.journal == journal
+    assert sorted(found.finished.deleted) == sorted(uid for _id, uid in old)
+    assert not runs[0].exists() and not runs[1].exists() and runs[2].exists()
+    assert len(_uids(db)) == 1 and not os.path.exists(journal)
 
 
 def test_a_journal_naming_a_young_run_deletes_nothing(home, db):

@@ -152,3 +152,46 @@ def test_no_runs_recorded_yet_only_when_the_store_has_none(db, cli, tmp_path):
     conn.close()
     proc = cli("history", "--since", "7d")
     assert proc.returncode == 0 and proc.stdout.decode().strip() == "no runs recorded yet"
+
+
+def test_reading_notes_name_the_spool_and_runs_whose_recorder_is_gone(db):
+    import sqlite3
+    import time
+    import ottolytics
+    from ottolytics.manage.listing import reading_notes
+    rec = ottolytics.Recorder(db)
+    for i in range(5):
+        rec.run(project="p", uid=f"stale{i}").start(at=time.time() - 3 * 86400 + i)
+    rec.run(project="p", uid="alive").start()   # this process records it: alive
+    rec.close()
+    runs = recent_runs(db)
+    assert reading_notes(db, [r for r in runs if r["run_id"] == "alive"]) == []
+    conn = sqlite3.connect(db)
+    conn.execute("UPDATE runs SET pid = NULL WHERE uid LIKE 'stale%'")
+    conn.commit()
+    conn.close()
+    spool = db.parent / f"{db.name}.spool"
+    spool.mkdir(exist_ok=True)
+    (spool / "1-1-abcdef.jsonl").write_text('{"spool": 1}\n')
+    notes = reading_notes(db, recent_runs(db))
+    assert notes[0] == ("1 spool file of events not yet in the store; the next recording or "
+                        "'ottolytics doctor' replays them")
+    named = {n.split(" ")[1] for n in notes[1:4]}
+    assert len(named) == 3 and named <= {f"stale{i}" for i in range(5)}
+    assert all("stored as running, but still running after 24 h" in n for n in notes[1:4])
+    assert notes[4:] == ["2 more such runs"]
+    assert reading_notes(db, recent_runs(db), spool=False) == notes[1:]
+
+
+def test_unknown_project_names_the_projects_the_store_has(db):
+    import ottolytics
+    from ottolytics.manage.listing import unknown_project
+    rec = ottolytics.Recorder(db)
+    for i in range(12):
+        with rec.run(project=f"p{i:02d}"):
+            pass
+    rec.close()
+    assert unknown_project(db, "p03") is None
+    assert unknown_project(db, "nope") == ("nope: no such project in the store; it has "
+                                           + ", ".join(f"p{i:02d}" for i in range(10))
+                                           + " and 2 more")

@@ -4,7 +4,7 @@ import json
 import subprocess
 import sys
 
-from conftest import run_cli
+from conftest import run_cli, run_cli_on_a_tty
 
 SIZE = 24 * 2 ** 20      # 24 MiB of log
 LINE = b"x" * 63 + b"\n"
@@ -67,27 +67,23 @@ def test_streamed_output_is_the_same_text(home):
 def test_follow_on_a_terminal_keeps_its_newlines_and_escapes_the_rest(home):
     """logs --follow writes the file as it grows; on a terminal, control characters
     are escaped but line ends are line ends (it wrote a literal \\n before)."""
-    import os
-    import pty
     assert run_cli("exec", "--task", "t", "--", "sh", "-c",
                    "printf 'one\\ntwo\\033]0;x\\007\\n'").returncode == 0
-    leader, follower = pty.openpty()
-    try:
-        proc = subprocess.run([sys.executable, "-m", "ottolytics", "logs", "latest", "t",
-                               "--stream", "stdout", "--follow"], stdout=follower,
-                              stderr=subprocess.PIPE, timeout=60)
-        os.close(follower)
-        chunks = []
-        while True:
-            try:
-                chunk = os.read(leader, 65536)
-            except OSError:
-                break
-            if not chunk:
-                break
-            chunks.append(chunk)
-    finally:
-        os.close(leader)
-    out = b"".join(chunks).decode()
+    proc, out = run_cli_on_a_tty("logs", "latest", "t", "--stream", "stdout", "--follow")
     assert proc.returncode == 0, proc.stderr
     assert out.replace("\r\n", "\n") == "one\ntwo\\x1b]0;x\\x07\n"
+
+
+def test_iter_run_logs_says_when_the_run_has_no_such_task(home):
+    """The rule behind `logs RUN TASK`'s error, in the library: a task that wrote
+    nothing streams no lines; a task the run does not have is TaskNotFound."""
+    import pytest
+    import ottolytics
+    from ottolytics.analyze.analytics import iter_run_logs
+    from ottolytics.manage.runinfo import TaskNotFound
+    assert run_cli("exec", "--task", "t", "--", "true").returncode == 0
+    with ottolytics.open(home / "ottolytics.db") as h:
+        uid, rows, refused = iter_run_logs(h, "latest", "t")
+        assert list(rows) == [] and refused == []
+        with pytest.raises(TaskNotFound, match=f"run {uid} has no task 'nope'; its tasks are t$"):
+            iter_run_logs(h, "latest", "nope")

@@ -121,3 +121,19 @@ def test_default_week_without_runs_says_which_week_has_them(h, db):
     assert "no runs in" in err[0] and "last complete week" in err[0]
     assert "--week 2026-W39" in err[0]
     assert proc.stdout.decode() == ",".join(COLUMNS) + "\r\n"
+
+
+def test_weekly_gives_the_frame_and_says_why_a_week_is_empty(h, db, monkeypatch):
+    from ottolytics.export.report import weekly, week_label
+    df, hint = weekly(h, WEEK)
+    assert hint is None and df.equals(h.weekly_report(WEEK))
+    df, hint = weekly(h, "2026-W40")
+    assert df.empty and list(df.columns) == COLUMNS and hint == "no runs that week"
+    df, hint = weekly(h)  # the known history ran before the last complete week
+    assert df.empty and hint == (f"no runs in {week_label(last_complete_week())}, the last "
+                                 f"complete week; the newest runs are in {WEEK}: pass --week "
+                                 f"{WEEK}")
+    empty = ottolytics.open(db).with_filters(project="no such project")
+    assert weekly(empty)[1].endswith("; the store has no runs")
+    with pytest.raises(ValueError, match="ISO week"):
+        weekly(h, "last week")

@@ -95,6 +95,11 @@ def test_clean_into_a_store_whose_otto_home_is_elsewhere_keeps_the_rows(home, db
     assert out.returncode == 0, out.stderr
     assert b"their files are elsewhere" in out.stderr and b"--forget-missing" in out.stderr
     assert len(q(db, "SELECT uid FROM runs")) == 3 and all(r.exists() for r in runs)
+    from ottolytics.manage.clean import plan
+    p = plan(db, elsewhere, keep_days=30, keep_last=0)
+    assert sorted(p.files_elsewhere) == sorted(u for (u,) in q(db, "SELECT uid FROM runs"))
+    forget = plan(db, elsewhere, keep_days=30, keep_last=0, forget_missing=True)
+    assert forget.files_elsewhere == []
     out = cli("--db", db, "clean", "--otto-home", elsewhere, "--keep", "30", "--keep-last", "0",
               "--no-sync", "--yes", "--forget-missing")
     assert out.returncode == 0 and q(db, "SELECT count(*) FROM runs") == [(0,)]

@@ -37,10 +37,8 @@ def test_no_module_restates_a_list_of_statuses():
 _SQL_LIST = re.compile(r"\(\s*'(?:{0})'(?:\s*,\s*'(?:{0})')+\s*\)".format(
     "|".join(sorted(KNOWN))))
 # SQL that may keep its quoted list: schema v1's (a past schema version's SQL
-# never changes; it is the SQL of UNFINISHED) and a module another helper was
-# editing when the lists were replaced (issue 15; to convert once merged).
-_SQL_FROZEN = {"store/migrations.py": ["('pending', 'running')"],
-               "analyze/dataset.py": ["('pending', 'running')"]}
+# never changes; it is the SQL of UNFINISHED).
+_SQL_FROZEN = {"store/migrations.py": ["('pending', 'running')"]}
 
 
 def _sql_status_lists(path):

@@ -8,6 +8,7 @@ import sys
 
 import pytest
 
+from conftest import run_cli_on_a_tty
 from ottolytics.cli.main import main
 
 PROJECT = "web\x1b]0;pwned\x07"
@@ -89,31 +90,11 @@ def test_printable():
 
 
 def test_weekly_csv_on_a_terminal_is_escaped_and_exact_in_a_pipe(hostile, cli):
-    import os
-    import pty
-    import subprocess
     from datetime import datetime
     week = datetime.now().strftime("%G-W%V")
     piped = cli("report", "weekly", "--week", week)
     assert piped.returncode == 0 and PROJECT.encode() in piped.stdout   # data stays exact
-    leader, follower = pty.openpty()
-    try:
-        proc = subprocess.run([sys.executable, "-m", "ottolytics", "report", "weekly",
-                               "--week", week], stdout=follower, stderr=subprocess.PIPE,
-                              timeout=60)
-        os.close(follower)
-        chunks = []
-        while True:
-            try:
-                chunk = os.read(leader, 65536)
-            except OSError:
-                break
-            if not chunk:
-                break
-            chunks.append(chunk)
-    finally:
-        os.close(leader)
-    out = b"".join(chunks).decode()
+    proc, out = run_cli_on_a_tty("report", "weekly", "--week", week)
     assert proc.returncode == 0 and "week,week_start" in out
     _clean(out)
     assert "web\\x1b]0;pwned\\x07" in out

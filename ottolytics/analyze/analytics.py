@@ -614,8 +614,15 @@ def iter_run_logs(h, run, task=None):
     """run_logs without holding the output in memory: (run id, an iterator of
     (task, attempt, stream, seq, at, text, source) in run_logs' order, and the
     list of refusals, complete once the iterator is exhausted). Log files are
-    read line by line as the iterator advances."""
+    read line by line as the iterator advances. Raises RunNotFound, and
+    TaskNotFound (manage.runinfo) when the run has no task *task*."""
     uid, rows, refused = _log_rows(h, run, task, lazy=True)
+    if task is not None and not rows:  # no output kept, or no such task
+        names = sorted(set(h.with_filters(run=[uid], since=None, until=None, status=None,
+                                          task=None).tasks()["task"]))
+        if task not in names:
+            from ottolytics.manage.runinfo import no_such_task
+            raise no_such_task(uid, task, names)
 
     def lines():
         from ottolytics.core.paths import LogRefused, open_task_log

@@ -39,6 +39,7 @@ from ottolytics.analyze.sources.parquet import (
     read_manifest)
 from ottolytics.analyze.sources.sqlite import SqliteSource
 from ottolytics.core.files import atomic_write, fsync_dir
+from ottolytics.store.statuses import UNFINISHED, sql_in
 
 PART = "strftime(%s, '%%Y-%%m-%%d') AS date, coalesce(%s, 'unknown') AS host"
 STAGED = "_ottolytics_export_tasks"  # a temp table: the tasks are read from SQLite once
@@ -80,7 +81,7 @@ def _table_sql(r, table, keep):
         f"FROM {STAGED} WHERE _logged = 0",
         f"SELECT run_id, task, attempt, 'running' AS from_status, CAST(status AS VARCHAR) AS to_status, "
         f"finished_at AS \"at\", CAST(NULL AS VARCHAR) AS reason, date, host FROM {STAGED} "
-        f"WHERE _logged = 0 AND status NOT IN ('pending', 'running')"]
+        f"WHERE _logged = 0 AND status NOT IN {sql_in(UNFINISHED)}"]
     f, src = r.filters, r.source
     logged = []
     for i, alias in enumerate(r.scope):

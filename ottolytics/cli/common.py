@@ -23,13 +23,9 @@ def _bad_count(flag, value, low=0):
 
 def _unknown_project(args):
     """None, or the error for a --project that the store does not know."""
-    from ottolytics.manage.listing import project_names
-    names = project_names(args.db)
-    if args.project in names:
-        return None
-    shown = ", ".join(names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
-    return _fail(f"--project {args.project}: no such project in the store; "
-                 + (f"it has {shown}" if names else "it has no projects yet"))
+    from ottolytics.manage.listing import unknown_project
+    why = unknown_project(args.db, args.project)
+    return None if why is None else _fail(f"--project {why}")
 
 
 def _open_history(args):

@@ -1,18 +1,13 @@
 """``ottolytics logs`` and ``ottolytics grep``: the terminal mirrors of
 ``History.logs()`` and ``History.grep()``, through the same read rule
-(paths.open_log). ``logs --follow`` reads with sqlite3 and the standard library
-only, so it starts at once and polls cheaply.
+(paths.open_log). ``logs --follow`` reads through runinfo.follow_output (sqlite3
+and the standard library only), so it starts at once and polls cheaply.
 """
 
 import json
-import os
 import sys
-import time
 import warnings
 
-from ottolytics.store.statuses import UNFINISHED
-
-FOLLOW_POLL_S = 0.25
 _KEEP = {"\t"}
 
 
@@ -90,19 +85,10 @@ def _print_logs(h, run, task, stream, as_json, jsonl):
     from ottolytics.analyze.analytics import iter_run_logs
     uid = h.resolve(run)
     # Streamed: a log file is read line by line as it is printed, never whole.
-    uid, rows, refused = iter_run_logs(h, uid, task)
-    first = next(rows, None)
-    names = None
-    if task is not None and first is None:
-        names = sorted(set(h.with_filters(run=[uid], since=None, until=None, status=None,
-                                          task=None).tasks()["task"]))
-    if names is not None and task not in names:
-        _err(f"run {uid} has no task {task!r}; its tasks are {', '.join(names) or 'none'}")
-        return 1
-    import itertools
+    uid, rows, refused = iter_run_logs(h, uid, task)  # TaskNotFound rises to main
     from collections import namedtuple
     Row = namedtuple("Row", "task attempt stream seq at text source")
-    every = (Row(*r) for r in itertools.chain([first] if first is not None else [], rows))
+    every = (Row(*r) for r in rows)
     if stream:
         every = (r for r in every if r.stream == stream)
     shown = 0
@@ -143,78 +129,24 @@ def _print_logs(h, run, task, stream, as_json, jsonl):
 
 def follow_task(db, run, task, stream=None):
     """Print TASK's log of RUN and keep printing what is appended until the task
-    ends (or Ctrl-C). Files go through the read rule; output the store holds as
-    fragments is followed too."""
-    from ottolytics.core.paths import db_path, open_task_log
-    from ottolytics.manage.runinfo import resolve
-    from ottolytics.store.connection import connect
-    path = os.path.abspath(db_path(db))
-    if not os.path.isfile(path):
-        _err(f"{path}: no store here; record a run first or pass --db")
-        return 1
-    home = os.path.dirname(path)
-    streams = [stream] if stream else ["stdout", "stderr"]
+    ends (or Ctrl-C): the terminal side of runinfo.follow_output, which reads the
+    store and the files (by the read rule; a refused path rises to main)."""
+    from ottolytics.manage.runinfo import follow_output
     tty = _is_tty(sys.stdout)
-    conn = connect(path, readonly=True)
-    files, seq, attempt = {}, {s: 0 for s in streams}, None
     out = sys.stdout
+    followed = follow_output(db, run, task, stream)
     try:
-        rid = resolve(conn, run)
-        uid, run_dir, source = conn.execute("SELECT uid, run_dir, source FROM runs WHERE id = ?",
-                                            (rid,)).fetchone()
-        while True:
-            row = conn.execute(
-                "SELECT t.id, t.attempt, t.status, t.stdout_path, t.stderr_path, r.status "
-                "FROM runs r LEFT JOIN tasks t ON t.run_id = r.id AND t.name = ? "
-                "WHERE r.id = ? ORDER BY t.attempt DESC LIMIT 1", (task, rid)).fetchone()
-            task_id, got, status, out_p, err_p, run_status = row
-            if task_id is None:
-                if run_status != "running":
-                    names = [n for (n,) in conn.execute(
-                        "SELECT DISTINCT name FROM tasks WHERE run_id = ? ORDER BY name",
-                        (rid,))]
-                    _err(f"run {uid} has no task {task!r}; its tasks are "
-                         f"{', '.join(names) or 'none'}")
-                    return 1
-                time.sleep(FOLLOW_POLL_S)
-                continue
-            if attempt is not None and got != attempt:
-                print(f"== {escape(task, tty)} attempt {got} ==", file=out, flush=True)
-                for f in files.values():
-                    f.close()
-                files, seq = {}, {s: 0 for s in streams}
-            attempt = got
-            stored = {"stdout": out_p, "stderr": err_p}
-            wrote = False
-            for s in streams:
-                if s not in files and stored[s] is not None:
-                    try:  # a refused path (LogRefused) rises to main: one line, exit 1
-                        files[s] = open_task_log(stored[s], run_dir, source, home, uid)[1]
-                    except OSError:
-                        pass  # not created yet
-                if s in files:
-                    data = files[s].read(1 << 16)
-                    while data:
-                        out.write(escape_lines(data.decode("utf-8", "replace"), tty))
-                        wrote = True
-                        data = files[s].read(1 << 16)
-                elif stored[s] is None:
-                    for n, text in conn.execute(
-                            "SELECT seq, data FROM log_fragments WHERE task_id = ? AND stream = ? "
-                            "AND seq > ? ORDER BY seq", (task_id, s, seq[s])).fetchall():
-                        out.write(escape_lines(text, tty))
-                        seq[s], wrote = n, True
-            out.flush()
-            if not wrote and status not in UNFINISHED:
-                return 0
-            if not wrote:
-                time.sleep(FOLLOW_POLL_S)
+        for kind, value in followed:
+            if kind == "attempt":
+                print(f"== {escape(task, tty)} attempt {value} ==", file=out, flush=True)
+            else:
+                out.write(escape_lines(value, tty))
+                out.flush()
     except KeyboardInterrupt:
         return 130
     finally:
-        for f in files.values():
-            f.close()
-        conn.close()
+        followed.close()
+    return 0
 
 
 def grep(db, pattern, project=None, since=None, task=None, max_matches=10_000,

@@ -198,34 +198,12 @@ def _task_counts(r):
     return f"{r['tasks']} {counts}".strip()
 
 
-def _note_stale(db, runs):
-    """Reading writes nothing, so a run whose recorder died still reads 'running'
-    until a recording or doctor marks it: say so."""
+def _notes(db, runs, spool=True):
+    """Reading writes nothing: say what waits (listing.reading_notes)."""
     from ottolytics.core.formatting import printable
-    from ottolytics.manage.listing import stale_running
-    from ottolytics.store.migrations import StoreError
-    running = [r["run_id"] for r in runs if r["status"] == "running"]
-    if not running:
-        return
-    try:
-        stale = stale_running(db, running)
-    except (StoreError, sqlite3.Error):
-        return  # a note, not the answer
-    for uid, reason in list(stale.items())[:3]:
-        print(printable(f"ottolytics: note: run {uid} is stored as running, but {reason}; "
-                        "'ottolytics doctor' marks it interrupted"), file=sys.stderr)
-    if len(stale) > 3:
-        print(f"ottolytics: note: {len(stale) - 3} more such runs", file=sys.stderr)
-
-
-def _note_spool(db):
-    """Reading writes nothing, so spooled events wait: say so."""
-    from ottolytics.manage.listing import spool_waiting
-    waiting = spool_waiting(db)
-    if waiting:
-        print(f"ottolytics: note: {waiting} spool file{'s' if waiting > 1 else ''} of events "
-              "not yet in the store; the next recording or 'ottolytics doctor' replays "
-              "them", file=sys.stderr)
+    from ottolytics.manage.listing import reading_notes
+    for line in reading_notes(db, runs, spool=spool):
+        print(printable(f"ottolytics: note: {line}"), file=sys.stderr)
 
 
 def _check_status(status, task):
@@ -286,8 +264,7 @@ def cmd_history(args):
         bad = _unknown_project(args)
         if bad is not None:
             return bad
-    _note_spool(args.db)
-    _note_stale(args.db, runs)
+    _notes(args.db, runs)
     if args.json or args.jsonl:
         for r in runs:
             render.iso_fields(r, "started_at", "finished_at")
@@ -335,7 +312,7 @@ def cmd_list(args):
         bad = _unknown_project(args)
         if bad is not None:
             return bad
-    _note_stale(args.db, runs)
+    _notes(args.db, runs, spool=False)
     if args.json or args.jsonl:
         render.print_records([render.iso_fields(r, "started_at", "finished_at") for r in runs],
                              args.jsonl)
@@ -573,7 +550,7 @@ def _plan_rows(p):
 
 
 def cmd_clean(args):
-    from ottolytics.manage.clean import FILES_ELSEWHERE, execute, plan
+    from ottolytics.manage.clean import execute, plan
     from ottolytics.core.formatting import human_bytes
     from ottolytics.cli.terminal import confirm, progress
     for flag, value in (("--keep", args.keep), ("--keep-last", args.keep_last),
@@ -586,7 +563,7 @@ def cmd_clean(args):
                  keep_failed=args.keep_failed, project=args.project, cache=args.cache,
                  cache_only=args.cache_only, progress=advance,
                  forget_missing=args.forget_missing, sync=args.sync and not args.dry_run)
-    elsewhere = [r for r, why in p.protected if FILES_ELSEWHERE in why]
+    elsewhere = p.files_elsewhere
     if elsewhere:
         print(f"ottolytics: warning: {len(elsewhere)} runs to delete have no directory under "
               f"{p.home}: their files are elsewhere, so their rows are kept; pass "
@@ -639,15 +616,17 @@ def cmd_clean(args):
 
 def _finish_interrupted_clean(args):
     """Finish a clean that was killed midway (a dry run only says so); the Result or None."""
-    from ottolytics.manage.clean import pending, resume
+    from ottolytics.manage.clean import finish_interrupted
     from ottolytics.core.formatting import human_bytes
-    if args.dry_run:
-        if pending(args.db, args.otto_home) is not None:
-            print("ottolytics: warning: a clean was interrupted; 'ottolytics clean' or "
-                  "'ottolytics doctor' finishes it", file=sys.stderr)
+    found = finish_interrupted(args.db, args.otto_home, dry_run=args.dry_run)
+    if found is None:
         return None
-    result = resume(args.db, args.otto_home)
-    if result is not None and not (args.json or args.jsonl):
+    if found.finished is None:
+        print("ottolytics: warning: a clean was interrupted; 'ottolytics clean' or "
+              "'ottolytics doctor' finishes it", file=sys.stderr)
+        return None
+    result = found.finished
+    if not (args.json or args.jsonl):
         for path, message in result.errors:
             print(f"ottolytics: error: {path}: {message}", file=sys.stderr)
         print(f"finished an interrupted clean: deleted {len(result.deleted)} runs, "
@@ -740,18 +719,10 @@ def cmd_export_prometheus(args):
 
 
 def cmd_report_weekly(args):
-    from ottolytics.export.report import last_complete_week, newest_week, to_csv_text, week_label, write_csv
+    from ottolytics.export.report import to_csv_text, weekly, write_csv
     try:
         with _open_history(args) as h:
-            df = h.weekly_report(args.week)
-            hint = None
-            if not len(df):
-                hint = "no runs that week"
-                if args.week is None:
-                    newest = newest_week(h)
-                    hint = (f"no runs in {week_label(last_complete_week())}, the last complete "
-                            "week" + (f"; the newest runs are in {newest}: pass --week {newest}"
-                                      if newest else "; the store has no runs"))
+            df, hint = weekly(h, args.week)
     except ValueError as exc:
         return _fail(str(exc), 2)
     if args.json or args.jsonl:

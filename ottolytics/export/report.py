@@ -4,8 +4,8 @@ frame, one row per project and task for an ISO week, is analytics:
 rule is); this module writes it.
 """
 
-__all__ = ["write_csv", "to_csv_text", "newest_week", "last_complete_week", "week_label",
-           "COLUMNS"]
+__all__ = ["write_csv", "to_csv_text", "weekly", "newest_week", "last_complete_week",
+           "week_label", "COLUMNS"]
 
 import csv
 import io
@@ -74,3 +74,25 @@ def newest_week(h):
         return None
     day = datetime.fromtimestamp(float(newest)).date()
     return week_label(day - timedelta(days=day.weekday()))
+
+
+def weekly(h, week=None):
+    """``ottolytics report weekly``'s answer: (the report's frame for *week*, an
+    ISO week such as ``"2026-W47"``, by default the last complete one; and
+    None, or when the week had no runs one line that says so). For the default
+    week the line names the week of the newest runs, or that there are none.
+    Raises ValueError for a bad *week*.
+
+    >>> df, hint = weekly(h)  # doctest: +SKIP
+    >>> hint  # with the newest runs a week earlier
+    'no runs in 2026-W48, the last complete week; the newest runs are in 2026-W47: ...'
+    """
+    df = h.weekly_report(week)
+    if len(df):
+        return df, None
+    if week is not None:
+        return df, "no runs that week"
+    newest = newest_week(h)
+    return df, (f"no runs in {week_label(last_complete_week())}, the last complete week"
+                + (f"; the newest runs are in {newest}: pass --week {newest}" if newest
+                   else "; the store has no runs"))

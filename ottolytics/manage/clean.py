@@ -80,6 +80,12 @@ class Plan:
     cache_recent: list = field(default_factory=list)  # orphans kept: changed within the hour
 
     @property
+    def files_elsewhere(self):
+        """Ids of the runs the policy deletes whose directories are not under this
+        OTTO_HOME: their rows are kept, unless *forget_missing*."""
+        return [r for r, why in self.protected if FILES_ELSEWHERE in why]
+
+    @property
     def run_bytes(self):
         return sum(c.bytes for c in self.runs)
 
@@ -540,9 +546,9 @@ def _not_a_run_dir(path, home, store_file):
     cache) or the store's own directory; none of those is a run."""
     real_home = os.path.realpath(home)
     real = os.path.join(os.path.realpath(os.path.dirname(path)), os.path.basename(path))
-    rel = os.path.relpath(real, real_home)
-    if rel.startswith(os.pardir) or rel == os.curdir:
+    if not _below(real, real_home):
         return None  # _inside reports these
+    rel = os.path.relpath(real, real_home)
     if len(rel.split(os.sep)) < 2:
         return "directly below OTTO_HOME, so not a run directory; left alone"
     if os.path.isdir(os.path.join(real, ".cache")):
@@ -706,3 +712,30 @@ def resume(db=None, home=None, progress=None):
     except FileNotFoundError:
         pass
     return result
+
+
+@dataclass
+class Interrupted:
+    """A clean killed midway, as the next clean finds it: *journal* is its
+    journal's path; *finished* the Result of finishing it, or None when it was
+    only found (a dry run)."""
+    journal: str
+    finished: "Result | None" = None
+
+
+def finish_interrupted(db=None, home=None, *, dry_run=False, progress=None):
+    """What ``ottolytics clean`` does first: finish a clean that was killed
+    midway (resume), or on a *dry_run* only find it, changing nothing. Returns
+    an Interrupted, or None when no clean was interrupted. Raises StoreError for
+    a journal that is unreadable or of another OTTO_HOME (not on a dry run).
+
+    >>> found = finish_interrupted(db, home)  # doctest: +SKIP
+    >>> found and found.finished.deleted
+    ['otto-1763650000-1a2b3c4d']
+    """
+    home = os.path.abspath(otto_home(home))
+    if dry_run:
+        data = pending(db, home)
+        return None if data is None else Interrupted(data["path"])
+    result = resume(db, home, progress=progress)
+    return None if result is None else Interrupted(journal_path(db_path(db, home)), result)

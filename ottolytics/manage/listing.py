@@ -44,6 +44,34 @@ def stale_running(db, uids, max_age_s=None, now=None):
     return found
 
 
+def reading_notes(db=None, runs=(), spool=True):
+    """What a reader of *runs* (dicts of recent_runs or task_history) should know
+    that the store does not say yet, as lines: with *spool*, spooled events
+    waiting; runs stored as running whose recorder is gone (three named, then
+    how many more). Reading writes nothing, so these wait for the next recording
+    or ``doctor``. A store that cannot be read gives no note on running runs.
+
+    >>> reading_notes(db, recent_runs(db))[0]  # doctest: +SKIP
+    "1 spool file of events not yet in the store; the next recording or ..."
+    """
+    import sqlite3
+    from ottolytics.core.errors import StoreError
+    notes = []
+    waiting = spool_waiting(db) if spool else 0
+    if waiting:
+        notes.append(f"{waiting} spool file{'s' if waiting > 1 else ''} of events not yet in "
+                     "the store; the next recording or 'ottolytics doctor' replays them")
+    try:
+        stale = stale_running(db, [r["run_id"] for r in runs if r["status"] == "running"])
+    except (StoreError, sqlite3.Error):
+        stale = {}  # a note, not the answer
+    notes += [f"run {uid} is stored as running, but {reason}; 'ottolytics doctor' marks it "
+              "interrupted" for uid, reason in list(stale.items())[:3]]
+    if len(stale) > 3:
+        notes.append(f"{len(stale) - 3} more such runs")
+    return notes
+
+
 def project_names(db=None):
     """Every project name in the store at *db*, sorted."""
     conn = open_for_reading(db)
@@ -51,6 +79,21 @@ def project_names(db=None):
         return [n for (n,) in conn.execute("SELECT name FROM projects ORDER BY name")]
     finally:
         conn.close()
+
+
+def unknown_project(db=None, project=None):
+    """None when the store at *db* knows *project*, else the one line that says
+    it does not and names the projects it has (ten, then how many more).
+
+    >>> unknown_project(db, "wbe")  # doctest: +SKIP
+    "wbe: no such project in the store; it has api, etl, web"
+    """
+    names = project_names(db)
+    if project in names:
+        return None
+    shown = ", ".join(names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
+    return (f"{project}: no such project in the store; "
+            + (f"it has {shown}" if names else "it has no projects yet"))
 
 
 def has_runs(db=None):

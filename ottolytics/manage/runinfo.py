@@ -217,6 +217,13 @@ class TaskNotFound(RunNotFound):
     tasks it has."""
 
 
+def no_such_task(uid, task, names):
+    """The TaskNotFound for run *uid* without a task *task*, naming its tasks
+    *names* (what ``ottolytics logs RUN TASK`` says)."""
+    return TaskNotFound(f"run {uid} has no task {task!r}; its tasks are "
+                        f"{', '.join(names) or 'none'}")
+
+
 def task_output(db=None, ref="latest", task=None, stream="stderr", attempt=None, conn=None,
                 home=None, max_bytes=None):
     """One task attempt's output on *stream* (its last attempt unless *attempt*), as
@@ -277,3 +284,87 @@ def _read_end(f, max_bytes=None):
     if max_bytes is not None and size > max_bytes:
         text = text.split("\n", 1)[-1]
     return text
+
+
+FOLLOW_POLL_S = 0.25  # how often follow_output looks for more output
+
+
+def follow_output(db=None, ref="latest", task=None, stream=None, home=None,
+                  poll_s=FOLLOW_POLL_S):
+    """*task*'s output in run *ref* as it is written, for ``ottolytics logs
+    --follow``: a generator of ``("text", chunk)`` for each new piece of output
+    and ``("attempt", n)`` when a later attempt starts (its output follows). It
+    reads the log file by the read rule (paths.open_task_log), or the fragments
+    the store keeps when the task has no file, waits *poll_s* seconds when
+    nothing is new, and ends once the task has ended and all it wrote was given.
+
+    *stream* is 'stdout', 'stderr' or None for both. A running run without the
+    task yet is waited for. Raises StoreError (no store at *db*), RunNotFound,
+    TaskNotFound (the run ended without the task) and LogRefused. Closing the
+    generator, or an exception in it such as Ctrl-C, closes the store and files.
+
+    >>> for kind, value in follow_output(db, "latest", "build"):  # doctest: +SKIP
+    ...     print(value, end="") if kind == "text" else print(f"== attempt {value} ==")
+    """
+    from ottolytics.core.errors import StoreError
+    from ottolytics.core.paths import open_task_log
+    from ottolytics.store.connection import connect
+    from ottolytics.store.statuses import UNFINISHED
+    path = os.path.abspath(db_path(db))
+    if not os.path.isfile(path):
+        raise StoreError(f"{path}: no store here; record a run first or pass --db")
+    home = _home(db, home)
+    streams = [stream] if stream else ["stdout", "stderr"]
+    conn = connect(path, readonly=True)
+    files, seq, attempt = {}, {s: 0 for s in streams}, None
+    try:
+        rid = resolve(conn, ref)
+        uid, run_dir, source = conn.execute("SELECT uid, run_dir, source FROM runs WHERE id = ?",
+                                            (rid,)).fetchone()
+        while True:
+            task_id, got, status, out_p, err_p, run_status = conn.execute(
+                "SELECT t.id, t.attempt, t.status, t.stdout_path, t.stderr_path, r.status "
+                "FROM runs r LEFT JOIN tasks t ON t.run_id = r.id AND t.name = ? "
+                "WHERE r.id = ? ORDER BY t.attempt DESC LIMIT 1", (task, rid)).fetchone()
+            if task_id is None:
+                if run_status != "running":
+                    names = [n for (n,) in conn.execute(
+                        "SELECT DISTINCT name FROM tasks WHERE run_id = ? ORDER BY name",
+                        (rid,))]
+                    raise no_such_task(uid, task, names)
+                time.sleep(poll_s)
+                continue
+            if attempt is not None and got != attempt:
+                yield "attempt", got
+                for f in files.values():
+                    f.close()
+                files, seq = {}, {s: 0 for s in streams}
+            attempt = got
+            stored = {"stdout": out_p, "stderr": err_p}
+            wrote = False
+            for s in streams:
+                if s not in files and stored[s] is not None:
+                    try:  # a refused path (LogRefused) rises
+                        files[s] = open_task_log(stored[s], run_dir, source, home, uid)[1]
+                    except OSError:
+                        pass  # not created yet
+                if s in files:
+                    data = files[s].read(1 << 16)
+                    while data:
+                        yield "text", data.decode("utf-8", "replace")
+                        wrote = True
+                        data = files[s].read(1 << 16)
+                elif stored[s] is None:
+                    for n, text in conn.execute(
+                            "SELECT seq, data FROM log_fragments WHERE task_id = ? AND stream = ? "
+                            "AND seq > ? ORDER BY seq", (task_id, s, seq[s])).fetchall():
+                        yield "text", text
+                        seq[s], wrote = n, True
+            if not wrote and status not in UNFINISHED:
+                return
+            if not wrote:
+                time.sleep(poll_s)
+    finally:
+        for f in files.values():
+            f.close()
+        conn.close()
