@@ -237,6 +237,7 @@ def test_filtered_reads_survive_many_threads(tmp_path):
             "    n += 1\n"
             "print(n)\n")
     out = subprocess.run([sys.executable, "-c", code, str(sample)], capture_output=True,
-                         text=True, timeout=300)
+                         text=True, timeout=300,  # the direct read, not the mirror
+                         env={**os.environ, "OTTOLYTICS_MIRROR": "off"})
     assert out.returncode == 0, out.stderr[-2000:]
     assert int(out.stdout) > 10

@@ -396,3 +396,22 @@ def test_two_processes_keep_one_mirror(db, monkeypatch):
     rec.close()
     assert [p.wait(timeout=300) for p in procs] == [0, 0]
     _same(ottolytics.open(db).tasks(), History(SqliteSource([db])).tasks())
+
+
+def test_a_big_clean_is_sealed_and_compacted_away(db, monkeypatch):
+    """Deleting many runs masks them, then the masks go into the state and the
+    files are compacted without them: later opens do not carry them."""
+    monkeypatch.setattr(mirror_mod, "MAX_CHANGED", 5)
+    monkeypatch.setattr(mirror_mod, "MAX_DEAD", 8)
+    record(db, range(0, 30))
+    h = ottolytics.open(db)
+    assert len(h.runs()) == 30
+    conn = sqlite3.connect(db)
+    conn.execute("PRAGMA foreign_keys = ON")
+    conn.execute("DELETE FROM runs WHERE uid < 'run020'")
+    conn.commit()
+    conn.close()
+    assert len(h.runs()) == 10 and len(h.tasks()) == 40
+    state = json.loads(Path(_mirror_dir(h), "state.json").read_text())
+    assert state["dead"] == {} and len(state["segments"]) == 1, "compacted"
+    _same(ottolytics.open(db).tasks(), History(SqliteSource([db])).tasks())

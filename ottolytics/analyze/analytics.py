@@ -11,6 +11,7 @@ __all__ = ["success_rate", "duration_stats", "duration_trend", "flaky", "failure
            "largest_runs", "disk_growth", "run_logs", "iter_run_logs", "grep", "normalize",
            "signature", "LogWarning", "GROUPABLE", "success_rate_sql", "flaky_sql"]
 
+import functools
 import hashlib
 import math
 import os
@@ -251,6 +252,12 @@ def _message(text):
     return (named or lines)[-1][:300]
 
 
+@functools.lru_cache(maxsize=1 << 17)
+def _signed(text):
+    """(signature or None, message) of one stderr tail."""
+    return (signature(text) if isinstance(text, str) and text else None), _message(text)
+
+
 def failures(h, since=None):
     """Failed task attempts, newest first, with exit code or signal, duration, stderr
     tail, log paths, a failure signature and its last line."""
@@ -258,9 +265,12 @@ def failures(h, since=None):
     f = dict(src.filters, status=["failed"])
     df = src._query(lambda r: f"SELECT * FROM ({r.tasks(f=f, with_tail=True)}) "
                              "ORDER BY started_at DESC")
-    df["signature"] = [signature(t) if isinstance(t, str) and t else None
-                       for t in df["stderr_tail"]]
-    df["message"] = [_message(t) for t in df["stderr_tail"]]
+    # Each distinct tail is normalized once (a failure repeats its tail), and the
+    # last ones seen are remembered (_signed) for the next question.
+    codes, tails = pd.factorize(df["stderr_tail"], use_na_sentinel=True)
+    signed = [_signed(t) for t in tails]
+    df["signature"] = [signed[c][0] if c >= 0 else None for c in codes]
+    df["message"] = [signed[c][1] if c >= 0 else "" for c in codes]
     cols = ["run_id", "project", "host", "task", "attempt", "started_at", "finished_at",
             "duration_s", "exit_code", "signal", "signature", "message", "stderr_tail",
             "stdout_path", "stderr_path", "script_hash"]

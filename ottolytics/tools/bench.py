@@ -403,6 +403,57 @@ def bench_analysis(work, quick):
     ]
 
 
+_TIMED_READ = """
+import sys, time, ottolytics, ottolytics.analyze.history
+from ottolytics.analyze import duck
+copies = []
+real = duck.Stores._snapshot
+duck.Stores._snapshot = lambda *a: copies.append(1) or real(*a)
+if sys.argv[2] == "recording":
+    rec = ottolytics.Recorder(sys.argv[1])
+    run = rec.run(project="bench-recording").start()
+    run.task("t").start().finish(0)
+t0 = time.perf_counter()
+h = ottolytics.open(sys.argv[1])
+h.success_rate(by=("task",), freq="W")
+print(time.perf_counter() - t0, len(copies))
+h.close()
+if sys.argv[2] == "recording":
+    run.finish()
+    rec.close()
+"""
+
+
+def timed_reads(path, rounds, env=None):
+    """(read-only seconds, recording seconds, snapshots taken) of open() +
+    success_rate in fresh processes, interleaved; medians. The recording process
+    records a task into the store first and keeps it open (issue 17)."""
+    times = {"readonly": [], "recording": []}
+    copies = 0
+    for i in range(rounds + 1):
+        for mode in ("readonly", "recording"):
+            out = subprocess.run([sys.executable, "-c", _TIMED_READ, str(path), mode],
+                                 capture_output=True, text=True, env=env)
+            if out.returncode != 0:
+                raise RuntimeError(out.stderr[-500:])
+            seconds, taken = out.stdout.split()[-2:]
+            if i:  # the first round makes the mirror: not timed
+                times[mode].append(float(seconds))
+                copies += int(taken)
+    return (statistics.median(times["readonly"]), statistics.median(times["recording"]),
+            copies)
+
+
+def bench_recording_read(work, quick):
+    """Reading in a process that also records, against a process that only reads."""
+    path = _synth_store(work, quick)
+    ro, rec, copies = timed_reads(path, 3 if quick else 5)
+    return [Row("read-recording", "open() + success_rate(by='task', freq='W') in a process "
+                "recording into the store", rec, "s", ro, "the same in a process that only reads",
+                "≤ 1.2×, no copy of the store", rec <= 1.2 * ro and copies == 0,
+                f"snapshots of the store taken: {copies}")]
+
+
 _PANDAS_EXPORT = """
 import os, sqlite3, sys, pandas as pd
 conn = sqlite3.connect(sys.argv[1])
@@ -617,6 +668,7 @@ BENCHES = {
     "exports": bench_exports,
     "manage": bench_manage,
     "mcp": bench_mcp,
+    "read-recording": bench_recording_read,
 }
 
 
@@ -650,6 +702,9 @@ def main(quick=False, only=None, out=None):
               file=sys.stderr)
         return 2
     work = Path(tempfile.mkdtemp(prefix="ottolytics-bench-"))
+    # The stores' mirrors (analyze/sources/mirror.py) go with the work directory,
+    # not into the user's cache; every row's child process inherits this.
+    os.environ.setdefault("OTTOLYTICS_CACHE", str(work / "cache"))
     rows = []
     try:
         for name in names:

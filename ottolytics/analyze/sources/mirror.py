@@ -78,6 +78,7 @@ LOCK = ".lock"
 SEAL_ROWS = 20_000      # live task rows past which finished runs are sealed
 MAX_SEGMENTS = 16       # segments past which they are compacted into one
 MAX_DEAD = 50_000       # masked runs past which the segments are compacted
+MAX_CHANGED = 10_000    # runs changed since the state past which it is sealed
 BULK_TASKS = 200_000    # a first copy past this many tasks is made by DuckDB
 LEFTOVER_AGE_S = 600    # files no state names are removed once this old
 _ARROW = {"BIGINT": pa.int64(), "DOUBLE": pa.float64(), "VARCHAR": pa.string()}
@@ -321,7 +322,7 @@ class Mirror:
         with self._lock:
             if self._con is not con or self._alias != alias:
                 self._con, self._alias, self._version = con, alias, None
-                self.state = None  # everything is read again for this connection
+                self.state = self._views = None  # all made again on this connection
                 self._epoch += 1
             conn = self._connect()
             version = conn.execute("PRAGMA data_version").fetchone()[0]
@@ -355,8 +356,8 @@ class Mirror:
         self._unfinished = set(rows["runs"].filter(unfinished)["id"].to_pylist())
         self._read_seq, self._version = top, version
         self._set_dead()
-        if self._count("tasks") > SEAL_ROWS:
-            self._seal()
+        if self._count("tasks") > SEAL_ROWS or len(self._changed) > MAX_CHANGED:
+            self._seal()  # (many changed runs: a clean, say; their masks go to the state)
         if len(self.state["segments"]) > MAX_SEGMENTS or len(self.state["dead"]) > MAX_DEAD:
             compacted = self._compact(self.state)
             if compacted is not self.state:
