@@ -50,7 +50,11 @@ from ottolytics.store.statuses import UNFINISHED, sql_in
 # The partition of a row: the UTC month of its run's start and its host.
 PART = "strftime(%s, '%%Y-%%m') AS date, coalesce(%s, 'unknown') AS host"
 STAGED = "_ottolytics_export_tasks"  # a temp table: the tasks are read from SQLite once
-MEMORY_LIMIT = "400MB"  # DuckDB's share while exporting; the rest spills to disk
+DEPS = "_ottolytics_export_deps"      # and their dependency lists
+RAW_DEPS = "_ottolytics_export_raw_deps"
+TRANSITIONS = "_ottolytics_export_transitions"
+DEPS_SLICE = 1_500_000                 # tasks whose lists are grouped at once
+MEMORY_LIMIT = "500MB"  # DuckDB's share while exporting; the rest spills to disk
 BATCH_ROWS = 131_072    # rows per Arrow batch handed to the writer (a row group at most)
 
 
@@ -61,29 +65,40 @@ def _execute(h, build_sql):
 def _stage_tasks(r, keep):
     """Read the tasks once into a temp table, with the store's own keys, so that
     tasks and transitions are both cut from it."""
-    body = r.source.tasks(r.scope, r.filters, with_tail=True, with_deps=True, internal=True)
+    body = r.source.tasks(r.scope, r.filters, with_tail=True, internal=True)
     return (f"CREATE OR REPLACE TEMP TABLE {STAGED} AS SELECT * FROM ("
             f"SELECT t.* EXCLUDE (host), {PART % ('t.run_started_at', 't.host')} "
             f"FROM ({body}) t){keep}")
 
 
-def _table_sql(r, table, keep):
-    """The SELECT of one table's rows, with its partition columns ``date`` and
-    ``host``, sorted by partition and, within one, by time (so that a file's row
-    groups hold consecutive times and a filter on time skips the others)."""
-    if table == "runs":
-        return (f"SELECT * FROM (SELECT * EXCLUDE (host) REPLACE (CAST(status AS VARCHAR) AS status), "
-                f"{PART % ('started_at', 'host')} FROM ({r.runs()})){keep} "
-                f"ORDER BY date, host, started_at, run_id")
-    if table == "tasks":
-        return (f"SELECT * EXCLUDE (_store, _tid, _logged) REPLACE (CAST(status AS VARCHAR) AS status) "
-                f"FROM {STAGED} ORDER BY date, host, run_started_at, run_id, started_at")
-    if table == "params":
-        runs = f"SELECT run_id AS _rid, started_at AS _at, {PART % ('started_at', 'host')} FROM ({r.runs()})"
-        return (f"SELECT * EXCLUDE (_at) FROM (SELECT x.*, r._at, r.date, r.host FROM ({r.params()}) x "
-                f"JOIN ({runs}) r ON r._rid = x.run_id){keep} ORDER BY date, host, _at, run_id, key")
-    # transitions: the rows a plain-path task implies (see the store's transitions
-    # view), cut from the staged tasks, then the logged ones from status_log.
+def _stage_deps(h):
+    """The staged tasks' dependency lists, in a temp table of their own. The
+    rows cross from SQLite once, then are grouped into lists a range of task
+    ids at a time: DuckDB cannot spill a grouping into lists, and all of them at
+    once took 4 GB at 10M tasks."""
+    h._run(lambda r: f"CREATE OR REPLACE TEMP TABLE {RAW_DEPS} AS " + " UNION ALL ".join(
+        f"SELECT {i} AS _store, task_id, depends_on "
+        f"FROM {r.source._rel(alias, 'task_deps', r.source._ids_clause(r.filters))}"
+        for i, alias in enumerate(r.scope)), lambda result: None)
+    con = h._con
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {DEPS} "
+                f"(_store INTEGER, _tid BIGINT, depends_on VARCHAR[])")
+    n, low, high = con.execute(f"SELECT count(*), min(task_id), max(task_id) "
+                               f"FROM {RAW_DEPS}").fetchone()
+    slices = max(1, -(-n // DEPS_SLICE))
+    step = (high - low) // slices + 1 if n else 1
+    for k in range(slices if n else 0):
+        con.execute(f"INSERT INTO {DEPS} SELECT _store, task_id, "
+                    f"list(depends_on ORDER BY depends_on) FROM {RAW_DEPS} "
+                    f"WHERE task_id >= {low + k * step} AND task_id < {low + (k + 1) * step} "
+                    f"GROUP BY ALL")
+    con.execute(f"DROP TABLE {RAW_DEPS}")
+
+
+def _stage_transitions(r, keep):
+    """The transitions, in a temp table: the rows a plain-path task implies (see
+    the store's transitions view), cut from the staged tasks, then the logged
+    ones from status_log."""
     implied = [
         f"SELECT run_id, task, attempt, CAST(NULL AS VARCHAR) AS from_status, "
         f"'running' AS to_status, started_at AS \"at\", CAST(NULL AS VARCHAR) AS reason, date, host "
@@ -102,9 +117,32 @@ def _table_sql(r, table, keep):
             f"{PART % ('to_timestamp(r.started_at)', 'r.host')} "
             f"FROM {log} x JOIN {runs} r ON r.id = x.run_id "
             f"LEFT JOIN {STAGED} t ON t._store = {i} AND t._tid = x.task_id")
-    return (f"SELECT * FROM ({' UNION ALL '.join(implied)} UNION ALL "
-            f"SELECT * FROM ({' UNION ALL '.join(logged)}){keep}) "
-            f"ORDER BY date, host, \"at\", run_id")
+    return (f"CREATE OR REPLACE TEMP TABLE {TRANSITIONS} AS {' UNION ALL '.join(implied)} "
+            f"UNION ALL SELECT * FROM ({' UNION ALL '.join(logged)}){keep}")
+
+
+def _table_sql(r, table, keep, month=None):
+    """The SELECT of one table's rows, with its partition columns ``date`` and
+    ``host``, sorted by partition and, within one, by time (so that a file's row
+    groups hold consecutive times and a filter on time skips the others). The
+    two big tables, staged, are read a *month* at a time: each sort is a
+    month's rows."""
+    if table == "runs":
+        return (f"SELECT * FROM (SELECT * EXCLUDE (host) REPLACE (CAST(status AS VARCHAR) AS status), "
+                f"{PART % ('started_at', 'host')} FROM ({r.runs()})){keep} "
+                f"ORDER BY date, host, started_at, run_id")
+    if table == "params":
+        runs = f"SELECT run_id AS _rid, started_at AS _at, {PART % ('started_at', 'host')} FROM ({r.runs()})"
+        return (f"SELECT * EXCLUDE (_at) FROM (SELECT x.*, r._at, r.date, r.host FROM ({r.params()}) x "
+                f"JOIN ({runs}) r ON r._rid = x.run_id){keep} ORDER BY date, host, _at, run_id, key")
+    where = f"date = {duck.sqlite_literal(month)}"
+    if table == "tasks":
+        return (f"SELECT t.* EXCLUDE (_store, _tid, _logged, date, host) "
+                f"REPLACE (CAST(t.status AS VARCHAR) AS status), d.depends_on, t.date, t.host "
+                f"FROM (SELECT * FROM {STAGED} WHERE {where}) t "
+                f"LEFT JOIN {DEPS} d ON d._store = t._store AND d._tid = t._tid "
+                f"ORDER BY t.host, t.run_started_at, t.run_id, t.started_at, t.attempt")
+    return f"SELECT * FROM {TRANSITIONS} WHERE {where} ORDER BY host, \"at\", run_id, task"
 
 
 def _signatures_sql(r):
@@ -272,13 +310,20 @@ def _export_locked(h, directory):
         with _bounded_memory(h, directory) as h:
             _execute(h, lambda r: _stage_tasks(r, keep))
             try:
+                _stage_deps(h)
+                _execute(h, lambda r: _stage_transitions(r, keep))
+                months = [m for (m,) in h._con.execute(
+                    f"SELECT DISTINCT date FROM {STAGED} UNION SELECT DISTINCT date "
+                    f"FROM {TRANSITIONS} ORDER BY 1").fetchall()]
                 for table in TABLES:
-                    summary["rows"][table] = h._run(
-                        lambda r, table=table: _table_sql(r, table, keep),
+                    summary["rows"][table] = sum(h._run(
+                        lambda r, table=table, m=m: _table_sql(r, table, keep, m),
                         lambda result, table=table: _write_partitions(
                             result, work, table, files[table]))
+                        for m in ([None] if table in ("runs", "params") else months))
             finally:
-                _execute(h, lambda r: f"DROP TABLE IF EXISTS {STAGED}")
+                for name in (STAGED, DEPS, RAW_DEPS, TRANSITIONS):
+                    h._con.execute(f"DROP TABLE IF EXISTS {name}")
     else:
         summary["rows"] = {table: 0 for table in TABLES}
     # Durable before it becomes visible: the snapshot's directories, its rename,
@@ -324,6 +369,9 @@ class _bounded_memory:
         self.own = History(source, **self.h.filters)
         self.own._con.execute(f"SET memory_limit = '{MEMORY_LIMIT}'")
         self.own._con.execute(f"SET temp_directory = {duck.sqlite_literal(self.spill)}")
+        # Every query of the export says its order; without this DuckDB keeps
+        # rows in order where none is asked for, which holds them in memory.
+        self.own._con.execute("SET preserve_insertion_order = false")
         return self.own
 
     def __exit__(self, *exc):
