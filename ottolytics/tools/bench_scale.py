@@ -64,10 +64,11 @@ print(json.dumps({"cold": cold, "warm": warm, "rss": peak_mb()}))
 # success_rate(by=("task",), freq="W") by hand: weekly successes and failures
 # per task name, over the store's tasks table or one Parquet file of it.
 _HAND_RATE = """
+import duckdb
 from ottolytics.analyze import duck
 src, kind = sys.argv[1:3]
 t0 = time.perf_counter()
-con = duck.connect()
+con = duck.connect() if kind == "sqlite" else duckdb.connect()
 if kind == "sqlite":
     con.execute(f"ATTACH '{src}' AS s (TYPE sqlite, READ_ONLY)")
     table = "s.tasks"
@@ -137,15 +138,30 @@ print(json.dumps({"time": took, "rss": peak_mb(), "rows": len(df),
                   "frame": df.memory_usage(deep=True).sum() / 2**20}))
 """
 
+# The cron case: new runs in the store's current month, on one of its hosts (the
+# synthetic history ends on a fixed day, so they are moved there after recording).
 _ADD_RUNS = """
+import sqlite3
 import ottolytics
-rec = ottolytics.Recorder(sys.argv[1])
-for i in range(int(sys.argv[2])):
+db, n = sys.argv[1], int(sys.argv[2])
+conn = sqlite3.connect(db)
+last, host = conn.execute("SELECT started_at, host FROM runs ORDER BY started_at DESC").fetchone()
+top = conn.execute("SELECT max(id) FROM runs").fetchone()[0]
+conn.close()
+rec = ottolytics.Recorder(db)
+for i in range(n):
     with rec.run("bench") as run:
         for j in range(5):
             with run.task(f"t{j}"):
                 pass
 rec.close()
+conn = sqlite3.connect(db)
+conn.execute("UPDATE runs SET host = ?, started_at = ? - 3600, finished_at = ? - 3500 "
+             "WHERE id > ?", (host, last, last, top))
+conn.execute("UPDATE tasks SET started_at = ? - 3590, finished_at = ? - 3580 WHERE run_id > ?",
+             (last, last, top))
+conn.commit()
+conn.close()
 print(json.dumps({}))
 """
 
