@@ -362,11 +362,10 @@ class _bounded_memory:
         self.h, self.directory = h, directory
 
     def __enter__(self):
-        from ottolytics.analyze.history import History
         self.spill = tempfile.mkdtemp(prefix=".spill-", suffix=".tmp", dir=self.directory)
         source = SqliteSource(self.h.paths)
         source.homes = list(self.h.homes)
-        self.own = History(source, **self.h.filters)
+        self.own = type(self.h)(source, **self.h.filters)  # a History (not imported: a cycle)
         self.own._con.execute(f"SET memory_limit = '{MEMORY_LIMIT}'")
         self.own._con.execute(f"SET temp_directory = {duck.sqlite_literal(self.spill)}")
         # Every query of the export says its order; without this DuckDB keeps

@@ -834,9 +834,11 @@ def cmd_sample(args):
 
 
 def cmd_bench(args):
+    if args.scale:
+        from ottolytics.tools.bench_scale import main as scale_main
+        return scale_main(args.scale, only=args.only, out=args.out, work=args.work)
     from ottolytics.tools.bench import main as bench_main
-    return bench_main(quick=args.quick, only=args.only, out=args.out, scale=args.scale,
-                      work=args.work)
+    return bench_main(quick=args.quick, only=args.only, out=args.out)
 
 
 # -- parser -----------------------------------------------------------------

@@ -642,9 +642,7 @@ def _print(rows):
         print(f"  {r.name}: baseline is {r.baseline_what}")
 
 
-def main(quick=False, only=None, out=None, scale=None, work=None):
-    if scale is not None:
-        return _main_scale(scale, only, out, work)
+def main(quick=False, only=None, out=None):
     names = only or list(BENCHES)
     unknown = [n for n in names if n not in BENCHES]
     if unknown:
@@ -674,19 +672,3 @@ def _finish(rows, out, heading):
         Path(out).write_text(json.dumps([dict(asdict(r), ratio=r.ratio) for r in rows], indent=2))
     return 0 if all(r.ok is not False for r in rows) else 1
 
-
-def _main_scale(scale, only, out, work):
-    """``bench --scale``: the rows of ``ottolytics.tools.bench_scale``."""
-    from ottolytics.tools import bench_scale
-    groups = ("rate", "analytics", "tasks", "commands", "parquet")
-    unknown = [n for n in (only or []) if n not in groups]
-    if scale not in bench_scale.SCALES or unknown:
-        what = (f"row {unknown[0]!r}; with --scale choose from {', '.join(groups)}" if unknown
-                else f"scale {scale!r}; choose from {', '.join(bench_scale.SCALES)}")
-        print(f"ottolytics bench: unknown {what}", file=sys.stderr)
-        return 2
-    work = bench_scale.work_dir(work)
-    rows = bench_scale.bench_scale(scale, work, only,
-                                   log=lambda m: print(m, file=sys.stderr, flush=True))
-    return _finish(rows, out, f"ottolytics bench --scale {scale}: {os.cpu_count()} cores, "
-                              f"python {sys.version.split()[0]}, store in {work}")

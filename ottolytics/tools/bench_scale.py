@@ -322,3 +322,19 @@ def bench_scale(scale, work, only=None, log=print):
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return rows
+
+
+def main(scale, only=None, out=None, work=None):
+    """``ottolytics bench --scale``: measure, print the rows, write *out* (JSON)."""
+    from ottolytics.tools.bench import _finish
+    groups = ("rate", "analytics", "tasks", "commands", "parquet")
+    unknown = [n for n in (only or []) if n not in groups]
+    if scale not in SCALES or unknown:
+        what = (f"row {unknown[0]!r}; with --scale choose from {', '.join(groups)}" if unknown
+                else f"scale {scale!r}; choose from {', '.join(SCALES)}")
+        print(f"ottolytics bench: unknown {what}", file=sys.stderr)
+        return 2
+    work = work_dir(work)
+    rows = bench_scale(scale, work, only, log=lambda m: print(m, file=sys.stderr, flush=True))
+    return _finish(rows, out, f"ottolytics bench --scale {scale}: {os.cpu_count()} cores, "
+                              f"python {sys.version.split()[0]}, store in {work}")
