@@ -212,7 +212,7 @@ def _sweep(directory, keep):
     # And the spill directory of DuckDB's sorts (".spill-….tmp").
     leftovers = ("." + MANIFEST + ".", MANIFEST + ".", CURRENT + ".", ".spill-")
     for name in os.listdir(directory):
-        if name.endswith(".tmp") and name.startswith(leftovers):
+        if name.endswith(".tmp") and name.startswith(leftovers) and name not in keep:
             _remove(os.path.join(directory, name))
     folder = os.path.join(directory, SNAPSHOTS)
     if os.path.isdir(folder):
@@ -259,11 +259,11 @@ def export(h, directory):
         raise ValueError("export a store, not a Parquet dataset")
     directory = os.path.abspath(str(directory))
     os.makedirs(directory, exist_ok=True)
-    with _Lock(directory):
-        return _export_locked(h, directory)
+    with _Lock(directory), _bounded_memory(h, directory) as own:
+        return _export_locked(own, directory, os.path.basename(own.spill))
 
 
-def _export_locked(h, directory):
+def _export_locked(h, directory, spill):
     try:
         manifest = read_manifest(directory)
     except duck.ReadError:
@@ -271,7 +271,7 @@ def _export_locked(h, directory):
     if manifest and not os.path.isdir(os.path.join(directory, SNAPSHOTS, manifest["snapshot"])):
         manifest = None  # its snapshot is gone: nothing to carry over, write everything
     old_snapshot = manifest["snapshot"] if manifest else None
-    _sweep(directory, {old_snapshot})
+    _sweep(directory, {old_snapshot, spill})
     previous = {(d, host): sig for d, host, sig in manifest["partitions"]} if manifest else {}
     current = h._query(_signatures_sql)
     now = {(d, host): sig for d, host, sig in current.itertuples(index=False)}
@@ -307,30 +307,32 @@ def _export_locked(h, directory):
         if h.filters["since"] is None or h.filters["since"] < since:
             h = h.with_filters(since=since)
     if changed:
-        with _bounded_memory(h, directory) as h:
-            _execute(h, lambda r: _stage_tasks(r, keep))
-            try:
-                _stage_deps(h)
-                _execute(h, lambda r: _stage_transitions(r, keep))
-                months = [m for (m,) in h._con.execute(
-                    f"SELECT DISTINCT date FROM {STAGED} UNION SELECT DISTINCT date "
-                    f"FROM {TRANSITIONS} ORDER BY 1").fetchall()]
-                for table in TABLES:
-                    summary["rows"][table] = sum(h._run(
-                        lambda r, table=table, m=m: _table_sql(r, table, keep, m),
-                        lambda result, table=table: _write_partitions(
-                            result, work, table, files[table]))
-                        for m in ([None] if table in ("runs", "params") else months))
-            finally:
-                for name in (STAGED, DEPS, RAW_DEPS, TRANSITIONS):
-                    h._con.execute(f"DROP TABLE IF EXISTS {name}")
+        _execute(h, lambda r: _stage_tasks(r, keep))
+        try:
+            _stage_deps(h)
+            _execute(h, lambda r: _stage_transitions(r, keep))
+            months = [m for (m,) in h._con.execute(
+                f"SELECT DISTINCT date FROM {STAGED} UNION SELECT DISTINCT date "
+                f"FROM {TRANSITIONS} ORDER BY 1").fetchall()]
+            for table in TABLES:
+                summary["rows"][table] = sum(h._run(
+                    lambda r, table=table, m=m: _table_sql(r, table, keep, m),
+                    lambda result, table=table: _write_partitions(
+                        result, work, table, files[table]))
+                    for m in ([None] if table in ("runs", "params") else months))
+        finally:
+            for name in (STAGED, DEPS, RAW_DEPS, TRANSITIONS):
+                h._con.execute(f"DROP TABLE IF EXISTS {name}")
     else:
         summary["rows"] = {table: 0 for table in TABLES}
     # Durable before it becomes visible: the snapshot's directories, its rename,
     # then the manifest (written last) and the link.
-    folders = [base for base, _dirs, _files in os.walk(work)]
-    with ThreadPoolExecutor(max_workers=8) as pool:  # fsync waits on the disk, not the CPU
-        list(pool.map(fsync_dir, folders))
+    # Files first, then folders, many at a time: fsync waits on the disk, not the CPU.
+    walked = list(os.walk(work))
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(_fsync_file, [os.path.join(base, name)
+                                    for base, _dirs, names in walked for name in names]))
+        list(pool.map(fsync_dir, [base for base, _dirs, _names in walked]))
     final = os.path.join(snapshots, snapshot)
     os.rename(work, final)
     fsync_dir(snapshots)
@@ -343,7 +345,7 @@ def _export_locked(h, directory):
         "files": {t: sorted(files[t]) for t in TABLES}})
     _point_current(directory, snapshot)
     # The previous snapshot stays for readers that opened it; older ones go.
-    _sweep(directory, {snapshot, old_snapshot})
+    _sweep(directory, {snapshot, old_snapshot, spill})
     if os.path.isdir(os.path.join(directory, "_signatures")):  # format 1's tree
         for name in LEGACY:
             _remove(os.path.join(directory, name))
@@ -366,6 +368,7 @@ class _bounded_memory:
         source = SqliteSource(self.h.paths)
         source.homes = list(self.h.homes)
         self.own = type(self.h)(source, **self.h.filters)  # a History (not imported: a cycle)
+        self.own.spill = self.spill
         self.own._con.execute(f"SET memory_limit = '{MEMORY_LIMIT}'")
         self.own._con.execute(f"SET temp_directory = {duck.sqlite_literal(self.spill)}")
         # Every query of the export says its order; without this DuckDB keeps
@@ -418,9 +421,17 @@ def _write_partitions(result, root, table, files):
     return total
 
 
+def _fsync_file(path):
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 class _PartitionFile:
     """One partition's file, inside the snapshot being built (not visible yet),
-    written a row group at a time and fsynced when closed."""
+    written a row group at a time."""
 
     def __init__(self, root, rel, part, schema):
         path = os.path.join(root, rel)
@@ -434,9 +445,8 @@ class _PartitionFile:
         self.rows += batch.num_rows
 
     def close(self):
+        """Close the file (the export fsyncs the snapshot's files together)."""
         self.writer.close()
-        self.file.flush()
-        os.fsync(self.file.fileno())
         self.file.close()
         return self.rows
 
