@@ -412,3 +412,39 @@ def test_a_host_too_long_for_a_file_name_is_shortened_not_fatal(db, tmp_path):
     short = set(hosts[hosts != "ok"])
     assert len(short) == 1 and len(short.pop().encode()) < 255
     assert ottolytics.open(db).to_parquet(out)["written"] == 0   # still incremental
+
+
+def test_a_format_2_dataset_of_day_partitions_is_read_then_rewritten_as_months(db, tmp_path):
+    """Format 2 cut a partition a day; this version reads such a dataset (a day
+    sorts after its month, so the month pruning of since keeps it) and its next
+    export rewrites this host's partitions as months."""
+    import shutil
+    record(db)
+    out = tmp_path / "dataset"
+    ottolytics.open(db).to_parquet(out)
+    manifest = json.load(open(out / "manifest.json"))
+    assert manifest["format"] == 3
+    assert all(len(d) == 7 for d, _h, _s in manifest["partitions"])   # YYYY-MM
+    # Make it a format 2 dataset: each month's files moved to a day of that month.
+    root = out / "snapshots" / manifest["snapshot"]
+    for table, entries in manifest["files"].items():
+        for entry in entries:
+            month, host = entry[0], entry[1]
+            day = month + "-15"
+            old = root / table / f"date={month}" / f"host={host}"
+            new = root / table / f"date={day}" / f"host={host}"
+            new.parent.mkdir(parents=True, exist_ok=True)
+            shutil.move(old, new)
+            entry[0] = day
+    manifest["partitions"] = [[d + "-15", h, "v2:old"] for d, h, _s in manifest["partitions"]]
+    manifest["format"] = 2
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    store = ottolytics.open(db)
+    assert len(ottolytics.open(out).runs()) == RUNS
+    since = store.runs()["started_at"].sort_values().iloc[RUNS // 2]
+    assert len(ottolytics.open(out, since=since).runs()) == len(ottolytics.open(db, since=since).runs())
+    summary = ottolytics.open(db).to_parquet(out)
+    manifest = json.load(open(out / "manifest.json"))
+    assert manifest["format"] == 3 and summary["removed"] == summary["written"] > 0
+    assert all(len(d) == 7 for d, _h, _s in manifest["partitions"])
+    assert len(ottolytics.open(out).runs()) == RUNS

@@ -805,6 +805,9 @@ def cmd_sample(args):
 
 
 def cmd_bench(args):
+    if args.scale:
+        from ottolytics.tools.bench_scale import main as scale_main
+        return scale_main(args.scale, only=args.only, out=args.out, work=args.work)
     from ottolytics.tools.bench import main as bench_main
     return bench_main(quick=args.quick, only=args.only, out=args.out)
 
@@ -1029,6 +1032,11 @@ def build_parser():
     p.add_argument("--quick", action="store_true", help="smaller sizes, for a fast check")
     p.add_argument("--only", action="append", help="run only these rows (repeatable)")
     p.add_argument("--out", help="also write the results as JSON to this file")
+    p.add_argument("--scale", choices=("100k", "1M", "10M"),
+                   help="the read engine and the Parquet dataset over a synthetic store of "
+                        "this many tasks (kept in --work and reused)")
+    p.add_argument("--work", metavar="DIR", help="with --scale: where the synthetic stores "
+                   "are kept (default $OTTOLYTICS_BENCH_WORK, else ~/.cache/ottolytics/bench)")
     p.set_defaults(func=cmd_bench)
     return parser
 

@@ -714,9 +714,16 @@ def main(quick=False, only=None, out=None):
             rows += BENCHES[name](sub, quick)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    print(f"ottolytics bench{' --quick' if quick else ''}: {os.cpu_count()} cores, "
-          f"python {sys.version.split()[0]}")
+    return _finish(rows, out, f"ottolytics bench{' --quick' if quick else ''}: "
+                              f"{os.cpu_count()} cores, python {sys.version.split()[0]}")
+
+
+def _finish(rows, out, heading):
+    """Print *rows* under *heading*, write them to *out* (JSON) if given; the exit
+    code: 1 when a goal is missed."""
+    print(heading)
     _print(rows)
     if out:
         Path(out).write_text(json.dumps([dict(asdict(r), ratio=r.ratio) for r in rows], indent=2))
     return 0 if all(r.ok is not False for r in rows) else 1
+

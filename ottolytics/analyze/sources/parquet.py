@@ -6,7 +6,13 @@ Layout::
 
     DIR/manifest.json                      what the dataset is now (written last)
     DIR/current -> snapshots/<snapshot>    the same, for other Hive readers
-    DIR/snapshots/<snapshot>/<table>/date=YYYY-MM-DD/host=<host>/data_0.parquet
+    DIR/snapshots/<snapshot>/<table>/date=YYYY-MM/host=<host>/data_0.parquet
+
+A partition is the UTC month of the runs' start (``date=2026-11``) and their
+host: a year of a fleet is a few dozen large files per table, each sorted by
+time, so that a filter on time skips whole row groups. Format 2 (ottolytics
+before format 3) cut partitions by day (``date=2026-11-21``); this reader reads
+both, and the next export rewrites a host's day partitions as months.
 
 ``ottolytics.open(DIR)`` reads exactly the files the manifest names. The
 dataset holds no log fragments and no disk samples (they describe one machine
@@ -14,7 +20,7 @@ and stay in its store), and its log paths are other machines': no log file is
 read through it.
 """
 
-__all__ = ["ParquetSource", "is_dataset", "read_manifest", "hive_value", "FORMAT_VERSION",
+__all__ = ["ParquetSource", "is_dataset", "read_manifest", "hive_value", "FORMAT_VERSION", "READABLE",
            "MANIFEST", "CURRENT", "SNAPSHOTS", "LOCK", "TABLES", "LEGACY"]
 
 import hashlib
@@ -25,7 +31,8 @@ import re
 from ottolytics.analyze import duck
 from ottolytics.analyze.sources.base import SHAPES, Source, empty, literal
 TABLES = ("runs", "tasks", "transitions", "params")
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
+READABLE = (2, 3)  # format 2: the same layout, with a partition a day
 MANIFEST = "manifest.json"
 CURRENT = "current"
 SNAPSHOTS = "snapshots"
@@ -90,7 +97,7 @@ def read_manifest(directory):
     except (OSError, ValueError) as exc:
         raise duck.ReadError(f"{path}: unreadable ({exc}); export again to rewrite it") from None
     try:
-        ok = (data["format"] == FORMAT_VERSION and _SNAPSHOT_NAME.match(data["snapshot"])
+        ok = (data["format"] in READABLE and _SNAPSHOT_NAME.match(data["snapshot"])
               and all(isinstance(d, str) and isinstance(host, str) and isinstance(rows, int)
                       for t in TABLES for d, host, rows in data["files"][t])
               and all(isinstance(d, str) and isinstance(host, str) and isinstance(sig, str)
@@ -147,7 +154,8 @@ class ParquetSource(Source):
         clauses = []
         if f["since"] is not None:
             clauses.append(f"{time_col} >= to_timestamp({float(f['since'])})")
-            clauses.append(f"date >= strftime(to_timestamp({float(f['since'])}), '%Y-%m-%d')")
+            # A month (or, in format 2, a day: later in the same month sorts after it).
+            clauses.append(f"date >= strftime(to_timestamp({float(f['since'])}), '%Y-%m')")
         if f["until"] is not None:
             clauses.append(f"{time_col} < to_timestamp({float(f['until'])})")
         for key, col in (("project", "project"), ("run", run_col)):
