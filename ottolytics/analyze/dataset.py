@@ -368,7 +368,8 @@ class _bounded_memory:
 
     def __enter__(self):
         self.spill = tempfile.mkdtemp(prefix=".spill-", suffix=".tmp", dir=self.directory)
-        source = SqliteSource(self.h.paths)
+        # the same kind of source as h's (the stores' mirrors, or a direct read)
+        source = type(self.h._source)(self.h.paths)
         source.homes = list(self.h.homes)
         self.own = type(self.h)(source, **self.h.filters)  # a History (not imported: a cycle)
         self.own.spill = self.spill

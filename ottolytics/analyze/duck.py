@@ -65,7 +65,14 @@ def connect():
                                              "autoload_known_extensions": False})
     _OPEN.add(con)
     # DuckDB draws a progress bar on stdout for a query past 2 s: not in our output.
-    con.execute("SET enable_progress_bar = false")
+    # (Under Jupyter, changing that setting wants ipywidgets; there the bar is a
+    # widget, not text on stdout, so it may stay.)
+    for setting in ("enable_progress_bar", "enable_progress_bar_print"):
+        try:
+            con.execute(f"SET {setting} = false")
+            break
+        except duckdb.Error:
+            continue
     path = extension_path()
     try:
         con.execute(f"LOAD '{_quote(path)[1:-1]}'")
