@@ -109,7 +109,8 @@ def duration_trend(h, task, freq="D", project=None):
         f"SELECT {period} AS period, project, count(*) AS count, "
         f"quantile_cont(duration_s, 0.25) AS p25, quantile_cont(duration_s, 0.5) AS p50, "
         f"quantile_cont(duration_s, 0.75) AS p75, quantile_cont(duration_s, 0.95) AS p95 "
-        f"FROM ({r.tasks()}) WHERE status = 'success' GROUP BY 1, 2 ORDER BY 2, 1")
+        f"FROM ({r.facts(need=['project'])}) WHERE status = 'success' GROUP BY 1, 2 "
+        f"ORDER BY 2, 1")
     return one._query(sql)
 
 
@@ -360,7 +361,8 @@ def regressions(h, task=None, window=12, min_ratio=1.25, max_p=1e-4, max_points=
         SELECT project, task, run_id, started_at, duration_s FROM (
             SELECT project, task, run_id, started_at, duration_s,
                    row_number() OVER (PARTITION BY project, task ORDER BY started_at DESC) AS k
-            FROM ({r.tasks()}) WHERE status = 'success' AND duration_s IS NOT NULL)
+            FROM ({r.facts(need=['project', 'run_id'])})
+            WHERE status = 'success' AND duration_s IS NOT NULL)
         WHERE k <= {int(max_points)} ORDER BY project, task, started_at""")
     rows = []
     for (project, name), g in data.groupby(["project", "task"], sort=True):
