@@ -148,19 +148,25 @@ def flaky(h, window=20):
     """
     _check_window(window, MAX_WINDOW)
     return h._query(lambda r: flaky_sql(
-        f"({r.facts(need=['project', 'run_id', 'run_started_at'])})", window))
+        f"({r.facts(need=['project', 'run_started_at'])})", window))
 
 
 def flaky_sql(source, window):
-    """flaky()'s SQL over *source*: a relation with project, task, run_id,
-    run_started_at, attempt, status and script_hash."""
+    """flaky()'s SQL over *source*: a relation with project, task, run_key (what
+    names a run: a number, or its id), run_started_at, attempt, status and
+    script_hash."""
+    # A run's rows are grouped by (task, run_key): run_key is a number where it can
+    # be (unique across stores) and names the run, so its project and start ride
+    # along instead of widening the key of ten million groups.
     return f"""
-        WITH t AS (SELECT * FROM {source} WHERE status IN {sql_in(OUTCOMES)}),
+        WITH t AS (SELECT project, task, run_key, run_started_at, attempt, status,
+                          script_hash FROM {source} WHERE status IN {sql_in(OUTCOMES)}),
         per_run AS (
-            SELECT project, task, run_id, run_started_at,
+            SELECT task, run_key, any_value(project) AS project,
+                   any_value(run_started_at) AS run_started_at,
                    arg_max(status, attempt)::VARCHAR AS outcome,
                    bool_or(status = 'failed') AND arg_max(status, attempt) = 'success' AS retry_pass
-            FROM t GROUP BY ALL),
+            FROM t GROUP BY task, run_key),
         ranked AS (
             SELECT *, row_number() OVER (PARTITION BY project, task
                                          ORDER BY run_started_at DESC) AS recency
@@ -182,7 +188,7 @@ def flaky_sql(source, window):
             FROM (SELECT t.project, t.task, t.script_hash,
                          bool_or(t.status = 'success') OVER w AND bool_or(t.status = 'failed') OVER w
                          AS mixed
-                  FROM t JOIN recent r USING (project, task, run_id)
+                  FROM t JOIN recent r USING (task, run_key)
                   WHERE t.script_hash IS NOT NULL
                   WINDOW w AS (PARTITION BY t.project, t.task, t.script_hash))
             GROUP BY ALL)

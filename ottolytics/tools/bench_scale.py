@@ -348,7 +348,7 @@ def bench_scale(scale, work, only=None, log=print):
             mine = tmp / "recording.db"
             shutil.copyfile(store, mine)
             _child(_FIRST_COPY, mine)
-            ro, rec, copies = timed_reads(mine, 1 if n >= 10_000_000 else 3)
+            ro, rec, copies = timed_reads(mine, 3 if n >= 10_000_000 else 5)
             rows.append(Row("read-recording", "open() + success_rate(by='task', freq='W') in "
                             f"a process recording into the store, {n:,} tasks", rec, "s", ro,
                             "the same in a process that only reads",
