@@ -415,3 +415,30 @@ def test_a_big_clean_is_sealed_and_compacted_away(db, monkeypatch):
     state = json.loads(Path(_mirror_dir(h), "state.json").read_text())
     assert state["dead"] == {} and len(state["segments"]) == 1, "compacted"
     _same(ottolytics.open(db).tasks(), History(SqliteSource([db])).tasks())
+
+
+def test_an_older_copy_put_back_is_not_answered_from_the_newer_files(db, monkeypatch,
+                                                                        tmp_path):
+    """A backup of the same store (same uid) copied back over it, whose change log
+    has since caught up with the mirror's position: its history differs, so the
+    mirror is made again instead of answering from the newer files."""
+    monkeypatch.setattr(mirror_mod, "SEAL_ROWS", 5)
+    record(db, range(0, 5))
+    backup = tmp_path / "backup.db"
+    conn = sqlite3.connect(db)
+    conn.execute(f"VACUUM INTO '{backup}'")
+    conn.close()
+    record(db, range(5, 10))
+    with ottolytics.open(db) as h:
+        assert len(h.runs()) == 10                     # sealed with runs 5-9 in its files
+    shutil.copyfile(backup, db)                        # the same file, older content
+    for extra in ("-wal", "-shm"):
+        if os.path.exists(f"{db}{extra}"):
+            os.unlink(f"{db}{extra}")
+    rec = Recorder(db)
+    for i in range(20, 32):
+        record_one(rec, i)
+    rec.close()
+    runs = sorted(ottolytics.open(db).runs()["run_id"])
+    assert runs == sorted([f"run{i:03d}" for i in range(0, 5)] +
+                          [f"run{i:03d}" for i in range(20, 32)])

@@ -289,10 +289,37 @@ class Mirror:
             for name in segment["files"].values():
                 if not os.path.isfile(os.path.join(self.dir, name)):
                     return None
+        if state.get("file") != self._file() or not self._same_history(state):
+            return None
         return state
 
+    def _file(self):
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return None
+        return [st.st_dev, st.st_ino]
+
+    def _same_history(self, state):
+        """Whether the store still holds the newest run it held when *state* was
+        written (or logged its deletion since): an older copy of the same store
+        put back at its path (same uid) fails this even once its change log has
+        caught up with the state's seq."""
+        last = state.get("last_run")
+        if not last:
+            return True
+        found = self._fetch("SELECT uid FROM runs WHERE id = ?", (last[0],))
+        if found:
+            return found[0][0] == last[1]
+        return bool(self._fetch("SELECT 1 FROM changes WHERE run_id = ? AND seq > ?",
+                                (last[0], state["seq"])))
+
     def _save(self, state):
+        """Write *state* (with the store's file identity and newest run, which
+        _load checks) atomically; remove the files it no longer names."""
         os.makedirs(self.dir, exist_ok=True)
+        newest = self._fetch("SELECT id, uid FROM runs ORDER BY id DESC LIMIT 1")
+        state["file"], state["last_run"] = self._file(), list(newest[0]) if newest else None
         atomic_write(self._state_path(), json.dumps(state, sort_keys=True))
         self._sweep(state)
 
