@@ -682,7 +682,7 @@ def _bulk_copy(path, directory, state):
     stores = duck.Stores([path])
     try:
         con.execute("SET preserve_insertion_order = false")
-        con.execute("SET memory_limit = '1GB'")
+        con.execute("SET memory_limit = '600MB'")  # the whole process stays under 1 GB
         con.register("open_runs", pa.table({"id": pa.array(open_runs, pa.int64())}))
 
         def copy(aliases):
