@@ -47,7 +47,7 @@ from ottolytics.analyze.sources.parquet import (
     CURRENT, FORMAT_VERSION, LEGACY, LOCK, MANIFEST, SNAPSHOTS, TABLES, _partition_path,
     read_manifest)
 from ottolytics.analyze.sources.sqlite import SqliteSource
-from ottolytics.core.files import atomic_write, fsync_dir
+from ottolytics.core.files import FileLock, atomic_write, fsync_dir
 from ottolytics.store.statuses import UNFINISHED, sql_in
 
 # The partition of a row: the UTC month of its run's start and its host.
@@ -166,28 +166,6 @@ def _write_json_atomic(path, data):
     atomic_write(path, json.dumps(data, indent=1, sort_keys=True))
 
 
-class _Lock:
-    """An exclusive lock on DIR/.lock while an export runs (none where the
-    platform has no fcntl): exports into one shared directory take turns."""
-
-    def __init__(self, directory):
-        self.path = os.path.join(directory, LOCK)
-        self.fd = None
-
-    def __enter__(self):
-        try:
-            import fcntl
-        except ImportError:
-            return self
-        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        fcntl.flock(self.fd, fcntl.LOCK_EX)
-        return self
-
-    def __exit__(self, *exc):
-        if self.fd is not None:
-            os.close(self.fd)  # closing releases the lock
-
-
 def _current_target(directory):
     try:
         target = os.readlink(os.path.join(directory, CURRENT))
@@ -262,7 +240,8 @@ def export(h, directory):
         raise ValueError("export a store, not a Parquet dataset")
     directory = os.path.abspath(str(directory))
     os.makedirs(directory, exist_ok=True)
-    with _Lock(directory), _bounded_memory(h, directory) as own:
+    # exports into one shared directory take turns
+    with FileLock(os.path.join(directory, LOCK)), _bounded_memory(h, directory) as own:
         return _export_locked(own, directory, os.path.basename(own.spill))
 
 

@@ -48,3 +48,26 @@ def atomic_write(path, data, encoding="utf-8"):
         raise
     fsync_dir(folder)
     return text
+
+
+class FileLock:
+    """An exclusive lock on the file *path* (made if missing) while the block runs,
+    for writers that take turns: flock, released when the descriptor closes (also
+    when the process dies). None where the platform has no fcntl."""
+
+    def __init__(self, path):
+        self.path, self.fd = path, None
+
+    def __enter__(self):
+        try:
+            import fcntl
+        except ImportError:
+            return self
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        fcntl.flock(self.fd, fcntl.LOCK_EX)
+        return self
+
+    def __exit__(self, *exc):
+        if self.fd is not None:
+            os.close(self.fd)  # closing releases the lock
+            self.fd = None

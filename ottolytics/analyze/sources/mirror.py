@@ -62,7 +62,7 @@ from ottolytics.analyze.sources.base import literal
 from ottolytics.analyze.sources.sqlite import SqliteSource
 from ottolytics.analyze.sources.types import SOURCE_TYPES
 from ottolytics.core.errors import ReadError
-from ottolytics.core.files import atomic_write
+from ottolytics.core.files import FileLock, atomic_write
 from ottolytics.store import inprocess
 from ottolytics.store.statuses import UNFINISHED
 
@@ -338,7 +338,7 @@ class Mirror:
                     pass
 
     def _locked(self):
-        return _FileLock(os.path.join(self.dir, LOCK))
+        return FileLock(os.path.join(self.dir, LOCK))
 
     # -- keeping it up to date -------------------------------------------------
 
@@ -635,27 +635,6 @@ def _write(path, rows):
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
-
-
-class _FileLock:
-    """An exclusive lock on a file while the mirror is written (none where the
-    platform has no fcntl)."""
-
-    def __init__(self, path):
-        self.path, self.fd = path, None
-
-    def __enter__(self):
-        try:
-            import fcntl
-        except ImportError:
-            return self
-        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        fcntl.flock(self.fd, fcntl.LOCK_EX)
-        return self
-
-    def __exit__(self, *exc):
-        if self.fd is not None:
-            os.close(self.fd)
 
 
 def _bulk_copy(path, directory, state):
