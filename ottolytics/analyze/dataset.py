@@ -47,7 +47,7 @@ from ottolytics.analyze.sources.parquet import (
     CURRENT, FORMAT_VERSION, LEGACY, LOCK, MANIFEST, SNAPSHOTS, TABLES, _partition_path,
     read_manifest)
 from ottolytics.analyze.sources.sqlite import SqliteSource
-from ottolytics.core.files import FileLock, atomic_write, fsync_dir
+from ottolytics.core.files import FileLock, atomic_write, fsync_dir, fsync_file
 from ottolytics.store.statuses import UNFINISHED, sql_in
 
 # The partition of a row: the UTC month of its run's start and its host.
@@ -312,7 +312,7 @@ def _export_locked(h, directory, spill):
     # Files first, then folders, many at a time: fsync waits on the disk, not the CPU.
     walked = list(os.walk(work))
     with ThreadPoolExecutor(max_workers=8) as pool:
-        list(pool.map(_fsync_file, [os.path.join(base, name)
+        list(pool.map(fsync_file, [os.path.join(base, name)
                                     for base, _dirs, names in walked for name in names]))
         list(pool.map(fsync_dir, [base for base, _dirs, _names in walked]))
     final = os.path.join(snapshots, snapshot)
@@ -402,14 +402,6 @@ def _write_partitions(result, root, table, files):
         if out is not None:
             out.abandon()
     return total
-
-
-def _fsync_file(path):
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class _PartitionFile:

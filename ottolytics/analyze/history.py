@@ -30,7 +30,6 @@ from ottolytics.store.migrations import RUN_STATUSES, TASK_STATUSES
 from ottolytics.core.paths import db_path
 from ottolytics.core import timeutil
 from ottolytics.analyze.sources.base import Relations, Source
-from ottolytics.analyze.sources.sqlite import SqliteSource  # noqa: F401
 from ottolytics.analyze.sources.mirror import stores_source
 from ottolytics.analyze.sources.types import (  # noqa: F401  (the frames' column contract)
     RUN_COLUMNS, SOURCE_TYPES, TASK_COLUMNS, TRANSITION_COLUMNS)

@@ -5,6 +5,15 @@ clean's journal and the Parquet dataset's manifest. Standard library only."""
 import os
 
 
+def fsync_file(path):
+    """fsync the file *path*: its bytes are on disk before a rename makes it visible."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def fsync_dir(path):
     """fsync the directory *path*, so a rename in it survives a crash; quietly
     nothing where the file system cannot open or sync a directory."""

@@ -62,7 +62,7 @@ from ottolytics.analyze.sources.base import literal
 from ottolytics.analyze.sources.sqlite import SqliteSource
 from ottolytics.analyze.sources.types import SOURCE_TYPES
 from ottolytics.core.errors import ReadError
-from ottolytics.core.files import FileLock, atomic_write
+from ottolytics.core.files import FileLock, atomic_write, fsync_file
 from ottolytics.store import inprocess
 from ottolytics.store.statuses import UNFINISHED
 
@@ -196,6 +196,8 @@ class Mirror:
         self._unfinished = set()  # live runs not finished yet: read again every time
         self._views = None        # what the views were made for
         self._epoch = 0           # bumped whenever the state or the connection changes
+        self._dead_key = None     # what the masks on the connection were made for
+        self._has_dead = False
         self._lock = threading.RLock()
 
     # -- the store, through Python's sqlite3 -----------------------------------
@@ -429,7 +431,7 @@ class Mirror:
 
     def _set_dead(self):
         key = (self._epoch, len(self._changed))
-        if getattr(self, "_dead_key", None) == key:
+        if self._dead_key == key:
             return  # _changed only grows between states: same size, same set
         self._dead_key = key
         dead = [(int(r), s) for r, s in self.state["dead"].items()]
@@ -615,16 +617,11 @@ def _first_segment(directory, state, seq, rows):
                 segments=[{"seg": seg, "files": files}])
 
 
-def _fsync(path):
-    with open(path, "rb") as f:
-        os.fsync(f.fileno())
-
-
 def _copy_to(con, select, path):
     """COPY *select* on *con* to the Parquet file *path* (whole, then renamed)."""
     con.execute(f"COPY ({select}) TO {literal(path + '.tmp')} "
                 f"(FORMAT parquet, COMPRESSION zstd)")
-    _fsync(path + ".tmp")
+    fsync_file(path + ".tmp")
     os.replace(path + ".tmp", path)
 
 
