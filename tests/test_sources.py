@@ -6,6 +6,7 @@ import sqlite3
 import uuid
 
 import pandas as pd
+from pathlib import Path
 import pytest
 
 import ottolytics
@@ -269,3 +270,24 @@ def test_sources_sit_below_history_and_analyze_below_export():
             if module.startswith(above) or ("sources" in path.parts and module.startswith(engine)):
                 wrong.append(f"{path.relative_to(root.parent)} imports {module}")
     assert not wrong, "\n".join(wrong)
+
+
+def test_every_frame_can_be_changed_in_place(tmp_path):
+    """A frame's columns were read-only views of Arrow's buffers where a column
+    had no nulls (durations, times): ``df.loc[i, "duration_s"] = 0`` raised
+    "assignment destination is read-only" (pandas 3)."""
+    import shutil
+    import ottolytics
+    sample = Path(__file__).resolve().parent.parent / "data" / "sample" / "ottolytics.db"
+    shutil.copy(sample, tmp_path / "s.db")
+    with ottolytics.open(tmp_path / "s.db") as h:
+        frames = {"tasks": h.tasks(), "runs": h.runs(), "duration_stats": h.duration_stats(),
+                  "success_rate": h.success_rate(), "transitions": h.transitions()}
+    for name, df in frames.items():
+        for column in df.columns:
+            if pd.api.types.is_float_dtype(df[column]):
+                df.loc[df.index[0], column] = -1.5
+                assert df[column].iloc[0] == -1.5, (name, column)
+            elif pd.api.types.is_datetime64_any_dtype(df[column]):
+                df.loc[df.index[0], column] = pd.Timestamp(0, tz="UTC")
+                assert df[column].iloc[0] == pd.Timestamp(0, tz="UTC"), (name, column)

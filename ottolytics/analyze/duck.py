@@ -339,6 +339,7 @@ def to_arrow(result):
 def to_pandas(result):
     """A DuckDB result as a pandas frame: nullable Int64 integers, Arrow-backed
     strings, tz-aware UTC timestamps."""
+    import numpy as np
     import pandas as pd
     import pyarrow as pa
     table = to_arrow(result)
@@ -346,7 +347,14 @@ def to_pandas(result):
     df = table.to_pandas(types_mapper={pa.int64(): pd.Int64Dtype(),
                                        pa.int32(): pd.Int64Dtype()}.get,
                          split_blocks=True, self_destruct=True)
-    for column in df.columns:
-        if pd.api.types.is_datetime64_any_dtype(df[column]) and df[column].dt.tz is None:
-            df[column] = df[column].dt.tz_localize("UTC")
+    for i in range(df.shape[1]):  # by position: a query may repeat a column's name
+        column = df.iloc[:, i]
+        if pd.api.types.is_datetime64_any_dtype(column) and column.dt.tz is None:
+            df.isetitem(i, column.dt.tz_localize("UTC"))
+            continue
+        # A column without nulls is a view of Arrow's buffer, which is read-only:
+        # a user's ``df.loc[i, col] = x`` would fail. A copy, one column at a time.
+        values = getattr(column.array, "_ndarray", None)
+        if isinstance(values, np.ndarray) and not values.flags.writeable:
+            df.isetitem(i, column.copy(deep=True))
     return df
