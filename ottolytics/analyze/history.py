@@ -16,6 +16,7 @@ float seconds (``duration_s``), statuses are categoricals in a fixed order.
 __all__ = ["History", "open"]
 
 import atexit
+import functools
 import os
 import re
 import weakref
@@ -122,6 +123,79 @@ def _close_left_open():
             pass
 
 
+# -- answers kept for the same question asked again --------------------------
+
+ANSWERS_BYTES = 256 << 20   # what a History keeps of its answers, at most
+ANSWER_ROWS = 1_000_000     # a bigger answer is not kept
+
+
+def _frozen(value):
+    """*value* as part of a dict key (lists become tuples), or raise TypeError."""
+    if isinstance(value, (list, tuple)):
+        return tuple(_frozen(v) for v in value)
+    hash(value)
+    return value
+
+
+class _Answers:
+    """The answers of one History (and its with_filters views), by question and
+    by the source's state token (``Source.state``): a question asked again while
+    no row changed is answered with a copy of the kept frame; any change gives
+    a new token, so a kept answer is never stale. Oldest first out, past
+    ANSWERS_BYTES."""
+
+    def __init__(self):
+        self.kept = {}  # key -> (frame, bytes), in the order they were kept
+        self.size = 0
+
+    def get(self, h, name, compute, args):
+        if not h.keep_answers:
+            return compute()
+        try:
+            question = (name, _frozen(args), _frozen(tuple(sorted(h.filters.items()))))
+        except TypeError:
+            return compute()  # an argument that cannot be compared: not kept
+        token = h._source.state(h._con)
+        if token is None:
+            return compute()
+        key = (token, question)
+        if key in self.kept:
+            return self.kept[key][0].copy(deep=True)
+        frame = compute()
+        if isinstance(frame, pd.DataFrame) and len(frame) <= ANSWER_ROWS:
+            size = int(frame.memory_usage(deep=True, index=True).sum())
+            if size <= ANSWERS_BYTES // 4:
+                for old in [k for k in self.kept if k[0] != token]:
+                    self.size -= self.kept.pop(old)[1]  # answers of older states
+                while self.kept and self.size + size > ANSWERS_BYTES:
+                    self.size -= self.kept.pop(next(iter(self.kept)))[1]
+                self.kept[key] = (frame.copy(deep=True), size)
+                self.size += size
+        return frame
+
+    def clear(self):
+        self.kept.clear()
+        self.size = 0
+
+
+def _kept(*times):
+    """A History method whose answer is kept (see _Answers); the arguments named
+    in *times* are turned into unix seconds first ("7d" means a moment)."""
+    def wrap(method):
+        names = method.__code__.co_varnames[1:method.__code__.co_argcount]
+
+        @functools.wraps(method)
+        def kept(self, *args, **kwargs):
+            given = dict(zip(names, args), **kwargs)
+            key = tuple(sorted((k, to_unix(v) if k in times and v is not None
+                                and not isinstance(v, (int, float)) else v)
+                               for k, v in given.items()))
+            return self._answers.get(self, method.__name__,
+                                     lambda: method(self, *args, **kwargs), key)
+        return kept
+    return wrap
+
+
 class _Unchanged:
     """with_filters' default: the filter stays as it is."""
 
@@ -153,10 +227,13 @@ class History:
                         "status": _listify(status), "run": _listify(run)}
         if _share is not None:  # a with_filters view: same source, same connection
             self._source, self._con, self._shared = _share._source, _share._con, True
+            self._answers = _share._answers
+            self.keep_answers = _share.keep_answers
         else:
             if not isinstance(source, Source):
                 source = stores_source(source, home)
             self._source, self._shared = source, False
+            self._answers = _Answers()
             self._con = duck.connect()
             _OPEN.add(self)
             self._con.execute("SET TimeZone = 'UTC'")
@@ -166,6 +243,23 @@ class History:
             self._con.execute(f"CREATE TYPE task_status AS ENUM ({enum(TASK_STATUSES)})")
         self.paths = list(self._source.paths)
         self.homes = list(self._source.homes)
+
+    #: Keep answers for the same question asked again while no row changed (see
+    #: "Answers asked again" in docs/python-api.md); False computes every time.
+    keep_answers: bool = True
+
+    def forget_answers(self) -> None:
+        """Drop the answers this History (and its ``with_filters`` views) kept.
+
+        Returns
+        -------
+        None
+
+        Example
+        -------
+        >>> h.forget_answers()
+        """
+        self._answers.clear()
 
     def close(self) -> None:
         """Close the stores and the DuckDB connection (a ``with_filters`` view
@@ -473,6 +567,7 @@ class History:
 
     # analytics live in analytics.py; these delegate so a notebook sees one object.
 
+    @_kept()
     def success_rate(self, by: str | list[str] | tuple[str, ...] = ("project", "task"),
                      freq: str | None = "W") -> pd.DataFrame:
         """Success rate per group and period.
@@ -504,6 +599,7 @@ class History:
         from ottolytics.analyze.analytics import success_rate
         return success_rate(self, by, freq)
 
+    @_kept()
     def duration_stats(self, by: str | list[str] | tuple[str, ...] = ("project", "task")
                        ) -> pd.DataFrame:
         """Statistics of finished durations (success or failed), per group.
@@ -525,6 +621,7 @@ class History:
         from ottolytics.analyze.analytics import duration_stats
         return duration_stats(self, by)
 
+    @_kept()
     def duration_trend(self, task: str | list[str], freq: str | None = "D",
                        project: str | list[str] | None = None) -> pd.DataFrame:
         """Quantiles of a task's successful durations per period and project.
@@ -554,6 +651,7 @@ class History:
         from ottolytics.analyze.analytics import duration_trend
         return duration_trend(self, task, freq, project)
 
+    @_kept()
     def flaky(self, window: int = 20) -> pd.DataFrame:
         """Tasks ranked by how flaky they are over their last *window* runs, most
         flaky first; tasks that never failed in the window are left out.
@@ -584,6 +682,7 @@ class History:
         from ottolytics.analyze.analytics import flaky
         return flaky(self, window)
 
+    @_kept("since")
     def failures(self, since: str | float | date | None = None) -> pd.DataFrame:
         """Failed task attempts, newest first, with what is known of why.
 
@@ -608,6 +707,7 @@ class History:
         from ottolytics.analyze.analytics import failures
         return failures(self, since)
 
+    @_kept("since")
     def failure_groups(self, since: str | float | date | None = None) -> pd.DataFrame:
         """Each distinct failure (by signature), most frequent first.
 
@@ -632,6 +732,7 @@ class History:
         from ottolytics.analyze.analytics import failure_groups
         return failure_groups(self, since)
 
+    @_kept()
     def regressions(self, task: str | list[str] | None = None, *, window: int = 12,
                     min_ratio: float = 1.25, max_p: float = 1e-4,
                     max_points: int = 500) -> pd.DataFrame:
@@ -671,6 +772,7 @@ class History:
         return regressions(self, task, window=window, min_ratio=min_ratio, max_p=max_p,
                            max_points=max_points)
 
+    @_kept()
     def critical_path(self, run: str) -> pd.DataFrame:
         """The chain of dependent tasks that bounds a run's wall time, first to last.
 
@@ -695,6 +797,7 @@ class History:
         from ottolytics.analyze.analytics import critical_path
         return critical_path(self, run)
 
+    @_kept()
     def compare(self, run_a: str, run_b: str) -> pd.DataFrame:
         """Two runs side by side, task by task.
 
@@ -733,6 +836,7 @@ class History:
         from ottolytics.analyze.analytics import disk_usage
         return disk_usage(self)
 
+    @_kept()
     def largest_runs(self, n: int = 10) -> pd.DataFrame:
         """The runs whose recorded size is largest, largest first.
 
@@ -753,6 +857,7 @@ class History:
         from ottolytics.analyze.analytics import largest_runs
         return largest_runs(self, n)
 
+    @_kept()
     def disk_growth(self, freq: str | None = "D") -> pd.DataFrame:
         """Bytes of run directories added per period and the running total, per
         project, from the sizes recorded at run end.

@@ -58,7 +58,11 @@ cold = time.perf_counter() - t0
 t0 = time.perf_counter()
 calls[name](h)
 warm = time.perf_counter() - t0
-print(json.dumps({"cold": cold, "warm": warm, "rss": peak_mb()}))
+h.keep_answers = False  # computed again over the warm History: the engine's own time
+t0 = time.perf_counter()
+calls[name](h)
+again = time.perf_counter() - t0
+print(json.dumps({"cold": cold, "warm": warm, "again": again, "rss": peak_mb()}))
 """
 
 # success_rate(by=("task",), freq="W") by hand: weekly successes and failures
@@ -280,9 +284,14 @@ def bench_scale(scale, work, only=None, log=print):
                                 got["cold"], "s", hs, "DuckDB by hand over the SQLite store "
                                 "(weekly success rate per task)", "≤ 1 s, RSS ≤ 1 GB",
                                 cold_ok, f"peak RSS {got['rss']:.0f} MiB"))
-                rows.append(Row(f"{name}-warm", f"{name}, second call in the same History",
+                rows.append(Row(f"{name}-warm", f"{name}, asked again of the same History "
+                                "(its kept answer: no row changed)",
                                 got["warm"], "s", hp, "the same by hand over one Parquet file "
                                 "of the tasks", "≤ 0.3 s", got["warm"] <= 0.3))
+                rows.append(Row(f"{name}-again", f"{name} computed again over the warm "
+                                "History (keep_answers = False)", got["again"], "s", hp,
+                                "the same by hand over one Parquet file of the tasks",
+                                "≤ 0.3 s", got["again"] <= 0.3))
         if "tasks" in groups:
             log("measuring h.tasks() and pandas.read_sql ...")
             ours, base = _child(_TASKS, store), _child(_READ_SQL, store)

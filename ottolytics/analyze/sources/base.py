@@ -74,6 +74,13 @@ class Source:
     def close(self) -> None:
         """Release what the source holds."""
 
+    def state(self, con: Any) -> Any:
+        """A token of what the source reads as of now, brought up to date on
+        *con* first: equal tokens mean the same rows, so a History may give an
+        answer it already computed again (``History.keep_answers``). None (this
+        default): not known, nothing is kept."""
+        return None
+
     # -- the relations a subclass must give ------------------------------------
 
     def runs(self, scope: Any, f: Filters, status: bool = True) -> str:

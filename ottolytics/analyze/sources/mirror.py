@@ -45,6 +45,7 @@ __all__ = ["MirrorSource", "Mirror", "cache_root", "stores_source", "SEAL_ROWS",
            "MAX_SEGMENTS", "BULK_TASKS"]
 
 import hashlib
+import itertools
 import json
 import os
 import subprocess
@@ -82,6 +83,7 @@ MAX_CHANGED = 10_000    # runs changed since the state past which it is sealed
 BULK_TASKS = 200_000    # a first copy past this many tasks is made by DuckDB
 LEFTOVER_AGE_S = 600    # files no state names are removed once this old
 _ARROW = {"BIGINT": pa.int64(), "DOUBLE": pa.float64(), "VARCHAR": pa.string()}
+_GENERATIONS = itertools.count(1)  # Mirror.generation: never the same twice in a process
 _NEVER = 1 << 62        # a mask's segment: every row of the run is masked
 _NO_ROOM = (OSError, duck.duckdb.IOException)  # files that cannot be written
 
@@ -199,6 +201,7 @@ class Mirror:
         self._dead_key = None     # what the masks on the connection were made for
         self._has_dead = False
         self._lock = threading.RLock()
+        self.generation = None    # a new number whenever the rows may have changed
 
     # -- the store, through Python's sqlite3 -----------------------------------
 
@@ -358,7 +361,9 @@ class Mirror:
             stamp = self._stat()
             if version == self._version and stamp == self._stamp and self.state is not None:
                 return
+            self.generation = None  # (if the refresh fails, nothing is vouched for)
             self._refresh(version, stamp)
+            self.generation = next(_GENERATIONS)
 
     def _refresh(self, version, stamp, again=True):
         uid, seq = self._identity()
@@ -720,6 +725,15 @@ class MirrorSource(SqliteSource):
         for mirror in self.mirrors:
             mirror.close()
         super().close()
+
+    def state(self, con):
+        """The mirrors' generations, after each has read what changed: a store
+        written since (any connection's commit changes its ``data_version``) or
+        a mirror's files replaced gives a new one."""
+        for i, mirror in enumerate(self.mirrors):
+            mirror.attach(con, f"s{i}")
+        token = tuple(mirror.generation for mirror in self.mirrors)
+        return None if None in token else token
 
     def _rel(self, alias, table, clauses=(), columns=None):
         """*table* of the store *alias* as its view; *clauses* (written for

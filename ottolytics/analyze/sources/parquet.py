@@ -141,6 +141,9 @@ class ParquetSource(Source):
     def query(self, con, build, fetch):
         return self._files.query(con, build, fetch)
 
+    def state(self, con):
+        return ("dataset", self.directory, self.snapshot)  # one snapshot, read throughout
+
     def _source(self, table):
         if not self._tables[table]:
             return None
