@@ -5,7 +5,7 @@ import pytest
 
 import ottolytics
 from ottolytics.analyze.analytics import normalize, signature
-from known_history import REGRESSION_AT, RUNS, record
+from known_history import REGRESSION_AT, RUNS, T0, record
 
 
 @pytest.fixture
@@ -48,6 +48,31 @@ def test_flaky(h):
     assert row["score"] == pytest.approx((19 / 39 + 1 / 40) / 3)
     short = h.flaky(window=4).set_index("task").loc["test"]
     assert (short["runs"], short["flips"]) == (4, 1)  # runs 36..39: S S S F
+
+
+def test_flaky_window_counts_runs_when_the_latest_ones_had_many_attempts(db):
+    """The latest rows of a task may all be attempts of its last run or two; the
+    window still holds *window* runs (the exact way, for that task alone)."""
+    from ottolytics.record.recorder import Recorder
+    rec = Recorder(db)
+    for i in range(6):  # six runs of flaky-test: S F S, then two runs of 5 attempts
+        t = T0 + i * 100
+        run = rec.run(project="p", uid=f"r{i}").start(at=t)
+        attempts = 5 if i >= 4 else 1
+        for a in range(attempts):
+            code = 0 if (a == attempts - 1 and i != 1) else 1
+            run.task("flaky-test").start(at=t + a).finish(code, at=t + a + 0.5)
+        run.task("steady").start(at=t + 10).finish(1 if i == 5 else 0, at=t + 11)
+        run.finish(at=t + 20)
+    rec.close()
+    with ottolytics.open(db) as h:
+        for window, runs, failed, retries in [(2, 2, 0, 2), (3, 3, 0, 2), (5, 5, 1, 2),
+                                              (6, 6, 1, 2), (50, 6, 1, 2)]:
+            row = h.flaky(window=window).set_index("task").loc["flaky-test"]
+            assert (row["runs"], row["failed_runs"], row["retry_passes"]) == \
+                (runs, failed, retries), window
+        steady = h.flaky(window=3).set_index("task").loc["steady"]
+        assert (steady["runs"], steady["failed_runs"], steady["flips"]) == (3, 1, 1)
 
 
 def test_failures_and_groups_merge_messages_differing_in_numbers_and_paths(h):

@@ -155,23 +155,50 @@ def flaky_sql(source, window):
     """flaky()'s SQL over *source*: a relation with project, task, run_key (what
     names a run: a number, or its id), run_started_at, attempt, status and
     script_hash."""
-    # A run's rows are grouped by (task, run_key): run_key is a number where it can
-    # be (unique across stores) and names the run, so its project and start ride
-    # along instead of widening the key of ten million groups.
+    # Each task's last runs are found without grouping every run: per task, the
+    # keys of its latest rows (a heap of LATEST rows per task: max_by(..., n)),
+    # which name its last `window` runs unless those runs had many attempts; a
+    # task whose latest rows name fewer runs than that while it has more rows
+    # (rare) takes the exact way, over its own rows only. Only the rows of the
+    # runs found are then grouped by run. (Grouping all ten million (task, run)
+    # pairs first took 2.3 GB and seconds.)
+    window = int(window)
+    latest = 2 * window
     return f"""
-        WITH t AS (SELECT project, task, run_key, run_started_at, attempt, status,
-                          script_hash FROM {source} WHERE status IN {sql_in(OUTCOMES)}),
-        per_run AS (
-            SELECT task, run_key, any_value(project) AS project,
-                   any_value(run_started_at) AS run_started_at,
+        WITH t AS NOT MATERIALIZED (
+            SELECT project, task, run_key, run_started_at, attempt, status, script_hash
+            FROM {source} WHERE status IN {sql_in(OUTCOMES)}),
+        heads AS (
+            SELECT project, task, count(*) AS n,
+                   max_by(run_key, run_started_at, {latest}) AS keys
+            FROM t GROUP BY project, task),
+        named AS (
+            SELECT project, task, n, key AS run_key, min(pos) AS pos
+            FROM (SELECT project, task, n, unnest(keys) AS key,
+                         generate_subscripts(keys, 1) AS pos FROM heads)
+            GROUP BY ALL),
+        enough AS (
+            SELECT project, task FROM named GROUP BY project, task, n
+            HAVING count(*) >= {window} OR n <= {latest}),
+        quick AS (
+            SELECT project, task, run_key FROM named SEMI JOIN enough USING (project, task)
+            QUALIFY row_number() OVER (PARTITION BY project, task ORDER BY pos) <= {window}),
+        exact AS (
+            SELECT project, task, run_key FROM (
+                SELECT project, task, run_key, any_value(run_started_at) AS run_started_at
+                FROM t WHERE (project, task) IN (
+                    SELECT (project, task) FROM heads ANTI JOIN enough USING (project, task))
+                GROUP BY ALL)
+            QUALIFY row_number() OVER (PARTITION BY project, task
+                                       ORDER BY run_started_at DESC) <= {window}),
+        recent_keys AS (SELECT * FROM quick UNION ALL SELECT * FROM exact),
+        rows AS (SELECT t.* FROM t SEMI JOIN recent_keys k
+                 ON t.task = k.task AND t.run_key = k.run_key AND t.project = k.project),
+        recent AS (
+            SELECT project, task, run_key, any_value(run_started_at) AS run_started_at,
                    arg_max(status, attempt)::VARCHAR AS outcome,
                    bool_or(status = 'failed') AND arg_max(status, attempt) = 'success' AS retry_pass
-            FROM t GROUP BY task, run_key),
-        ranked AS (
-            SELECT *, row_number() OVER (PARTITION BY project, task
-                                         ORDER BY run_started_at DESC) AS recency
-            FROM per_run),
-        recent AS (SELECT * FROM ranked WHERE recency <= {int(window)}),
+            FROM rows GROUP BY project, task, run_key),
         flips AS (
             SELECT project, task, count(*) AS runs,
                    count(*) FILTER (WHERE outcome = 'failed') AS failed_runs,
@@ -185,12 +212,11 @@ def flaky_sql(source, window):
         hashes AS (
             SELECT project, task, count(DISTINCT script_hash) AS hashes,
                    count(DISTINCT script_hash) FILTER (WHERE mixed) AS mixed_hashes
-            FROM (SELECT t.project, t.task, t.script_hash,
-                         bool_or(t.status = 'success') OVER w AND bool_or(t.status = 'failed') OVER w
+            FROM (SELECT project, task, script_hash,
+                         bool_or(status = 'success') OVER w AND bool_or(status = 'failed') OVER w
                          AS mixed
-                  FROM t JOIN recent r USING (task, run_key)
-                  WHERE t.script_hash IS NOT NULL
-                  WINDOW w AS (PARTITION BY t.project, t.task, t.script_hash))
+                  FROM rows WHERE script_hash IS NOT NULL
+                  WINDOW w AS (PARTITION BY project, task, script_hash))
             GROUP BY ALL)
         SELECT f.project, f.task, f.runs, f.failed_runs, f.flips,
                CASE WHEN f.runs > 1 THEN f.flips / (f.runs - 1) ELSE 0 END AS flip_rate,
