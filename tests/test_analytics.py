@@ -75,6 +75,34 @@ def test_flaky_window_counts_runs_when_the_latest_ones_had_many_attempts(db):
         assert (steady["runs"], steady["failed_runs"], steady["flips"]) == (3, 1, 1)
 
 
+@pytest.mark.parametrize("n", [1, 5, 30, 39, 40, 1000])
+def test_latest_successes_are_each_tasks_last_n(db, n):
+    """regressions' rows (each task's last n successes, found from counts per
+    week) are those of a plain ranking of every success, for tasks with more
+    successes than n, fewer (a weekly job), and both in one history."""
+    from ottolytics.analyze.analytics import _latest_successes
+    from ottolytics.record.recorder import Recorder
+    record(db)
+    rec = Recorder(db)
+    for i in range(6):  # a weekly deploy: six successes over six weeks, before and after
+        t = T0 - 3 * 7 * 86400 + i * 7 * 86400
+        run = rec.run(project="ops", uid=f"deploy{i}").start(at=t)
+        run.task("deploy").start(at=t).finish(0, at=t + 60 + i)
+        run.finish(at=t + 100)
+    rec.close()
+    with ottolytics.open(db) as h:
+        got = _latest_successes(h, n)
+        plain = h._query(lambda r: f"""
+            SELECT project, task, run_id, started_at, duration_s FROM (
+                SELECT *, row_number() OVER (PARTITION BY project, task
+                                             ORDER BY started_at DESC) AS k
+                FROM ({r.facts(need=['project', 'run_id'])})
+                WHERE status = 'success' AND duration_s IS NOT NULL)
+            WHERE k <= {n} ORDER BY project, task, started_at, run_id""")
+    pd.testing.assert_frame_equal(got.reset_index(drop=True), plain.reset_index(drop=True))
+    assert set(got["task"]) == {"lint", "build", "docs", "test", "deploy"}
+
+
 def test_failures_and_groups_merge_messages_differing_in_numbers_and_paths(h):
     f = h.failures()
     assert len(f) == 11 and f["stderr_tail"].notna().all()

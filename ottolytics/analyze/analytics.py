@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from ottolytics.analyze.freq import epoch_period_sql, period_sql
+from ottolytics.analyze.sources.base import literal
 from ottolytics.core.errors import RunNotFound
 from ottolytics.core.paths import dir_size
 from ottolytics.store.statuses import OUTCOMES, sql_in
@@ -374,6 +375,47 @@ def _mann_whitney(a, b):
     return z, math.erfc(abs(z) / math.sqrt(2))
 
 
+_WEEK_S = 7 * 86400
+
+
+def _latest_successes(h, n):
+    """Each task's latest *n* successful attempts (project, task, run_id,
+    started_at, duration_s), in time order. Sorting every success to number
+    them took seconds at ten million tasks; instead the successes are counted
+    per task and week first (one cheap aggregate), which tells from which week
+    on each task has *n* of them, and only the rows from there on are ranked.
+    Tasks with fewer than *n* in all keep every row (read by a second branch,
+    so that the first can skip whole row groups by time)."""
+    ok = "status = 'success' AND duration_s IS NOT NULL"
+    weeks = h._query(lambda r: f"""
+        SELECT project, task, max(w) FILTER (WHERE above >= {n}) AS cut FROM (
+            SELECT project, task, w,
+                   sum(k) OVER (PARTITION BY project, task ORDER BY w DESC) AS above
+            FROM (SELECT project, task, floor(started_s / {_WEEK_S}) AS w, count(*) AS k
+                  FROM ({r.facts(need=['project'])}) WHERE {ok} GROUP BY ALL))
+        GROUP BY ALL""")
+    if weeks.empty:
+        return pd.DataFrame(columns=["project", "task", "run_id", "started_at", "duration_s"])
+    cut = weeks["cut"].dropna()
+    short = weeks[weeks["cut"].isna()]
+    since = f"{float(cut.min()) * _WEEK_S!r}" if len(cut) else None
+    branches = [f"started_s >= {since}"] if since else []
+    if len(short):  # (their rows from *since* on are the first branch's)
+        branches.append("(project, task) IN (" + ", ".join(
+            f"({literal(p)}, {literal(t)})" for p, t in zip(short["project"], short["task"]))
+            + ")" + (f" AND started_s < {since}" if since else ""))
+    return h._query(lambda r: f"""
+        WITH latest AS (
+            SELECT * FROM ({" UNION ALL ".join(
+                f"SELECT project, task, run_key, started_at, duration_s "
+                f"FROM ({r.facts(need=['project'])}) WHERE {ok} AND {b}" for b in branches)})
+            QUALIFY row_number() OVER (PARTITION BY project, task
+                                       ORDER BY started_at DESC) <= {n})
+        SELECT l.project, l.task, k.run_id, l.started_at, l.duration_s
+        FROM latest l JOIN ({r.run_keys()}) k USING (run_key)
+        ORDER BY l.project, l.task, l.started_at, k.run_id""")
+
+
 def regressions(h, task=None, window=12, min_ratio=1.25, max_p=1e-4, max_points=500):
     """Change points in each task's successful durations, strongest first.
 
@@ -389,13 +431,7 @@ def regressions(h, task=None, window=12, min_ratio=1.25, max_p=1e-4, max_points=
     _check_window(window, max(2, int(max_points) // 2))
     _check_ratio(min_ratio)
     src = h.with_filters(task=[task] if isinstance(task, str) else task) if task else h
-    data = src._query(lambda r: f"""
-        SELECT project, task, run_id, started_at, duration_s FROM (
-            SELECT project, task, run_id, started_at, duration_s,
-                   row_number() OVER (PARTITION BY project, task ORDER BY started_at DESC) AS k
-            FROM ({r.facts(need=['project', 'run_id'])})
-            WHERE status = 'success' AND duration_s IS NOT NULL)
-        WHERE k <= {int(max_points)} ORDER BY project, task, started_at""")
+    data = _latest_successes(src, int(max_points))
     rows = []
     for (project, name), g in data.groupby(["project", "task"], sort=True):
         x = g["duration_s"].to_numpy(dtype=float)

@@ -114,6 +114,12 @@ class Source:
                 f"epoch(started_at) AS started_s, duration_s, script_hash, run_id AS run_key, "
                 f"run_id, host, run_started_at, project FROM ({self.tasks(scope, f)})")
 
+    def run_keys(self, scope: Any, f: Filters) -> str:
+        """(run_key, run_id): the run id each of facts' run keys names, for the
+        runs the filters keep whatever their status. An aggregation over facts
+        groups by the key and names the few runs of its answer after."""
+        return f"SELECT run_id AS run_key, run_id FROM ({self.runs(scope, f, status=False)})"
+
     def deps(self, scope: Any, f: Filters) -> str:
         """DEP_COLUMNS for the tasks the filters keep (whatever their status)."""
         return (f"SELECT run_id, task, attempt, unnest(depends_on) AS depends_on "
@@ -177,6 +183,9 @@ class Relations:
 
     def facts(self, need=(), f=None):
         return self.source.facts(self.scope, f or self.filters, need)
+
+    def run_keys(self, f=None):
+        return self.source.run_keys(self.scope, f or self.filters)
 
     def deps(self, f=None):
         return self.source.deps(self.scope, f or self.filters)

@@ -30,6 +30,9 @@ def _run_dir_expr(run_dir, home):
     return run_dir_sql(run_dir, home)
 
 
+RUN_KEY_STRIDE = 1 << 40  # facts' run_key: store index * this + the run's row id
+
+
 class SqliteSource(Source):
     """The SQLite stores at *paths*; *home* (or each store's directory) is what
     their relative paths resolve against."""
@@ -189,7 +192,7 @@ class SqliteSource(Source):
             cols = (f"t.name AS task, t.status, t.attempt, {_ts('t.started_at')} AS started_at, "
                     f"t.started_at AS started_s, "
                     f"t.finished_at - t.started_at AS duration_s, t.script_hash, "
-                    f"{i} * 1099511627776 + t.run_id AS run_key")
+                    f"{i} * {RUN_KEY_STRIDE} + t.run_id AS run_key")
             joins = ""
             if {"project", "host", "run_id", "run_started_at"} & set(need):
                 wanted = [c for c in ("uid", "host", "started_at") if
@@ -207,6 +210,12 @@ class SqliteSource(Source):
             parts.append(f"SELECT {cols} FROM "
                          f"{self._rel(alias, 'tasks', self._tasks_where(f), lean)} t{joins}")
         return " UNION ALL ".join(parts)
+
+    def run_keys(self, aliases, f):
+        return " UNION ALL ".join(
+            f"SELECT {i} * {RUN_KEY_STRIDE} + r.id AS run_key, r.uid AS run_id "
+            f"FROM {self._rel(alias, 'runs', self._runs_where(f, False), ['id', 'uid'])} r"
+            for i, alias in enumerate(aliases))
 
     def transitions(self, aliases, f):
         """Every status change, built in DuckDB from typed scans of tasks and
