@@ -223,3 +223,25 @@ def test_failures_without_a_stderr_tail_are_grouped_by_task_and_exit(db):
                        ("lint", "exit code 3, no stderr kept"): 1,
                        ("lint", "exit code 4, no stderr kept"): 1}
     assert h.failure_groups()["signature"].str.fullmatch("[0-9a-f]{12}").all()
+
+
+def test_normalize_skipping_patterns_changes_nothing():
+    """normalize skips a pattern whose required characters the text lacks; the
+    result is that of every pattern applied in turn, for texts built from the
+    pieces the patterns look for (a non-ASCII digit too)."""
+    import random
+    from ottolytics.analyze import analytics
+
+    def every_pattern(text):
+        lines = [line.strip() for line in text.splitlines() if line.strip()]
+        result = "\n".join(lines[-analytics.SIGNATURE_LINES:])
+        for pattern, replacement in analytics._NORMALIZE:
+            result = pattern.sub(replacement, result)
+        return result
+    pieces = list("0123456789abcdefABx-:/ \t\n.Z+T_٣") + [
+        "/tmp", "/var/tmp/", "/var/folders/", "/dev/shm", "/private", "0x", "  ",
+        "2026-01-02T10:11:12Z", "12:34:56", "deadbeef1", "123e4567-e89b-12d3-a456-426614174000"]
+    rng = random.Random(7)
+    for _ in range(20_000):
+        text = "".join(rng.choice(pieces) for _ in range(rng.randint(1, 30)))
+        assert normalize(text) == every_pattern(text), repr(text)
