@@ -184,7 +184,7 @@ def test_disk_usage_reports_runs_versus_cache(home, db):
 
 
 def test_failure_message_is_the_line_that_names_the_error():
-    from ottolytics.analyze.analytics import _message
+    from ottolytics.analyze.signatures import message as _message
     pytest_tail = ("E   redis.exceptions.TimeoutError: Timeout connecting to redis\n"
                    "FAILED tests/test_s.py::test_x[3] - TimeoutError\n"
                    "========= 1 failed, 216 passed in 43.0s =========\n")
@@ -230,7 +230,7 @@ def test_normalize_skipping_patterns_changes_nothing():
     result is that of every pattern applied in turn, for texts built from the
     pieces the patterns look for (a non-ASCII digit too)."""
     import random
-    from ottolytics.analyze import analytics
+    from ottolytics.analyze import signatures as analytics
 
     def every_pattern(text):
         lines = [line.strip() for line in text.splitlines() if line.strip()]

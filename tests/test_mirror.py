@@ -442,3 +442,30 @@ def test_an_older_copy_put_back_is_not_answered_from_the_newer_files(db, monkeyp
     runs = sorted(ottolytics.open(db).runs()["run_id"])
     assert runs == sorted([f"run{i:03d}" for i in range(0, 5)] +
                           [f"run{i:03d}" for i in range(20, 32)])
+
+
+@pytest.mark.parametrize("bulk", [False, True], ids=["python", "duckdb"])
+def test_failures_read_the_signatures_the_mirror_stored(tmp_path, monkeypatch, bulk):
+    """Each stderr tail is signed once, when the mirror copies it: a later
+    question normalizes nothing, and the signatures are the ones failures
+    computes from the tails themselves."""
+    from ottolytics.analyze import signatures
+    if bulk:
+        monkeypatch.setattr(mirror_mod, "BULK_TASKS", 0)
+    db = _sample(tmp_path)
+    with ottolytics.open(db) as h:
+        h.failures()  # the mirror is made
+    calls = []
+    real = signatures.normalize
+    monkeypatch.setattr(signatures, "normalize", lambda text: calls.append(1) or real(text))
+    signatures.signed.cache_clear()
+    with ottolytics.open(db) as h:
+        got = h.failures()
+    assert calls == []
+    assert got["stderr_tail"].notna().any()
+    for tail, sig, msg in zip(got["stderr_tail"], got["signature"], got["message"]):
+        if isinstance(tail, str) and tail:
+            assert sig == signatures.signature(tail) and msg == signatures.message(tail)
+        else:
+            assert sig is None or pd.isna(sig)
+            assert msg == ""

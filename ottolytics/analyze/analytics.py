@@ -11,7 +11,6 @@ __all__ = ["success_rate", "duration_stats", "duration_trend", "flaky", "failure
            "largest_runs", "disk_growth", "run_logs", "iter_run_logs", "grep", "normalize",
            "signature", "LogWarning", "GROUPABLE", "success_rate_sql", "flaky_sql"]
 
-import functools
 import hashlib
 import math
 import os
@@ -22,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from ottolytics.analyze.freq import epoch_period_sql, period_sql
+from ottolytics.analyze.signatures import normalize, signature, signed
 from ottolytics.analyze.sources.base import literal
 from ottolytics.core.errors import RunNotFound
 from ottolytics.core.paths import dir_size
@@ -163,16 +163,18 @@ def flaky_sql(source, window):
     # (rare) takes the exact way, over its own rows only. Only the rows of the
     # runs found are then grouped by run. (Grouping all ten million (task, run)
     # pairs first took 2.3 GB and seconds.)
+    # (t is written out where it is read, not made a CTE: DuckDB inlines a CTE by
+    # copying its plan, which a sqlite scan cannot be, and materializing it would
+    # hold ten million rows.)
     window = int(window)
     latest = 2 * window
+    t = (f"(SELECT project, task, run_key, run_started_at, attempt, status, script_hash "
+         f"FROM {source} WHERE status IN {sql_in(OUTCOMES)}) t")
     return f"""
-        WITH t AS NOT MATERIALIZED (
-            SELECT project, task, run_key, run_started_at, attempt, status, script_hash
-            FROM {source} WHERE status IN {sql_in(OUTCOMES)}),
-        heads AS (
+        WITH heads AS (
             SELECT project, task, count(*) AS n,
                    max_by(run_key, run_started_at, {latest}) AS keys
-            FROM t GROUP BY project, task),
+            FROM {t} GROUP BY project, task),
         named AS (
             SELECT project, task, n, key AS run_key, min(pos) AS pos
             FROM (SELECT project, task, n, unnest(keys) AS key,
@@ -187,13 +189,13 @@ def flaky_sql(source, window):
         exact AS (
             SELECT project, task, run_key FROM (
                 SELECT project, task, run_key, any_value(run_started_at) AS run_started_at
-                FROM t WHERE (project, task) IN (
+                FROM {t} WHERE (project, task) IN (
                     SELECT (project, task) FROM heads ANTI JOIN enough USING (project, task))
                 GROUP BY ALL)
             QUALIFY row_number() OVER (PARTITION BY project, task
                                        ORDER BY run_started_at DESC) <= {window}),
         recent_keys AS (SELECT * FROM quick UNION ALL SELECT * FROM exact),
-        rows AS (SELECT t.* FROM t SEMI JOIN recent_keys k
+        rows AS (SELECT t.* FROM {t} SEMI JOIN recent_keys k
                  ON t.task = k.task AND t.run_key = k.run_key AND t.project = k.project),
         recent AS (
             SELECT project, task, run_key, any_value(run_started_at) AS run_started_at,
@@ -233,93 +235,29 @@ def flaky_sql(source, window):
 
 # -- failures -----------------------------------------------------------------
 
-_NORMALIZE = [
-    (re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?"
-                r"(?:Z|[+-]\d{2}:?\d{2})?"), "<time>"),
-    (re.compile(r"\b\d{1,2}:\d{2}:\d{2}(?:[.,]\d+)?\b"), "<time>"),
-    (re.compile(r"(?:/private)?(?:/tmp|/var/tmp|/var/folders|/dev/shm)(?:/[^\s'\":,;)\]]*)?"),
-     "<tmp>"),
-    (re.compile(r"\b[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\b"),
-     "<id>"),
-    (re.compile(r"\b0x[0-9a-fA-F]+\b"), "<hex>"),
-    (re.compile(r"\b(?=[0-9a-fA-F]*\d)(?=[0-9a-fA-F]*[a-fA-F])[0-9a-fA-F]{7,}\b"), "<hex>"),
-    (re.compile(r"\d+(?:\.\d+)?"), "<n>"),
-    (re.compile(r"[ \t]+"), " "),
-]
-_DIGIT = re.compile(r"\d").search
-# What each pattern above cannot match without (None: always tried): a pattern
-# is skipped when the text, as it is by then, lacks it. No replacement adds
-# any of these, so the result is the same, at a fraction of the cost.
-_NEEDS = [
-    lambda t: "-" in t and ":" in t,
-    lambda t: ":" in t,
-    lambda t: "/tmp" in t or "/var/" in t or "/dev/shm" in t,
-    lambda t: "-" in t,
-    lambda t: "0x" in t,
-    _DIGIT,
-    _DIGIT,
-    lambda t: "  " in t or "\t" in t,  # one space for one space changes nothing
-]
-SIGNATURE_LINES = 10
-
-
-def normalize(text):
-    """A stderr tail with what varies between occurrences of one failure taken out:
-    timestamps, temporary paths, uuids, hex ids and numbers. Only its last
-    SIGNATURE_LINES non-empty lines count."""
-    if not isinstance(text, str) or not text:  # None, NaN or pd.NA (pandas 2 and 3)
-        return ""
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    result = "\n".join(lines[-SIGNATURE_LINES:])
-    for (pattern, replacement), needs in zip(_NORMALIZE, _NEEDS):
-        if needs(result):
-            result = pattern.sub(replacement, result)
-    return result
-
-
-def signature(text):
-    """12 hex digits identifying a failure: the hash of its normalized stderr tail."""
-    return hashlib.sha1(normalize(text).encode()).hexdigest()[:12]
-
-
-_ERROR_LINE = re.compile(r"error|exception|failed|fatal|panic|traceback|denied|timed? ?out",
-                         re.IGNORECASE)
-_SUMMARY_LINE = re.compile(r"^[=\-_*#]{3,}.*[=\-_*#]{3,}$")
-
-
-def _message(text):
-    """The line of a stderr tail that names the failure: the last one that reads
-    like an error, skipping summary banners such as pytest's '=== 1 failed ===';
-    else the last line."""
-    if not isinstance(text, str):  # None, NaN or pd.NA: no tail, no message
-        return ""
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    if not lines:
-        return ""
-    named = [line for line in lines if _ERROR_LINE.search(line)
-             and not _SUMMARY_LINE.match(line)]
-    return (named or lines)[-1][:300]
-
-
-@functools.lru_cache(maxsize=1 << 17)
-def _signed(text):
-    """(signature or None, message) of one stderr tail."""
-    return (signature(text) if isinstance(text, str) and text else None), _message(text)
-
-
 def failures(h, since=None):
     """Failed task attempts, newest first, with exit code or signal, duration, stderr
     tail, log paths, a failure signature and its last line."""
     src = h.with_filters(since=since) if since is not None else h
     f = dict(src.filters, status=["failed"])
-    df = src._query(lambda r: f"SELECT * FROM ({r.tasks(f=f, with_tail=True)}) "
-                             "ORDER BY started_at DESC")
-    # Each distinct tail is normalized once (a failure repeats its tail), and the
-    # last ones seen are remembered (_signed) for the next question.
-    codes, tails = pd.factorize(df["stderr_tail"], use_na_sentinel=True)
-    signed = [_signed(t) for t in tails]
-    df["signature"] = [signed[c][0] if c >= 0 else None for c in codes]
-    df["message"] = [signed[c][1] if c >= 0 else "" for c in codes]
+    if getattr(src._source, "signs_tails", False):
+        # The mirror stored each tail's signature and message when it copied it.
+        df = src._query(lambda r: f"""
+            SELECT * EXCLUDE (_signature, _message) REPLACE (
+                       CASE WHEN stderr_tail <> '' THEN _signature END AS signature,
+                       coalesce(_message, '') AS message)
+            FROM (SELECT *, NULL AS signature, NULL AS message FROM (
+                      {r.source.tasks(r.scope, f, with_tail=True, signed=True)}))
+            ORDER BY started_at DESC""")
+    else:
+        df = src._query(lambda r: f"SELECT * FROM ({r.tasks(f=f, with_tail=True)}) "
+                                 "ORDER BY started_at DESC")
+        # Each distinct tail is normalized once (a failure repeats its tail), and
+        # the last ones seen are remembered (signatures.signed) for the next question.
+        codes, tails = pd.factorize(df["stderr_tail"], use_na_sentinel=True)
+        signed_tails = [signed(t) for t in tails]
+        df["signature"] = [signed_tails[c][0] if c >= 0 else None for c in codes]
+        df["message"] = [signed_tails[c][1] if c >= 0 else "" for c in codes]
     cols = ["run_id", "project", "host", "task", "attempt", "started_at", "finished_at",
             "duration_s", "exit_code", "signal", "signature", "message", "stderr_tail",
             "stdout_path", "stderr_path", "script_hash"]

@@ -73,7 +73,7 @@ MIRRORED = {"runs": "id", "tasks": "run_id", "status_log": "run_id",
             "task_stderr": None, "task_deps": None}
 # Small tables read whole on every refresh.
 LIVE_ONLY = ("projects", "disk_samples")
-FORMAT = 1
+FORMAT = 2  # 2: task_stderr has each tail's signature and message
 STATE = "state.json"
 LOCK = ".lock"
 SEAL_ROWS = 20_000      # live task rows past which finished runs are sealed
@@ -119,6 +119,34 @@ def stores_source(paths, home=None):
 
 def _q(name):
     return '"' + name.replace('"', '""') + '"'
+
+
+# Columns the mirror adds to a table, computed from its row when it is copied:
+# each stderr tail's failure signature and message (analyze/signatures.py), so
+# that failures are not normalized again on every question.
+DERIVED = {"task_stderr": {"signature": "VARCHAR", "message": "VARCHAR"}}
+# What the mirror's views show of each table: the store's columns and DERIVED.
+TYPES = {t: {**SOURCE_TYPES[t], **DERIVED.get(t, {})} for t in (*MIRRORED, *LIVE_ONLY)}
+
+
+def _sign(tails):
+    """(signatures, messages) of *tails* (a pyarrow string array), each distinct
+    tail normalized once."""
+    from ottolytics.analyze.signatures import signed
+    codes = pc.dictionary_encode(tails).combine_chunks() if isinstance(
+        tails, pa.ChunkedArray) else pc.dictionary_encode(tails)
+    done = [signed(t) for t in codes.dictionary.to_pylist()]
+    index = codes.indices.to_pylist()
+    return (pa.array([None if i is None else done[i][0] for i in index], pa.string()),
+            pa.array(["" if i is None else done[i][1] for i in index], pa.string()))
+
+
+def _with_derived(table, rows):
+    """*rows* of *table* (as read from the store) with its DERIVED columns."""
+    if table == "task_stderr":
+        signatures, messages = _sign(rows["tail"])
+        rows = rows.append_column("signature", signatures).append_column("message", messages)
+    return rows
 
 
 def _schema(table):
@@ -173,7 +201,7 @@ def _to_arrow(table, rows):
             arrays.append(pa.array(values, field.type))
         except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, OverflowError):
             arrays.append(_coerce(values, field.type))
-    return pa.Table.from_arrays(arrays, schema=schema)
+    return _with_derived(table, pa.Table.from_arrays(arrays, schema=schema))
 
 
 def _strict_text(data):
@@ -491,7 +519,7 @@ class Mirror:
             return
         alias = self._alias
         for table in (*MIRRORED, *LIVE_ONLY):
-            cols = ", ".join(f"m.{_q(c)}" for c in SOURCE_TYPES[table])
+            cols = ", ".join(f"m.{_q(c)}" for c in TYPES[table])
             parts = []
             if files.get(table):
                 src = "read_parquet([" + ", ".join(
@@ -575,7 +603,8 @@ class Mirror:
                         continue
                     src = "read_parquet([" + ", ".join(
                         literal(os.path.join(self.dir, n)) for n in names) + "])"
-                    cols = ", ".join(f"m.{_q(c)}" for c in _schema(table).names)
+                    cols = ", ".join(f"m.{_q(c)}" for c in [*_schema(table).names,
+                                                            *DERIVED.get(table, ())])
                     name = f"{table}-{seg:06d}-{token}.parquet"
                     target = os.path.join(self.dir, name)
                     _copy_to(con, f"SELECT {cols}, {seg}::BIGINT AS _seg FROM {src} m "
@@ -680,8 +709,12 @@ def _bulk_copy(path, directory, state):
                     key = f"x.{run}"
                 name = f"{table}-{seg:06d}-{token}.parquet"
                 target = os.path.join(directory, name)
-                _copy_to(con, f"SELECT *, {seg}::BIGINT AS _seg FROM ({body} WHERE {key} <= "
-                              f"{top} AND {key} NOT IN (SELECT id FROM open_runs))", target)
+                rows = (f"SELECT *, {seg}::BIGINT AS _seg FROM ({body} WHERE {key} <= "
+                        f"{top} AND {key} NOT IN (SELECT id FROM open_runs))")
+                if table in DERIVED:
+                    _copy_derived(con, table, rows, target)
+                else:
+                    _copy_to(con, rows, target)
                 files[table] = name
             return "SELECT 1"
         stores.query(con, copy, lambda result: None)
@@ -690,6 +723,26 @@ def _bulk_copy(path, directory, state):
         con.close()
     state["segments"] = [{"seg": seg, "files": files}]
     return state
+
+
+def _copy_derived(con, table, rows, target):
+    """COPY *rows* of *table* to *target* with its DERIVED columns: the rows go to
+    a file first, then each distinct tail is signed once and joined in."""
+    raw = target + ".raw"
+    try:
+        _copy_to(con, rows, raw)
+        tails = con.execute(f"SELECT DISTINCT tail FROM read_parquet({literal(raw)}) "
+                            f"WHERE tail IS NOT NULL").fetch_arrow_table()["tail"]
+        signatures, messages = _sign(tails)
+        con.register("_ottolytics_signed", pa.table(
+            {"tail": tails, "signature": signatures, "message": messages}))
+        _copy_to(con, f"SELECT m.*, s.signature, coalesce(s.message, '') AS message "
+                      f"FROM read_parquet({literal(raw)}) m "
+                      f"LEFT JOIN _ottolytics_signed s ON s.tail = m.tail", target)
+        con.unregister("_ottolytics_signed")
+    finally:
+        if os.path.exists(raw):
+            os.unlink(raw)
 
 
 def _copy_in_child(path, root):
@@ -705,6 +758,8 @@ def _copy_in_child(path, root):
 
 class MirrorSource(SqliteSource):
     """The SQLite stores at *paths*, read through their mirrors in *root*."""
+
+    signs_tails = True  # task_stderr has DERIVED's signature and message
 
     def __init__(self, paths, home=None, root=None):
         super().__init__(paths, home)
@@ -738,7 +793,7 @@ class MirrorSource(SqliteSource):
     def _rel(self, alias, table, clauses=(), columns=None):
         """*table* of the store *alias* as its view; *clauses* (written for
         SQLite, naming runs, tasks and projects) read those tables' views."""
-        cols = ", ".join(_q(c) for c in SOURCE_TYPES[table] if columns is None or c in columns)
+        cols = ", ".join(_q(c) for c in TYPES[table] if columns is None or c in columns)
         body = f"SELECT {cols} FROM {alias}_{table}"
         if clauses:
             names = ", ".join(f"{t} AS NOT MATERIALIZED (FROM {alias}_{t})"

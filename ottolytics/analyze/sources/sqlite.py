@@ -146,10 +146,15 @@ class SqliteSource(Source):
                 f"JOIN {self._rel(alias, 'projects')} p ON p.id = r.project_id")
         return " UNION ALL ".join(parts)
 
-    def tasks(self, aliases, f, status=True, with_tail=False, with_deps=False, internal=False):
+    #: The task_stderr relation has each tail's signature and message (the mirror's).
+    signs_tails = False
+
+    def tasks(self, aliases, f, status=True, with_tail=False, with_deps=False, internal=False,
+              signed=False):
         """Tasks of all stores; with_tail adds stderr_tail (kept out of the hot table),
         with_deps the list of names each task depends on, internal the store's own
-        keys (_store, _tid, _logged) for joining other tables without a rescan."""
+        keys (_store, _tid, _logged) for joining other tables without a rescan,
+        signed (with with_tail, where signs_tails) the tail's _signature and _message."""
         parts = []
         for i, (alias, home) in enumerate(zip(aliases, self.homes)):
             rd = "r.run_dir"
@@ -164,6 +169,8 @@ class SqliteSource(Source):
                 tail_join += f" LEFT JOIN ({deps}) dp ON dp.task_id = t.id"
             if with_tail:
                 tail_col += ", s.tail AS stderr_tail"
+                if signed and self.signs_tails:
+                    tail_col += ", s.signature AS _signature, s.message AS _message"
                 tail_join += (f" LEFT JOIN {self._rel(alias, 'task_stderr', self._ids_clause(f, status=status))}"  # noqa: E501
                              " s ON s.task_id = t.id")
             parts.append(
