@@ -225,6 +225,34 @@ def test_failures_without_a_stderr_tail_are_grouped_by_task_and_exit(db):
     assert h.failure_groups()["signature"].str.fullmatch("[0-9a-f]{12}").all()
 
 
+@pytest.mark.parametrize("mirror", ["on", "off"])
+def test_failure_groups_are_the_same_through_the_mirror_and_a_direct_read(db, monkeypatch,
+                                                                         mirror):
+    """Grouped in SQL over the mirror's stored signatures, or over the frame
+    failures() signs in Python (a direct read): the same groups, and a tailless
+    failure's signature is sha1("no stderr\0<task>\0<message>")[:12] either way."""
+    import hashlib
+    _tailless(db)
+    record(db, range(8))
+    monkeypatch.setenv("OTTOLYTICS_MIRROR", mirror)
+    with ottolytics.open(db) as h:
+        groups = h.failure_groups()
+        failed = h.failures()
+    assert groups["count"].sum() == len(failed)
+    bare = groups[groups["message"].str.endswith("no stderr kept")]
+    for row in bare.itertuples():
+        assert row.signature == hashlib.sha1(
+            f"no stderr\0{row.tasks}\0{row.message}".encode()).hexdigest()[:12]
+    tails = groups[~groups["message"].str.endswith("no stderr kept")]
+    assert set(tails["signature"]) == set(failed["signature"].dropna())
+    top = tails.iloc[0]
+    assert top["tasks"] == "test" and top["count"] == 2 and top["exit_codes"] == "1"
+    assert top["last_run_id"] == "run007"
+    assert list(groups.columns) == ["signature", "count", "tasks", "projects", "first_seen",
+                                    "last_seen", "message", "last_run_id", "exit_codes"]
+    assert str(groups["first_seen"].dt.tz) == "UTC"
+
+
 def test_normalize_skipping_patterns_changes_nothing():
     """normalize skips a pattern whose required characters the text lacks; the
     result is that of every pattern applied in turn, for texts built from the

@@ -11,7 +11,6 @@ __all__ = ["success_rate", "duration_stats", "duration_trend", "flaky", "failure
            "largest_runs", "disk_growth", "run_logs", "iter_run_logs", "grep", "normalize",
            "signature", "LogWarning", "GROUPABLE", "success_rate_sql", "flaky_sql"]
 
-import hashlib
 import math
 import os
 import re
@@ -20,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pandas as pd
 
+from ottolytics.analyze import duck
 from ottolytics.analyze.freq import epoch_period_sql, period_sql
 from ottolytics.analyze.signatures import normalize, signature, signed
 from ottolytics.analyze.sources.base import literal
@@ -264,45 +264,60 @@ def failures(h, since=None):
     return df[cols].reset_index(drop=True)
 
 
-def _no_tail_message(code, sig):
-    if _present(sig):
-        return f"killed by signal {int(sig)}, no stderr kept"
-    if _present(code):
-        return f"exit code {int(code)}, no stderr kept"
-    return "failed, no stderr kept"
+GROUP_COLUMNS = ["signature", "count", "tasks", "projects", "first_seen", "last_seen",
+                 "message", "last_run_id", "exit_codes"]
 
 
-def _present(value):
-    return value is not None and not pd.isna(value)
+def failure_groups_sql(source):
+    """failure_groups' SQL over *source*: failed attempts with run_id, project, task,
+    started_at, exit_code, signal, signature (null: no stderr kept) and message.
+    Failures without a tail are grouped by task and exit code (or signal): their
+    signature hashes "no stderr", the task and the message (not normalized:
+    exit 3 and exit 4 differ)."""
+    bare = ("CASE WHEN signal IS NOT NULL THEN 'killed by signal ' || signal || ', no stderr kept' "
+            "WHEN exit_code IS NOT NULL THEN 'exit code ' || exit_code || ', no stderr kept' "
+            "ELSE 'failed, no stderr kept' END")
+    return f"""
+        SELECT signature, count(*) AS count,
+               string_agg(DISTINCT task, ', ' ORDER BY task) AS tasks,
+               string_agg(DISTINCT project, ', ' ORDER BY project) AS projects,
+               min(started_at) AS first_seen, max(started_at) AS last_seen,
+               arg_max(message, started_at) AS message, arg_max(run_id, started_at) AS last_run_id,
+               array_to_string(list(DISTINCT exit_code ORDER BY exit_code)
+                               FILTER (WHERE exit_code IS NOT NULL), ', ') AS exit_codes
+        FROM (SELECT run_id, project, task, started_at, exit_code,
+                     coalesce(signature, substr(sha1('no stderr' || chr(0) || task || chr(0)
+                                                     || ({bare})), 1, 12)) AS signature,
+                     CASE WHEN signature IS NULL THEN {bare} ELSE message END AS message
+              FROM {source})
+        GROUP BY signature
+        ORDER BY count DESC, last_seen DESC, signature"""
 
 
 def failure_groups(h, since=None):
     """Each distinct failure (by signature): how often, which tasks, first and last
     seen. Failures that kept no stderr are grouped by task and exit code (or
     signal), with a message such as ``exit code 3, no stderr kept``."""
-    df = failures(h, since)
-    bare = df["signature"].isna()
-    if bare.any():
-        df = df.copy()
-        msgs = [_no_tail_message(c, s) for c, s in
-                zip(df.loc[bare, "exit_code"], df.loc[bare, "signal"])]
-        df.loc[bare, "message"] = msgs
-        df.loc[bare, "signature"] = [  # not normalized: exit 3 and exit 4 differ
-            hashlib.sha1(f"no stderr\0{t}\0{m}".encode()).hexdigest()[:12]
-            for t, m in zip(df.loc[bare, "task"], msgs)]
-    if df.empty:
-        return pd.DataFrame(columns=["signature", "count", "tasks", "projects", "first_seen",
-                                     "last_seen", "message", "last_run_id", "exit_codes"])
-    grouped = df.sort_values("started_at").groupby("signature", sort=False)
-    out = grouped.agg(count=("run_id", "size"),
-                      tasks=("task", lambda s: ", ".join(sorted(set(s)))),
-                      projects=("project", lambda s: ", ".join(sorted(set(s)))),
-                      first_seen=("started_at", "min"), last_seen=("started_at", "max"),
-                      message=("message", "last"), last_run_id=("run_id", "last"),
-                      exit_codes=("exit_code", lambda s: ", ".join(
-                          str(int(x)) for x in sorted(set(s.dropna())))))
-    return out.reset_index().sort_values(["count", "last_seen"], ascending=[False, False]) \
-        .reset_index(drop=True)
+    src = h.with_filters(since=since) if since is not None else h
+    if getattr(src._source, "signs_tails", False):
+        # The signatures are the mirror's: grouped where they are, nothing to pandas
+        # but the groups.
+        f = dict(src.filters, status=["failed"])
+        return src._query(lambda r: failure_groups_sql(f"""(
+            SELECT run_id, project, task, started_at, exit_code, signal,
+                   CASE WHEN stderr_tail <> '' THEN _signature END AS signature,
+                   coalesce(_message, '') AS message
+            FROM ({r.source.tasks(r.scope, f, with_tail=True, signed=True)}))"""))[GROUP_COLUMNS]
+    df = failures(h, since)[["run_id", "project", "task", "started_at", "exit_code", "signal",
+                             "signature", "message"]]
+    con = h._con.cursor()  # the frame grouped by the same SQL, beside the History's work
+    try:
+        con.register("_ottolytics_failures", df)
+        con.execute("SET TimeZone = 'UTC'")
+        return duck.to_pandas(con.execute(failure_groups_sql("_ottolytics_failures")))[
+            GROUP_COLUMNS]
+    finally:
+        con.close()
 
 
 # -- regressions ----------------------------------------------------------------
