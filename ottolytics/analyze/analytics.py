@@ -87,12 +87,22 @@ def duration_stats(h, by=("project", "task")):
     keys = ", ".join(cols) if cols else "'all' AS scope"
     group = ", ".join(str(i + 1) for i in range(max(1, len(cols))))
     sql = lambda r: (  # noqa: E731
+        f"SELECT * EXCLUDE (q, max), {_quantile_columns('q', (50, 90, 95))}, max FROM ("
         f"SELECT {keys}, count(duration_s) AS count, avg(duration_s) AS mean, "
-        f"quantile_cont(duration_s, 0.5) AS p50, quantile_cont(duration_s, 0.9) AS p90, "
-        f"quantile_cont(duration_s, 0.95) AS p95, max(duration_s) AS max "
+        f"{_quantiles('duration_s', (50, 90, 95))} AS q, max(duration_s) AS max "
         f"FROM ({source(r)}) WHERE status IN {sql_in(OUTCOMES)} "
-        f"GROUP BY {group} ORDER BY {group}")
+        f"GROUP BY {group}) ORDER BY {group}")
     return h._query(sql)
+
+
+def _quantiles(column, percents):
+    """Several quantiles of *column* as one aggregate (a list): one sort of each
+    group's values, where a quantile_cont apiece kept and sorted a copy each."""
+    return f"quantile_cont({column}, [{', '.join(str(p / 100) for p in percents)}])"
+
+
+def _quantile_columns(name, percents):
+    return ", ".join(f"{name}[{i + 1}] AS p{p}" for i, p in enumerate(percents))
 
 
 def duration_trend(h, task, freq="D", project=None):
@@ -107,10 +117,10 @@ def duration_trend(h, task, freq="D", project=None):
     if project is not None:
         one = one.with_filters(project=[project] if isinstance(project, str) else project)
     sql = lambda r: (  # noqa: E731
+        f"SELECT * EXCLUDE (q), {_quantile_columns('q', (25, 50, 75, 95))} FROM ("
         f"SELECT {period} AS period, project, count(*) AS count, "
-        f"quantile_cont(duration_s, 0.25) AS p25, quantile_cont(duration_s, 0.5) AS p50, "
-        f"quantile_cont(duration_s, 0.75) AS p75, quantile_cont(duration_s, 0.95) AS p95 "
-        f"FROM ({r.facts(need=['project'])}) WHERE status = 'success' GROUP BY 1, 2 "
+        f"{_quantiles('duration_s', (25, 50, 75, 95))} AS q "
+        f"FROM ({r.facts(need=['project'])}) WHERE status = 'success' GROUP BY 1, 2) "
         f"ORDER BY 2, 1")
     return one._query(sql)
 
