@@ -338,23 +338,30 @@ def to_arrow(result):
 
 def to_pandas(result):
     """A DuckDB result as a pandas frame: nullable Int64 integers, Arrow-backed
-    strings, tz-aware UTC timestamps."""
+    strings, tz-aware UTC timestamps, every column writable.
+
+    Converted a column at a time, each dropped from the Arrow table once
+    converted, so the two copies of a big result never coexist whole (with
+    DuckDB's large string buffers, see History._query: ten million tasks peak
+    at 1.4x the frame, against 1.6x converting the whole table)."""
     import numpy as np
     import pandas as pd
     import pyarrow as pa
     table = to_arrow(result)
-    # split_blocks/self_destruct: no consolidating copy of a large table.
-    df = table.to_pandas(types_mapper={pa.int64(): pd.Int64Dtype(),
-                                       pa.int32(): pd.Int64Dtype()}.get,
-                         split_blocks=True, self_destruct=True)
-    for i in range(df.shape[1]):  # by position: a query may repeat a column's name
-        column = df.iloc[:, i]
+    mapper = {pa.int64(): pd.Int64Dtype(), pa.int32(): pd.Int64Dtype()}.get
+    names, columns = table.column_names, {}
+    for i in range(len(names)):  # by position: a query may repeat a column's name
+        one, table = table.select([0]), table.remove_column(0)
+        column = one.to_pandas(types_mapper=mapper, self_destruct=True).iloc[:, 0]
+        del one
         if pd.api.types.is_datetime64_any_dtype(column) and column.dt.tz is None:
-            df.isetitem(i, column.dt.tz_localize("UTC"))
-            continue
+            column = column.dt.tz_localize("UTC")
         # A column without nulls is a view of Arrow's buffer, which is read-only:
-        # a user's ``df.loc[i, col] = x`` would fail. A copy, one column at a time.
+        # a user's ``df.loc[i, col] = x`` would fail. Such a column is copied.
         values = getattr(column.array, "_ndarray", None)
         if isinstance(values, np.ndarray) and not values.flags.writeable:
-            df.isetitem(i, column.copy(deep=True))
+            column = column.copy(deep=True)
+        columns[i] = column
+    df = pd.DataFrame(columns, copy=False)
+    df.columns = names
     return df
