@@ -291,8 +291,8 @@ def test_a_recording_process_reads_without_copying_the_store(db, tmp_path, monke
     attached = []
     real_connect = duck.connect
 
-    def watch():
-        con = real_connect()
+    def watch(scanner=True):
+        con = real_connect(scanner)
         attached.append(con)
         return con
     monkeypatch.setattr(duck, "connect", watch)
@@ -469,3 +469,19 @@ def test_failures_read_the_signatures_the_mirror_stored(tmp_path, monkeypatch, b
         else:
             assert sig is None or pd.isna(sig)
             assert msg == ""
+
+
+def test_a_history_over_the_mirror_does_not_load_the_sqlite_scanner(tmp_path, monkeypatch):
+    """Loading the scanner took a tenth of a second of every open(); the mirror
+    reads its store through Python's sqlite3 and needs it only for a big first
+    copy (a connection of its own). A direct read still loads it."""
+    db = _sample(tmp_path)
+    loaded = ("SELECT count(*) FROM duckdb_extensions() "
+              "WHERE loaded AND extension_name = 'sqlite_scanner'")
+    with ottolytics.open(db) as h:
+        assert len(h.failures()) and len(h.runs())
+        assert h._con.execute(loaded).fetchone()[0] == 0
+    monkeypatch.setenv("OTTOLYTICS_MIRROR", "off")
+    with ottolytics.open(db) as h:
+        assert len(h.runs())
+        assert h._con.execute(loaded).fetchone()[0] == 1

@@ -239,7 +239,7 @@ class History:
                 source = stores_source(source, home)
             self._source, self._shared = source, False
             self._answers = _Answers()
-            self._con = duck.connect()
+            self._con = duck.connect(scanner=source.sqlite_scanner)
             _OPEN.add(self)
             self._con.execute("SET TimeZone = 'UTC'")
             source.prepare(self._con)

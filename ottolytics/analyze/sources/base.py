@@ -63,6 +63,8 @@ class Source:
     paths: Sequence[str] = ()
     #: The directory each store's relative paths resolve against (``h.homes``).
     homes: Sequence[str] = ()
+    #: Whether its DuckDB connection needs the sqlite scanner loaded.
+    sqlite_scanner: bool = False
 
     def prepare(self, con: Any) -> None:
         """Set up a new DuckDB connection for this source (called once)."""

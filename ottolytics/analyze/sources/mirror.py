@@ -588,7 +588,7 @@ class Mirror:
         token = uuid.uuid4().hex[:8]
         new = dict(state, dead={}, next_seg=seg + 1, segments=[])
         files = {}
-        con = duck.connect()
+        con = duck.connect(scanner=False)  # Parquet to Parquet
         try:
             con.execute("SET preserve_insertion_order = false")
             dead = pa.table({"run": pa.array([int(r) for r in state["dead"]], pa.int64()),
@@ -760,6 +760,7 @@ class MirrorSource(SqliteSource):
     """The SQLite stores at *paths*, read through their mirrors in *root*."""
 
     signs_tails = True  # task_stderr has DERIVED's signature and message
+    sqlite_scanner = False  # the stores are read through Python's sqlite3
 
     def __init__(self, paths, home=None, root=None):
         super().__init__(paths, home)

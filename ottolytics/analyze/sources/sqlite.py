@@ -148,6 +148,7 @@ class SqliteSource(Source):
 
     #: The task_stderr relation has each tail's signature and message (the mirror's).
     signs_tails = False
+    sqlite_scanner = True  # the stores are attached through it
 
     def tasks(self, aliases, f, status=True, with_tail=False, with_deps=False, internal=False,
               signed=False):
