@@ -75,8 +75,14 @@ class HistoryCollector:
                      f"count(*) FILTER (WHERE CAST(status AS VARCHAR) = 'running' "
                      f"AND epoch(started_at) < {now - STALE_AFTER_S}) AS stale "
                      f"FROM runs GROUP BY ALL")
-        ranks = h.sql("SELECT project, task, max(started_s) AS last, count(*) AS n "
-                      "FROM attempts GROUP BY ALL")
+        # One pass over every attempt: counts per status, newest starts. The
+        # window's figures are read after, from the window's attempts alone.
+        counts = h.sql("SELECT project, task, CAST(status AS VARCHAR) AS status, "
+                       "count(*) AS n_all, max(started_s) AS last, "
+                       "max(started_s) FILTER (WHERE status = 'success') AS last_success "
+                       "FROM attempts GROUP BY ALL")
+        ranks = (counts.groupby(["project", "task"], sort=False, dropna=False)
+                 .agg(last=("last", "max"), n=("n_all", "sum")).reset_index())
         projects, kept, projects_folded = self._kept(runs, ranks)
         tasks_folded = len(ranks) - len(kept)
 
@@ -112,9 +118,27 @@ class HistoryCollector:
             interrupted.add_metric([project], e["interrupted"])
         yield from (total, last_run, running, stale, interrupted)
 
-        # One pass over the tasks: all-time totals per status, and the window's
-        # durations and ratio per task (GROUPING SETS; finished attempts only).
-        fin = f"w AND status IN {sql_in(OUTCOMES)}"
+        # The all-time totals, with folded names summed into OTHER.
+        per_status, newest_success = {}, {}
+        for project, task, status, n, _last, success in counts.itertuples(index=False):
+            key = (project_of(project), task if (project, task) in kept else OTHER)
+            per_status[key + (status,)] = per_status.get(key + (status,), 0) + n
+            if not pd.isna(success):
+                newest_success[key] = max(newest_success.get(key, success), success)
+        task_total = GaugeMetricFamily(f"{p}_tasks", "Task attempts in the store, by status "
+                                       "(falls when runs are cleaned).",
+                                       labels=["project", "task", "status"])
+        last_success = GaugeMetricFamily(f"{p}_task_last_success_timestamp_seconds",
+                                         "Start time of the task's newest successful attempt.",
+                                         labels=["project", "task"])
+        for (project, task, status), n in sorted(per_status.items(), key=lambda kv: str(kv[0])):
+            task_total.add_metric([project, task, status], n)
+        for (project, task), at in sorted(newest_success.items(), key=lambda kv: str(kv[0])):
+            last_success.add_metric([project, task], at)
+
+        # The window's durations and ratio per task (finished attempts only), over
+        # the window's rows alone: a filter on time skips the older files' row groups.
+        fin = f"status IN {sql_in(OUTCOMES)}"
         other = sqlite_literal(OTHER)
         project_sql = "project" if not projects_folded else (
             f"CASE WHEN project IN ({', '.join(map(sqlite_literal, sorted(projects)))}) "
@@ -123,34 +147,24 @@ class HistoryCollector:
             "CASE WHEN (project, task) IN (" + ", ".join(
                 f"({sqlite_literal(pr)}, {sqlite_literal(t)})" for pr, t in sorted(kept))
             + f") THEN task ELSE {other} END")
-        q = ", ".join(f"quantile_cont(duration_s, {x}) FILTER (WHERE {fin}) AS q{i}"
-                      for i, x in enumerate(QUANTILES))
-        stats = h.sql(f"""
-            SELECT project, task, status, grouping(status) AS per_task, count(*) AS n_all,
-                   max(started_s) FILTER (WHERE status = 'success') AS last_success,
+        # The quantiles as one list aggregate: one sort of each group's durations.
+        q = (f"quantile_cont(duration_s, [{', '.join(map(str, QUANTILES))}]) "
+             f"FILTER (WHERE {fin}) AS qs")
+        window = h.sql(f"""
+            SELECT * EXCLUDE (qs), {', '.join(f'qs[{i + 1}] AS q{i}' for i in range(len(QUANTILES)))}
+            FROM (
+            SELECT project, task,
                    count(duration_s) FILTER (WHERE {fin}) AS n,
                    sum(duration_s) FILTER (WHERE {fin}) AS total,
-                   count(*) FILTER (WHERE w AND status = 'success') AS ok,
+                   count(*) FILTER (WHERE status = 'success') AS ok,
                    count(*) FILTER (WHERE {fin}) AS done,
-                   arg_max(duration_s, started_s) FILTER (WHERE w AND duration_s IS NOT NULL)
+                   arg_max(duration_s, started_s) FILTER (WHERE duration_s IS NOT NULL)
                    AS last, {q}
-            FROM (SELECT * REPLACE ({project_sql} AS project, {task_sql} AS task),
-                         started_s >= {since} AS w
-                  FROM attempts)
-            GROUP BY GROUPING SETS ((project, task, status), (project, task))""")
-        task_total = GaugeMetricFamily(f"{p}_tasks", "Task attempts in the store, by status "
-                                       "(falls when runs are cleaned).",
-                                       labels=["project", "task", "status"])
-        last_success = GaugeMetricFamily(f"{p}_task_last_success_timestamp_seconds",
-                                         "Start time of the task's newest successful attempt.",
-                                         labels=["project", "task"])
-        by_status = stats[stats["per_task"] == 0]
-        recent = stats[(stats["per_task"] == 1) & (stats["n"] + stats["done"] > 0)]
-        for row in by_status.itertuples(index=False):
-            task_total.add_metric([row.project, row.task, row.status], row.n_all)
-        for row in stats[stats["per_task"] == 1].itertuples(index=False):
-            if not pd.isna(row.last_success):
-                last_success.add_metric([row.project, row.task], row.last_success)
+            FROM (SELECT * REPLACE ({project_sql} AS project, {task_sql} AS task)
+                  FROM attempts WHERE started_s >= {since})
+            GROUP BY project, task)
+            ORDER BY project, task""")
+        recent = window[window["n"] + window["done"] > 0]
         folded = GaugeMetricFamily(f"{p}_tasks_folded",
                                    f"Task names summed into task=\"{OTHER}\" (over the "
                                    f"limit of {self.max_tasks}).")
