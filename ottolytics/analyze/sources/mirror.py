@@ -59,7 +59,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ottolytics.analyze import duck
-from ottolytics.analyze.sources.base import literal
+from ottolytics.analyze.sources.base import literal, ts as _ts
 from ottolytics.analyze.sources.sqlite import SqliteSource
 from ottolytics.analyze.sources.types import SOURCE_TYPES
 from ottolytics.core.errors import ReadError
@@ -73,7 +73,7 @@ MIRRORED = {"runs": "id", "tasks": "run_id", "status_log": "run_id",
             "task_stderr": None, "task_deps": None}
 # Small tables read whole on every refresh.
 LIVE_ONLY = ("projects", "disk_samples")
-FORMAT = 2  # 2: task_stderr has each tail's signature and message
+FORMAT = 3  # 2: task_stderr has each tail's signature and message; 3: tasks their run's
 STATE = "state.json"
 LOCK = ".lock"
 SEAL_ROWS = 20_000      # live task rows past which finished runs are sealed
@@ -125,8 +125,15 @@ def _q(name):
 # each stderr tail's failure signature and message (analyze/signatures.py), so
 # that failures are not normalized again on every question.
 DERIVED = {"task_stderr": {"signature": "VARCHAR", "message": "VARCHAR"}}
-# What the mirror's views show of each table: the store's columns and DERIVED.
-TYPES = {t: {**SOURCE_TYPES[t], **DERIVED.get(t, {})} for t in (*MIRRORED, *LIVE_ONLY)}
+# Columns of a task's run copied beside it (read with the task, in one join), so
+# that the facts aggregations read need no join with the runs: the run's row id
+# (null for a task whose run is gone), project and start. A run changed after it
+# finished is read again whole (the change log), so they never go stale.
+JOINED = {"tasks": {"_run_id": ("id", "BIGINT"), "_project_id": ("project_id", "BIGINT"),
+                    "_run_started_at": ("started_at", "DOUBLE")}}
+# What the mirror's views show of each table: the store's columns, JOINED and DERIVED.
+TYPES = {t: {**SOURCE_TYPES[t], **{c: k for c, (_, k) in JOINED.get(t, {}).items()},
+             **DERIVED.get(t, {})} for t in (*MIRRORED, *LIVE_ONLY)}
 
 
 def _sign(tails):
@@ -151,6 +158,7 @@ def _with_derived(table, rows):
 
 def _schema(table):
     fields = [pa.field(c, _ARROW[t]) for c, t in SOURCE_TYPES[table].items()]
+    fields += [pa.field(c, _ARROW[t]) for c, (_, t) in JOINED.get(table, {}).items()]
     if table in MIRRORED:
         fields.append(pa.field("_run", pa.int64()))
     return pa.schema(fields)
@@ -167,8 +175,10 @@ def _select(table, where=None):
         return sql + (f" WHERE t.run_id {where}" if where else "")
     if run is False:
         return f"SELECT {', '.join(map(_q, cols))} FROM {table}"
-    return (f"SELECT {', '.join(map(_q, cols))}, {run} FROM {table}"
-            + (f" WHERE {run} {where}" if where else ""))
+    joined = "".join(f", r.{_q(c)}" for c, _ in JOINED.get(table, {}).values())
+    return (f"SELECT {', '.join('x.' + _q(c) for c in cols)}{joined}, x.{run} FROM {table} x"
+            + (" LEFT JOIN runs r ON r.id = x.run_id" if joined else "")
+            + (f" WHERE x.{run} {where}" if where else ""))
 
 
 def _coerce(values, kind):
@@ -705,7 +715,10 @@ def _bulk_copy(path, directory, state):
                             f"JOIN {alias}.tasks t ON t.id = x.task_id")
                     key = "t.run_id"
                 else:
-                    body = f"SELECT {casts}, x.{run} AS _run FROM {alias}.{table} x"
+                    joined = "".join(f", CAST(r.{_q(c)} AS {t}) AS {_q(name)}"
+                                     for name, (c, t) in JOINED.get(table, {}).items())
+                    body = (f"SELECT {casts}{joined}, x.{run} AS _run FROM {alias}.{table} x"
+                            + (f" LEFT JOIN {alias}.runs r ON r.id = x.run_id" if joined else ""))
                     key = f"x.{run}"
                 name = f"{table}-{seg:06d}-{token}.parquet"
                 target = os.path.join(directory, name)
@@ -761,6 +774,25 @@ class MirrorSource(SqliteSource):
 
     signs_tails = True  # task_stderr has DERIVED's signature and message
     sqlite_scanner = False  # the stores are read through Python's sqlite3
+
+    def facts(self, aliases, f, need=()):
+        """As SqliteSource's, but a task's project and its run's start are the
+        columns copied beside it (JOINED): ten million rows join no runs."""
+        if not set(need) <= {"project", "run_started_at"}:
+            return super().facts(aliases, f, need)
+        parts = []
+        for i, alias in enumerate(aliases):
+            cols = self._facts_columns(i)
+            joins = ""
+            if "run_started_at" in need:
+                cols += f", {_ts('t._run_started_at')} AS run_started_at"
+            if "project" in need:
+                joins = f" JOIN {self._rel(alias, 'projects')} p ON p.id = t._project_id"
+                cols += ", p.name AS project"
+            tasks = self._rel(alias, "tasks", self._tasks_where(f),
+                              [*self.FACTS_COLUMNS, *JOINED["tasks"]])
+            parts.append(f"SELECT {cols} FROM {tasks} t{joins} WHERE t._run_id IS NOT NULL")
+        return " UNION ALL ".join(parts)
 
     def __init__(self, paths, home=None, root=None):
         super().__init__(paths, home)

@@ -197,10 +197,7 @@ class SqliteSource(Source):
         joins."""
         parts = []
         for i, alias in enumerate(aliases):
-            cols = (f"t.name AS task, t.status, t.attempt, {_ts('t.started_at')} AS started_at, "
-                    f"t.started_at AS started_s, "
-                    f"t.finished_at - t.started_at AS duration_s, t.script_hash, "
-                    f"{i} * {RUN_KEY_STRIDE} + t.run_id AS run_key")
+            cols = self._facts_columns(i)
             joins = ""
             if {"project", "host", "run_id", "run_started_at"} & set(need):
                 wanted = [c for c in ("uid", "host", "started_at") if
@@ -213,11 +210,21 @@ class SqliteSource(Source):
                 if "project" in need:
                     joins += f" JOIN {self._rel(alias, 'projects')} p ON p.id = r.project_id"
                     cols += ", p.name AS project"
-            lean = ("run_id", "name", "status", "attempt", "started_at", "finished_at",
-                    "script_hash")
             parts.append(f"SELECT {cols} FROM "
-                         f"{self._rel(alias, 'tasks', self._tasks_where(f), lean)} t{joins}")
+                         f"{self._rel(alias, 'tasks', self._tasks_where(f), self.FACTS_COLUMNS)} "
+                         f"t{joins}")
         return " UNION ALL ".join(parts)
+
+    # The tasks' columns facts read, and what it makes of them (store *i*'s).
+    FACTS_COLUMNS = ("run_id", "name", "status", "attempt", "started_at", "finished_at",
+                     "script_hash")
+
+    @staticmethod
+    def _facts_columns(i):
+        return (f"t.name AS task, t.status, t.attempt, {_ts('t.started_at')} AS started_at, "
+                f"t.started_at AS started_s, "
+                f"t.finished_at - t.started_at AS duration_s, t.script_hash, "
+                f"{i} * {RUN_KEY_STRIDE} + t.run_id AS run_key")
 
     def run_keys(self, aliases, f):
         return " UNION ALL ".join(
