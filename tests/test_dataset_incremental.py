@@ -214,3 +214,16 @@ def test_rows_are_sorted_by_time_within_each_file(db, tmp_path):
         if column:
             values = pq.read_table(out / "current" / path, columns=[column])[column].to_pylist()
             assert values == sorted(values), path
+
+
+@pytest.mark.parametrize("mirror", ["on", "off"])
+def test_text_that_is_not_utf8_stops_the_export_naming_where(db, tmp_path, monkeypatch, mirror):
+    from ottolytics.store.migrations import NotUtf8
+    monkeypatch.setenv("OTTOLYTICS_MIRROR", mirror)
+    out = tmp_path / "dataset"
+    record(db)
+    ottolytics.open(db).to_parquet(out)
+    _sql(db, "UPDATE tasks SET script_hash = CAST(X'70ff' AS TEXT) WHERE id = 3")
+    with pytest.raises(NotUtf8, match="tasks.script_hash"):
+        ottolytics.open(db).to_parquet(out)
+    assert len(ottolytics.open(out).tasks()) == RUNS * 4 + 1   # the previous snapshot

@@ -71,11 +71,15 @@ CHUNK_RUNS = 50_000     # runs in one chunk at most (a bigger partition is cut)
 BATCH_RUNS = 25_000     # runs whose chunks are staged and written together
 BATCH_ROWS = 131_072    # rows per Arrow batch handed to the writer (a row group at most)
 # The staged rows of a batch (temp tables), and the rows a batch is made of.
-WANT, RUNS, TASKS, DEPS, TRANS, PARAMS = (f"_ottolytics_export_{n}" for n in (
-    "want", "runs", "tasks", "deps", "transitions", "params"))
-# Each table's order within a file: by time.
-ORDER = {"runs": "started_at, run_id", "tasks": "run_started_at, run_id, started_at, attempt",
-         "transitions": '"at", run_id, task', "params": "_at, run_id, key"}
+WANT, DEPS = "_ottolytics_export_want", "_ottolytics_export_deps"
+# Each table's order within a file: by time, ties broken by the store's integer
+# keys (a sort on them costs half what one on the run ids' text does).
+ORDER = {"runs": "started_at, x._rid", "tasks": "run_started_at, t._rid, started_at, attempt",
+         "transitions": '"at", _r, _t', "params": "_at, _r, key"}
+# Columns of few distinct values, dictionary-encoded in the files. Only these:
+# encoding every text column so took pyarrow 2.5 times as long, for larger files.
+DICTIONARY = ("project", "task", "status", "from_status", "to_status", "reason", "key",
+              "user", "source", "script_hash")
 _EMPTY_INDEX = pa.schema([("store", pa.string()), ("run", pa.int64()), ("chunk", pa.string())])
 
 
@@ -427,33 +431,127 @@ def _write_chunks(h, work, named, files):
                             f"SELECT * FROM _ottolytics_batch")
             finally:
                 con.unregister("_ottolytics_batch")
-            _stage(h)
+            sql = _Batch(h)
             for table in TABLES:
-                for k, n in _write_sorted(con.execute(_table_sql(table)), work, table, batch,
-                                          pool):
+                written = h._run(lambda r, table=table: sql.table(r, table),
+                                 lambda result, table=table: _write_sorted(
+                                     result, work, table, batch, pool))
+                for k, n in written:
                     name, d, host = batch[k][:3]
                     files[table].append([d, host, n, name])
                     rows[table] += n
     finally:
         pool.shutdown()
-        for name in (WANT, RUNS, TASKS, DEPS, TRANS, PARAMS):
+        for name in (WANT, DEPS):
             con.execute(f"DROP TABLE IF EXISTS {name}")
     return rows
 
 
-def _table_sql(table):
-    """The staged rows of *table*, as its files hold them, sorted by chunk (the
-    batch's index of it, column ``chunk``) and, within one, by time."""
-    order = f"ORDER BY chunk, {ORDER[table]}"
-    if table == "runs":
-        return f"SELECT * FROM {RUNS} {order}"
-    if table == "tasks":
-        return (f"SELECT t.* EXCLUDE (chunk, _store, _tid, _logged), d.depends_on, t.chunk "
-                f"FROM {TASKS} t LEFT JOIN {DEPS} d ON d._store = t._store AND d._tid = t._tid "
-                f"{order}")
-    if table == "transitions":
-        return f"SELECT * FROM {TRANS} {order}"
-    return f"SELECT * EXCLUDE (_at) FROM {PARAMS} {order}"
+class _Batch:
+    """The SQL of one batch's rows of each table, read from the source, with the
+    column ``chunk`` (the batch's index of the chunk) and sorted by it and, within
+    one, by time. Every scan of a big table is bounded by the batch's run ids (or
+    its tasks' ids), which the mirror's files are sorted by, so it skips the row
+    groups of other runs. The tasks' dependency lists are grouped first, into a
+    temp table (a sort of each small list costs less than an ordered aggregate)."""
+
+    def __init__(self, h):
+        con = h._con
+        self.bounds = {i: (int(lo), int(hi)) for i, lo, hi in con.execute(
+            f"SELECT _store, min(_rid), max(_rid) FROM {WANT} GROUP BY _store").fetchall()}
+        self.tids = dict(h._run(self._task_ids, lambda result: [
+            (i, (lo, hi)) for i, lo, hi in result.fetchall()]))
+        h._run(self._deps, lambda result: None)
+
+    def within(self, i, column, bounds=None):
+        lo, hi = (bounds or self.bounds).get(i, (0, -1))
+        return f"{column} BETWEEN {int(lo or 0)} AND {int(hi if hi is not None else -1)}"
+
+    def lean_tasks(self, r, i, alias):
+        return r.source._rel(alias, "tasks", columns=[
+            "id", "run_id", "name", "attempt", "status", "started_at", "finished_at",
+            "status_logged"])
+
+    def _task_ids(self, r):
+        return " UNION ALL ".join(
+            f"SELECT {i} AS _store, min(t.id), max(t.id) FROM {self.lean_tasks(r, i, alias)} t "
+            f"WHERE {self.within(i, 't.run_id')}" for i, alias in enumerate(r.scope)
+            if i in self.bounds) or "SELECT 0, NULL, NULL WHERE false"
+
+    def _deps(self, r):
+        parts = [f"SELECT {i} AS _store, d.task_id AS _tid, "
+                 f"list_sort(list(d.depends_on)) AS depends_on "
+                 f"FROM {r.source._rel(alias, 'task_deps')} d "
+                 f"WHERE {self.within(i, 'd.task_id', self.tids)} GROUP BY d.task_id"
+                 for i, alias in enumerate(r.scope) if i in self.tids]
+        return (f"CREATE OR REPLACE TEMP TABLE {DEPS} AS " + (" UNION ALL ".join(parts) or
+                "SELECT 0 AS _store, 0::BIGINT AS _tid, []::VARCHAR[] AS depends_on WHERE false"))
+
+    def table(self, r, table):
+        return getattr(self, "_" + table)(r) + f" ORDER BY chunk, {ORDER[table]}"
+
+    def _runs(self, r):
+        return (f"SELECT x.* EXCLUDE (host, _store, _rid) "
+                f"REPLACE (CAST(x.status AS VARCHAR) AS status), w.chunk "
+                f"FROM ({r.source.runs(r.scope, r.filters, internal=True)}) x "
+                f"JOIN {WANT} w ON w._store = x._store AND w._rid = x._rid")
+
+    def _tasks(self, r):
+        body = r.source.tasks(r.scope, r.filters, with_tail=True, internal=True)
+        return (f"SELECT t.* EXCLUDE (host, _store, _tid, _logged, _rid) "
+                f"REPLACE (CAST(t.status AS VARCHAR) AS status), d.depends_on, w.chunk "
+                f"FROM ({body}) t JOIN {WANT} w ON w._store = t._store AND w._rid = t._rid "
+                f"LEFT JOIN {DEPS} d ON d._store = t._store AND d._tid = t._tid "
+                f"WHERE " + " OR ".join(f"(t._store = {i} AND {self.within(i, 't._rid')})"
+                                         for i in self.bounds))
+
+    def _transitions(self, r):
+        """The rows a plain-path task implies (see the store's transitions view),
+        then the logged ones from status_log."""
+        parts = []
+        for i, alias in enumerate(r.scope):
+            if i not in self.bounds:
+                continue
+            src = r.source
+            tasks = self.lean_tasks(r, i, alias)
+            uids = src._rel(alias, "runs", columns=["id", "uid"])
+            joined = (f"FROM {tasks} t JOIN {WANT} w ON w._store = {i} AND w._rid = t.run_id "
+                      f"JOIN {uids} u ON u.id = t.run_id "
+                      f"WHERE t.status_logged = 0 AND {self.within(i, 't.run_id')}")
+            parts.append(
+                f"SELECT u.uid AS run_id, t.name AS task, t.attempt, "
+                f"CAST(NULL AS VARCHAR) AS from_status, 'running' AS to_status, "
+                f"to_timestamp(t.started_at) AS \"at\", CAST(NULL AS VARCHAR) AS reason, "
+                f"w.chunk, {i} * 1099511627776 + t.run_id AS _r, t.id AS _t {joined}")
+            parts.append(
+                f"SELECT u.uid, t.name, t.attempt, 'running', t.status, "
+                f"to_timestamp(t.finished_at), NULL, w.chunk, {i} * 1099511627776 + t.run_id, "
+                f"t.id {joined} AND t.status NOT IN {sql_in(UNFINISHED)}")
+            parts.append(
+                f"SELECT u.uid, t.name, t.attempt, x.from_status, x.to_status, "
+                f"to_timestamp(x.\"at\"), x.reason, w.chunk, {i} * 1099511627776 + x.run_id, "
+                f"x.task_id "
+                f"FROM {src._rel(alias, 'status_log')} x "
+                f"JOIN {WANT} w ON w._store = {i} AND w._rid = x.run_id "
+                f"JOIN {uids} u ON u.id = x.run_id "
+                f"LEFT JOIN (SELECT * FROM {tasks} WHERE {self.within(i, 'run_id')}) t "
+                f"ON t.id = x.task_id WHERE {self.within(i, 'x.run_id')}")
+        return "SELECT * EXCLUDE (_r, _t) FROM (" + " UNION ALL ".join(parts) + ")"
+
+    def _params(self, r):
+        parts = []
+        for i, alias in enumerate(r.scope):
+            if i not in self.bounds:
+                continue
+            src = r.source
+            parts.append(
+                f"SELECT u.uid AS run_id, x.key, x.value, w.chunk, "
+                f"to_timestamp(u.started_at) AS _at, {i} * 1099511627776 + x.run_id AS _r "
+                f"FROM {src._rel(alias, 'run_params')} x "
+                f"JOIN {WANT} w ON w._store = {i} AND w._rid = x.run_id "
+                f"JOIN {src._rel(alias, 'runs', columns=['id', 'uid', 'started_at'])} u "
+                f"ON u.id = x.run_id WHERE {self.within(i, 'x.run_id')}")
+        return "SELECT run_id, key, value, chunk FROM (" + " UNION ALL ".join(parts) + ")"
 
 
 def _write_sorted(result, work, table, batch, pool):
@@ -475,7 +573,6 @@ def _write_sorted(result, work, table, batch, pool):
         for part in reader:
             if part.num_rows == 0:
                 continue
-            duck._valid_text(part)  # raises what the source turns into NotUtf8
             codes = part.column(at).to_numpy()
             bounds = [0] + (np.flatnonzero(np.diff(codes)) + 1).tolist() + [part.num_rows]
             data = part.remove_column(at)
@@ -511,7 +608,9 @@ class _ChunkFile:
         os.makedirs(os.path.dirname(path), exist_ok=True)
         self.chunk, self.rows = chunk, 0
         self.file = open(path, "wb")
-        self.writer = pq.ParquetWriter(self.file, schema, compression="zstd")
+        self.writer = pq.ParquetWriter(
+            self.file, schema, compression="zstd", compression_level=3,
+            use_dictionary=[c for c in DICTIONARY if c in schema.names])
 
     def write(self, part):
         self.writer.write_batch(part)
@@ -528,88 +627,6 @@ class _ChunkFile:
             self.writer.close()
         finally:
             self.file.close()
-
-
-def _stage(h):
-    """The rows of the batch's runs ({WANT}) in temp tables, one per table (and
-    the tasks' dependency lists), read from the source once. Every scan is
-    bounded by the batch's run ids, which the mirror's files are sorted by, so
-    it skips the row groups of other runs."""
-    con = h._con
-    bounds = {i: (lo, hi) for i, lo, hi in con.execute(
-        f"SELECT _store, min(_rid), max(_rid) FROM {WANT} GROUP BY _store").fetchall()}
-
-    def within(i, column):
-        lo, hi = bounds.get(i, (0, -1))
-        return f"{column} BETWEEN {int(lo)} AND {int(hi)}"
-
-    def per_store(r, build):
-        return " UNION ALL ".join(build(i, alias) for i, alias in enumerate(r.scope))
-
-    def runs(r):
-        return (f"CREATE OR REPLACE TEMP TABLE {RUNS} AS SELECT x.* EXCLUDE (host, _store, _rid) "
-                f"REPLACE (CAST(x.status AS VARCHAR) AS status), w.chunk "
-                f"FROM ({r.source.runs(r.scope, r.filters, internal=True)}) x "
-                f"JOIN {WANT} w ON w._store = x._store AND w._rid = x._rid")
-
-    def tasks(r):
-        body = r.source.tasks(r.scope, r.filters, with_tail=True, internal=True)
-        return (f"CREATE OR REPLACE TEMP TABLE {TASKS} AS SELECT t.* EXCLUDE (host, _rid) "
-                f"REPLACE (CAST(t.status AS VARCHAR) AS status), w.chunk "
-                f"FROM ({body}) t JOIN {WANT} w ON w._store = t._store AND w._rid = t._rid "
-                f"WHERE " + " OR ".join(f"(t._store = {i} AND {within(i, 't._rid')})"
-                                         for i in bounds))
-
-    h._run(runs, lambda result: None)
-    h._run(tasks, lambda result: None)
-    tids = {i: (lo, hi) for i, lo, hi in con.execute(
-        f"SELECT _store, min(_tid), max(_tid) FROM {TASKS} GROUP BY _store").fetchall()}
-
-    def deps(r):
-        def one(i, alias):
-            lo, hi = tids.get(i, (0, -1))
-            # (the batch's tasks are joined when written; sorting each small list
-            # costs less than an ordered aggregate)
-            return (f"SELECT {i} AS _store, d.task_id AS _tid, "
-                    f"list_sort(list(d.depends_on)) AS depends_on "
-                    f"FROM {r.source._rel(alias, 'task_deps')} d "
-                    f"WHERE d.task_id BETWEEN {int(lo)} AND {int(hi)} GROUP BY d.task_id")
-        return f"CREATE OR REPLACE TEMP TABLE {DEPS} AS {per_store(r, one)}"
-
-    def transitions(r):
-        # the rows a plain-path task implies (see the store's transitions view),
-        # then the logged ones from status_log
-        implied = (
-            f"SELECT run_id, task, attempt, CAST(NULL AS VARCHAR) AS from_status, "
-            f"'running' AS to_status, started_at AS \"at\", CAST(NULL AS VARCHAR) AS reason, "
-            f"chunk FROM {TASKS} WHERE _logged = 0 UNION ALL "
-            f"SELECT run_id, task, attempt, 'running', status, finished_at, NULL, chunk "
-            f"FROM {TASKS} WHERE _logged = 0 AND status NOT IN {sql_in(UNFINISHED)}")
-
-        def logged(i, alias):
-            src = r.source
-            return (f"SELECT u.uid AS run_id, t.task, t.attempt, x.from_status, x.to_status, "
-                    f"to_timestamp(x.\"at\") AS \"at\", x.reason, w.chunk "
-                    f"FROM {src._rel(alias, 'status_log')} x "
-                    f"JOIN {WANT} w ON w._store = {i} AND w._rid = x.run_id "
-                    f"JOIN {src._rel(alias, 'runs', columns=['id', 'uid'])} u ON u.id = x.run_id "
-                    f"LEFT JOIN {TASKS} t ON t._store = {i} AND t._tid = x.task_id "
-                    f"WHERE {within(i, 'x.run_id')}")
-        return (f"CREATE OR REPLACE TEMP TABLE {TRANS} AS {implied} "
-                f"UNION ALL {per_store(r, logged)}")
-
-    def params(r):
-        def one(i, alias):
-            src = r.source
-            return (f"SELECT u.uid AS run_id, x.key, x.value, w.chunk, u.started_at AS _at "
-                    f"FROM {src._rel(alias, 'run_params')} x "
-                    f"JOIN {WANT} w ON w._store = {i} AND w._rid = x.run_id "
-                    f"JOIN {src._rel(alias, 'runs', columns=['id', 'uid', 'started_at'])} u "
-                    f"ON u.id = x.run_id WHERE {within(i, 'x.run_id')}")
-        return f"CREATE OR REPLACE TEMP TABLE {PARAMS} AS {per_store(r, one)}"
-
-    for build in (deps, transitions, params):
-        h._run(build, lambda result: None)
 
 
 class _bounded_memory:
