@@ -71,7 +71,7 @@ CHUNK_RUNS = 50_000     # runs in one chunk at most (a bigger partition is cut)
 BATCH_RUNS = 25_000     # runs whose chunks are staged and written together
 BATCH_ROWS = 131_072    # rows per Arrow batch handed to the writer (a row group at most)
 # The staged rows of a batch (temp tables), and the rows a batch is made of.
-WANT, DEPS = "_ottolytics_export_want", "_ottolytics_export_deps"
+WANT, DEPS, ALL_DEPS = (f"_ottolytics_export_{n}" for n in ("want", "deps", "all_deps"))
 # Each table's order within a file: by time, ties broken by the store's integer
 # keys (a sort on them costs half what one on the run ids' text does).
 ORDER = {"runs": "started_at, x._rid", "tasks": "run_started_at, t._rid, started_at, attempt",
@@ -227,25 +227,33 @@ def _previous(directory):
 def _runs_of(h, wanted=None):
     """(store, run id, date, host, unfinished) of the runs the History's filters
     keep, or of *wanted* ({store: run ids}) only, read from the source (its
-    columnar mirror: one scan of the runs)."""
-    where = ""
+    columnar mirror: one scan of four columns of the runs)."""
     if wanted is not None:
         pairs = [(i, r) for i, ids in wanted.items() for r in ids]
-        if not pairs:
-            return pa.table({"_store": pa.array([], pa.int32()), "_rid": pa.array([], pa.int64()),
-                             "date": pa.array([], pa.string()), "host": pa.array([], pa.string()),
-                             "open": pa.array([], pa.bool_())})
         h._con.register("_ottolytics_wanted", pa.table({
             "s": pa.array([p[0] for p in pairs], pa.int32()),
             "r": pa.array([p[1] for p in pairs], pa.int64())}))
-        where = " JOIN _ottolytics_wanted w ON w.s = x._store AND w.r = x._rid"
+
+    def build(r):
+        parts = []
+        for i, alias in enumerate(r.scope):
+            src = r.source
+            runs = src._rel(alias, "runs", src._runs_where(r.filters),
+                            ["id", "started_at", "host", "status"])
+            where = ""
+            if wanted is not None:
+                ids = sorted(wanted.get(i, ())) or [0, -1]
+                where = (f" WHERE x.id BETWEEN {int(ids[0])} AND {int(ids[-1])} AND x.id IN "
+                         f"(SELECT r FROM _ottolytics_wanted WHERE s = {i})")
+            parts.append(
+                f"SELECT {i}::INTEGER AS _store, x.id AS _rid, "
+                f"strftime(to_timestamp(x.started_at), '%Y-%m') AS date, "
+                f"coalesce(x.host, 'unknown') AS host, "
+                f"coalesce(x.status IN {sql_in(UNFINISHED)}, false) AS open FROM {runs} x{where}")
+        return " UNION ALL ".join(parts)
+
     try:
-        return h._run(lambda r: (
-            f"SELECT x._store::INTEGER AS _store, x._rid, strftime(x.started_at, '%Y-%m') AS date, "
-            f"coalesce(x.host, 'unknown') AS host, "
-            f"coalesce(CAST(x.status AS VARCHAR) IN {sql_in(UNFINISHED)}, false) AS open "
-            f"FROM ({r.source.runs(r.scope, r.filters, internal=True)}) x{where}"),
-            lambda result: result.to_arrow_table())
+        return h._run(build, lambda result: result.to_arrow_table())
     finally:
         if wanted is not None:
             h._con.unregister("_ottolytics_wanted")
@@ -419,9 +427,23 @@ def _write_chunks(h, work, named, files):
     name] to *files*; return {table: rows written}."""
     rows = {t: 0 for t in TABLES}
     con = h._con
-    pool = ThreadPoolExecutor(max_workers=1)
+    writer = _Writer()
+    batches = list(_batches(named))
+    # Many batches: the dependency rows sorted by task once, so that each batch
+    # reads its range of them (the mirror's copy of them is not in task order,
+    # and every batch would scan all of it).
+    sorted_deps = len(batches) > 2
     try:
-        for batch in _batches(named):
+        if sorted_deps:
+            con.execute("SET preserve_insertion_order = true")  # the table keeps the order
+            try:
+                h._run(lambda r: f"CREATE OR REPLACE TEMP TABLE {ALL_DEPS} AS " + " UNION ALL ".join(
+                    f"SELECT {i} AS _store, task_id, depends_on "
+                    f"FROM {r.source._rel(alias, 'task_deps')}" for i, alias in enumerate(r.scope))
+                    + " ORDER BY _store, task_id, depends_on", lambda result: None)
+            finally:
+                con.execute("SET preserve_insertion_order = false")
+        for batch in batches:
             con.register("_ottolytics_batch", pa.table({
                 "_store": pa.array([c[4] for c in batch for _r in c[5]], pa.int32()),
                 "_rid": pa.array([r for c in batch for r in c[5]], pa.int64()),
@@ -431,19 +453,24 @@ def _write_chunks(h, work, named, files):
                             f"SELECT * FROM _ottolytics_batch")
             finally:
                 con.unregister("_ottolytics_batch")
-            sql = _Batch(h)
+            sql = _Batch(h, sorted_deps)
             for table in TABLES:
-                written = h._run(lambda r, table=table: sql.table(r, table),
-                                 lambda result, table=table: _write_sorted(
-                                     result, work, table, batch, pool))
-                for k, n in written:
-                    name, d, host = batch[k][:3]
-                    files[table].append([d, host, n, name])
-                    rows[table] += n
+                h._run(lambda r, table=table: sql.table(r, table),
+                       lambda result, table=table: _write_sorted(
+                           result, work, table, batch, writer))
+        writer.finish()
+        for table, f in writer.files:
+            files[table].append([*f.entry[:2], f.rows, f.entry[2]])
+            rows[table] += f.rows
+        writer.files = []
     finally:
-        pool.shutdown()
-        for name in (WANT, DEPS):
+        writer.close()
+        for name in (WANT, ALL_DEPS):
             con.execute(f"DROP TABLE IF EXISTS {name}")
+        try:
+            con.unregister(DEPS)
+        except duck.duckdb.Error:
+            pass
     return rows
 
 
@@ -455,13 +482,14 @@ class _Batch:
     groups of other runs. The tasks' dependency lists are grouped first, into a
     temp table (a sort of each small list costs less than an ordered aggregate)."""
 
-    def __init__(self, h):
+    def __init__(self, h, sorted_deps):
         con = h._con
+        self.sorted_deps = sorted_deps
         self.bounds = {i: (int(lo), int(hi)) for i, lo, hi in con.execute(
             f"SELECT _store, min(_rid), max(_rid) FROM {WANT} GROUP BY _store").fetchall()}
         self.tids = dict(h._run(self._task_ids, lambda result: [
             (i, (lo, hi)) for i, lo, hi in result.fetchall()]))
-        h._run(self._deps, lambda result: None)
+        self._deps(h)
 
     def within(self, i, column, bounds=None):
         lo, hi = (bounds or self.bounds).get(i, (0, -1))
@@ -478,14 +506,46 @@ class _Batch:
             f"WHERE {self.within(i, 't.run_id')}" for i, alias in enumerate(r.scope)
             if i in self.bounds) or "SELECT 0, NULL, NULL WHERE false"
 
-    def _deps(self, r):
-        parts = [f"SELECT {i} AS _store, d.task_id AS _tid, "
-                 f"list_sort(list(d.depends_on)) AS depends_on "
-                 f"FROM {r.source._rel(alias, 'task_deps')} d "
-                 f"WHERE {self.within(i, 'd.task_id', self.tids)} GROUP BY d.task_id"
-                 for i, alias in enumerate(r.scope) if i in self.tids]
-        return (f"CREATE OR REPLACE TEMP TABLE {DEPS} AS " + (" UNION ALL ".join(parts) or
-                "SELECT 0 AS _store, 0::BIGINT AS _tid, []::VARCHAR[] AS depends_on WHERE false"))
+    def _deps(self, h):
+        """The dependency lists of the batch's tasks, registered on the connection
+        as DEPS: the rows of the batch's range of task ids, sorted (by task, then
+        name), made into lists in Arrow. (DuckDB's list aggregate took three
+        times as long, and a whole store's of them cannot spill.)"""
+        con = h._con
+
+        def build(r):
+            parts = []
+            for i, alias in enumerate(r.scope):
+                if i not in self.tids:
+                    continue
+                rows = (f"(SELECT task_id, depends_on FROM {ALL_DEPS} WHERE _store = {i})"
+                        if self.sorted_deps else r.source._rel(alias, "task_deps"))
+                parts.append(f"SELECT {i}::INTEGER AS _store, d.task_id AS _tid, d.depends_on "
+                             f"FROM {rows} d WHERE {self.within(i, 'd.task_id', self.tids)}")
+            if not parts:
+                return ("SELECT 0::INTEGER AS _store, 0::BIGINT AS _tid, "
+                        "''::VARCHAR AS depends_on WHERE false")
+            # ALL_DEPS is in that order already: a scan that keeps it needs no sort
+            return " UNION ALL ".join(parts) + (
+                "" if self.sorted_deps else " ORDER BY _store, _tid, depends_on")
+
+        if self.sorted_deps:
+            con.execute("SET preserve_insertion_order = true")
+        try:
+            rows = h._run(build, lambda result: result.to_arrow_table())
+        finally:
+            con.execute("SET preserve_insertion_order = false")
+        store = rows["_store"].to_numpy()
+        tid = rows["_tid"].to_numpy()
+        starts = np.flatnonzero((np.diff(store) != 0) | (np.diff(tid) != 0)) + 1
+        starts = np.concatenate([[0], starts]) if len(tid) else starts
+        offsets = np.concatenate([starts, [len(tid)]]).astype(np.int32)
+        values = rows["depends_on"].combine_chunks() if rows.num_rows else pa.array(
+            [], pa.string())
+        con.register(DEPS, pa.table({
+            "_store": pa.array(store[starts], pa.int32()),
+            "_tid": pa.array(tid[starts], pa.int64()),
+            "depends_on": pa.ListArray.from_arrays(pa.array(offsets), values)}))
 
     def table(self, r, table):
         return getattr(self, "_" + table)(r) + f" ORDER BY chunk, {ORDER[table]}"
@@ -515,18 +575,18 @@ class _Batch:
             src = r.source
             tasks = self.lean_tasks(r, i, alias)
             uids = src._rel(alias, "runs", columns=["id", "uid"])
-            joined = (f"FROM {tasks} t JOIN {WANT} w ON w._store = {i} AND w._rid = t.run_id "
-                      f"JOIN {uids} u ON u.id = t.run_id "
-                      f"WHERE t.status_logged = 0 AND {self.within(i, 't.run_id')}")
+            # both implied rows from one scan of the tasks: n = 1 its start, n = 2 its end
             parts.append(
                 f"SELECT u.uid AS run_id, t.name AS task, t.attempt, "
-                f"CAST(NULL AS VARCHAR) AS from_status, 'running' AS to_status, "
-                f"to_timestamp(t.started_at) AS \"at\", CAST(NULL AS VARCHAR) AS reason, "
-                f"w.chunk, {i} * 1099511627776 + t.run_id AS _r, t.id AS _t {joined}")
-            parts.append(
-                f"SELECT u.uid, t.name, t.attempt, 'running', t.status, "
-                f"to_timestamp(t.finished_at), NULL, w.chunk, {i} * 1099511627776 + t.run_id, "
-                f"t.id {joined} AND t.status NOT IN {sql_in(UNFINISHED)}")
+                f"CASE WHEN n = 2 THEN 'running' END AS from_status, "
+                f"CASE WHEN n = 1 THEN 'running' ELSE t.status END AS to_status, "
+                f"to_timestamp(CASE WHEN n = 1 THEN t.started_at ELSE t.finished_at END) "
+                f"AS \"at\", CAST(NULL AS VARCHAR) AS reason, w.chunk, "
+                f"{i} * 1099511627776 + t.run_id AS _r, t.id AS _t "
+                f"FROM {tasks} t JOIN {WANT} w ON w._store = {i} AND w._rid = t.run_id "
+                f"JOIN {uids} u ON u.id = t.run_id CROSS JOIN (VALUES (1), (2)) k(n) "
+                f"WHERE t.status_logged = 0 AND {self.within(i, 't.run_id')} "
+                f"AND (n = 1 OR t.status NOT IN {sql_in(UNFINISHED)})")
             parts.append(
                 f"SELECT u.uid, t.name, t.attempt, x.from_status, x.to_status, "
                 f"to_timestamp(x.\"at\"), x.reason, w.chunk, {i} * 1099511627776 + x.run_id, "
@@ -554,49 +614,63 @@ class _Batch:
         return "SELECT run_id, key, value, chunk FROM (" + " UNION ALL ".join(parts) + ")"
 
 
-def _write_sorted(result, work, table, batch, pool):
+class _Writer:
+    """The thread that writes the files, in the order given, while DuckDB makes
+    the next rows (the next table's sort included); at most AHEAD writes wait
+    for it, so the rows in flight stay few."""
+
+    AHEAD = 3
+
+    def __init__(self):
+        self.pool = ThreadPoolExecutor(max_workers=1)
+        self.pending = []
+        self.files = []  # (table, chunk file) of every file begun
+
+    def submit(self, fn, *args):
+        self.pending.append(self.pool.submit(fn, *args))
+        while len(self.pending) > self.AHEAD:
+            self.pending.pop(0).result()
+
+    def finish(self):
+        """Wait for every write; raises the first that failed."""
+        while self.pending:
+            self.pending.pop(0).result()
+
+    def close(self):
+        for future in self.pending:
+            future.exception()  # let the writes in flight end
+        self.pool.shutdown()
+        for _table, f in self.files:
+            f.abandon()
+
+
+def _write_sorted(result, work, table, batch, writer):
     """Stream *result* (sorted by its column ``chunk``) into one file per chunk of
-    *batch*, an Arrow batch at a time: the rows never pile up in memory. The
-    files are written on *pool*'s one thread while DuckDB makes the next rows.
-    Returns [(chunk index, rows)] of the files written."""
+    *batch*, an Arrow batch at a time, through *writer*: the rows never pile up
+    in memory."""
     reader = result.to_arrow_reader(BATCH_ROWS)
     schema = reader.schema
     at = schema.get_field_index("chunk")
     schema = schema.remove(at)
-    out, done, pending = None, [], []
-
-    def wait(limit):
-        while len(pending) > limit:
-            pending.pop(0).result()
-
-    try:
-        for part in reader:
-            if part.num_rows == 0:
-                continue
-            codes = part.column(at).to_numpy()
-            bounds = [0] + (np.flatnonzero(np.diff(codes)) + 1).tolist() + [part.num_rows]
-            data = part.remove_column(at)
-            for a, b in zip(bounds, bounds[1:]):
-                k = int(codes[a])
-                if out is None or out.chunk != k:
-                    if out is not None:
-                        pending.append(pool.submit(out.close))
-                        done.append(out)
-                    name, d, host = batch[k][:3]
-                    out = _ChunkFile(work, _partition_path(table, d, host, name), k, schema)
-                pending.append(pool.submit(out.write, data.slice(a, b - a)))
-            wait(4)  # a few batches ahead at most
-        if out is not None:
-            pending.append(pool.submit(out.close))
-            done.append(out)
-            out = None
-        wait(0)
-    finally:
-        for future in pending:
-            future.exception()  # let the writes in flight end before abandoning
-        if out is not None:
-            out.abandon()
-    return [(f.chunk, f.rows) for f in done]
+    out = None
+    for part in reader:
+        if part.num_rows == 0:
+            continue
+        codes = part.column(at).to_numpy()
+        bounds = [0] + (np.flatnonzero(np.diff(codes)) + 1).tolist() + [part.num_rows]
+        data = part.remove_column(at)
+        for a, b in zip(bounds, bounds[1:]):
+            k = int(codes[a])
+            if out is None or out.chunk != k:
+                if out is not None:
+                    writer.submit(out.close)
+                name, d, host = batch[k][:3]
+                out = _ChunkFile(work, _partition_path(table, d, host, name), k, schema)
+                out.entry = (d, host, name)
+                writer.files.append((table, out))
+            writer.submit(out.write, data.slice(a, b - a))
+    if out is not None:
+        writer.submit(out.close)
 
 
 class _ChunkFile:
@@ -620,9 +694,10 @@ class _ChunkFile:
         """Close the file (the export fsyncs the snapshot's new files together)."""
         self.writer.close()
         self.file.close()
-        return self.rows
 
     def abandon(self):
+        if self.file.closed:
+            return
         try:
             self.writer.close()
         finally:
