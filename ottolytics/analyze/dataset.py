@@ -68,10 +68,10 @@ from ottolytics.store.statuses import UNFINISHED, sql_in
 MEMORY_LIMIT = "500MB"  # DuckDB's share while exporting; the rest spills to disk
 MAX_CHUNKS = 8          # chunks of one store in a partition, past which small ones merge
 CHUNK_RUNS = 50_000     # runs in one chunk at most (a bigger partition is cut)
-BATCH_RUNS = 25_000     # runs whose chunks are staged and written together
+BATCH_RUNS = 20_000     # runs whose chunks are read and written together (~400k tasks)
 BATCH_ROWS = 131_072    # rows per Arrow batch handed to the writer (a row group at most)
 # The staged rows of a batch (temp tables), and the rows a batch is made of.
-WANT, DEPS, ALL_DEPS = (f"_ottolytics_export_{n}" for n in ("want", "deps", "all_deps"))
+WANT, DEPS = "_ottolytics_export_want", "_ottolytics_export_deps"
 # Each table's order within a file: by time, ties broken by the store's integer
 # keys (a sort on them costs half what one on the run ids' text does).
 ORDER = {"runs": "started_at, x._rid", "tasks": "run_started_at, t._rid, started_at, attempt",
@@ -259,8 +259,17 @@ def _runs_of(h, wanted=None):
             h._con.unregister("_ottolytics_wanted")
 
 
-def _cut(runs, size=CHUNK_RUNS):
-    return [runs[i:i + size] for i in range(0, len(runs), size)] or [[]]
+def _cut(runs):
+    """*runs* (a sorted array) in chunks of CHUNK_RUNS at most."""
+    return [runs[i:i + CHUNK_RUNS] for i in range(0, len(runs), CHUNK_RUNS)]
+
+
+def _grouped(table, keys, column):
+    """[(values of *keys*, numpy array of *column*)] of *table*'s rows grouped by
+    *keys* (kept in Arrow: a whole store's runs as Python objects took 100 MB)."""
+    out = table.group_by(keys).aggregate([(column, "list")])
+    return [(tuple(out[k][j].as_py() for k in keys), out[column + "_list"][j].values.to_numpy())
+            for j in range(out.num_rows)]
 
 
 def _plan(h, stores, previous, chunks, index):
@@ -279,7 +288,7 @@ def _plan(h, stores, previous, chunks, index):
         incremental = (changed is not None and not filtered and isinstance(prev, dict)
                        and prev.get("seq") is not None
                        and set(pc.unique(own["chunk"]).to_pylist()) <= set(by_name))
-        groups = {}  # (date, host) -> run ids
+        groups = {}  # (date, host) -> arrays of run ids
         if incremental:
             wanted = set(changed) | set(prev.get("open", []))
             hit = own.filter(pc.is_in(own["run"], pa.array(sorted(wanted), pa.int64())))
@@ -287,24 +296,20 @@ def _plan(h, stores, previous, chunks, index):
             keep = own.filter(pc.and_(pc.is_in(own["chunk"], pa.array(sorted(dirty), pa.string())),
                                       pc.invert(pc.is_in(own["run"], pa.array(sorted(wanted),
                                                                             pa.int64())))))
-            for run, name in zip(keep["run"].to_pylist(), keep["chunk"].to_pylist()):
-                groups.setdefault(by_name[name], []).append(run)
+            for (name,), runs in _grouped(keep, ["chunk"], "run"):
+                groups.setdefault(by_name[name], []).append(runs)
             now = _runs_of(h, {i: sorted(wanted)})
             removed |= {c for c in mine if c[2] in dirty}
-            still_open = set()
         else:
             now = _runs_of(h)
             removed |= set(mine)
-            hosts = set(now["host"].to_pylist())
+            hosts = set(pc.unique(now["host"]).to_pylist())
             # a whole export replaces its hosts' chunks of other stores and older formats
             removed |= {c for c, (k, _n) in chunks.items()
                         if c[1] in hosts and k not in own_keys}
-            still_open = set()
-        for run, d, host, is_open in zip(now["_rid"].to_pylist(), now["date"].to_pylist(),
-                                         now["host"].to_pylist(), now["open"].to_pylist()):
-            groups.setdefault((d, host), []).append(run)
-            if is_open:
-                still_open.add(run)
+        still_open = now.filter(now["open"])["_rid"].to_pylist()
+        for part, runs in _grouped(now, ["date", "host"], "_rid"):
+            groups.setdefault(part, []).append(runs)
         if incremental:  # past MAX_CHUNKS in a partition, its smallest chunks merge
             for part in groups:
                 rest = sorted((chunks[c][1], c) for c in mine
@@ -312,12 +317,11 @@ def _plan(h, stores, previous, chunks, index):
                 while rest and len(rest) + 1 > MAX_CHUNKS:
                     _n, c = rest.pop(0)
                     removed.add(c)
-                    members = own.filter(pc.equal(own["chunk"], c[2]))["run"].to_pylist()
-                    groups[part].extend(members)
+                    groups[part].append(own.filter(pc.equal(own["chunk"], c[2]))["run"]
+                                        .to_numpy())
         for (d, host), runs in sorted(groups.items()):
-            for piece in _cut(sorted(set(runs))):
-                if piece:
-                    new_chunks.append((d, host, key, i, piece))
+            for piece in _cut(np.unique(np.concatenate(runs))):
+                new_chunks.append((d, host, key, i, piece))
         states[key] = {"seq": None if filtered else seq, "open": sorted(still_open)}
     # another store whose chunks were replaced exports whole next time
     for key in {chunks[c][0] for c in removed} - own_keys - {""}:
@@ -429,25 +433,30 @@ def _write_chunks(h, work, named, files):
     con = h._con
     writer = _Writer()
     batches = list(_batches(named))
-    # Many batches: the dependency rows sorted by task once, so that each batch
-    # reads its range of them (the mirror's copy of them is not in task order,
-    # and every batch would scan all of it).
-    sorted_deps = len(batches) > 2
+    # Many batches: the dependency rows sorted by task once, into a file beside
+    # the spill (out of DuckDB's memory), so that each batch reads its range of
+    # them (the mirror's copy of them is not in task order, and every batch
+    # would scan all of it).
+    sorted_deps = None
     try:
-        if sorted_deps:
-            con.execute("SET preserve_insertion_order = true")  # the table keeps the order
+        if len(batches) > 2:
+            sorted_deps = os.path.join(h.spill, "deps.parquet")
+            con.execute("SET preserve_insertion_order = true")  # the file keeps the order
             try:
-                h._run(lambda r: f"CREATE OR REPLACE TEMP TABLE {ALL_DEPS} AS " + " UNION ALL ".join(
+                h._run(lambda r: "COPY (" + " UNION ALL ".join(
                     f"SELECT {i} AS _store, task_id, depends_on "
                     f"FROM {r.source._rel(alias, 'task_deps')}" for i, alias in enumerate(r.scope))
-                    + " ORDER BY _store, task_id, depends_on", lambda result: None)
+                    + f" ORDER BY _store, task_id, depends_on) TO {duck.sqlite_literal(sorted_deps)} "
+                    f"(FORMAT parquet, ROW_GROUP_SIZE 65536)", lambda result: None)
             finally:
                 con.execute("SET preserve_insertion_order = false")
         for batch in batches:
             con.register("_ottolytics_batch", pa.table({
-                "_store": pa.array([c[4] for c in batch for _r in c[5]], pa.int32()),
-                "_rid": pa.array([r for c in batch for r in c[5]], pa.int64()),
-                "chunk": pa.array([k for k, c in enumerate(batch) for _r in c[5]], pa.int32())}))
+                "_store": pa.array(np.concatenate([np.full(len(c[5]), c[4]) for c in batch]),
+                                   pa.int32()),
+                "_rid": pa.array(np.concatenate([c[5] for c in batch]), pa.int64()),
+                "chunk": pa.array(np.concatenate([np.full(len(c[5]), k)
+                                                  for k, c in enumerate(batch)]), pa.int32())}))
             try:
                 con.execute(f"CREATE OR REPLACE TEMP TABLE {WANT} AS "
                             f"SELECT * FROM _ottolytics_batch")
@@ -465,8 +474,7 @@ def _write_chunks(h, work, named, files):
         writer.files = []
     finally:
         writer.close()
-        for name in (WANT, ALL_DEPS):
-            con.execute(f"DROP TABLE IF EXISTS {name}")
+        con.execute(f"DROP TABLE IF EXISTS {WANT}")
         try:
             con.unregister(DEPS)
         except duck.duckdb.Error:
@@ -518,14 +526,15 @@ class _Batch:
             for i, alias in enumerate(r.scope):
                 if i not in self.tids:
                     continue
-                rows = (f"(SELECT task_id, depends_on FROM {ALL_DEPS} WHERE _store = {i})"
+                rows = (f"(SELECT task_id, depends_on FROM "
+                        f"read_parquet({duck.sqlite_literal(self.sorted_deps)}) WHERE _store = {i})"
                         if self.sorted_deps else r.source._rel(alias, "task_deps"))
                 parts.append(f"SELECT {i}::INTEGER AS _store, d.task_id AS _tid, d.depends_on "
                              f"FROM {rows} d WHERE {self.within(i, 'd.task_id', self.tids)}")
             if not parts:
                 return ("SELECT 0::INTEGER AS _store, 0::BIGINT AS _tid, "
                         "''::VARCHAR AS depends_on WHERE false")
-            # ALL_DEPS is in that order already: a scan that keeps it needs no sort
+            # the sorted file is in that order already: a scan that keeps it needs no sort
             return " UNION ALL ".join(parts) + (
                 "" if self.sorted_deps else " ORDER BY _store, _tid, depends_on")
 
@@ -562,7 +571,9 @@ class _Batch:
                 f"REPLACE (CAST(t.status AS VARCHAR) AS status), d.depends_on, w.chunk "
                 f"FROM ({body}) t JOIN {WANT} w ON w._store = t._store AND w._rid = t._rid "
                 f"LEFT JOIN {DEPS} d ON d._store = t._store AND d._tid = t._tid "
-                f"WHERE " + " OR ".join(f"(t._store = {i} AND {self.within(i, 't._rid')})"
+                # (the task ids' range too: it bounds the scan of the stderr tails)
+                f"WHERE " + " OR ".join(f"(t._store = {i} AND {self.within(i, 't._rid')} AND "
+                                         f"{self.within(i, 't._tid', self.tids)})"
                                          for i in self.bounds))
 
     def _transitions(self, r):
@@ -619,7 +630,7 @@ class _Writer:
     the next rows (the next table's sort included); at most AHEAD writes wait
     for it, so the rows in flight stay few."""
 
-    AHEAD = 3
+    AHEAD = 1
 
     def __init__(self):
         self.pool = ThreadPoolExecutor(max_workers=1)
@@ -723,6 +734,9 @@ class _bounded_memory:
         self.own.spill = self.spill
         self.own._con.execute(f"SET memory_limit = '{MEMORY_LIMIT}'")
         self.own._con.execute(f"SET temp_directory = {duck.sqlite_literal(self.spill)}")
+        # Each batch reads its own rows once: keeping the files' blocks cached
+        # would only hold memory.
+        self.own._con.execute("SET enable_external_file_cache = false")
         # Every query of the export says its order; without this DuckDB keeps
         # rows in order where none is asked for, which holds them in memory.
         self.own._con.execute("SET preserve_insertion_order = false")
