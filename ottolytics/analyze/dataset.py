@@ -23,12 +23,16 @@ do, so every Hive reader decodes them back to the original.
   seen before (another uid), a store whose change log went back, a filtered
   History, or a dataset of an older format is exported whole.
 * Fast and bounded full exports: the runs are written a batch of chunks at a
-  time (``BATCH_RUNS`` runs): the batch's rows are read from the source (the
-  store's columnar mirror, or the store) into DuckDB temp tables, restricted by
-  the batch's run ids so the scans skip the rest, then DuckDB writes each chunk's
-  file itself (``COPY``, in parallel), sorted by time. DuckDB works under
-  MEMORY_LIMIT on a connection of its own and spills to a temporary directory
-  beside the dataset, so the export's memory does not grow with the store.
+  time (``BATCH_RUNS`` runs). Each table's rows of the batch are read from the
+  source (the store's columnar mirror, or the store) by one query, its scans
+  bounded by the batch's run ids (and task ids) so they skip the rest of the
+  mirror's files, sorted by chunk and time, and streamed in Arrow batches to a
+  writer thread that writes the chunks' files (pyarrow, zstd) while DuckDB sorts
+  the next table. The dependency lists are made in Arrow from the batch's
+  dependency rows sorted by task (sorted once into a file for a many-batch
+  export). DuckDB works under MEMORY_LIMIT on a connection of its own and spills
+  to a temporary directory beside the dataset, so the export's memory does not
+  grow with the store (under 900 MiB at 10M tasks).
 
 * Complete states only: an export builds a new snapshot directory (named
   ``*.tmp`` until it is whole and fsynced), renames it, then replaces
