@@ -84,7 +84,18 @@ ORDER = {"runs": "started_at, x._rid", "tasks": "run_started_at, t._rid, started
 # encoding every text column so took pyarrow 2.5 times as long, for larger files.
 DICTIONARY = ("project", "task", "status", "from_status", "to_status", "reason", "key",
               "user", "source", "script_hash")
-_EMPTY_INDEX = pa.schema([("store", pa.string()), ("run", pa.int64()), ("chunk", pa.string())])
+# The index: each run (the store's uid, the run's id) and its chunk (as a number,
+# see _chunk_id: comparing numbers, not names, over a whole store's runs).
+_EMPTY_INDEX = pa.schema([("store", pa.string()), ("run", pa.int64()), ("chunk", pa.int64())])
+
+
+def _chunk_id(name):
+    """The number of chunk *name* (``part-VVVVVV-NNNN``: VVVVVV * 10**6 + NNNN),
+    or None for an older format's ``data_0``."""
+    if not name.startswith("part-"):
+        return None
+    version, n = name[5:].split("-")
+    return int(version) * 1_000_000 + int(n)
 
 
 def _store_position(path, previous):
@@ -288,22 +299,22 @@ def _plan(h, stores, previous, chunks, index):
         mine = [c for c, (k, _n) in chunks.items() if k == key]
         prev = previous.get(key)
         own = index.filter(pc.equal(index["store"], key))
-        by_name = {name: (d, host) for d, host, name in mine}
+        by_id = {_chunk_id(name): (d, host) for d, host, name in mine}
         incremental = (changed is not None and not filtered and isinstance(prev, dict)
                        and prev.get("seq") is not None
-                       and set(pc.unique(own["chunk"]).to_pylist()) <= set(by_name))
+                       and set(pc.unique(own["chunk"]).to_pylist()) <= set(by_id))
         groups = {}  # (date, host) -> arrays of run ids
         if incremental:
             wanted = set(changed) | set(prev.get("open", []))
             hit = own.filter(pc.is_in(own["run"], pa.array(sorted(wanted), pa.int64())))
             dirty = set(hit["chunk"].to_pylist())
-            keep = own.filter(pc.and_(pc.is_in(own["chunk"], pa.array(sorted(dirty), pa.string())),
+            keep = own.filter(pc.and_(pc.is_in(own["chunk"], pa.array(sorted(dirty), pa.int64())),
                                       pc.invert(pc.is_in(own["run"], pa.array(sorted(wanted),
                                                                             pa.int64())))))
-            for (name,), runs in _grouped(keep, ["chunk"], "run"):
-                groups.setdefault(by_name[name], []).append(runs)
+            for (chunk,), runs in _grouped(keep, ["chunk"], "run"):
+                groups.setdefault(by_id[chunk], []).append(runs)
             now = _runs_of(h, {i: sorted(wanted)})
-            removed |= {c for c in mine if c[2] in dirty}
+            removed |= {c for c in mine if _chunk_id(c[2]) in dirty}
         else:
             now = _runs_of(h)
             removed |= set(mine)
@@ -321,7 +332,7 @@ def _plan(h, stores, previous, chunks, index):
                 while rest and len(rest) + 1 > MAX_CHUNKS:
                     _n, c = rest.pop(0)
                     removed.add(c)
-                    groups[part].append(own.filter(pc.equal(own["chunk"], c[2]))["run"]
+                    groups[part].append(own.filter(pc.equal(own["chunk"], _chunk_id(c[2])))["run"]
                                         .to_numpy())
         for (d, host), runs in sorted(groups.items()):
             for piece in _cut(np.unique(np.concatenate(runs))):
@@ -363,12 +374,13 @@ def _export_locked(h, directory, spill):
     for name, d, host, key, _i, runs in named:
         kept[(d, host, name)] = [key, len(runs)]
     # the index: the kept chunks' rows, and the new chunks'
-    gone = pa.array(sorted({c[2] for c in removed}), pa.string())
+    gone = pa.array(sorted({_chunk_id(c[2]) for c in removed} - {None}), pa.int64())
     parts = [index.filter(pc.invert(pc.is_in(index["chunk"], gone)))]
     for name, _d, _host, key, _i, runs in named:
         parts.append(pa.table({"store": pa.array([key] * len(runs), pa.string()),
                                "run": pa.array(runs, pa.int64()),
-                               "chunk": pa.array([name] * len(runs), pa.string())}))
+                               "chunk": pa.array(np.full(len(runs), _chunk_id(name)),
+                                                 pa.int64())}))
     with ipc.new_file(os.path.join(work, INDEX), _EMPTY_INDEX) as f:
         f.write_table(pa.concat_tables(parts).combine_chunks())
     # Durable before it becomes visible: the new files and the snapshot's
@@ -450,7 +462,8 @@ def _write_chunks(h, work, named, files):
                 h._run(lambda r: "COPY (" + " UNION ALL ".join(
                     f"SELECT {i} AS _store, task_id, depends_on "
                     f"FROM {r.source._rel(alias, 'task_deps')}" for i, alias in enumerate(r.scope))
-                    + f" ORDER BY _store, task_id, depends_on) TO {duck.sqlite_literal(sorted_deps)} "
+                    + " ORDER BY _store, task_id, depends_on) "
+                    f"TO {duck.sqlite_literal(sorted_deps)} "
                     f"(FORMAT parquet, ROW_GROUP_SIZE 65536)", lambda result: None)
             finally:
                 con.execute("SET preserve_insertion_order = false")
