@@ -246,3 +246,22 @@ def test_an_export_of_many_batches_and_chunks_holds_the_same_rows(db, tmp_path, 
     assert a.sql(deps).values.tolist() == b.sql(deps).values.tolist()
     assert len(a.sql(deps)) == RUNS * 3 + 1
     assert b.critical_path("run010")["task"].tolist() == ["lint", "build", "test"]
+
+
+def test_hive_readers_read_every_chunk_of_a_partition(db, tmp_path):
+    import duckdb
+    import pyarrow.dataset as ds
+    out = tmp_path / "dataset"
+    for part in (range(0, 15), range(15, 30), range(30, RUNS)):
+        record(db, part)
+        ottolytics.open(db).to_parquet(out)
+    assert len(_chunk_runs(out)) == 3   # one partition, three files
+    tasks = out / "current" / "tasks"
+    want = RUNS * 4 + 1
+    assert duckdb.sql(f"SELECT count(*) FROM read_parquet('{tasks}/**/*.parquet', "
+                      "hive_partitioning = true)").fetchone()[0] == want
+    assert ds.dataset(tasks, format="parquet", partitioning="hive").count_rows() == want
+    assert len(pd.read_parquet(tasks)) == want
+    polars = pytest.importorskip("polars")
+    assert polars.scan_parquet(f"{tasks}/**/*.parquet", hive_partitioning=True).select(
+        polars.len()).collect().item() == want
