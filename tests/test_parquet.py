@@ -36,6 +36,8 @@ def test_layout_and_summary(exported):
     assert os.readlink(current) == os.path.join("snapshots", summary["snapshot"])
     files = sorted(os.path.relpath(os.path.join(r, f), current)
                    for r, _d, fs in os.walk(current) for f in fs)
+    assert files[0] == "_runs.arrow"   # the writer's index: which chunk holds each run
+    files = files[1:]
     assert files and all(f.split(os.sep)[0] in ("runs", "tasks", "transitions", "params") and
                          f.split(os.sep)[1].startswith("date=") and
                          f.split(os.sep)[2].startswith("host=") and f.endswith(".parquet")
@@ -43,7 +45,7 @@ def test_layout_and_summary(exported):
     import json
     manifest = json.load(open(out / "manifest.json"))
     assert manifest["snapshot"] == summary["snapshot"] and manifest["version"] == 1
-    assert sum(rows for _d, _h, rows in manifest["files"]["tasks"]) == RUNS * 4 + 1
+    assert sum(e[2] for e in manifest["files"]["tasks"]) == RUNS * 4 + 1
     import pyarrow.parquet as pq
     meta = pq.ParquetFile(os.path.join(current, files[0])).metadata
     assert meta.row_group(0).column(0).compression == "ZSTD"
@@ -423,21 +425,24 @@ def test_a_format_2_dataset_of_day_partitions_is_read_then_rewritten_as_months(d
     out = tmp_path / "dataset"
     ottolytics.open(db).to_parquet(out)
     manifest = json.load(open(out / "manifest.json"))
-    assert manifest["format"] == 3
+    assert manifest["format"] == 4
     assert all(len(d) == 7 for d, _h, _s in manifest["partitions"])   # YYYY-MM
-    # Make it a format 2 dataset: each month's files moved to a day of that month.
+    # Make it a format 2 dataset: each month's one chunk moved to a day of that
+    # month as data_0.parquet, the manifest without chunks, stores nor index.
     root = out / "snapshots" / manifest["snapshot"]
     for table, entries in manifest["files"].items():
-        for entry in entries:
-            month, host = entry[0], entry[1]
+        for i, (month, host, rows, chunk) in enumerate(entries):
             day = month + "-15"
-            old = root / table / f"date={month}" / f"host={host}"
             new = root / table / f"date={day}" / f"host={host}"
-            new.parent.mkdir(parents=True, exist_ok=True)
-            shutil.move(old, new)
-            entry[0] = day
+            new.mkdir(parents=True, exist_ok=True)
+            shutil.move(root / table / f"date={month}" / f"host={host}" / f"{chunk}.parquet",
+                        new / "data_0.parquet")
+            shutil.rmtree(root / table / f"date={month}")
+            entries[i] = [day, host, rows]
+    os.remove(root / "_runs.arrow")
     manifest["partitions"] = [[d + "-15", h, "v2:old"] for d, h, _s in manifest["partitions"]]
     manifest["format"] = 2
+    del manifest["chunks"], manifest["stores"]
     (out / "manifest.json").write_text(json.dumps(manifest))
     store = ottolytics.open(db)
     assert len(ottolytics.open(out).runs()) == RUNS
@@ -445,6 +450,6 @@ def test_a_format_2_dataset_of_day_partitions_is_read_then_rewritten_as_months(d
     assert len(ottolytics.open(out, since=since).runs()) == len(ottolytics.open(db, since=since).runs())
     summary = ottolytics.open(db).to_parquet(out)
     manifest = json.load(open(out / "manifest.json"))
-    assert manifest["format"] == 3 and summary["removed"] == summary["written"] > 0
+    assert manifest["format"] == 4 and summary["removed"] == summary["written"] > 0
     assert all(len(d) == 7 for d, _h, _s in manifest["partitions"])
     assert len(ottolytics.open(out).runs()) == RUNS

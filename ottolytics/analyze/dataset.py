@@ -5,31 +5,47 @@ described in ``ottolytics.analyze.sources.parquet``.
 
 The tables runs, tasks, transitions and params are Hive-partitioned by the UTC
 month of the run's start (``date=YYYY-MM``) and its host (``unknown`` when not
-recorded), one zstd-compressed file per partition with its rows sorted by time.
-Partition values are percent-encoded as Hive and Spark do, so every Hive reader
-decodes them back to the original.
+recorded). A partition holds one or a few zstd-compressed files, *chunks*: a
+chunk is a set of whole runs (the same runs in each table's file of that name),
+its rows sorted by time. Partition values are percent-encoded as Hive and Spark
+do, so every Hive reader decodes them back to the original.
 
-* Bounded memory: the tasks, their dependency lists and the transitions are
-  staged in DuckDB temp tables (read from SQLite once); each table is then
-  written by queries sorted by partition and time (the tasks and transitions a
-  month at a time), streamed batch by batch into the partitions' files one after
-  another. DuckDB works under MEMORY_LIMIT on a connection of its own and spills
+* Incremental, from the store's change log: the manifest keeps, per store (its
+  ``store_info.uid``), the change log's newest seq and the runs unfinished at
+  its last export; ``_runs.arrow`` in the snapshot says which chunk holds each
+  run. The next export reads the runs logged since (inserted, deleted, or
+  written after they finished) and the runs that were unfinished, rewrites only
+  the chunks holding them, writes their new rows as a new chunk of each
+  partition they belong to, and hard-links every other file from the previous
+  snapshot. Nothing else of the store is read: the cost follows what changed,
+  not the store's size. A partition holds at most ``MAX_CHUNKS`` chunks of one
+  store: past that, its smallest chunks are merged into the new one. A store not
+  seen before (another uid), a store whose change log went back, a filtered
+  History, or a dataset of an older format is exported whole.
+* Fast and bounded full exports: the runs are written a batch of chunks at a
+  time (``BATCH_RUNS`` runs). Each table's rows of the batch are read from the
+  source (the store's columnar mirror, or the store) by one query, its scans
+  bounded by the batch's run ids (and task ids) so they skip the rest of the
+  mirror's files, sorted by chunk and time, and streamed in Arrow batches to a
+  writer thread that writes the chunks' files (pyarrow, zstd) while DuckDB sorts
+  the next table. The dependency lists are made in Arrow from the batch's
+  dependency rows sorted by task (sorted once into a file for a many-batch
+  export). DuckDB works under MEMORY_LIMIT on a connection of its own and spills
   to a temporary directory beside the dataset, so the export's memory does not
-  grow with the store (867 MiB peak at 10M tasks, against 8.2 GB before).
+  grow with the store (under 900 MiB at 10M tasks).
 
 * Complete states only: an export builds a new snapshot directory (named
   ``*.tmp`` until it is whole and fsynced), renames it, then replaces
   ``manifest.json`` (temporary file, fsync, rename) and the ``current`` link. A
   reader sees the previous snapshot or the new one, never a mix; a killed export
   leaves the previous one, and the next export removes what it left.
-* Incremental: every partition has a signature of what it holds (its runs'
-  ids, statuses, end times, sizes and task counts), kept in the manifest; an
-  export writes only partitions whose signature changed and hard-links the
-  others from the previous snapshot. Many hosts can export into one shared
-  directory: an export replaces only its own hosts' partitions (a lock file
-  serialises exports).
+* Many hosts can export into one shared directory: an export replaces only its
+  own store's chunks, and on a whole export the chunks of its hosts that another
+  store or an older format wrote (a host is exported by one store); a lock file
+  serialises exports.
 """
 
+import hashlib
 import json
 import os
 import shutil
@@ -39,125 +55,76 @@ import tempfile
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 
 from ottolytics.analyze import duck
 from ottolytics.analyze.sources.parquet import (
-    CURRENT, FORMAT_VERSION, LEGACY, LOCK, MANIFEST, SNAPSHOTS, TABLES, _partition_path,
-    read_manifest)
+    CURRENT, FORMAT_VERSION, INDEX, LEGACY, LOCK, MANIFEST, SNAPSHOTS, TABLES,
+    _partition_path, file_entries, read_manifest)
 from ottolytics.analyze.sources.sqlite import SqliteSource
 from ottolytics.core.files import FileLock, atomic_write, fsync_dir, fsync_file
+from ottolytics.store import inprocess
 from ottolytics.store.statuses import UNFINISHED, sql_in
 
-# The partition of a row: the UTC month of its run's start and its host.
-PART = "strftime(%s, '%%Y-%%m') AS date, coalesce(%s, 'unknown') AS host"
-STAGED = "_ottolytics_export_tasks"  # a temp table: the tasks are read from SQLite once
-DEPS = "_ottolytics_export_deps"      # and their dependency lists
-RAW_DEPS = "_ottolytics_export_raw_deps"
-TRANSITIONS = "_ottolytics_export_transitions"
-DEPS_SLICE = 1_500_000                 # tasks whose lists are grouped at once
 MEMORY_LIMIT = "500MB"  # DuckDB's share while exporting; the rest spills to disk
+MAX_CHUNKS = 8          # chunks of one store in a partition, past which small ones merge
+CHUNK_RUNS = 50_000     # runs in one chunk at most (a bigger partition is cut)
+BATCH_RUNS = 20_000     # runs whose chunks are read and written together (~400k tasks)
 BATCH_ROWS = 131_072    # rows per Arrow batch handed to the writer (a row group at most)
+# The staged rows of a batch (temp tables), and the rows a batch is made of.
+WANT, DEPS = "_ottolytics_export_want", "_ottolytics_export_deps"
+# Each table's order within a file: by time, ties broken by the store's integer
+# keys (a sort on them costs half what one on the run ids' text does).
+ORDER = {"runs": "started_at, x._rid", "tasks": "run_started_at, t._rid, started_at, attempt",
+         "transitions": '"at", _r, _t', "params": "_at, _r, key"}
+# Columns of few distinct values, dictionary-encoded in the files. Only these:
+# encoding every text column so took pyarrow 2.5 times as long, for larger files.
+DICTIONARY = ("project", "task", "status", "from_status", "to_status", "reason", "key",
+              "user", "source", "script_hash")
+# The index: each run (the store's uid, the run's id) and its chunk (as a number,
+# see _chunk_id: comparing numbers, not names, over a whole store's runs).
+_EMPTY_INDEX = pa.schema([("store", pa.string()), ("run", pa.int64()), ("chunk", pa.int64())])
 
 
-def _execute(h, build_sql):
-    h._run(build_sql, lambda result: None)
+def _chunk_id(name):
+    """The number of chunk *name* (``part-VVVVVV-NNNN``: VVVVVV * 10**6 + NNNN),
+    or None for an older format's ``data_0``."""
+    if not name.startswith("part-"):
+        return None
+    version, n = name[5:].split("-")
+    return int(version) * 1_000_000 + int(n)
 
 
-def _stage_tasks(r, keep):
-    """Read the tasks once into a temp table, with the store's own keys, so that
-    tasks and transitions are both cut from it."""
-    body = r.source.tasks(r.scope, r.filters, with_tail=True, internal=True)
-    return (f"CREATE OR REPLACE TEMP TABLE {STAGED} AS SELECT * FROM ("
-            f"SELECT t.* EXCLUDE (host), {PART % ('t.run_started_at', 't.host')} "
-            f"FROM ({body}) t){keep}")
-
-
-def _stage_deps(h):
-    """The staged tasks' dependency lists, in a temp table of their own. The
-    rows cross from SQLite once, then are grouped into lists a range of task
-    ids at a time: DuckDB cannot spill a grouping into lists, and all of them at
-    once took 4 GB at 10M tasks."""
-    h._run(lambda r: f"CREATE OR REPLACE TEMP TABLE {RAW_DEPS} AS " + " UNION ALL ".join(
-        f"SELECT {i} AS _store, task_id, depends_on "
-        f"FROM {r.source._rel(alias, 'task_deps', r.source._ids_clause(r.filters))}"
-        for i, alias in enumerate(r.scope)), lambda result: None)
-    con = h._con
-    con.execute(f"CREATE OR REPLACE TEMP TABLE {DEPS} "
-                f"(_store INTEGER, _tid BIGINT, depends_on VARCHAR[])")
-    n, low, high = con.execute(f"SELECT count(*), min(task_id), max(task_id) "
-                               f"FROM {RAW_DEPS}").fetchone()
-    slices = max(1, -(-n // DEPS_SLICE))
-    step = (high - low) // slices + 1 if n else 1
-    for k in range(slices if n else 0):
-        con.execute(f"INSERT INTO {DEPS} SELECT _store, task_id, "
-                    f"list(depends_on ORDER BY depends_on) FROM {RAW_DEPS} "
-                    f"WHERE task_id >= {low + k * step} AND task_id < {low + (k + 1) * step} "
-                    f"GROUP BY ALL")
-    con.execute(f"DROP TABLE {RAW_DEPS}")
-
-
-def _stage_transitions(r, keep):
-    """The transitions, in a temp table: the rows a plain-path task implies (see
-    the store's transitions view), cut from the staged tasks, then the logged
-    ones from status_log."""
-    implied = [
-        f"SELECT run_id, task, attempt, CAST(NULL AS VARCHAR) AS from_status, "
-        f"'running' AS to_status, started_at AS \"at\", CAST(NULL AS VARCHAR) AS reason, date, host "
-        f"FROM {STAGED} WHERE _logged = 0",
-        f"SELECT run_id, task, attempt, 'running' AS from_status, CAST(status AS VARCHAR) AS to_status, "
-        f"finished_at AS \"at\", CAST(NULL AS VARCHAR) AS reason, date, host FROM {STAGED} "
-        f"WHERE _logged = 0 AND status NOT IN {sql_in(UNFINISHED)}"]
-    f, src = r.filters, r.source
-    logged = []
-    for i, alias in enumerate(r.scope):
-        log = src._rel(alias, "status_log", src._by_run(f))
-        runs = src._rel(alias, "runs", src._runs_where(f, with_status=False))
-        logged.append(
-            f"SELECT r.uid AS run_id, t.task, t.attempt, x.from_status, x.to_status, "
-            f"to_timestamp(x.\"at\") AS \"at\", x.reason, "
-            f"{PART % ('to_timestamp(r.started_at)', 'r.host')} "
-            f"FROM {log} x JOIN {runs} r ON r.id = x.run_id "
-            f"LEFT JOIN {STAGED} t ON t._store = {i} AND t._tid = x.task_id")
-    return (f"CREATE OR REPLACE TEMP TABLE {TRANSITIONS} AS {' UNION ALL '.join(implied)} "
-            f"UNION ALL SELECT * FROM ({' UNION ALL '.join(logged)}){keep}")
-
-
-def _table_sql(r, table, keep, month=None):
-    """The SELECT of one table's rows, with its partition columns ``date`` and
-    ``host``, sorted by partition and, within one, by time (so that a file's row
-    groups hold consecutive times and a filter on time skips the others). The
-    two big tables, staged, are read a *month* at a time: each sort is a
-    month's rows."""
-    if table == "runs":
-        return (f"SELECT * FROM (SELECT * EXCLUDE (host) REPLACE (CAST(status AS VARCHAR) AS status), "
-                f"{PART % ('started_at', 'host')} FROM ({r.runs()})){keep} "
-                f"ORDER BY date, host, started_at, run_id")
-    if table == "params":
-        runs = f"SELECT run_id AS _rid, started_at AS _at, {PART % ('started_at', 'host')} FROM ({r.runs()})"
-        return (f"SELECT * EXCLUDE (_at) FROM (SELECT x.*, r._at, r.date, r.host FROM ({r.params()}) x "
-                f"JOIN ({runs}) r ON r._rid = x.run_id){keep} ORDER BY date, host, _at, run_id, key")
-    where = f"date = {duck.sqlite_literal(month)}"
-    if table == "tasks":
-        return (f"SELECT t.* EXCLUDE (_store, _tid, _logged, date, host) "
-                f"REPLACE (CAST(t.status AS VARCHAR) AS status), d.depends_on, t.date, t.host "
-                f"FROM (SELECT * FROM {STAGED} WHERE {where}) t "
-                f"LEFT JOIN {DEPS} d ON d._store = t._store AND d._tid = t._tid "
-                f"ORDER BY t.host, t.run_started_at, t.run_id, t.started_at, t.attempt")
-    return f"SELECT * FROM {TRANSITIONS} WHERE {where} ORDER BY host, \"at\", run_id, task"
-
-
-def _signatures_sql(r):
-    tasks = (f"SELECT run_id, count(*) AS n, max(finished_at) AS last "
-             f"FROM ({r.tasks()}) GROUP BY run_id")
-    return f"""
-        SELECT strftime(r.started_at, '%Y-%m') AS date, coalesce(r.host, 'unknown') AS host,
-               'v{FORMAT_VERSION}:' || md5(string_agg(
-                   concat_ws('|', r.run_id, r.status, epoch(r.finished_at), r.size_bytes,
-                             t.n, epoch(t.last)), ',' ORDER BY r.run_id)) AS signature
-        FROM ({r.runs()}) r LEFT JOIN ({tasks}) t USING (run_id)
-        GROUP BY ALL"""
+def _store_position(path, previous):
+    """(key, seq, changed) of the store at *path*: its uid (or its path when it
+    keeps no change log), the change log's newest seq (None without one), and
+    the runs logged after the seq *previous* gives for that key (None when
+    there is none), read in the same transaction. Read before any row, so a run
+    written meanwhile is logged after this seq and exported again next time."""
+    from ottolytics.store.connection import open_readonly
+    with inprocess.lock:
+        conn = open_readonly(path)
+        try:
+            conn.execute("BEGIN")
+            try:
+                uid = conn.execute("SELECT value FROM store_info WHERE key = 'uid'").fetchall()
+                top = conn.execute(
+                    "SELECT seq FROM sqlite_sequence WHERE name = 'changes'").fetchall()
+                seq = top[0][0] if top else 0
+            except Exception:  # no change log (a schema before v4): exported whole
+                uid, seq = [], None
+            key = str(uid[0][0]) if uid else "path:" + os.path.abspath(path)
+            since, changed = previous(key), None
+            if seq is not None and since is not None and since <= seq:
+                changed = {r for (r,) in conn.execute(
+                    "SELECT run_id FROM changes WHERE seq > ?", (since,))}
+            conn.execute("COMMIT")
+        finally:
+            conn.close()
+    return key, seq, changed
 
 
 def _write_json_atomic(path, data):
@@ -245,85 +212,210 @@ def export(h, directory):
         return _export_locked(own, directory, os.path.basename(own.spill))
 
 
-def _export_locked(h, directory, spill):
+def _previous(directory):
+    """The previous export: (manifest, its snapshot's directory, its chunks
+    {(date, host, name): [store key or "", runs]}, its index, an Arrow table of
+    (store, run, chunk)); (None, None, {}, empty) when there is none to build on."""
     try:
         manifest = read_manifest(directory)
     except duck.ReadError:
         manifest = None  # unreadable: write everything again
-    if manifest and not os.path.isdir(os.path.join(directory, SNAPSHOTS, manifest["snapshot"])):
-        manifest = None  # its snapshot is gone: nothing to carry over, write everything
+    root = os.path.join(directory, SNAPSHOTS, manifest["snapshot"]) if manifest else None
+    if manifest is None or not os.path.isdir(root):
+        return None, None, {}, _EMPTY_INDEX.empty_table()
+    chunks = {}
+    for table in TABLES:
+        for d, host, _rows, name in file_entries(manifest, table):
+            chunks[(d, host, name)] = ["", 0]  # an older format's: no store, no index
+    index = _EMPTY_INDEX.empty_table()
+    if manifest["format"] == FORMAT_VERSION:
+        for d, host, name, key, runs in manifest.get("chunks", []):
+            chunks[(d, host, name)] = [key, runs]
+        try:
+            with ipc.open_file(os.path.join(root, INDEX)) as f:
+                index = f.read_all().select(_EMPTY_INDEX.names).cast(_EMPTY_INDEX)
+        except (OSError, pa.ArrowInvalid, KeyError):
+            manifest = dict(manifest, stores={})  # no index: every store exported whole
+    return manifest, root, chunks, index
+
+
+def _runs_of(h, wanted=None):
+    """(store, run id, date, host, unfinished) of the runs the History's filters
+    keep, or of *wanted* ({store: run ids}) only, read from the source (its
+    columnar mirror: one scan of four columns of the runs)."""
+    if wanted is not None:
+        pairs = [(i, r) for i, ids in wanted.items() for r in ids]
+        h._con.register("_ottolytics_wanted", pa.table({
+            "s": pa.array([p[0] for p in pairs], pa.int32()),
+            "r": pa.array([p[1] for p in pairs], pa.int64())}))
+
+    def build(r):
+        parts = []
+        for i, alias in enumerate(r.scope):
+            src = r.source
+            runs = src._rel(alias, "runs", src._runs_where(r.filters),
+                            ["id", "started_at", "host", "status"])
+            where = ""
+            if wanted is not None:
+                ids = sorted(wanted.get(i, ())) or [0, -1]
+                where = (f" WHERE x.id BETWEEN {int(ids[0])} AND {int(ids[-1])} AND x.id IN "
+                         f"(SELECT r FROM _ottolytics_wanted WHERE s = {i})")
+            parts.append(
+                f"SELECT {i}::INTEGER AS _store, x.id AS _rid, "
+                f"strftime(to_timestamp(x.started_at), '%Y-%m') AS date, "
+                f"coalesce(x.host, 'unknown') AS host, "
+                f"coalesce(x.status IN {sql_in(UNFINISHED)}, false) AS open FROM {runs} x{where}")
+        return " UNION ALL ".join(parts)
+
+    try:
+        return h._run(build, lambda result: result.to_arrow_table())
+    finally:
+        if wanted is not None:
+            h._con.unregister("_ottolytics_wanted")
+
+
+def _cut(runs):
+    """*runs* (a sorted array) in chunks of CHUNK_RUNS at most."""
+    return [runs[i:i + CHUNK_RUNS] for i in range(0, len(runs), CHUNK_RUNS)]
+
+
+def _grouped(table, keys, column):
+    """[(values of *keys*, numpy array of *column*)] of *table*'s rows grouped by
+    *keys* (kept in Arrow: a whole store's runs as Python objects took 100 MB)."""
+    out = table.group_by(keys).aggregate([(column, "list")])
+    return [(tuple(out[k][j].as_py() for k in keys), out[column + "_list"][j].values.to_numpy())
+            for j in range(out.num_rows)]
+
+
+def _plan(h, stores, previous, chunks, index):
+    """What to write: (new chunks [(date, host, key, store, run ids)], removed
+    chunk keys, new store states {key: state or None}). *stores* is [(key, seq,
+    changed)] in the History's store order, *previous* the stores' states the
+    manifest keeps."""
+    filtered = any(v for v in h.filters.values())
+    new_chunks, removed, states = [], set(), {}
+    own_keys = {key for key, _seq, _changed in stores}
+    for i, (key, seq, changed) in enumerate(stores):
+        mine = [c for c, (k, _n) in chunks.items() if k == key]
+        prev = previous.get(key)
+        own = index.filter(pc.equal(index["store"], key))
+        by_id = {_chunk_id(name): (d, host) for d, host, name in mine}
+        incremental = (changed is not None and not filtered and isinstance(prev, dict)
+                       and prev.get("seq") is not None
+                       and set(pc.unique(own["chunk"]).to_pylist()) <= set(by_id))
+        groups = {}  # (date, host) -> arrays of run ids
+        if incremental:
+            wanted = set(changed) | set(prev.get("open", []))
+            hit = own.filter(pc.is_in(own["run"], pa.array(sorted(wanted), pa.int64())))
+            dirty = set(hit["chunk"].to_pylist())
+            keep = own.filter(pc.and_(pc.is_in(own["chunk"], pa.array(sorted(dirty), pa.int64())),
+                                      pc.invert(pc.is_in(own["run"], pa.array(sorted(wanted),
+                                                                            pa.int64())))))
+            for (chunk,), runs in _grouped(keep, ["chunk"], "run"):
+                groups.setdefault(by_id[chunk], []).append(runs)
+            now = _runs_of(h, {i: sorted(wanted)})
+            removed |= {c for c in mine if _chunk_id(c[2]) in dirty}
+        else:
+            now = _runs_of(h)
+            removed |= set(mine)
+            hosts = set(pc.unique(now["host"]).to_pylist())
+            # a whole export replaces its hosts' chunks of other stores and older formats
+            removed |= {c for c, (k, _n) in chunks.items()
+                        if c[1] in hosts and k not in own_keys}
+        still_open = now.filter(now["open"])["_rid"].to_pylist()
+        for part, runs in _grouped(now, ["date", "host"], "_rid"):
+            groups.setdefault(part, []).append(runs)
+        if incremental:  # past MAX_CHUNKS in a partition, its smallest chunks merge
+            for part in groups:
+                rest = sorted((chunks[c][1], c) for c in mine
+                              if (c[0], c[1]) == part and c not in removed)
+                while rest and len(rest) + 1 > MAX_CHUNKS:
+                    _n, c = rest.pop(0)
+                    removed.add(c)
+                    groups[part].append(own.filter(pc.equal(own["chunk"], _chunk_id(c[2])))["run"]
+                                        .to_numpy())
+        for (d, host), runs in sorted(groups.items()):
+            for piece in _cut(np.unique(np.concatenate(runs))):
+                new_chunks.append((d, host, key, i, piece))
+        states[key] = {"seq": None if filtered else seq, "open": sorted(still_open)}
+    # another store whose chunks were replaced exports whole next time
+    for key in {chunks[c][0] for c in removed} - own_keys - {""}:
+        states[key] = None
+    return new_chunks, removed, states
+
+
+def _export_locked(h, directory, spill):
+    manifest, old_root, chunks, index = _previous(directory)
     old_snapshot = manifest["snapshot"] if manifest else None
     _sweep(directory, {old_snapshot, spill})
-    previous = {(d, host): sig for d, host, sig in manifest["partitions"]} if manifest else {}
-    current = h._query(_signatures_sql)
-    now = {(d, host): sig for d, host, sig in current.itertuples(index=False)}
-    changed = {key for key, sig in now.items() if previous.get(key) != sig}
-    hosts = {host for _d, host in now}
-    gone = {key for key in previous if key[1] in hosts and key not in now}
-    summary = {"written": len(changed), "unchanged": len(now) - len(changed),
-               "removed": len(gone), "rows": {}}
-    # Partitions of other hosts (exported from their own stores) are carried too.
-    kept = {key: sig for key, sig in previous.items() if key not in gone and key not in now}
-    kept.update((key, sig) for key, sig in now.items() if key not in changed)
+    previous = dict(manifest.get("stores", {})) \
+        if manifest and manifest["format"] == FORMAT_VERSION else {}
+    seqs = {k: v.get("seq") for k, v in previous.items() if isinstance(v, dict)}
+    stores = [_store_position(path, seqs.get) for path in h.paths]
+    new_chunks, removed, states = _plan(h, stores, previous, chunks, index)
     version = (manifest["version"] + 1) if manifest else 1
     snapshot = f"{version:06d}-{uuid.uuid4().hex[:8]}"
     snapshots = os.path.join(directory, SNAPSHOTS)
     work = os.path.join(snapshots, snapshot + ".tmp")
     os.makedirs(work)
     files = {t: [] for t in TABLES}
+    kept = {c: v for c, v in chunks.items() if c not in removed}
     if manifest:
-        old_root = os.path.join(snapshots, old_snapshot)
         for table in TABLES:
-            for d, host, rows in manifest["files"][table]:
-                if (d, host) in kept:
-                    rel = _partition_path(table, d, host)
+            for d, host, rows, name in file_entries(manifest, table):
+                if (d, host, name) in kept:
+                    rel = _partition_path(table, d, host, name)
                     _carry(os.path.join(old_root, rel), os.path.join(work, rel))
-                    files[table].append([d, host, rows])
-    keep = "" if len(changed) == len(now) else (
-        " WHERE (date, host) IN (" + ", ".join(
-            f"({duck.sqlite_literal(d)}, {duck.sqlite_literal(host)})" for d, host in changed)
-        + ")")
-    if keep and changed:  # only the changed partitions' runs cross from SQLite
-        since = datetime.fromisoformat(min(d for d, _host in changed) + "-01").replace(
-            tzinfo=timezone.utc).timestamp()
-        if h.filters["since"] is None or h.filters["since"] < since:
-            h = h.with_filters(since=since)
-    if changed:
-        _execute(h, lambda r: _stage_tasks(r, keep))
-        try:
-            _stage_deps(h)
-            _execute(h, lambda r: _stage_transitions(r, keep))
-            months = [m for (m,) in h._con.execute(
-                f"SELECT DISTINCT date FROM {STAGED} UNION SELECT DISTINCT date "
-                f"FROM {TRANSITIONS} ORDER BY 1").fetchall()]
-            for table in TABLES:
-                summary["rows"][table] = sum(h._run(
-                    lambda r, table=table, m=m: _table_sql(r, table, keep, m),
-                    lambda result, table=table: _write_partitions(
-                        result, work, table, files[table]))
-                    for m in ([None] if table in ("runs", "params") else months))
-        finally:
-            for name in (STAGED, DEPS, RAW_DEPS, TRANSITIONS):
-                h._con.execute(f"DROP TABLE IF EXISTS {name}")
-    else:
-        summary["rows"] = {table: 0 for table in TABLES}
-    # Durable before it becomes visible: the snapshot's directories, its rename,
-    # then the manifest (written last) and the link.
-    # Files first, then folders, many at a time: fsync waits on the disk, not the CPU.
-    walked = list(os.walk(work))
+                    files[table].append([d, host, rows, name])
+    named = [(f"part-{version:06d}-{n:04d}", *c) for n, c in enumerate(new_chunks)]
+    written = _write_chunks(h, work, named, files)
+    summary = {"written": len(named), "unchanged": len(kept), "removed": len(removed),
+               "rows": written}
+    for name, d, host, key, _i, runs in named:
+        kept[(d, host, name)] = [key, len(runs)]
+    # the index: the kept chunks' rows, and the new chunks'
+    gone = pa.array(sorted({_chunk_id(c[2]) for c in removed} - {None}), pa.int64())
+    parts = [index.filter(pc.invert(pc.is_in(index["chunk"], gone)))]
+    for name, _d, _host, key, _i, runs in named:
+        parts.append(pa.table({"store": pa.array([key] * len(runs), pa.string()),
+                               "run": pa.array(runs, pa.int64()),
+                               "chunk": pa.array(np.full(len(runs), _chunk_id(name)),
+                                                 pa.int64())}))
+    with ipc.new_file(os.path.join(work, INDEX), _EMPTY_INDEX) as f:
+        f.write_table(pa.concat_tables(parts).combine_chunks())
+    # Durable before it becomes visible: the new files and the snapshot's
+    # directories, its rename, then the manifest (written last) and the link.
+    # Many at a time: fsync waits on the disk, not the CPU. (Carried files are
+    # links to files made durable by an earlier export.)
+    new_names = {n[0] for n in named}
+    fresh = {os.path.join(work, INDEX)} | {
+        os.path.join(work, _partition_path(t, d, host, name))
+        for t in TABLES for d, host, _rows, name in files[t] if name in new_names}
+    walked = [base for base, _dirs, _names in os.walk(work)]
     with ThreadPoolExecutor(max_workers=8) as pool:
-        list(pool.map(fsync_file, [os.path.join(base, name)
-                                    for base, _dirs, names in walked for name in names]))
-        list(pool.map(fsync_dir, [base for base, _dirs, _names in walked]))
+        list(pool.map(fsync_file, sorted(fresh)))
+        list(pool.map(fsync_dir, walked))
     final = os.path.join(snapshots, snapshot)
     os.rename(work, final)
     fsync_dir(snapshots)
-    partitions = sorted([d, host, sig] for (d, host), sig in {**kept, **{
-        k: now[k] for k in changed}}.items())
+    stores_state = previous
+    for key, state in states.items():
+        if state is None:
+            stores_state.pop(key, None)
+        else:
+            stores_state[key] = state
+    partitions = {}
+    for (d, host, name) in kept:
+        partitions.setdefault((d, host), []).append(name)
     _write_json_atomic(os.path.join(directory, MANIFEST), {
         "format": FORMAT_VERSION, "version": version, "snapshot": snapshot,
         "written_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "partitions": partitions,
+        "stores": stores_state,
+        "chunks": sorted([d, host, name, key, runs] for (d, host, name), (key, runs)
+                         in kept.items()),
+        "partitions": sorted([d, host, f"v{FORMAT_VERSION}:" + hashlib.md5(
+            ",".join(sorted(names)).encode()).hexdigest()]
+            for (d, host), names in partitions.items()),
         "files": {t: sorted(files[t]) for t in TABLES}})
     _point_current(directory, snapshot)
     # The previous snapshot stays for readers that opened it; older ones go.
@@ -333,6 +425,311 @@ def _export_locked(h, directory, spill):
             _remove(os.path.join(directory, name))
     summary["snapshot"] = snapshot
     return summary
+
+
+def _batches(named):
+    """The new chunks in groups of about BATCH_RUNS runs (in partition order, so a
+    batch's runs are near each other in the store)."""
+    batch, size = [], 0
+    for chunk in named:
+        if batch and size + len(chunk[5]) > BATCH_RUNS:
+            yield batch
+            batch, size = [], 0
+        batch.append(chunk)
+        size += len(chunk[5])
+    if batch:
+        yield batch
+
+
+def _write_chunks(h, work, named, files):
+    """Write the chunks *named* ([name, date, host, key, store, run ids]) into the
+    snapshot being built, a batch at a time; append their [date, host, rows,
+    name] to *files*; return {table: rows written}."""
+    rows = {t: 0 for t in TABLES}
+    con = h._con
+    writer = _Writer()
+    batches = list(_batches(named))
+    # Many batches: the dependency rows sorted by task once, into a file beside
+    # the spill (out of DuckDB's memory), so that each batch reads its range of
+    # them (the mirror's copy of them is not in task order, and every batch
+    # would scan all of it).
+    sorted_deps = None
+    try:
+        if len(batches) > 2:
+            sorted_deps = os.path.join(h.spill, "deps.parquet")
+            con.execute("SET preserve_insertion_order = true")  # the file keeps the order
+            try:
+                h._run(lambda r: "COPY (" + " UNION ALL ".join(
+                    f"SELECT {i} AS _store, task_id, depends_on "
+                    f"FROM {r.source._rel(alias, 'task_deps')}" for i, alias in enumerate(r.scope))
+                    + " ORDER BY _store, task_id, depends_on) "
+                    f"TO {duck.sqlite_literal(sorted_deps)} "
+                    f"(FORMAT parquet, ROW_GROUP_SIZE 65536)", lambda result: None)
+            finally:
+                con.execute("SET preserve_insertion_order = false")
+        for batch in batches:
+            con.register("_ottolytics_batch", pa.table({
+                "_store": pa.array(np.concatenate([np.full(len(c[5]), c[4]) for c in batch]),
+                                   pa.int32()),
+                "_rid": pa.array(np.concatenate([c[5] for c in batch]), pa.int64()),
+                "chunk": pa.array(np.concatenate([np.full(len(c[5]), k)
+                                                  for k, c in enumerate(batch)]), pa.int32())}))
+            try:
+                con.execute(f"CREATE OR REPLACE TEMP TABLE {WANT} AS "
+                            f"SELECT * FROM _ottolytics_batch")
+            finally:
+                con.unregister("_ottolytics_batch")
+            sql = _Batch(h, sorted_deps)
+            for table in TABLES:
+                h._run(lambda r, table=table: sql.table(r, table),
+                       lambda result, table=table: _write_sorted(
+                           result, work, table, batch, writer))
+        writer.finish()
+        for table, f in writer.files:
+            files[table].append([*f.entry[:2], f.rows, f.entry[2]])
+            rows[table] += f.rows
+        writer.files = []
+    finally:
+        writer.close()
+        con.execute(f"DROP TABLE IF EXISTS {WANT}")
+        try:
+            con.unregister(DEPS)
+        except duck.duckdb.Error:
+            pass
+    return rows
+
+
+class _Batch:
+    """The SQL of one batch's rows of each table, read from the source, with the
+    column ``chunk`` (the batch's index of the chunk) and sorted by it and, within
+    one, by time. Every scan of a big table is bounded by the batch's run ids (or
+    its tasks' ids), which the mirror's files are sorted by, so it skips the row
+    groups of other runs. The tasks' dependency lists are grouped first, into a
+    temp table (a sort of each small list costs less than an ordered aggregate)."""
+
+    def __init__(self, h, sorted_deps):
+        con = h._con
+        self.sorted_deps = sorted_deps
+        self.bounds = {i: (int(lo), int(hi)) for i, lo, hi in con.execute(
+            f"SELECT _store, min(_rid), max(_rid) FROM {WANT} GROUP BY _store").fetchall()}
+        self.tids = dict(h._run(self._task_ids, lambda result: [
+            (i, (lo, hi)) for i, lo, hi in result.fetchall()]))
+        self._deps(h)
+
+    def within(self, i, column, bounds=None):
+        lo, hi = (bounds or self.bounds).get(i, (0, -1))
+        return f"{column} BETWEEN {int(lo or 0)} AND {int(hi if hi is not None else -1)}"
+
+    def lean_tasks(self, r, i, alias):
+        return r.source._rel(alias, "tasks", columns=[
+            "id", "run_id", "name", "attempt", "status", "started_at", "finished_at",
+            "status_logged"])
+
+    def _task_ids(self, r):
+        return " UNION ALL ".join(
+            f"SELECT {i} AS _store, min(t.id), max(t.id) FROM {self.lean_tasks(r, i, alias)} t "
+            f"WHERE {self.within(i, 't.run_id')}" for i, alias in enumerate(r.scope)
+            if i in self.bounds) or "SELECT 0, NULL, NULL WHERE false"
+
+    def _deps(self, h):
+        """The dependency lists of the batch's tasks, registered on the connection
+        as DEPS: the rows of the batch's range of task ids, sorted (by task, then
+        name), made into lists in Arrow. (DuckDB's list aggregate took three
+        times as long, and a whole store's of them cannot spill.)"""
+        con = h._con
+
+        def build(r):
+            parts = []
+            for i, alias in enumerate(r.scope):
+                if i not in self.tids:
+                    continue
+                rows = (f"(SELECT task_id, depends_on FROM "
+                        f"read_parquet({duck.sqlite_literal(self.sorted_deps)}) WHERE _store = {i})"
+                        if self.sorted_deps else r.source._rel(alias, "task_deps"))
+                parts.append(f"SELECT {i}::INTEGER AS _store, d.task_id AS _tid, d.depends_on "
+                             f"FROM {rows} d WHERE {self.within(i, 'd.task_id', self.tids)}")
+            if not parts:
+                return ("SELECT 0::INTEGER AS _store, 0::BIGINT AS _tid, "
+                        "''::VARCHAR AS depends_on WHERE false")
+            # the sorted file is in that order already: a scan that keeps it needs no sort
+            return " UNION ALL ".join(parts) + (
+                "" if self.sorted_deps else " ORDER BY _store, _tid, depends_on")
+
+        if self.sorted_deps:
+            con.execute("SET preserve_insertion_order = true")
+        try:
+            rows = h._run(build, lambda result: result.to_arrow_table())
+        finally:
+            con.execute("SET preserve_insertion_order = false")
+        store = rows["_store"].to_numpy()
+        tid = rows["_tid"].to_numpy()
+        starts = np.flatnonzero((np.diff(store) != 0) | (np.diff(tid) != 0)) + 1
+        starts = np.concatenate([[0], starts]) if len(tid) else starts
+        offsets = np.concatenate([starts, [len(tid)]]).astype(np.int32)
+        values = rows["depends_on"].combine_chunks() if rows.num_rows else pa.array(
+            [], pa.string())
+        con.register(DEPS, pa.table({
+            "_store": pa.array(store[starts], pa.int32()),
+            "_tid": pa.array(tid[starts], pa.int64()),
+            "depends_on": pa.ListArray.from_arrays(pa.array(offsets), values)}))
+
+    def table(self, r, table):
+        return getattr(self, "_" + table)(r) + f" ORDER BY chunk, {ORDER[table]}"
+
+    def _runs(self, r):
+        return (f"SELECT x.* EXCLUDE (host, _store, _rid) "
+                f"REPLACE (CAST(x.status AS VARCHAR) AS status), w.chunk "
+                f"FROM ({r.source.runs(r.scope, r.filters, internal=True)}) x "
+                f"JOIN {WANT} w ON w._store = x._store AND w._rid = x._rid")
+
+    def _tasks(self, r):
+        body = r.source.tasks(r.scope, r.filters, with_tail=True, internal=True)
+        return (f"SELECT t.* EXCLUDE (host, _store, _tid, _logged, _rid) "
+                f"REPLACE (CAST(t.status AS VARCHAR) AS status), d.depends_on, w.chunk "
+                f"FROM ({body}) t JOIN {WANT} w ON w._store = t._store AND w._rid = t._rid "
+                f"LEFT JOIN {DEPS} d ON d._store = t._store AND d._tid = t._tid "
+                # (the task ids' range too: it bounds the scan of the stderr tails)
+                f"WHERE " + " OR ".join(f"(t._store = {i} AND {self.within(i, 't._rid')} AND "
+                                         f"{self.within(i, 't._tid', self.tids)})"
+                                         for i in self.bounds))
+
+    def _transitions(self, r):
+        """The rows a plain-path task implies (see the store's transitions view),
+        then the logged ones from status_log."""
+        parts = []
+        for i, alias in enumerate(r.scope):
+            if i not in self.bounds:
+                continue
+            src = r.source
+            tasks = self.lean_tasks(r, i, alias)
+            uids = src._rel(alias, "runs", columns=["id", "uid"])
+            # both implied rows from one scan of the tasks: n = 1 its start, n = 2 its end
+            parts.append(
+                f"SELECT u.uid AS run_id, t.name AS task, t.attempt, "
+                f"CASE WHEN n = 2 THEN 'running' END AS from_status, "
+                f"CASE WHEN n = 1 THEN 'running' ELSE t.status END AS to_status, "
+                f"to_timestamp(CASE WHEN n = 1 THEN t.started_at ELSE t.finished_at END) "
+                f"AS \"at\", CAST(NULL AS VARCHAR) AS reason, w.chunk, "
+                f"{i} * 1099511627776 + t.run_id AS _r, t.id AS _t "
+                f"FROM {tasks} t JOIN {WANT} w ON w._store = {i} AND w._rid = t.run_id "
+                f"JOIN {uids} u ON u.id = t.run_id CROSS JOIN (VALUES (1), (2)) k(n) "
+                f"WHERE t.status_logged = 0 AND {self.within(i, 't.run_id')} "
+                f"AND (n = 1 OR t.status NOT IN {sql_in(UNFINISHED)})")
+            parts.append(
+                f"SELECT u.uid, t.name, t.attempt, x.from_status, x.to_status, "
+                f"to_timestamp(x.\"at\"), x.reason, w.chunk, {i} * 1099511627776 + x.run_id, "
+                f"x.task_id "
+                f"FROM {src._rel(alias, 'status_log')} x "
+                f"JOIN {WANT} w ON w._store = {i} AND w._rid = x.run_id "
+                f"JOIN {uids} u ON u.id = x.run_id "
+                f"LEFT JOIN (SELECT * FROM {tasks} WHERE {self.within(i, 'run_id')}) t "
+                f"ON t.id = x.task_id WHERE {self.within(i, 'x.run_id')}")
+        return "SELECT * EXCLUDE (_r, _t) FROM (" + " UNION ALL ".join(parts) + ")"
+
+    def _params(self, r):
+        parts = []
+        for i, alias in enumerate(r.scope):
+            if i not in self.bounds:
+                continue
+            src = r.source
+            parts.append(
+                f"SELECT u.uid AS run_id, x.key, x.value, w.chunk, "
+                f"to_timestamp(u.started_at) AS _at, {i} * 1099511627776 + x.run_id AS _r "
+                f"FROM {src._rel(alias, 'run_params')} x "
+                f"JOIN {WANT} w ON w._store = {i} AND w._rid = x.run_id "
+                f"JOIN {src._rel(alias, 'runs', columns=['id', 'uid', 'started_at'])} u "
+                f"ON u.id = x.run_id WHERE {self.within(i, 'x.run_id')}")
+        return "SELECT run_id, key, value, chunk FROM (" + " UNION ALL ".join(parts) + ")"
+
+
+class _Writer:
+    """The thread that writes the files, in the order given, while DuckDB makes
+    the next rows (the next table's sort included); at most AHEAD writes wait
+    for it, so the rows in flight stay few."""
+
+    AHEAD = 1
+
+    def __init__(self):
+        self.pool = ThreadPoolExecutor(max_workers=1)
+        self.pending = []
+        self.files = []  # (table, chunk file) of every file begun
+
+    def submit(self, fn, *args):
+        self.pending.append(self.pool.submit(fn, *args))
+        while len(self.pending) > self.AHEAD:
+            self.pending.pop(0).result()
+
+    def finish(self):
+        """Wait for every write; raises the first that failed."""
+        while self.pending:
+            self.pending.pop(0).result()
+
+    def close(self):
+        for future in self.pending:
+            future.exception()  # let the writes in flight end
+        self.pool.shutdown()
+        for _table, f in self.files:
+            f.abandon()
+
+
+def _write_sorted(result, work, table, batch, writer):
+    """Stream *result* (sorted by its column ``chunk``) into one file per chunk of
+    *batch*, an Arrow batch at a time, through *writer*: the rows never pile up
+    in memory."""
+    reader = result.to_arrow_reader(BATCH_ROWS)
+    schema = reader.schema
+    at = schema.get_field_index("chunk")
+    schema = schema.remove(at)
+    out = None
+    for part in reader:
+        if part.num_rows == 0:
+            continue
+        codes = part.column(at).to_numpy()
+        bounds = [0] + (np.flatnonzero(np.diff(codes)) + 1).tolist() + [part.num_rows]
+        data = part.remove_column(at)
+        for a, b in zip(bounds, bounds[1:]):
+            k = int(codes[a])
+            if out is None or out.chunk != k:
+                if out is not None:
+                    writer.submit(out.close)
+                name, d, host = batch[k][:3]
+                out = _ChunkFile(work, _partition_path(table, d, host, name), k, schema)
+                out.entry = (d, host, name)
+                writer.files.append((table, out))
+            writer.submit(out.write, data.slice(a, b - a))
+    if out is not None:
+        writer.submit(out.close)
+
+
+class _ChunkFile:
+    """One chunk's file of a table, inside the snapshot being built (not visible
+    yet), written a row group at a time."""
+
+    def __init__(self, root, rel, chunk, schema):
+        path = os.path.join(root, rel)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        self.chunk, self.rows = chunk, 0
+        self.file = open(path, "wb")
+        self.writer = pq.ParquetWriter(
+            self.file, schema, compression="zstd", compression_level=3,
+            use_dictionary=[c for c in DICTIONARY if c in schema.names])
+
+    def write(self, part):
+        self.writer.write_batch(part)
+        self.rows += part.num_rows
+
+    def close(self):
+        """Close the file (the export fsyncs the snapshot's new files together)."""
+        self.writer.close()
+        self.file.close()
+
+    def abandon(self):
+        if self.file.closed:
+            return
+        try:
+            self.writer.close()
+        finally:
+            self.file.close()
 
 
 class _bounded_memory:
@@ -354,6 +751,9 @@ class _bounded_memory:
         self.own.spill = self.spill
         self.own._con.execute(f"SET memory_limit = '{MEMORY_LIMIT}'")
         self.own._con.execute(f"SET temp_directory = {duck.sqlite_literal(self.spill)}")
+        # Each batch reads its own rows once: keeping the files' blocks cached
+        # would only hold memory.
+        self.own._con.execute("SET enable_external_file_cache = false")
         # Every query of the export says its order; without this DuckDB keeps
         # rows in order where none is asked for, which holds them in memory.
         self.own._con.execute("SET preserve_insertion_order = false")
@@ -364,69 +764,3 @@ class _bounded_memory:
             self.own.close()
         finally:
             shutil.rmtree(self.spill, ignore_errors=True)
-
-
-def _write_partitions(result, root, table, files):
-    """Stream *result* (sorted by partition) into one file per partition, inside
-    the snapshot being built, batch by batch: the rows never pile up in memory.
-    Appends [date, host, rows] to *files*; returns the rows written."""
-    reader = result.to_arrow_reader(BATCH_ROWS)
-    keep = [i for i, name in enumerate(reader.schema.names) if name not in ("date", "host")]
-    schema = reader.schema
-    schema = schema.remove(schema.get_field_index("host")).remove(schema.get_field_index("date"))
-    out, done, total = None, set(), 0
-    try:
-        for batch in reader:
-            if batch.num_rows == 0:
-                continue
-            duck._valid_text(batch)  # raises what the source turns into NotUtf8
-            key = pc.binary_join_element_wise(batch["date"], batch["host"], "\x00")
-            codes = np.asarray(key.dictionary_encode().indices)
-            bounds = [0] + (np.flatnonzero(np.diff(codes)) + 1).tolist() + [batch.num_rows]
-            data = batch.select(keep)
-            for a, b in zip(bounds, bounds[1:]):
-                part = (batch["date"][a].as_py(), batch["host"][a].as_py())
-                if out is None or out.part != part:
-                    if out is not None:
-                        files.append([*out.part, out.close()])
-                    if part in done:  # the query's ORDER BY makes this impossible
-                        raise RuntimeError(f"export of {table}: rows of {part} not together")
-                    done.add(part)
-                    out = _PartitionFile(root, _partition_path(table, *part), part, schema)
-                out.write(data.slice(a, b - a))
-                total += b - a
-        if out is not None:
-            files.append([*out.part, out.close()])
-            out = None
-    finally:
-        if out is not None:
-            out.abandon()
-    return total
-
-
-class _PartitionFile:
-    """One partition's file, inside the snapshot being built (not visible yet),
-    written a row group at a time."""
-
-    def __init__(self, root, rel, part, schema):
-        path = os.path.join(root, rel)
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        self.part, self.rows = part, 0
-        self.file = open(path, "wb")
-        self.writer = pq.ParquetWriter(self.file, schema, compression="zstd")
-
-    def write(self, batch):
-        self.writer.write_batch(batch)
-        self.rows += batch.num_rows
-
-    def close(self):
-        """Close the file (the export fsyncs the snapshot's files together)."""
-        self.writer.close()
-        self.file.close()
-        return self.rows
-
-    def abandon(self):
-        try:
-            self.writer.close()
-        finally:
-            self.file.close()

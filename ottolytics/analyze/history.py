@@ -532,8 +532,9 @@ class History:
         return weekly_report(self, week)
 
     def to_parquet(self, directory: str | os.PathLike[str]) -> dict:
-        """Write this history as a partitioned Parquet dataset; only the partitions
-        that changed are rewritten. ``ottolytics.open(directory)`` reads it back.
+        """Write this history as a partitioned Parquet dataset; only the chunks
+        holding runs that changed since the last export (the store's change log
+        says which) are rewritten. ``ottolytics.open(directory)`` reads it back.
 
         Parameters
         ----------
@@ -543,8 +544,9 @@ class History:
         Returns
         -------
         dict
-            What it wrote: ``written`` and ``unchanged`` (partitions), ``rows``
-            (per table) and ``snapshot`` (its name).
+            What it wrote: ``written``, ``unchanged`` and ``removed`` (chunks: a
+            chunk is a file per table), ``rows`` (per table, written) and
+            ``snapshot`` (its name).
 
         Example
         -------

@@ -696,8 +696,9 @@ def cmd_export_parquet(args):
     elif args.jsonl:
         render.print_jsonl([summary])
     else:
-        print(f"{args.directory}: wrote {summary['written']} partitions, "
-              f"{summary['unchanged']} unchanged")
+        print(f"{args.directory}: wrote {summary['written']} chunks "
+              f"({summary['rows'].get('tasks', 0)} tasks), {summary['unchanged']} unchanged, "
+              f"{summary['removed']} removed")
     return 0
 
 

@@ -6,13 +6,26 @@ Layout::
 
     DIR/manifest.json                      what the dataset is now (written last)
     DIR/current -> snapshots/<snapshot>    the same, for other Hive readers
-    DIR/snapshots/<snapshot>/<table>/date=YYYY-MM/host=<host>/data_0.parquet
+    DIR/snapshots/<snapshot>/<table>/date=YYYY-MM/host=<host>/<chunk>.parquet
+    DIR/snapshots/<snapshot>/_runs.arrow   which chunk holds each run (the writer's)
 
 A partition is the UTC month of the runs' start (``date=2026-11``) and their
-host: a year of a fleet is a few dozen large files per table, each sorted by
-time, so that a filter on time skips whole row groups. Format 2 (ottolytics
-before format 3) cut partitions by day (``date=2026-11-21``); this reader reads
-both, and the next export rewrites a host's day partitions as months.
+host: a year of a fleet is a few dozen partitions per table. Format 4 lets a
+partition hold several files, *chunks*: each holds whole runs (a run's rows of
+every table are in the chunk of the same name), sorted by time, so that a
+filter on time skips whole row groups. A full export writes one chunk per
+partition; an incremental one writes the runs that changed as new chunks and
+merges small ones, so a partition holds at most ``MAX_CHUNKS`` files per store.
+Format 3 held one file per partition (``data_0.parquet``) and format 2 cut
+partitions by day (``date=2026-11-21``); this reader reads all three, and the
+next export rewrites a host's older partitions in the current format.
+
+The manifest lists every file (``files``: ``[date, host, rows, chunk]`` per table;
+formats 2 and 3 had no chunk, meaning ``data_0``) and, per store that exported
+into the directory (by its ``store_info.uid``), the change-log position and the
+unfinished runs of its last export (``stores``): what the next export starts
+from. ``_runs.arrow`` (not a Parquet file, so no reader's glob takes it) maps
+each store's runs to their chunks.
 
 ``ottolytics.open(DIR)`` reads exactly the files the manifest names. The
 dataset holds no log fragments and no disk samples (they describe one machine
@@ -21,7 +34,8 @@ read through it.
 """
 
 __all__ = ["ParquetSource", "is_dataset", "read_manifest", "hive_value", "FORMAT_VERSION", "READABLE",
-           "MANIFEST", "CURRENT", "SNAPSHOTS", "LOCK", "TABLES", "LEGACY"]
+           "MANIFEST", "CURRENT", "SNAPSHOTS", "LOCK", "TABLES", "LEGACY", "INDEX", "LEGACY_CHUNK",
+           "file_entries"]
 
 import hashlib
 import json
@@ -31,15 +45,17 @@ import re
 from ottolytics.analyze import duck
 from ottolytics.analyze.sources.base import SHAPES, Source, empty, literal
 TABLES = ("runs", "tasks", "transitions", "params")
-FORMAT_VERSION = 3
-READABLE = (2, 3)  # format 2: the same layout, with a partition a day
+FORMAT_VERSION = 4
+READABLE = (2, 3, 4)  # 3: one file a partition; 2: the same, a partition a day
 MANIFEST = "manifest.json"
 CURRENT = "current"
 SNAPSHOTS = "snapshots"
 LOCK = ".lock"
-DATA_FILE = "data_0.parquet"
+LEGACY_CHUNK = "data_0"  # the one file of a format 2 or 3 partition
+INDEX = "_runs.arrow"   # which chunk holds each run (read by the writer only)
 LEGACY = (*TABLES, "_signatures")  # format 1 wrote straight into DIR/<table>
 _SNAPSHOT_NAME = re.compile(r"^[0-9]{6,}-[0-9a-f]{8}$")
+_CHUNK_NAME = re.compile(r"^(data_0|part-[0-9]{6,}-[0-9]{4,})$")
 
 
 def is_dataset(path):
@@ -81,8 +97,16 @@ def _segment(value):
     return hive_value(f"{head}~{digest}")
 
 
-def _partition_path(table, d, host):
-    return os.path.join(table, f"date={_segment(d)}", f"host={_segment(host)}", DATA_FILE)
+def _partition_path(table, d, host, chunk=LEGACY_CHUNK):
+    return os.path.join(table, f"date={_segment(d)}", f"host={_segment(host)}",
+                        f"{chunk}.parquet")
+
+
+def file_entries(manifest, table):
+    """(date, host, rows, chunk) of each file of *table* the manifest names
+    (formats 2 and 3 name no chunk: their one file is ``data_0``)."""
+    return [(e[0], e[1], e[2], e[3] if len(e) > 3 else LEGACY_CHUNK)
+            for e in manifest["files"][table]]
 
 
 def read_manifest(directory):
@@ -98,8 +122,11 @@ def read_manifest(directory):
         raise duck.ReadError(f"{path}: unreadable ({exc}); export again to rewrite it") from None
     try:
         ok = (data["format"] in READABLE and _SNAPSHOT_NAME.match(data["snapshot"])
-              and all(isinstance(d, str) and isinstance(host, str) and isinstance(rows, int)
-                      for t in TABLES for d, host, rows in data["files"][t])
+              and all(len(e) in (3, 4) and all(isinstance(v, str) for v in e[:2] + e[3:])
+                      and isinstance(e[2], int) for t in TABLES for e in data["files"][t])
+              and all(_CHUNK_NAME.match(e[3]) for t in TABLES for e in data["files"][t]
+                      if len(e) > 3)
+              and isinstance(data.get("stores", {}), dict)
               and all(isinstance(d, str) and isinstance(host, str) and isinstance(sig, str)
                       for d, host, sig in data["partitions"])
               and isinstance(data["version"], int))
@@ -242,11 +269,12 @@ def _open_snapshot(directory):
         raise duck.ReadError(f"{directory}: {why}; export again with "
                              f"'ottolytics export parquet {directory}'")
     root = os.path.join(directory, SNAPSHOTS, manifest["snapshot"])
-    tables = {t: {_partition_path(t, d, host) for d, host, _rows in manifest["files"][t]}
-              for t in TABLES}
+    tables = {t: {_partition_path(t, d, host, chunk)
+                  for d, host, _rows, chunk in file_entries(manifest, t)} for t in TABLES}
     named = set().union(*tables.values())
     found = {os.path.relpath(os.path.join(base, name), root)
-             for base, _dirs, names in os.walk(root) for name in names}
+             for base, _dirs, names in os.walk(root) for name in names
+             if base != root or not name.startswith("_")}  # the writer's index
     if not os.path.isdir(root) or named != found:
         missing, extra = len(named - found), len(found - named)
         raise duck.ReadError(f"{directory}: snapshot {manifest['snapshot']} does not match "

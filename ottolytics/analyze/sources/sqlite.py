@@ -132,16 +132,18 @@ class SqliteSource(Source):
 
     # -- DuckDB relations over all stores -----------------------------------
 
-    def runs(self, aliases, f, status=True):
+    def runs(self, aliases, f, status=True, internal=False):
+        """Runs of all stores; *internal* adds the store's own keys (_store, _rid)."""
         parts = []
-        for alias, home in zip(aliases, self.homes):
+        for i, (alias, home) in enumerate(zip(aliases, self.homes)):
+            keys = f", {i} AS _store, r.id AS _rid" if internal else ""
             parts.append(
                 f"SELECT r.uid AS run_id, p.name AS project, "
                 f"CAST(r.status AS run_status) AS status, {_ts('r.started_at')} AS started_at, "
                 f"{_ts('r.finished_at')} AS finished_at, "
                 f"r.finished_at - r.started_at AS duration_s, r.host, r.user, r.cwd, r.ottofile, "
                 f"r.args, {_run_dir_expr('r.run_dir', home)} AS run_dir, r.size_bytes, r.source, "
-                f"r.source_ref, r.derived "
+                f"r.source_ref, r.derived{keys} "
                 f"FROM {self._rel(alias, 'runs', self._runs_where(f, status))} r "
                 f"JOIN {self._rel(alias, 'projects')} p ON p.id = r.project_id")
         return " UNION ALL ".join(parts)
@@ -154,14 +156,16 @@ class SqliteSource(Source):
               signed=False):
         """Tasks of all stores; with_tail adds stderr_tail (kept out of the hot table),
         with_deps the list of names each task depends on, internal the store's own
-        keys (_store, _tid, _logged) for joining other tables without a rescan,
-        signed (with with_tail, where signs_tails) the tail's _signature and _message."""
+        keys (_store, _tid, _logged, _rid: the run's) for joining other tables
+        without a rescan, signed (with with_tail, where signs_tails) the tail's
+        _signature and _message."""
         parts = []
         for i, (alias, home) in enumerate(zip(aliases, self.homes)):
             rd = "r.run_dir"
             tail_col = tail_join = ""
             if internal:
-                tail_col += f", {i} AS _store, t.id AS _tid, t.status_logged AS _logged"
+                tail_col += (f", {i} AS _store, t.id AS _tid, t.status_logged AS _logged, "
+                             f"t.run_id AS _rid")
             if with_deps:  # grouped by the integer task id inside the store, then joined
                 deps = (f"SELECT task_id, list(depends_on ORDER BY depends_on) AS depends_on "
                         f"FROM {self._rel(alias, 'task_deps', self._ids_clause(f, status=status))} "
