@@ -661,10 +661,13 @@ def _first_segment(directory, state, seq, rows):
                 segments=[{"seg": seg, "files": files}])
 
 
+ROW_GROUP_BYTES = "64MB"  # a row group is buffered whole: stderr tails made 250 MB ones
+
+
 def _copy_to(con, select, path):
     """COPY *select* on *con* to the Parquet file *path* (whole, then renamed)."""
     con.execute(f"COPY ({select}) TO {literal(path + '.tmp')} "
-                f"(FORMAT parquet, COMPRESSION zstd)")
+                f"(FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE_BYTES '{ROW_GROUP_BYTES}')")
     fsync_file(path + ".tmp")
     os.replace(path + ".tmp", path)
 
@@ -702,7 +705,7 @@ def _bulk_copy(path, directory, state):
     stores = duck.Stores([path])
     try:
         con.execute("SET preserve_insertion_order = false")
-        con.execute("SET memory_limit = '600MB'")  # the whole process stays under 1 GB
+        con.execute("SET memory_limit = '400MB'")  # the whole process stays under 1 GB
         con.register("open_runs", pa.table({"id": pa.array(open_runs, pa.int64())}))
 
         def copy(aliases):
