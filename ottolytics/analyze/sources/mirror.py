@@ -665,9 +665,13 @@ ROW_GROUP_BYTES = "64MB"  # a row group is buffered whole: stderr tails made 250
 
 
 def _copy_to(con, select, path):
-    """COPY *select* on *con* to the Parquet file *path* (whole, then renamed)."""
+    """COPY *select* on *con* to the Parquet file *path* (whole, then renamed).
+    Where *con* keeps no insertion order (the big copies' connections), row
+    groups are also cut at ROW_GROUP_BYTES."""
+    ordered = con.execute("SELECT current_setting('preserve_insertion_order')").fetchone()[0]
+    cut = "" if ordered else f", ROW_GROUP_SIZE_BYTES '{ROW_GROUP_BYTES}'"
     con.execute(f"COPY ({select}) TO {literal(path + '.tmp')} "
-                f"(FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE_BYTES '{ROW_GROUP_BYTES}')")
+                f"(FORMAT parquet, COMPRESSION zstd{cut})")
     fsync_file(path + ".tmp")
     os.replace(path + ".tmp", path)
 
