@@ -273,3 +273,65 @@ def test_normalize_skipping_patterns_changes_nothing():
     for _ in range(20_000):
         text = "".join(rng.choice(pieces) for _ in range(rng.randint(1, 30)))
         assert normalize(text) == every_pattern(text), repr(text)
+
+
+# -- found by review: each of these failed before its fix ------------------------
+
+@pytest.mark.parametrize("mirror", ["on", "off"])
+def test_failure_groups_with_no_failures_is_an_empty_frame(db, monkeypatch, tmp_path, mirror):
+    """Through a direct read or a dataset, the empty frame of failures() reached
+    DuckDB with a DOUBLE signature: "Cannot mix values of type DOUBLE and VARCHAR"."""
+    record(db, range(3))  # runs 0-2: no failure
+    monkeypatch.setenv("OTTOLYTICS_MIRROR", mirror)
+    with ottolytics.open(db) as h:
+        assert h.failures().empty
+        groups = h.failure_groups()
+        h.to_parquet(tmp_path / "ds")
+    with ottolytics.open(tmp_path / "ds") as d:
+        from_dataset = d.failure_groups()
+    for frame in (groups, from_dataset):
+        assert frame.empty
+        assert list(frame.columns) == ["signature", "count", "tasks", "projects", "first_seen",
+                                       "last_seen", "message", "last_run_id", "exit_codes"]
+
+
+@pytest.mark.parametrize("mirror", ["on", "off"])
+def test_a_group_without_exit_codes_has_an_empty_list_of_them(db, monkeypatch, mirror):
+    """exit_codes was null (shown as nan, and the MCP tool's int() failed on it)
+    for a group whose failures had no exit code (killed by a signal)."""
+    _tailless(db)
+    monkeypatch.setenv("OTTOLYTICS_MIRROR", mirror)
+    with ottolytics.open(db) as h:
+        groups = h.failure_groups()
+    killed = groups[groups["message"] == "killed by signal 9, no stderr kept"]
+    assert killed["exit_codes"].tolist() == [""]
+    assert groups["exit_codes"].notna().all()
+
+
+def test_regressions_read_task_names_with_a_nul(db):
+    """A task name with a NUL was written into the SQL as a literal, which
+    DuckDB's parser cut at the NUL: regressions() raised ParserException."""
+    import sqlite3
+    record(db)
+    conn = sqlite3.connect(db)
+    conn.execute("UPDATE tasks SET name = 'bu' || char(0) || 'ild' WHERE name = 'build'")
+    conn.commit()
+    conn.close()
+    with ottolytics.open(db) as h:
+        found = h.regressions()
+    assert found["task"].tolist() == ["bu\0ild"]
+    assert found["run_id"].tolist() == [f"run{REGRESSION_AT:03d}"]
+
+
+def test_flaky_counts_a_run_whose_start_is_unknown(db):
+    """A run with no start (a text start_at, read as null) was left out of its
+    tasks' windows by the quick path, and counted by the exact one."""
+    import sqlite3
+    record(db, range(8))
+    conn = sqlite3.connect(db)
+    conn.execute("UPDATE runs SET started_at = 'unknown' WHERE uid = 'run003'")  # failed test
+    conn.commit()
+    conn.close()
+    with ottolytics.open(db) as h:
+        row = h.flaky(window=20).set_index("task").loc["test"]
+    assert (row["runs"], row["failed_runs"]) == (8, 2)

@@ -151,3 +151,23 @@ def test_a_dataset_keeps_answers_for_its_snapshot(sample, tmp_path, queries):
         ran = queries["n"]
         pd.testing.assert_frame_equal(d.duration_stats(), first)
         assert queries["n"] == ran
+
+
+def test_a_wrong_call_raises_even_after_a_right_one(sample):
+    """Extra positional arguments were left out of the question: after flaky(5),
+    flaky(5, "junk") answered instead of raising TypeError."""
+    with ottolytics.open(sample) as h:
+        h.flaky(5)
+        with pytest.raises(TypeError):
+            h.flaky(5, "junk")
+        with pytest.raises(TypeError):
+            h.regressions("build", 99)
+
+
+def test_defaults_given_or_not_are_one_question(sample, queries):
+    with ottolytics.open(sample) as h:
+        h.flaky()
+        ran = queries["n"]
+        h.flaky(20)
+        h.flaky(window=20)
+        assert queries["n"] == ran

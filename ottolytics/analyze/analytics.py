@@ -14,15 +14,16 @@ __all__ = ["success_rate", "duration_stats", "duration_trend", "flaky", "failure
 import math
 import os
 import re
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from ottolytics.analyze import duck
 from ottolytics.analyze.freq import epoch_period_sql, period_sql
 from ottolytics.analyze.signatures import normalize, signature, signed
-from ottolytics.analyze.sources.base import literal
 from ottolytics.core.errors import RunNotFound
 from ottolytics.core.paths import dir_size
 from ottolytics.store.statuses import OUTCOMES, sql_in
@@ -183,7 +184,8 @@ def flaky_sql(source, window):
     return f"""
         WITH heads AS (
             SELECT project, task, count(*) AS n,
-                   max_by(run_key, run_started_at, {latest}) AS keys
+                   max_by(run_key, coalesce(run_started_at, '-infinity'::TIMESTAMPTZ),
+                          {latest}) AS keys
             FROM {t} GROUP BY project, task),
         named AS (
             SELECT project, task, n, key AS run_key, min(pos) AS pos
@@ -293,13 +295,19 @@ def failure_groups_sql(source):
                string_agg(DISTINCT project, ', ' ORDER BY project) AS projects,
                min(started_at) AS first_seen, max(started_at) AS last_seen,
                arg_max(message, started_at) AS message, arg_max(run_id, started_at) AS last_run_id,
-               array_to_string(list(DISTINCT exit_code ORDER BY exit_code)
-                               FILTER (WHERE exit_code IS NOT NULL), ', ') AS exit_codes
+               coalesce(array_to_string(list(DISTINCT exit_code ORDER BY exit_code)
+                                        FILTER (WHERE exit_code IS NOT NULL), ', '), '')
+               AS exit_codes
         FROM (SELECT run_id, project, task, started_at, exit_code,
                      coalesce(signature, substr(sha1('no stderr' || chr(0) || task || chr(0)
                                                      || ({bare})), 1, 12)) AS signature,
                      CASE WHEN signature IS NULL THEN {bare} ELSE message END AS message
-              FROM {source})
+              FROM (SELECT CAST(run_id AS VARCHAR) AS run_id, CAST(project AS VARCHAR) AS project,
+                           CAST(task AS VARCHAR) AS task, started_at,
+                           CAST(exit_code AS BIGINT) AS exit_code, CAST(signal AS BIGINT) AS signal,
+                           CAST(signature AS VARCHAR) AS signature,
+                           CAST(message AS VARCHAR) AS message
+                    FROM {source}))
         GROUP BY signature
         ORDER BY count DESC, last_seen DESC, signature"""
 
@@ -375,23 +383,32 @@ def _latest_successes(h, n):
     if weeks.empty:
         return pd.DataFrame(columns=["project", "task", "run_id", "started_at", "duration_s"])
     cut = weeks["cut"].dropna()
-    short = weeks[weeks["cut"].isna()]
+    short = weeks.loc[weeks["cut"].isna(), ["project", "task"]]
     since = f"{float(cut.min()) * _WEEK_S!r}" if len(cut) else None
-    branches = [f"started_s >= {since}"] if since else []
+    branches = [f"SELECT {{cols}} FROM ({{facts}}) f WHERE {ok} AND started_s >= {since}"] \
+        if since else []
+    # The tasks with fewer are named by a registered table, never by literals in
+    # the SQL (a name is untrusted: a NUL in it would end DuckDB's string).
+    names = f"_ottolytics_short_{uuid.uuid4().hex}"
     if len(short):  # (their rows from *since* on are the first branch's)
-        branches.append("(project, task) IN (" + ", ".join(
-            f"({literal(p)}, {literal(t)})" for p, t in zip(short["project"], short["task"]))
-            + ")" + (f" AND started_s < {since}" if since else ""))
-    return h._query(lambda r: f"""
-        WITH latest AS (
-            SELECT * FROM ({" UNION ALL ".join(
-                f"SELECT project, task, run_key, started_at, duration_s "
-                f"FROM ({r.facts(need=['project'])}) WHERE {ok} AND {b}" for b in branches)})
-            QUALIFY row_number() OVER (PARTITION BY project, task
-                                       ORDER BY started_at DESC) <= {n})
-        SELECT l.project, l.task, k.run_id, l.started_at, l.duration_s
-        FROM latest l JOIN ({r.run_keys()}) k USING (run_key)
-        ORDER BY l.project, l.task, l.started_at, k.run_id""")
+        h._con.register(names, pa.Table.from_pandas(short, preserve_index=False))
+        branches.append(f"SELECT {{cols}} FROM ({{facts}}) f SEMI JOIN {names} s "
+                        f"ON f.project = s.project AND f.task = s.task WHERE {ok}"
+                        + (f" AND started_s < {since}" if since else ""))
+    cols = "f.project, f.task, f.run_key, f.started_at, f.duration_s"
+    try:
+        return h._query(lambda r: f"""
+            WITH latest AS (
+                SELECT * FROM ({" UNION ALL ".join(
+                    b.format(cols=cols, facts=r.facts(need=['project'])) for b in branches)})
+                QUALIFY row_number() OVER (PARTITION BY project, task
+                                           ORDER BY started_at DESC) <= {n})
+            SELECT l.project, l.task, k.run_id, l.started_at, l.duration_s
+            FROM latest l JOIN ({r.run_keys()}) k USING (run_key)
+            ORDER BY l.project, l.task, l.started_at, k.run_id""")
+    finally:
+        if len(short):
+            h._con.unregister(names)
 
 
 def regressions(h, task=None, window=12, min_ratio=1.25, max_p=1e-4, max_points=500):

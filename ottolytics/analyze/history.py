@@ -17,6 +17,7 @@ __all__ = ["History", "open"]
 
 import atexit
 import functools
+import inspect
 import os
 import re
 import weakref
@@ -187,14 +188,18 @@ def _kept(*times: str) -> Callable[[Callable[_P, _R]], Callable[_P, _R]]:
     in *times* are turned into unix seconds first ("7d" means a moment). The
     method keeps its signature for type checkers and help()."""
     def wrap(method: Callable[_P, _R]) -> Callable[_P, _R]:
-        names = method.__code__.co_varnames[1:method.__code__.co_argcount]
+        shape = inspect.signature(method)
 
         @functools.wraps(method)
         def kept(self, *args, **kwargs):  # type: ignore[no-untyped-def]
-            given = dict(zip(names, args), **kwargs)
-            key = tuple(sorted((k, to_unix(v) if k in times and v is not None
-                                and not isinstance(v, (int, float)) else v)
-                               for k, v in given.items()))
+            try:  # the question as the method sees it: defaults filled in
+                bound = shape.bind(self, *args, **kwargs)
+            except TypeError:
+                return method(self, *args, **kwargs)  # (raises the method's own error)
+            bound.apply_defaults()
+            given = list(bound.arguments.items())[1:]
+            key = tuple((k, to_unix(v) if k in times and v is not None
+                         and not isinstance(v, (int, float)) else v) for k, v in given)
             return self._answers.get(self, method.__name__,
                                      lambda: method(self, *args, **kwargs), key)
         return kept
