@@ -9,7 +9,7 @@ call these; they build their SQL from the source's relations (``h._query``).
 __all__ = ["success_rate", "duration_stats", "duration_trend", "flaky", "failures",
            "failure_groups", "regressions", "critical_path", "compare", "disk_usage",
            "largest_runs", "disk_growth", "run_logs", "iter_run_logs", "grep", "normalize",
-           "signature", "LogWarning", "GROUPABLE", "success_rate_sql", "flaky_sql"]
+           "signature", "LogWarning", "GROUPABLE", "success_rate_sql", "flaky_sql", "quantiles_sql"]
 
 import math
 import os
@@ -88,22 +88,24 @@ def duration_stats(h, by=("project", "task")):
     keys = ", ".join(cols) if cols else "'all' AS scope"
     group = ", ".join(str(i + 1) for i in range(max(1, len(cols))))
     sql = lambda r: (  # noqa: E731
-        f"SELECT * EXCLUDE (q, max), {_quantile_columns('q', (50, 90, 95))}, max FROM ("
+        f"SELECT * EXCLUDE (q, max), {_quantile_columns('q', (0.5, 0.9, 0.95))}, max FROM ("
         f"SELECT {keys}, count(duration_s) AS count, avg(duration_s) AS mean, "
-        f"{_quantiles('duration_s', (50, 90, 95))} AS q, max(duration_s) AS max "
+        f"{quantiles_sql('duration_s', (0.5, 0.9, 0.95))} AS q, max(duration_s) AS max "
         f"FROM ({source(r)}) WHERE status IN {sql_in(OUTCOMES)} "
         f"GROUP BY {group}) ORDER BY {group}")
     return h._query(sql)
 
 
-def _quantiles(column, percents):
+def quantiles_sql(column, fractions):
     """Several quantiles of *column* as one aggregate (a list): one sort of each
-    group's values, where a quantile_cont apiece kept and sorted a copy each."""
-    return f"quantile_cont({column}, [{', '.join(str(p / 100) for p in percents)}])"
+    group's values, where a quantile_cont apiece kept and sorted a copy each.
+    (Also the Prometheus summary's.)"""
+    return f"quantile_cont({column}, [{', '.join(map(str, fractions))}])"
 
 
-def _quantile_columns(name, percents):
-    return ", ".join(f"{name}[{i + 1}] AS p{p}" for i, p in enumerate(percents))
+def _quantile_columns(name, fractions):
+    """The list *name* as columns p50, p90 ... (one per fraction)."""
+    return ", ".join(f"{name}[{i + 1}] AS p{round(q * 100)}" for i, q in enumerate(fractions))
 
 
 def duration_trend(h, task, freq="D", project=None):
@@ -118,9 +120,9 @@ def duration_trend(h, task, freq="D", project=None):
     if project is not None:
         one = one.with_filters(project=[project] if isinstance(project, str) else project)
     sql = lambda r: (  # noqa: E731
-        f"SELECT * EXCLUDE (q), {_quantile_columns('q', (25, 50, 75, 95))} FROM ("
+        f"SELECT * EXCLUDE (q), {_quantile_columns('q', (0.25, 0.5, 0.75, 0.95))} FROM ("
         f"SELECT {period} AS period, project, count(*) AS count, "
-        f"{_quantiles('duration_s', (25, 50, 75, 95))} AS q "
+        f"{quantiles_sql('duration_s', (0.25, 0.5, 0.75, 0.95))} AS q "
         f"FROM ({r.facts(need=['project'])}) WHERE status = 'success' GROUP BY 1, 2) "
         f"ORDER BY 2, 1")
     return one._query(sql)
@@ -247,6 +249,17 @@ def flaky_sql(source, window):
 
 # -- failures -----------------------------------------------------------------
 
+def _signed_failures(r, f):
+    """The failed tasks (*f* keeps them) with the signature and message the
+    mirror stored with each tail: none for an empty tail, as ``signed`` gives."""
+    return f"""
+        SELECT * EXCLUDE (_signature, _message) REPLACE (
+                   CASE WHEN stderr_tail <> '' THEN _signature END AS signature,
+                   coalesce(_message, '') AS message)
+        FROM (SELECT *, NULL AS signature, NULL AS message FROM (
+                  {r.source.tasks(r.scope, f, with_tail=True, signed=True)}))"""
+
+
 def failures(h, since=None):
     """Failed task attempts, newest first, with exit code or signal, duration, stderr
     tail, log paths, a failure signature and its last line."""
@@ -254,13 +267,8 @@ def failures(h, since=None):
     f = dict(src.filters, status=["failed"])
     if getattr(src._source, "signs_tails", False):
         # The mirror stored each tail's signature and message when it copied it.
-        df = src._query(lambda r: f"""
-            SELECT * EXCLUDE (_signature, _message) REPLACE (
-                       CASE WHEN stderr_tail <> '' THEN _signature END AS signature,
-                       coalesce(_message, '') AS message)
-            FROM (SELECT *, NULL AS signature, NULL AS message FROM (
-                      {r.source.tasks(r.scope, f, with_tail=True, signed=True)}))
-            ORDER BY started_at DESC""")
+        df = src._query(lambda r: f"SELECT * FROM ({_signed_failures(r, f)}) "
+                                 "ORDER BY started_at DESC")
     else:
         df = src._query(lambda r: f"SELECT * FROM ({r.tasks(f=f, with_tail=True)}) "
                                  "ORDER BY started_at DESC")
@@ -321,11 +329,8 @@ def failure_groups(h, since=None):
         # The signatures are the mirror's: grouped where they are, nothing to pandas
         # but the groups.
         f = dict(src.filters, status=["failed"])
-        return src._query(lambda r: failure_groups_sql(f"""(
-            SELECT run_id, project, task, started_at, exit_code, signal,
-                   CASE WHEN stderr_tail <> '' THEN _signature END AS signature,
-                   coalesce(_message, '') AS message
-            FROM ({r.source.tasks(r.scope, f, with_tail=True, signed=True)}))"""))[GROUP_COLUMNS]
+        return src._query(lambda r: failure_groups_sql(
+            f"({_signed_failures(r, f)})"))[GROUP_COLUMNS]
     df = failures(h, since)[["run_id", "project", "task", "started_at", "exit_code", "signal",
                              "signature", "message"]]
     con = h._con.cursor()  # the frame grouped by the same SQL, beside the History's work

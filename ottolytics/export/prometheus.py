@@ -17,6 +17,7 @@ import time
 
 import pandas as pd
 
+from ottolytics.analyze.analytics import quantiles_sql
 from ottolytics.analyze.duck import sqlite_literal
 from ottolytics.core.files import atomic_write
 from ottolytics.store.statuses import OUTCOMES, sql_in, success_rate
@@ -148,8 +149,7 @@ class HistoryCollector:
                 f"({sqlite_literal(pr)}, {sqlite_literal(t)})" for pr, t in sorted(kept))
             + f") THEN task ELSE {other} END")
         # The quantiles as one list aggregate: one sort of each group's durations.
-        q = (f"quantile_cont(duration_s, [{', '.join(map(str, QUANTILES))}]) "
-             f"FILTER (WHERE {fin}) AS qs")
+        q = f"{quantiles_sql('duration_s', QUANTILES)} FILTER (WHERE {fin}) AS qs"
         window = h.sql(f"""
             SELECT * EXCLUDE (qs), {', '.join(f'qs[{i + 1}] AS q{i}' for i in range(len(QUANTILES)))}
             FROM (
