@@ -485,3 +485,29 @@ def test_a_history_over_the_mirror_does_not_load_the_sqlite_scanner(tmp_path, mo
     with ottolytics.open(db) as h:
         assert len(h.runs())
         assert h._con.execute(loaded).fetchone()[0] == 1
+
+
+def test_a_locked_store_is_the_one_line_error_through_the_mirror(tmp_path, monkeypatch):
+    """Over the mirror, a store held locked by another process raised sqlite3's
+    bare 'database is locked' to a library user (the CLI alone translated it),
+    also when a kept answer's check read the store first."""
+    from ottolytics.store.migrations import StoreLocked
+    db = _sample(tmp_path)
+    plain = sqlite3.connect(db)
+    plain.execute("PRAGMA journal_mode = DELETE")  # a writer then locks out readers
+    plain.commit()
+    monkeypatch.setenv("OTTOLYTICS_BUSY_TIMEOUT", "0.2")
+    with ottolytics.open(db) as h:
+        h.flaky()
+        plain.execute("BEGIN EXCLUSIVE")
+        try:
+            for keep in (True, False):
+                h.keep_answers = keep
+                with pytest.raises(StoreLocked) as caught:
+                    h.flaky()
+                assert "\n" not in str(caught.value)
+                assert "OTTOLYTICS_BUSY_TIMEOUT" in str(caught.value)
+        finally:
+            plain.rollback()
+        assert len(h.flaky()) > 0  # once released, answered again
+    plain.close()

@@ -48,6 +48,7 @@ import hashlib
 import itertools
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -394,13 +395,18 @@ class Mirror:
                 self._con, self._alias, self._version = con, alias, None
                 self.state = self._views = None  # all made again on this connection
                 self._epoch += 1
-            conn = self._connect()
-            version = conn.execute("PRAGMA data_version").fetchone()[0]
-            stamp = self._stat()
-            if version == self._version and stamp == self._stamp and self.state is not None:
-                return
-            self.generation = None  # (if the refresh fails, nothing is vouched for)
-            self._refresh(version, stamp)
+            try:
+                conn = self._connect()
+                version = conn.execute("PRAGMA data_version").fetchone()[0]
+                stamp = self._stat()
+                if version == self._version and stamp == self._stamp \
+                        and self.state is not None:
+                    return
+                self.generation = None  # (if the refresh fails, nothing is vouched for)
+                self._refresh(version, stamp)
+            except sqlite3.Error as exc:  # locked, damaged ...: the store's one line
+                from ottolytics.store.migrations import explain
+                raise explain(exc, self.path) from None
             self.generation = next(_GENERATIONS)
 
     def _refresh(self, version, stamp, again=True):
