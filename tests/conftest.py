@@ -23,7 +23,7 @@ def home(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
     for var in ("OTTOLYTICS_DB", "OTTOLYTICS_RUN_ID", "OTTOLYTICS_SPOOL_DIR",
                 "OTTOLYTICS_BUSY_TIMEOUT", "OTTOLYTICS_MAX_RUN_AGE", "OTTOLYTICS_CACHE",
-                "OTTOLYTICS_MIRROR", "XDG_CACHE_HOME"):
+                "OTTOLYTICS_MIRROR", "OTTOLYTICS_LOCK_WAIT", "XDG_CACHE_HOME"):
         monkeypatch.delenv(var, raising=False)
     return home
 

@@ -208,7 +208,8 @@ def export(h, directory):
     directory = os.path.abspath(str(directory))
     os.makedirs(directory, exist_ok=True)
     # exports into one shared directory take turns
-    with FileLock(os.path.join(directory, LOCK)), _bounded_memory(h, directory) as own:
+    with FileLock(os.path.join(directory, LOCK), what=f"export into {directory}"), \
+            _bounded_memory(h, directory) as own:
         return _export_locked(own, directory, os.path.basename(own.spill))
 
 

@@ -16,6 +16,7 @@ a run or log not found or refused, 2 bad arguments).
     ├── NotFound (KeyError)         something named does not exist
     │   └── RunNotFound (StoreError too)   RUN matched no run, or several
     │                               (old names: runinfo.RunNotFound, connection.UnknownRun)
+    ├── Busy                        another process held a lock past the wait (files.FileLock)
     └── Refused                     a request refused for safety (paths.LogRefused; the
                                     MCP server's answers)
 """
@@ -58,6 +59,12 @@ class RunNotFound(NotFound, StoreError):
     """RUN matched no run, or more than one; the message says which and what to
     do. A KeyError too, as the History's run methods raised before they resolved
     ids, and a StoreError, as the store raised for an unknown run."""
+
+
+class Busy(OttolyticsError):
+    """Another process held a lock this needs for longer than it waits
+    (``OTTOLYTICS_LOCK_WAIT``, core.files.FileLock); the message names the lock,
+    the process holding it and what to do."""
 
 
 class Refused(OttolyticsError):

@@ -59,22 +59,82 @@ def atomic_write(path, data, encoding="utf-8"):
     return text
 
 
+LOCK_WAIT_S = 600.0  # how long a lock is waited for, unless OTTOLYTICS_LOCK_WAIT says
+
+
+def lock_wait():
+    """Seconds to wait for a lock: ``$OTTOLYTICS_LOCK_WAIT`` (a number, 0 for not
+    at all), else LOCK_WAIT_S."""
+    text = os.environ.get("OTTOLYTICS_LOCK_WAIT", "").strip()
+    try:
+        value = float(text) if text else LOCK_WAIT_S
+    except ValueError:
+        return LOCK_WAIT_S
+    return value if value == value and value >= 0 else LOCK_WAIT_S
+
+
 class FileLock:
     """An exclusive lock on the file *path* (made if missing) while the block runs,
     for writers that take turns: flock, released when the descriptor closes (also
-    when the process dies). None where the platform has no fcntl."""
+    when the process dies). None where the platform has no fcntl.
 
-    def __init__(self, path):
+    A lock another process holds is waited for *wait* seconds (None: lock_wait(),
+    ten minutes unless ``OTTOLYTICS_LOCK_WAIT`` says), then ``Busy`` is raised:
+    one line naming *what* was to be done, the lock file and the process holding
+    it (its pid is written into the file while held), with *hint* appended. A
+    holder that is merely slow is waited for; one that is stuck (stopped, hung
+    on a network file system) no longer makes every later writer wait for ever."""
+
+    def __init__(self, path, wait=None, what=None, hint=None):
         self.path, self.fd = path, None
+        self.wait, self.what, self.hint = wait, what, hint
 
     def __enter__(self):
         try:
             import fcntl
         except ImportError:
             return self
-        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        fcntl.flock(self.fd, fcntl.LOCK_EX)
+        import time
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
+        wait = lock_wait() if self.wait is None else self.wait
+        deadline, pause = time.monotonic() + wait, 0.01
+        while True:
+            try:
+                fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    holder = self._holder()
+                    os.close(self.fd)
+                    self.fd = None
+                    raise self._busy(wait, holder) from None
+                time.sleep(min(pause, max(0.0, deadline - time.monotonic())))
+                pause = min(pause * 2, 0.25)
+            except BaseException:
+                os.close(self.fd)
+                self.fd = None
+                raise
+        try:  # who holds it, for a process that waits in vain
+            os.ftruncate(self.fd, 0)
+            os.pwrite(self.fd, f"{os.getpid()}\n".encode(), 0)
+        except OSError:
+            pass  # (a read-only lock file still locks)
         return self
+
+    def _holder(self):
+        try:
+            text = os.pread(self.fd, 32, 0).decode("ascii", "replace").strip()
+        except OSError:
+            return None
+        return int(text) if text.isdigit() else None
+
+    def _busy(self, wait, pid):
+        from ottolytics.core.errors import Busy
+        who = f"another process (pid {pid})" if pid else "another process"
+        return Busy(f"{self.what or self.path}: {who} has held the lock {self.path} for "
+                    f"over {wait:g} s; wait for it to end or stop it"
+                    + (f", {self.hint}" if self.hint else "")
+                    + " (OTTOLYTICS_LOCK_WAIT sets how many seconds to wait)")
 
     def __exit__(self, *exc):
         if self.fd is not None:

@@ -63,8 +63,8 @@ from ottolytics.analyze import duck
 from ottolytics.analyze.sources.base import literal, ts as _ts
 from ottolytics.analyze.sources.sqlite import SqliteSource
 from ottolytics.analyze.sources.types import SOURCE_TYPES
-from ottolytics.core.errors import ReadError
-from ottolytics.core.files import FileLock, atomic_write, fsync_file
+from ottolytics.core.errors import Busy, ReadError
+from ottolytics.core.files import FileLock, atomic_write, fsync_file, lock_wait
 from ottolytics.store import inprocess
 from ottolytics.store.statuses import UNFINISHED
 
@@ -78,6 +78,7 @@ FORMAT = 3  # 2: task_stderr has each tail's signature and message; 3: tasks the
 STATE = "state.json"
 LOCK = ".lock"
 SEAL_ROWS = 20_000      # live task rows past which finished runs are sealed
+UPKEEP_WAIT_S = 5.0     # sealing or compacting waits this long for the lock, then is put off
 MAX_SEGMENTS = 16       # segments past which they are compacted into one
 MAX_DEAD = 50_000       # masked runs past which the segments are compacted
 MAX_CHANGED = 10_000    # runs changed since the state past which it is sealed
@@ -381,8 +382,15 @@ class Mirror:
                 except OSError:
                     pass
 
-    def _locked(self):
-        return FileLock(os.path.join(self.dir, LOCK))
+    def _locked(self, upkeep=False):
+        """The mirror's file lock. The first copy waits for another process's as
+        long as any lock is waited for (core.files.lock_wait), then fails in one
+        line; upkeep (sealing, compacting) waits at most UPKEEP_WAIT_S and is put
+        off (Busy, which its callers catch): the live rows still answer."""
+        wait = min(lock_wait(), UPKEEP_WAIT_S) if upkeep else None
+        return FileLock(os.path.join(self.dir, LOCK), wait=wait,
+                        what=f"{self.path}: its columnar copy in {self.dir}",
+                        hint="or read the store directly with OTTOLYTICS_MIRROR=off")
 
     # -- keeping it up to date -------------------------------------------------
 
@@ -514,12 +522,14 @@ class Mirror:
                 _copy_to(con, rows, os.path.join(self.dir, name))
                 files[table] = name
             new["segments"].append({"seg": seg, "files": files})
-            with self._locked():
+            with self._locked(upkeep=True):
                 if self._load(state["uid"], self._read_seq) != state:
                     return  # another process sealed first: the next query reads its state
                 self._save(new)
-        except _NO_ROOM:
-            return  # no room for the files: the live rows still answer
+        except (*_NO_ROOM, Busy):
+            # No room for the files, or another process holds the mirror: the
+            # live rows still answer, and the files left are swept as leftovers.
+            return
         for table in MIRRORED:
             con.execute(f"DELETE FROM {self._live(table)} WHERE _run IN "
                         f"(SELECT id FROM _ottolytics_sealed)")
@@ -610,7 +620,7 @@ class Mirror:
             dead = pa.table({"run": pa.array([int(r) for r in state["dead"]], pa.int64()),
                              "seg": pa.array(list(state["dead"].values()), pa.int64())})
             con.register("dead", dead)
-            with self._locked():
+            with self._locked(upkeep=True):
                 if self._load(state["uid"], state["seq"]) != state:
                     return state  # another process changed it first
                 for table in MIRRORED:
@@ -629,8 +639,8 @@ class Mirror:
                     files[table] = name
                 new["segments"] = [{"seg": seg, "files": files}]
                 self._save(new)
-        except _NO_ROOM:
-            return state
+        except (*_NO_ROOM, Busy):
+            return state  # put off: the segments as they are still answer
         finally:
             con.close()
         return new
