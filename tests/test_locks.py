@@ -100,21 +100,140 @@ def test_the_first_copy_of_a_mirror_held_elsewhere_stops_in_one_line(db, tmp_pat
     assert len(ottolytics.open(db).runs()) > 0  # free again: it works
 
 
+def _parquet_files(folder):
+    return sorted(n for n in os.listdir(folder) if n.endswith(".parquet"))
+
+
 def test_sealing_a_mirror_held_elsewhere_is_put_off_and_answers_stay_right(
         db, tmp_path, monkeypatch):
+    """Put off: no wait, nothing written (a review found each question wrote the
+    live rows' files again and left them), and sealed once the lock is free."""
     from ottolytics.analyze.sources import mirror as mirror_mod
     record(db)
     h = ottolytics.open(db)
     assert len(h.tasks()) == q(db, "SELECT count(*) FROM tasks")[0][0]
-    sealed = len(h._source.mirrors[0].state["segments"])
-    monkeypatch.setattr(mirror_mod, "SEAL_ROWS", 0)  # seal at the next refresh
-    monkeypatch.setenv("OTTOLYTICS_LOCK_WAIT", "0.2")
-    fd = _hold(os.path.join(h._source.mirrors[0].dir, ".lock"))
+    mirror = h._source.mirrors[0]
+    sealed, files = len(mirror.state["segments"]), _parquet_files(mirror.dir)
+    monkeypatch.setattr(mirror_mod, "SEAL_ROWS", 0)  # seal at each refresh
+    fd = _hold(os.path.join(mirror.dir, ".lock"))
     try:
-        record(db, range(RUNS, 2 * RUNS))  # more runs: the next question reads them and seals
-        assert len(h.tasks()) == q(db, "SELECT count(*) FROM tasks")[0][0]
-        assert len(h._source.mirrors[0].state["segments"]) == sealed  # put off
+        for k in range(3):  # more runs each time: each question reads them and would seal
+            record(db, range((k + 1) * RUNS, (k + 2) * RUNS))
+            t0 = time.monotonic()
+            assert len(h.tasks()) == q(db, "SELECT count(*) FROM tasks")[0][0]
+            assert time.monotonic() - t0 < 5  # the question did not wait for the lock
+            assert len(mirror.state["segments"]) == sealed  # put off
+            assert _parquet_files(mirror.dir) == files  # and nothing written
     finally:
         os.close(fd)
+    record(db, range(4 * RUNS, 5 * RUNS))
     assert len(h.tasks()) == q(db, "SELECT count(*) FROM tasks")[0][0]
+    assert len(mirror.state["segments"]) > sealed  # the lock free: sealed
     h.close()
+
+
+def test_a_lock_that_is_a_symbolic_link_is_refused_and_its_target_kept(tmp_path):
+    """A review found the pid written through a link planted at the lock's path
+    (a shared, group-writable dataset directory): the target was emptied."""
+    from ottolytics.core.errors import Refused
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious data")
+    lock = tmp_path / "ds" / LOCK
+    lock.parent.mkdir()
+    lock.symlink_to(victim)
+    with pytest.raises(Refused) as err:
+        with FileLock(str(lock)):
+            pass
+    assert "symbolic link" in str(err.value) and "\n" not in str(err.value)
+    assert victim.read_text() == "precious data"
+
+
+def test_a_lock_file_with_another_name_still_locks_but_is_not_written(tmp_path):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious data")
+    lock = tmp_path / "x.lock"
+    os.link(victim, lock)
+    with FileLock(str(lock)):
+        pass
+    assert victim.read_text() == "precious data"
+
+
+def test_an_interrupted_wait_closes_its_descriptor(tmp_path):
+    """A review found a Ctrl-C during the wait left the lock file open."""
+    import signal
+
+    path = str(tmp_path / "x.lock")
+    fd = _hold(path)
+
+    def interrupt(*_):
+        raise KeyboardInterrupt
+    before = len(os.listdir("/proc/self/fd"))
+    old = signal.signal(signal.SIGALRM, interrupt)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.3)
+        with pytest.raises(KeyboardInterrupt):
+            with FileLock(path, wait=30):
+                pass
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+        os.close(fd)
+    assert len(os.listdir("/proc/self/fd")) == before - 1  # (less the held one)
+
+
+def test_the_holder_pid_goes_with_the_lock(tmp_path):
+    path = str(tmp_path / "x.lock")
+    with FileLock(path):
+        assert open(path).read().strip() == str(os.getpid())
+    assert open(path).read() == ""  # no stale pid named to the next that waits
+
+
+def test_a_first_copy_made_by_a_child_and_held_elsewhere_is_busy(db, tmp_path, monkeypatch):
+    """In a recording process the first copy of a big store is made by a child;
+    the lock held elsewhere reached the caller as a ReadError (a review)."""
+    from ottolytics.analyze.sources import mirror as mirror_mod
+    from ottolytics.record.recorder import Recorder
+    record(db)
+    rec = Recorder(db)
+    rec.run(project="web", uid="now").start()  # this process has the store open
+    monkeypatch.setattr(mirror_mod, "BULK_TASKS", 0)
+    monkeypatch.setenv("OTTOLYTICS_LOCK_WAIT", "0.5")
+    real, held = mirror_mod._copy_in_child, []
+
+    def child(path, root):  # another process takes the lock just before the child
+        h_dir = os.path.join(root, mirror_mod.Mirror(path, root).dir)
+        held.append(_hold(os.path.join(h_dir, ".lock")))
+        return real(path, root)
+    monkeypatch.setattr(mirror_mod, "_copy_in_child", child)
+    h = ottolytics.open(db)
+    try:
+        with pytest.raises(Busy) as err:
+            h.runs()
+    finally:
+        for fd in held:
+            os.close(fd)
+        h.close()
+        rec.close()
+    line = str(err.value)
+    assert "pid 4242" in line and "\n" not in line and "OTTOLYTICS_MIRROR=off" in line
+    assert held  # the child's path was taken
+
+
+def test_the_mcp_server_answers_busy_in_one_line(db, tmp_path, monkeypatch):
+    """A review found Busy reached an MCP client as a bare tool crash."""
+    import anyio
+    from mcp.server.mcpserver.exceptions import ToolError
+    from ottolytics.mcp.server import build_server
+    record(db)
+    h = ottolytics.open(db)
+    lock = os.path.join(h._source.mirrors[0].dir, ".lock")
+    h.close()
+    monkeypatch.setenv("OTTOLYTICS_LOCK_WAIT", "0.3")
+    fd = _hold(lock)
+    try:
+        server = build_server(db)
+        with pytest.raises(ToolError) as err:
+            anyio.run(lambda: server.call_tool("task_stats", {"task": "lint"}))
+    finally:
+        os.close(fd)
+    assert "pid 4242" in str(err.value) and "\n" not in str(err.value)

@@ -86,7 +86,7 @@ class FileLock:
     on a network file system) no longer makes every later writer wait for ever."""
 
     def __init__(self, path, wait=None, what=None, hint=None):
-        self.path, self.fd = path, None
+        self.path, self.fd, self._owned = path, None, False
         self.wait, self.what, self.hint = wait, what, hint
 
     def __enter__(self):
@@ -94,36 +94,48 @@ class FileLock:
             import fcntl
         except ImportError:
             return self
+        import stat
         import time
-        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
-        wait = lock_wait() if self.wait is None else self.wait
-        deadline, pause = time.monotonic() + wait, 0.01
-        while True:
-            try:
-                fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
+        try:  # never through a link: the pid written below would land in its target
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
+                         | getattr(os, "O_CLOEXEC", 0), 0o644)
+        except OSError:
+            if os.path.islink(self.path):
+                from ottolytics.core.errors import Refused
+                raise Refused(f"{self.path}: is a symbolic link, not a lock file; remove it "
+                              f"(ottolytics makes its own)") from None
+            raise
+        try:
+            info = os.fstat(fd)
+            # the pid is written only into a lock file of its own: a regular file
+            # with one name (a hard link's other name would get it too)
+            self._owned = stat.S_ISREG(info.st_mode) and info.st_nlink == 1
+            wait = lock_wait() if self.wait is None else self.wait
+            deadline, pause = time.monotonic() + wait, 0.01
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    pass
                 if time.monotonic() >= deadline:
-                    holder = self._holder()
-                    os.close(self.fd)
-                    self.fd = None
-                    raise self._busy(wait, holder) from None
+                    raise self._busy(wait, self._holder(fd))
                 time.sleep(min(pause, max(0.0, deadline - time.monotonic())))
                 pause = min(pause * 2, 0.25)
-            except BaseException:
-                os.close(self.fd)
-                self.fd = None
-                raise
-        try:  # who holds it, for a process that waits in vain
-            os.ftruncate(self.fd, 0)
-            os.pwrite(self.fd, f"{os.getpid()}\n".encode(), 0)
-        except OSError:
-            pass  # (a read-only lock file still locks)
+            if self._owned:  # who holds it, for a process that waits in vain
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        except BaseException:  # (an interrupted wait too: the descriptor is closed)
+            os.close(fd)
+            raise
+        self.fd = fd
         return self
 
-    def _holder(self):
+    def _holder(self, fd):
+        if not self._owned:
+            return None
         try:
-            text = os.pread(self.fd, 32, 0).decode("ascii", "replace").strip()
+            text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
         except OSError:
             return None
         return int(text) if text.isdigit() else None
@@ -138,5 +150,10 @@ class FileLock:
 
     def __exit__(self, *exc):
         if self.fd is not None:
+            if self._owned:
+                try:  # no stale pid for the next process that waits
+                    os.ftruncate(self.fd, 0)
+                except OSError:
+                    pass
             os.close(self.fd)  # closing releases the lock
             self.fd = None

@@ -245,9 +245,8 @@ def build_server(db=None, tools=None):
     def call(fn, *args, **kwargs):
         try:
             return fn(*args, **kwargs)
-        except Refused as exc:
-            raise ToolError(str(exc)) from None
-        except StoreError as exc:
+        except (errors.Refused, StoreError, errors.Busy) as exc:
+            # (Busy: another process held a lock, such as the mirror's first copy)
             raise ToolError(str(exc)) from None
 
     Since = Annotated[str | None, Field(description="only runs started since then: '7d', "

@@ -78,7 +78,7 @@ FORMAT = 3  # 2: task_stderr has each tail's signature and message; 3: tasks the
 STATE = "state.json"
 LOCK = ".lock"
 SEAL_ROWS = 20_000      # live task rows past which finished runs are sealed
-UPKEEP_WAIT_S = 5.0     # sealing or compacting waits this long for the lock, then is put off
+UPKEEP_WAIT_S = 0.0     # sealing or compacting does not wait for the lock: put off, tried again later
 MAX_SEGMENTS = 16       # segments past which they are compacted into one
 MAX_DEAD = 50_000       # masked runs past which the segments are compacted
 MAX_CHANGED = 10_000    # runs changed since the state past which it is sealed
@@ -386,7 +386,8 @@ class Mirror:
         """The mirror's file lock. The first copy waits for another process's as
         long as any lock is waited for (core.files.lock_wait), then fails in one
         line; upkeep (sealing, compacting) waits at most UPKEEP_WAIT_S and is put
-        off (Busy, which its callers catch): the live rows still answer."""
+        off (Busy, which its callers catch: nothing is written, the live rows
+        still answer, and a later question tries again)."""
         wait = min(lock_wait(), UPKEEP_WAIT_S) if upkeep else None
         return FileLock(os.path.join(self.dir, LOCK), wait=wait,
                         what=f"{self.path}: its columnar copy in {self.dir}",
@@ -513,22 +514,28 @@ class Mirror:
         token = uuid.uuid4().hex[:8]
         files = {}
         try:
-            for table in MIRRORED:
-                rows = (f"SELECT *, {seg}::BIGINT AS _seg FROM {self._live(table)} "
-                        f"WHERE _run IN (SELECT id FROM _ottolytics_sealed)")
-                if not con.execute(f"SELECT count(*) FROM ({rows})").fetchone()[0]:
-                    continue
-                name = f"{table}-{seg:06d}-{token}.parquet"
-                _copy_to(con, rows, os.path.join(self.dir, name))
-                files[table] = name
-            new["segments"].append({"seg": seg, "files": files})
+            # the lock first: when another process holds it, nothing is written
             with self._locked(upkeep=True):
                 if self._load(state["uid"], self._read_seq) != state:
                     return  # another process sealed first: the next query reads its state
+                for table in MIRRORED:
+                    rows = (f"SELECT *, {seg}::BIGINT AS _seg FROM {self._live(table)} "
+                            f"WHERE _run IN (SELECT id FROM _ottolytics_sealed)")
+                    if not con.execute(f"SELECT count(*) FROM ({rows})").fetchone()[0]:
+                        continue
+                    name = f"{table}-{seg:06d}-{token}.parquet"
+                    files[table] = name
+                    _copy_to(con, rows, os.path.join(self.dir, name))
+                new["segments"].append({"seg": seg, "files": files})
                 self._save(new)
         except (*_NO_ROOM, Busy):
-            # No room for the files, or another process holds the mirror: the
-            # live rows still answer, and the files left are swept as leftovers.
+            # No room for the files, or another process holds the mirror: put
+            # off; the live rows still answer. What was written goes.
+            for name in files.values():
+                try:
+                    os.unlink(os.path.join(self.dir, name))
+                except OSError:
+                    pass
             return
         for table in MIRRORED:
             con.execute(f"DELETE FROM {self._live(table)} WHERE _run IN "
@@ -781,10 +788,17 @@ def _copy_derived(con, table, rows, target):
             os.unlink(raw)
 
 
+_CHILD_BUSY = 75  # the child's exit code for Busy (EX_TEMPFAIL)
+
+
 def _copy_in_child(path, root):
     """Make the first copy in a child process (this one records into the store)."""
     done = subprocess.run([sys.executable, "-m", "ottolytics.analyze.sources.mirror", path,
                            root], capture_output=True, text=True)
+    if done.returncode == _CHILD_BUSY:  # another process held the mirror past the wait
+        lines = (done.stderr or "").strip().splitlines()
+        raise Busy(lines[-1] if lines else f"{path}: its columnar copy is held by another "
+                   "process; wait for it to end or set OTTOLYTICS_MIRROR=off")
     if done.returncode != 0:
         lines = (done.stderr or "").strip().splitlines()
         raise ReadError(f"{path}: making its columnar copy failed: "
@@ -879,6 +893,9 @@ def main(argv=None):
         uid, seq = mirror._identity()
         if mirror._load(uid, seq) is None:
             mirror._first_copy(uid)
+    except Busy as exc:  # the parent raises it again as itself
+        print(exc, file=sys.stderr)
+        sys.exit(_CHILD_BUSY)
     finally:
         mirror.close()
 
