@@ -126,6 +126,26 @@ print(json.dumps({"time": took, "rss": peak_mb(), "grew": peak_mb() - before,
                   "rows": len(df), "frame": df.memory_usage(deep=True).sum() / 2**20}))
 """
 
+# h.tasks() with one filter, in a fresh process: the store's last 7 days, one
+# project, one task (the rows each returns are a small share of the store).
+_TASKS_FILTERED = """
+import sqlite3
+import ottolytics.analyze.history
+import ottolytics
+db, kind = sys.argv[1:3]
+conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+newest = conn.execute("SELECT max(started_at) FROM runs").fetchone()[0]
+project = conn.execute("SELECT p.name FROM projects p JOIN runs r ON r.project_id = p.id "
+                       "ORDER BY r.id DESC LIMIT 1").fetchone()[0]
+task = conn.execute("SELECT name FROM tasks ORDER BY id DESC LIMIT 1").fetchone()[0]
+conn.close()
+given = {"since": {"since": newest - 7 * 86400}, "project": {"project": project},
+         "task": {"task": task}, "none": {"since": newest + 86400}}[kind]
+t0 = time.perf_counter()
+df = ottolytics.open(db, **given).tasks()
+print(json.dumps({"time": time.perf_counter() - t0, "rows": len(df), "rss": peak_mb()}))
+"""
+
 # The same rows and columns as h.tasks(), the plain pandas way.
 _READ_SQL = """
 import sqlite3
@@ -304,6 +324,22 @@ def bench_scale(scale, work, only=None, log=print):
                             ours["grew"] <= 1.5 * ours["frame"],
                             f"peak RSS {ours['rss']:.0f} MiB; read_sql took {base['grew']:.0f} "
                             f"MiB, peak {base['rss']:.0f} MiB"))
+            # A filtered frame costs in proportion to the rows it returns: beside
+            # it, a frame of no rows (what any frame costs) plus the whole frame's
+            # time per row beyond that, times the rows it returned.
+            empty = _median_child(_TASKS_FILTERED, store, "none", n=3)["time"]
+            per_row = max(ours["time"] - empty, 0.0) / max(ours["rows"], 1)
+            for kind, what in (("since", "the store's last 7 days"), ("project", "one project"),
+                               ("task", "one task")):
+                log(f"measuring h.tasks() filtered by {kind} ...")
+                got = _median_child(_TASKS_FILTERED, store, kind, n=1 if n >= 10_000_000 else 3)
+                rows.append(Row(f"tasks-{kind}", f"h.tasks() of {what} ({got['rows']:,} rows), "
+                                "fresh process", got["time"], "s",
+                                empty + per_row * got["rows"], "a frame of no rows, plus the "
+                                "whole frame's time per row times the rows returned",
+                                "≤ 1.5× (in proportion)",
+                                got["time"] <= 1.5 * (empty + per_row * got["rows"]),
+                                f"peak RSS {got['rss']:.0f} MiB"))
         if "commands" in groups:
             from datetime import datetime, timedelta, timezone
             week = (datetime.fromtimestamp(newest, timezone.utc) - timedelta(days=7)).isocalendar()
