@@ -118,3 +118,24 @@ def test_task_output_is_what_the_store_kept_and_names_the_tasks_it_lacks(db):
         task_output(db, "nope-nope", "test")
     with pytest.raises(ValueError, match="stream="):
         task_output(db, "run007", "test", stream="/etc/passwd")
+
+
+def test_info_gives_the_command_line_as_a_list_too(db, cli):
+    """`args` is the stored JSON text (as before); `argv` is that list, decoded, so
+    a script need not parse JSON inside JSON. Not a list of strings (an imported
+    or hostile row): null."""
+    import sqlite3
+    from ottolytics import Recorder
+    rec = Recorder(db)
+    with rec.run(project="web", uid="argv1", args=["make", "test", "a b"]) as run:
+        run.task("t").start().finish(0)
+    rec.close()
+    doc = json.loads(cli("info", "argv1", "--json").stdout)
+    assert doc["argv"] == ["make", "test", "a b"]
+    assert json.loads(doc["args"]) == ["make", "test", "a b"]  # unchanged
+    conn = sqlite3.connect(db)
+    for bad in ("not json", '{"a": 1}', "[1, 2]", None):
+        conn.execute("UPDATE runs SET args = ? WHERE uid = 'argv1'", (bad,))
+        conn.commit()
+        assert run_info(db, "argv1")["argv"] is None
+    conn.close()

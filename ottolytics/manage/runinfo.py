@@ -4,6 +4,7 @@ the order its tasks' dependencies impose. Indexed sqlite3 only, so it answers
 in milliseconds on any size of store.
 """
 
+import json
 import os
 import time
 from contextlib import contextmanager
@@ -162,7 +163,9 @@ def _reading(db, conn, ref):
 
 
 def run_info(db=None, ref="latest", conn=None, home=None):
-    """The run *ref* as a dict: its fields, ``params``, ``tasks`` (final attempt
+    """The run *ref* as a dict: its fields (``args`` as stored, JSON text; ``argv``
+    that list decoded, or None when it holds no list of strings), ``params``,
+    ``tasks`` (final attempt
     last; paths absolute; ``refused`` names the log paths the read rule refuses,
     with why) and ``order``. Raises RunNotFound. Stored relative paths
     resolve against *home*, by default the store's directory, as History does."""
@@ -202,7 +205,7 @@ def run_info(db=None, ref="latest", conn=None, home=None):
             "stderr_tail": tail if status == "failed" else None, "derived": derived})
     run_id = run.pop("uid")
     run.pop("id")
-    result = {"run_id": run_id, **run,
+    result = {"run_id": run_id, **run, "argv": _argv(run["args"]),
               "duration_s": _duration(run["status"], run["started_at"], run["finished_at"], now),
               "run_dir": from_stored(run_dir, home), "params": params, "tasks": tasks}
     last = {}
@@ -210,6 +213,20 @@ def run_info(db=None, ref="latest", conn=None, home=None):
         last[t["task"]] = t
     result["order"] = dependency_order(list(last.values()))
     return result
+
+
+def _argv(args):
+    """The stored ``args`` (JSON text) as the list of strings it holds, or None
+    when it holds anything else (rows are untrusted)."""
+    if not isinstance(args, str):
+        return None
+    try:
+        value = json.loads(args)
+    except ValueError:
+        return None
+    if isinstance(value, list) and all(isinstance(a, str) for a in value):
+        return value
+    return None
 
 
 class TaskNotFound(RunNotFound):
