@@ -453,3 +453,55 @@ def test_a_format_2_dataset_of_day_partitions_is_read_then_rewritten_as_months(d
     assert manifest["format"] == 4 and summary["removed"] == summary["written"] > 0
     assert all(len(d) == 7 for d, _h, _s in manifest["partitions"])
     assert len(ottolytics.open(out).runs()) == RUNS
+
+
+def test_an_export_never_touches_a_directory_that_is_not_a_dataset(db, tmp_path, cli):
+    """A new user's report: `export parquet DIR` into a directory of their own
+    deleted DIR/snapshots/* and wrote over DIR/manifest.json. Now a non-empty
+    directory without a manifest is refused in one line, untouched."""
+    record(db)
+    mine = tmp_path / "mine"
+    (mine / "snapshots" / "keepme").mkdir(parents=True)
+    (mine / "snapshots" / "keepme" / "data.csv").write_text("x")
+    (mine / "snapshots" / "important.tmp").write_text("y")
+    (mine / "notes.txt").write_text("z")
+    before = sorted(str(p.relative_to(mine)) for p in mine.rglob("*"))
+    proc = cli("--db", db, "export", "parquet", mine)
+    err = proc.stderr.decode()
+    assert proc.returncode == 1 and len(err.strip().splitlines()) == 1, err
+    assert "not an ottolytics dataset" in err and "empty directory" in err
+    assert sorted(str(p.relative_to(mine)) for p in mine.rglob("*")) == before
+    assert (mine / "snapshots" / "keepme" / "data.csv").read_text() == "x"
+
+
+def test_an_export_to_a_file_is_one_line(db, tmp_path, cli):
+    record(db)
+    target = tmp_path / "a-file"
+    target.write_text("mine")
+    proc = cli("--db", db, "export", "parquet", target)
+    err = proc.stderr.decode()
+    assert proc.returncode == 1 and len(err.strip().splitlines()) == 1, err
+    assert "Errno" not in err and "not a directory" in err
+    assert target.read_text() == "mine"
+
+
+def test_an_export_leaves_what_it_did_not_make_in_a_dataset(exported, cli):
+    """Inside a dataset only the export's own snapshots and leftovers are swept."""
+    db, out, _summary = exported
+    foreign = out / "snapshots" / "notes"
+    foreign.mkdir()
+    (foreign / "a.txt").write_text("kept")
+    (out / "snapshots" / "readme.txt").write_text("kept")
+    record(db, range(40, 42))
+    assert cli("--db", db, "export", "parquet", out).returncode == 0
+    assert (foreign / "a.txt").read_text() == "kept"
+    assert (out / "snapshots" / "readme.txt").read_text() == "kept"
+    assert len([p for p in (out / "snapshots").iterdir()
+                if p.name[:6].isdigit()]) <= 2  # its own old snapshots still go
+
+
+def test_a_first_export_into_an_empty_directory_or_its_own_leftovers_works(db, tmp_path, cli):
+    record(db)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert cli("--db", db, "export", "parquet", empty).returncode == 0

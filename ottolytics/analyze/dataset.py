@@ -48,6 +48,7 @@ do, so every Hive reader decodes them back to the original.
 import hashlib
 import json
 import os
+import re
 import shutil
 import uuid
 from datetime import datetime, timezone
@@ -65,6 +66,7 @@ from ottolytics.analyze.sources.parquet import (
     CURRENT, FORMAT_VERSION, INDEX, LEGACY, LOCK, MANIFEST, SNAPSHOTS, TABLES,
     _partition_path, file_entries, read_manifest)
 from ottolytics.analyze.sources.sqlite import SqliteSource
+from ottolytics.core.errors import Refused
 from ottolytics.core.files import FileLock, atomic_write, fsync_dir, fsync_file
 from ottolytics.store import inprocess
 from ottolytics.store.statuses import UNFINISHED, sql_in
@@ -151,21 +153,56 @@ def _remove(path):
             pass
 
 
+# The names an export makes in DIR/snapshots: "000012-1a2b3c4d" (".tmp" while
+# being built). Nothing else there is swept: it is not the export's.
+_SNAPSHOT_NAME = re.compile(r"\d{6,}-[0-9a-f]{8}(\.tmp)?")
+# What an export leaves at the top of DIR: the manifest's and the link's
+# temporary files (core.files.atomic_write's ".manifest.json.….tmp"; older
+# versions wrote "manifest.json.….tmp"; the link's "current.….tmp") and the
+# spill directory of DuckDB's sorts (".spill-….tmp").
+_LEFTOVERS = ("." + MANIFEST + ".", MANIFEST + ".", CURRENT + ".", ".spill-")
+
+
+def _check_target(directory):
+    """Refuse, in one line, a *directory* that is a file, or not empty and not a
+    dataset (no manifest, and something in it that no export made): an export
+    never deletes or overwrites what it did not make."""
+    text = str(directory)
+    if os.path.lexists(directory) and not os.path.isdir(directory):
+        raise Refused(f"{text}: is a file, not a directory; give the dataset's "
+                      f"directory (a new or empty one for a first export)")
+    if not os.path.isdir(directory) or os.path.exists(os.path.join(directory, MANIFEST)):
+        return
+    # format 1 wrote its tables straight into DIR, beside "_signatures", and no manifest
+    format_1 = os.path.isdir(os.path.join(directory, "_signatures"))
+    for name in os.listdir(directory):
+        full = os.path.join(directory, name)
+        if name == LOCK or (name.endswith(".tmp") and name.startswith(_LEFTOVERS)):
+            continue
+        if format_1 and name in LEGACY and os.path.isdir(full) and not os.path.islink(full):
+            continue
+        if name == CURRENT and os.path.islink(full) and \
+                os.readlink(full).startswith(SNAPSHOTS + os.sep):
+            continue
+        if name == SNAPSHOTS and os.path.isdir(full) and not os.path.islink(full) and all(
+                _SNAPSHOT_NAME.fullmatch(n) for n in os.listdir(full)):
+            continue  # (an interrupted first export's)
+        raise Refused(f"{text}: not empty and not an ottolytics dataset (no {MANIFEST}; "
+                      f"{name!r} is not an export's), so nothing in it is touched; export "
+                      f"into a new or empty directory")
+
+
 def _sweep(directory, keep):
     """Remove what earlier exports left: temporary files and snapshots that
-    neither *keep* nor the ``current`` link names."""
+    neither *keep* nor the ``current`` link names (only names an export makes)."""
     keep = set(keep) | {_current_target(directory)}
-    # The manifest's (core.files.atomic_write's ".manifest.json.….tmp"; older
-    # versions wrote "manifest.json.….tmp") and the link's ("current.….tmp").
-    # And the spill directory of DuckDB's sorts (".spill-….tmp").
-    leftovers = ("." + MANIFEST + ".", MANIFEST + ".", CURRENT + ".", ".spill-")
     for name in os.listdir(directory):
-        if name.endswith(".tmp") and name.startswith(leftovers) and name not in keep:
+        if name.endswith(".tmp") and name.startswith(_LEFTOVERS) and name not in keep:
             _remove(os.path.join(directory, name))
     folder = os.path.join(directory, SNAPSHOTS)
     if os.path.isdir(folder):
         for name in os.listdir(folder):
-            if name not in keep:
+            if name not in keep and _SNAPSHOT_NAME.fullmatch(name):
                 _remove(os.path.join(folder, name))
 
 
@@ -206,6 +243,7 @@ def export(h, directory):
     if not isinstance(h._source, SqliteSource):
         raise ValueError("export a store, not a Parquet dataset")
     directory = os.path.abspath(str(directory))
+    _check_target(directory)
     os.makedirs(directory, exist_ok=True)
     # exports into one shared directory take turns
     with FileLock(os.path.join(directory, LOCK), what=f"export into {directory}"), \
