@@ -505,3 +505,17 @@ def test_a_first_export_into_an_empty_directory_or_its_own_leftovers_works(db, t
     empty = tmp_path / "empty"
     empty.mkdir()
     assert cli("--db", db, "export", "parquet", empty).returncode == 0
+
+
+@pytest.mark.parametrize("command", [["stats"], ["failures"], ["export", "prometheus", "m.prom"]])
+def test_a_directory_that_is_neither_store_nor_dataset_says_pass_the_store(
+        db, home, tmp_path, cli, command):
+    """A new user's report: `--db OTTO_HOME stats` said to export a dataset into
+    OTTO_HOME; `history` said the right thing (pass the store file)."""
+    record(db)
+    proc = cli("--db", home, *command, cwd=tmp_path)
+    err = proc.stderr.decode()
+    assert proc.returncode == 1 and len(err.strip().splitlines()) == 1, err
+    assert "is a directory" in err and str(db) in err and "export again" not in err
+    with pytest.raises(Exception, match="is a directory"):
+        ottolytics.open(home)

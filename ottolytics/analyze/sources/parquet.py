@@ -264,8 +264,12 @@ def _open_snapshot(directory):
             why = "written by an older ottolytics (no manifest.json)"
         elif os.path.isdir(os.path.join(directory, SNAPSHOTS)):
             why = "no complete export yet (the first one was interrupted)"
-        else:
-            why = "not an ottolytics Parquet dataset (no manifest.json)"
+        else:  # a directory of anything else: most likely the store's (OTTO_HOME)
+            store = os.path.join(directory, "ottolytics.db")
+            raise duck.ReadError(
+                f"{directory}: is a directory, neither a store nor an ottolytics Parquet "
+                f"dataset (no manifest.json); pass the store file (e.g. --db {store}) or "
+                f"the directory that 'ottolytics export parquet' wrote")
         raise duck.ReadError(f"{directory}: {why}; export again with "
                              f"'ottolytics export parquet {directory}'")
     root = os.path.join(directory, SNAPSHOTS, manifest["snapshot"])
