@@ -27,6 +27,7 @@ def metrics(db, tmp_path):
                 pass
     rec.close()
     path = tmp_path / "out" / "ottolytics.prom"
+    path.parent.mkdir()  # (the directory must exist, as node_exporter's does)
     write_metrics(ottolytics.open(db), path, window_s=10 * 365 * 86400)
     return path
 
@@ -211,3 +212,23 @@ def test_node_exporter_serves_the_textfile(metrics):
             for s in served["ottolytics_runs"].samples}
     assert runs[("web", "success")] == 30
     assert set(HOSTILE) <= {s.labels["project"] for s in served["ottolytics_runs"].samples}
+
+
+def test_a_directory_or_a_missing_one_is_one_line_and_nothing_is_created(db, tmp_path):
+    """A new user's report: `export prometheus /tmp` printed "[Errno 21] Is a
+    directory: '/.tmp.….tmp' -> '/tmp'", and a mistyped parent directory was
+    created silently. The rule is now report weekly's --out rule (one place:
+    core.files.output_path)."""
+    record(db)
+    target = tmp_path / "out"
+    target.mkdir()
+    proc = run_cli("--db", db, "export", "prometheus", target)
+    err = proc.stderr.decode()
+    assert proc.returncode == 1 and len(err.strip().splitlines()) == 1, err
+    assert "is a directory; give a file name such as" in err and "Errno" not in err
+    assert list(target.iterdir()) == []
+    missing = tmp_path / "typo" / "deeper" / "m.prom"
+    proc = run_cli("--db", db, "export", "prometheus", missing)
+    err = proc.stderr.decode()
+    assert proc.returncode == 1 and "create it first" in err, err
+    assert not (tmp_path / "typo").exists()

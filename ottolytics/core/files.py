@@ -59,6 +59,24 @@ def atomic_write(path, data, encoding="utf-8"):
     return text
 
 
+def output_path(path, example):
+    """The absolute path of a file an export is to write at *path* (the weekly
+    report's CSV, the Prometheus textfile): the one rule for both. A directory,
+    or a path in a directory that does not exist, raises IsADirectoryError or
+    FileNotFoundError with one line that says what to give instead (*example*:
+    a file name to suggest inside a directory); nothing is created."""
+    text = str(path)
+    full = os.path.abspath(text)
+    if os.path.isdir(full) or text.endswith((os.sep, "/")):
+        raise IsADirectoryError(f"{text}: is a directory; give a file name such as "
+                                f"{os.path.join(text, example)}")
+    folder = os.path.dirname(full)
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(f"{folder}: directory does not exist; create it first "
+                                f"(mkdir -p {folder})")
+    return full
+
+
 LOCK_WAIT_S = 600.0  # how long a lock is waited for, unless OTTOLYTICS_LOCK_WAIT says
 
 

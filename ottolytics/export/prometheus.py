@@ -19,7 +19,7 @@ import pandas as pd
 
 from ottolytics.analyze.analytics import quantiles_sql
 from ottolytics.analyze.duck import sqlite_literal
-from ottolytics.core.files import atomic_write
+from ottolytics.core.files import atomic_write, output_path
 from ottolytics.store.statuses import OUTCOMES, sql_in, success_rate
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.openmetrics.exposition import ALLOWUTF8
@@ -242,8 +242,7 @@ def write_metrics(h, path, window_s=DEFAULT_WINDOW_S, max_tasks=MAX_TASKS,
                   max_projects=MAX_PROJECTS, now=None):
     """Write the metrics of *h* to *path*, atomically, for node_exporter. *now*
     (unix seconds; default the current time) is where the window ends."""
-    path = os.path.abspath(str(path))
-    os.makedirs(os.path.dirname(path), exist_ok=True)
+    path = output_path(path, "ottolytics.prom")  # a file in an existing directory
     atomic_write(path, generate_latest(registry_for(h, window_s, now=now, max_tasks=max_tasks,
                                                     max_projects=max_projects),
                                        ALLOWUTF8))  # as write_to_textfile escapes

@@ -9,13 +9,11 @@ __all__ = ["write_csv", "to_csv_text", "weekly", "newest_week", "last_complete_w
 
 import csv
 import io
-import os
-import uuid
 from datetime import datetime, timedelta
 
 import pandas as pd
 
-from ottolytics.core.files import atomic_write
+from ottolytics.core.files import atomic_write, output_path
 from ottolytics.analyze.weekly import (  # noqa: F401  (the report's names, as before)
     COLUMNS, last_complete_week, parse_week, week_label)
 
@@ -53,16 +51,8 @@ def to_csv_text(df):
 def write_csv(df, path):
     """Write the report to *path* atomically (core.files.atomic_write: a
     temporary file in the same directory, fsync, rename, fsync the directory).
-    The directory must exist."""
-    text = str(path)
-    path = os.path.abspath(text)
-    if os.path.isdir(path) or text.endswith((os.sep, "/")):
-        raise IsADirectoryError(f"{text}: is a directory; give a file name such as "
-                                f"{os.path.join(text, 'weekly.csv')}")
-    folder = os.path.dirname(path)
-    if not os.path.isdir(folder):
-        raise FileNotFoundError(f"{folder}: directory does not exist; create it first "
-                                f"(mkdir -p {folder})")
+    The directory must exist (core.files.output_path)."""
+    path = output_path(path, "weekly.csv")
     atomic_write(path, to_csv_text(df))
     return path
 
