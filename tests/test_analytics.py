@@ -335,3 +335,24 @@ def test_flaky_counts_a_run_whose_start_is_unknown(db):
     with ottolytics.open(db) as h:
         row = h.flaky(window=20).set_index("task").loc["test"]
     assert (row["runs"], row["failed_runs"]) == (8, 2)
+
+
+def test_flaky_leaves_out_tasks_that_never_passed(db, tmp_path):
+    """A new user's report: tasks that failed in every run of their window were
+    listed by `ottolytics flaky` with score 0, against its definition (tasks
+    that both passed and failed) and its own empty message."""
+    from ottolytics import Recorder
+    from conftest import run_cli
+    rec = Recorder(db)
+    for i in range(6):
+        with rec.run(project="p", uid=f"r{i}") as run:
+            run.task("always-fails").start(at=T0 + i * 60).finish(1, at=T0 + i * 60 + 1)
+            run.task("never-fails").start(at=T0 + i * 60).finish(0, at=T0 + i * 60 + 1)
+            run.task("retry-passes").start(at=T0 + i * 60).finish(1, at=T0 + i * 60 + 1)
+            run.task("retry-passes").start(at=T0 + i * 60 + 2).finish(0, at=T0 + i * 60 + 3)
+    rec.close()
+    with ottolytics.open(db) as h:
+        assert list(h.flaky()["task"]) == ["retry-passes"]
+        assert list(h.with_filters(task="always-fails").flaky()["task"]) == []
+    out = run_cli("--db", db, "flaky", "--task", "always-fails")
+    assert out.returncode == 0 and b"no flaky tasks" in out.stdout, out

@@ -219,6 +219,7 @@ def flaky_sql(source, window):
         flips AS (
             SELECT project, task, count(*) AS runs,
                    count(*) FILTER (WHERE outcome = 'failed') AS failed_runs,
+                   count(*) FILTER (WHERE outcome = 'success') AS _passed_runs,
                    count(*) FILTER (WHERE retry_pass) AS retry_passes,
                    CAST(sum(CASE WHEN prev IS NOT NULL AND prev <> outcome THEN 1 ELSE 0 END) AS BIGINT)
                        AS flips,
@@ -243,7 +244,9 @@ def flaky_sql(source, window):
                 + f.retry_passes / f.runs
                 + coalesce(hs.mixed_hashes / nullif(hs.hashes, 0), 0)) / 3 AS score
         FROM flips f LEFT JOIN hashes hs USING (project, task)
-        WHERE f.failed_runs > 0 OR f.retry_passes > 0
+        -- flaky: both passed and failed in the window (a task that only failed
+        -- is broken, not flaky), or passed on a retry after failing
+        WHERE (f.failed_runs > 0 AND f._passed_runs > 0) OR f.retry_passes > 0
         ORDER BY score DESC, flip_rate DESC, project, task"""
 
 

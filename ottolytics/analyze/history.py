@@ -675,7 +675,9 @@ class History:
     @_kept()
     def flaky(self, window: int = 20) -> pd.DataFrame:
         """Tasks ranked by how flaky they are over their last *window* runs, most
-        flaky first; tasks that never failed in the window are left out.
+        flaky first. Only tasks that both passed and failed in the window, or
+        passed on a retry after failing, are in it: a task that never failed is
+        not flaky, nor is one that never passed (it is broken: ``failures()``).
 
         ``flip_rate`` is success/failure changes from run to run / (runs - 1);
         ``retry_passes`` counts runs where an attempt failed and a later one
