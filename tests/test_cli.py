@@ -212,3 +212,18 @@ def test_a_command_group_without_its_subcommand_is_a_usage_error(group, cli):
     out = cli(group)
     assert out.returncode == 2
     assert f"usage: ottolytics {group}".encode() in out.stdout
+
+
+@pytest.mark.parametrize("argv", [
+    ["stats", "--since", "-5d"], ["history", "-n", "abc"], ["logs", "--stream", "bogus", "x"],
+    ["nope"], ["history", "--bogus"], ["flaky", "--window"],
+])
+def test_an_argument_error_is_one_line_that_says_what_to_do(argv, cli):
+    """A new user's report: argparse printed its usage block, then the error;
+    every other error of ottolytics is one line."""
+    proc = cli(*argv)
+    err = proc.stderr.decode()
+    assert proc.returncode == 2 and len(err.strip().splitlines()) == 1, err
+    assert "error:" in err and "--help" in err and not proc.stdout
+    if argv[:2] == ["stats", "--since"]:
+        assert "--since=VALUE" in err

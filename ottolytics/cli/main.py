@@ -815,14 +815,33 @@ def cmd_bench(args):
 
 # -- parser -----------------------------------------------------------------
 
+def _parser_class():
+    import argparse
+
+    class Parser(argparse.ArgumentParser):
+        """argparse's parser, its errors one line (exit 2) that says what to do,
+        not the usage block and then the error: every error of ottolytics is one
+        line. ``--help`` still prints the usage."""
+
+        def error(self, message):
+            import re
+            hint = ""
+            flag = re.match(r"argument (-\S+?)(?:/\S+)?: expected one argument", message)
+            if flag:
+                hint = f" (a value that starts with '-' is written {flag.group(1)}=VALUE)"
+            self.exit(2, f"{self.prog}: error: {message}{hint}; see '{self.prog} --help'\n")
+    return Parser
+
+
 def build_parser():
     import argparse
-    parser = argparse.ArgumentParser(
+    Parser = _parser_class()
+    parser = Parser(
         prog="ottolytics", description="Run-history analytics for otto and other task runners.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"ottolytics {__version__}")
     parser.add_argument("--db", help="the store file (default: see below)")
-    common = argparse.ArgumentParser(add_help=False)
+    common = Parser(add_help=False)
     common.add_argument("--db", default=argparse.SUPPRESS, help="the store file")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
