@@ -356,3 +356,32 @@ def test_flaky_leaves_out_tasks_that_never_passed(db, tmp_path):
         assert list(h.with_filters(task="always-fails").flaky()["task"]) == []
     out = run_cli("--db", db, "flaky", "--task", "always-fails")
     assert out.returncode == 0 and b"no flaky tasks" in out.stdout, out
+
+
+@pytest.mark.parametrize("freq", [None, "D", "W", "M"])
+def test_task_success_rate_equals_counting_the_task_frame(db, freq):
+    """success_rate counts task attempts in two steps (grouped by status, then
+    pivoted); every figure equals counting h.tasks() with pandas."""
+    record(db)
+    with ottolytics.open(db) as h:
+        got = h.success_rate(by=("project", "task"), freq=freq)
+        t = h.tasks()
+    keys = ["project", "task"]
+    if freq:
+        t["period"] = t["started_at"].dt.tz_localize(None).dt.to_period(
+            {"D": "D", "W": "W-SUN", "M": "M"}[freq]).dt.start_time.dt.tz_localize("UTC")
+        keys = ["period"] + keys
+    status = t["status"].astype(str)
+    want = t.assign(runs=t["attempt"] == 1, successes=status == "success",
+                    failures=status == "failed", skips=status == "skipped",
+                    interrupted=status == "interrupted", total=1).groupby(keys).agg(
+        runs=("runs", "sum"), total=("total", "sum"), successes=("successes", "sum"),
+        failures=("failures", "sum"), skips=("skips", "sum"),
+        interrupted=("interrupted", "sum")).reset_index()
+    got = got.set_index(keys).sort_index()
+    want = want.set_index(keys).sort_index()
+    for col in ("runs", "total", "successes", "failures", "skips", "interrupted"):
+        assert got[col].astype("int64").tolist() == want[col].astype("int64").tolist(), col
+    rate = want["successes"] / (want["successes"] + want["failures"]).replace(0, float("nan"))
+    pd.testing.assert_series_equal(got["rate"].astype(float), rate.astype(float),
+                                   check_names=False)

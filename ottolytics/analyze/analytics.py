@@ -46,8 +46,15 @@ def success_rate_sql(status="status"):
     the weekly report, ``ottolytics stats``): the SQL twin of
     ``ottolytics.store.statuses.success_rate``, which counts in Python (listings,
     the Prometheus ratio); tests/test_statuses.py holds that they agree."""
-    return (f"count(*) FILTER (WHERE {status} = 'success') / nullif(count(*) FILTER "
-            f"(WHERE {status} IN {sql_in(OUTCOMES)}), 0)")
+    return success_rate_of(f"count(*) FILTER (WHERE {status} = 'success')",
+                           f"count(*) FILTER (WHERE {status} = 'failed')")
+
+
+def success_rate_of(successes, failures):
+    """The rate's formula over two counts (columns or expressions):
+    successes / (successes + failures), NULL when neither; success_rate_sql is
+    it over the rows' statuses."""
+    return f"{successes} / nullif({successes} + {failures}, 0)"
 
 
 def success_rate(h, by=("project", "task"), freq="W"):
@@ -57,24 +64,39 @@ def success_rate(h, by=("project", "task"), freq="W"):
     cols = _by(by)
     level = "task" in cols
     if level:
-        source = lambda r: r.facts(need=cols)  # noqa: E731
-        # The runs a task ran in are its first attempts: no DISTINCT over a million keys.
-        runs = "count(*) FILTER (WHERE attempt = 1)"
+        # Counted in two steps: the task rows grouped by the keys, status and
+        # whether the attempt is a first one (few groups, one count each), then
+        # those counts pivoted; a third faster over ten million rows than one
+        # filtered count per figure. The runs a task ran in are its first
+        # attempts: no DISTINCT over a million keys.
         bucket = epoch_period_sql(freq)
-        keys = ([f"to_timestamp({bucket}) AS period"] if bucket else []) + cols
-    else:
-        source, runs = (lambda r: r.runs()), "count(*)"
-        period = period_sql(freq)
-        keys = ([f"{period} AS period"] if period else []) + cols
+        inner = ([f"{bucket} AS _bucket"] if bucket else []) + cols
+        outer = (["to_timestamp(_bucket) AS period"] if bucket else []) + cols
+        group = ", ".join(str(i + 1) for i in range(len(outer)))
+
+        def count(where=None):
+            picked = f" FILTER (WHERE {where})" if where else ""
+            return f"coalesce(CAST(sum(_n){picked} AS BIGINT), 0)"
+        figures = ", ".join(f"{count(f'status = {duck.sqlite_literal(status)}')} AS {name}"
+                            for status, name in (("success", "successes"), ("failed", "failures"),
+                                                 ("skipped", "skips"),
+                                                 ("interrupted", "interrupted")))
+        return h._query(lambda r: (
+            f"SELECT {', '.join(outer)}, {count('_first')} AS runs, {count()} AS total, "
+            f"{figures}, {success_rate_of('successes', 'failures')} AS rate "
+            f"FROM (SELECT {', '.join(inner)}, status, attempt = 1 AS _first, count(*) AS _n "
+            f"FROM ({r.facts(need=cols)}) GROUP BY ALL) "
+            f"GROUP BY {group} ORDER BY {group}"))
+    period = period_sql(freq)  # whole runs
+    keys = ([f"{period} AS period"] if period else []) + cols
     group = ", ".join(str(i + 1) for i in range(len(keys)))
-    skipped = "count(*) FILTER (WHERE status = 'skipped')" if level else "0"
     sql = lambda r: (  # noqa: E731
-        f"SELECT {', '.join(keys)}, {runs} AS runs, count(*) AS total, "
+        f"SELECT {', '.join(keys)}, count(*) AS runs, count(*) AS total, "
         f"count(*) FILTER (WHERE status = 'success') AS successes, "
-        f"count(*) FILTER (WHERE status = 'failed') AS failures, {skipped} AS skips, "
+        f"count(*) FILTER (WHERE status = 'failed') AS failures, 0 AS skips, "
         f"count(*) FILTER (WHERE status = 'interrupted') AS interrupted, "
         f"{success_rate_sql()} AS rate "
-        f"FROM ({source(r)}) GROUP BY {group} ORDER BY {group}")
+        f"FROM ({r.runs()}) GROUP BY {group} ORDER BY {group}")
     return h._query(sql)
 
 
