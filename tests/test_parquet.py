@@ -519,3 +519,16 @@ def test_a_directory_that_is_neither_store_nor_dataset_says_pass_the_store(
     assert "is a directory" in err and str(db) in err and "export again" not in err
     with pytest.raises(Exception, match="is a directory"):
         ottolytics.open(home)
+
+
+def test_an_empty_directory_or_a_killed_first_export_says_what_it_is(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(Exception, match="an empty directory"):
+        ottolytics.open(empty)
+    killed = tmp_path / "killed"
+    killed.mkdir()
+    (killed / ".lock").write_text("")
+    (killed / ".spill-x.tmp").mkdir()
+    with pytest.raises(Exception, match="no complete export yet"):
+        ottolytics.open(killed)

@@ -139,3 +139,25 @@ def test_info_gives_the_command_line_as_a_list_too(db, cli):
         conn.commit()
         assert run_info(db, "argv1")["argv"] is None
     conn.close()
+
+
+@pytest.mark.parametrize("stored", ["[" * 5000 + "]" * 5000, '["\\ud800"]', '["ok", "\\udfff x"]'])
+def test_argv_of_a_hostile_args_row_is_null_not_a_crash(db, stored):
+    """A review: deeply nested JSON raised RecursionError (info printed a
+    traceback) and an escaped lone surrogate decoded to text no UTF-8 encoder
+    takes (the MCP server's get_run failed). Both are null; args stays as stored."""
+    import sqlite3
+    from ottolytics import Recorder
+    from ottolytics.mcp.server import HistoryTools
+    rec = Recorder(db)
+    with rec.run(project="web", uid="hostile") as run:
+        run.task("t").start().finish(0)
+    rec.close()
+    conn = sqlite3.connect(db)
+    conn.execute("UPDATE runs SET args = ? WHERE uid = 'hostile'", (stored,))
+    conn.commit()
+    conn.close()
+    info = run_info(db, "hostile")
+    assert info["argv"] is None and info["args"] == stored
+    doc = HistoryTools(db).get_run("hostile")
+    json.dumps(doc).encode("utf-8")  # what a client is sent can be sent

@@ -68,3 +68,21 @@ def test_each_figure_alone_matches_the_combined_call(h):
     assert overall(h).equals(s["overall"])
     assert top_tasks(h, 4).equals(s["top"])
     assert task_trend(h, "build").equals(s["trend"])
+
+
+def test_task_summary_of_a_task_that_always_failed_has_a_flip_rate_of_0(db):
+    """A review: flaky() now leaves such a task out (it is broken, not flaky), and
+    task_summary (the MCP tool task_stats) then gave null for its flip rate and
+    score, as if unknown; they are 0, as before."""
+    from ottolytics import Recorder
+    from ottolytics.analyze.stats import task_summary
+    rec = Recorder(db)
+    for i in range(5):
+        with rec.run(project="p", uid=f"r{i}") as run:
+            run.task("broken").start(at=1_790_000_000 + i).finish(1, at=1_790_000_000 + i + 0.5)
+            run.task("fine").start(at=1_790_000_000 + i).finish(0, at=1_790_000_000 + i + 0.5)
+    rec.close()
+    with open_history(db) as h:
+        broken, fine = task_summary(h, "broken"), task_summary(h, "fine")
+    assert (broken["flip_rate"], broken["flaky_score"], broken["retry_passes"]) == (0.0, 0.0, 0)
+    assert (fine["flip_rate"], fine["flaky_score"]) == (0.0, 0.0)

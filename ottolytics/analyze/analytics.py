@@ -173,21 +173,23 @@ def _check_ratio(min_ratio):
                          "the median changed by a quarter either way)")
 
 
-def flaky(h, window=20):
+def flaky(h, window=20, every_task=False):
     """Tasks ranked by how flaky they are over their last *window* runs.
 
     * flip_rate: changes between success and failure from run to run / (runs - 1);
     * retry_passes: runs where an attempt failed and a later attempt passed;
     * mixed_hashes: script hashes that both passed and failed (same code, both outcomes);
     * score: the mean of flip_rate, retry_passes / runs and mixed_hashes / hashes.
-    Tasks that never failed in the window are left out.
+    Only tasks that both passed and failed in the window, or passed on a retry,
+    are flaky; *every_task* keeps every task with its figures (a task's own
+    summary: ``stats.task_summary``).
     """
     _check_window(window, MAX_WINDOW)
     return h._query(lambda r: flaky_sql(
-        f"({r.facts(need=['project', 'run_started_at'])})", window))
+        f"({r.facts(need=['project', 'run_started_at'])})", window, every_task))
 
 
-def flaky_sql(source, window):
+def flaky_sql(source, window, every_task=False):
     """flaky()'s SQL over *source*: a relation with project, task, run_key (what
     names a run: a number, or its id), run_started_at, attempt, status and
     script_hash."""
@@ -268,7 +270,8 @@ def flaky_sql(source, window):
         FROM flips f LEFT JOIN hashes hs USING (project, task)
         -- flaky: both passed and failed in the window (a task that only failed
         -- is broken, not flaky), or passed on a retry after failing
-        WHERE (f.failed_runs > 0 AND f._passed_runs > 0) OR f.retry_passes > 0
+        WHERE {"true" if every_task else
+               "(f.failed_runs > 0 AND f._passed_runs > 0) OR f.retry_passes > 0"}
         ORDER BY score DESC, flip_rate DESC, project, task"""
 
 

@@ -8,7 +8,7 @@ import uuid
 
 import pandas as pd
 
-from ottolytics.analyze.analytics import success_rate_sql
+from ottolytics.analyze.analytics import flaky as flaky_figures, success_rate_sql
 from ottolytics.analyze.duck import sqlite_literal
 from ottolytics.store.statuses import OUTCOMES, sql_in
 
@@ -97,7 +97,8 @@ def task_summary(h, task, flaky_window=20):
     filters), as a dict: runs (first attempts), attempts, successes, failures,
     skips, interrupted, success_rate (of finished attempts), p50 and p95 duration
     of the successful ones, last_run (a Timestamp), and flip_rate, retry_passes
-    and flaky_score over its last *flaky_window* runs (``h.flaky``). When the task
+    and flaky_score over its last *flaky_window* runs (``h.flaky``'s figures, kept
+    for any task: 0 for one that never flipped, passing or failing throughout). When the task
     has no attempts there, attempts is 0 and other_tasks names up to 20 tasks that
     do in that period, in any project (what the MCP tool ``task_stats`` answers)."""
     one = h.with_filters(task=[task])
@@ -117,7 +118,10 @@ def task_summary(h, task, flaky_window=20):
         known = period.sql("SELECT DISTINCT task FROM attempts "
                            "ORDER BY task LIMIT 20")["task"].tolist()
         return {"attempts": 0, "other_tasks": known}
-    flaky = one.flaky(window=flaky_window).sort_values("runs", ascending=False)
+    # every task's figures, a task that only failed (or never did) included:
+    # its flip rate is 0, not unknown
+    flaky = flaky_figures(one, flaky_window, every_task=True).sort_values(
+        "runs", ascending=False)
     top = flaky.iloc[0] if len(flaky) else None
     counts = {k: int(row[k]) for k in ("runs", "attempts", "successes", "failures", "skips",
                                        "interrupted")}

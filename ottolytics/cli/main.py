@@ -823,12 +823,19 @@ def _parser_class():
         not the usage block and then the error: every error of ottolytics is one
         line. ``--help`` still prints the usage."""
 
+        def parse_known_args(self, args=None, namespace=None):
+            self._given = list(sys.argv[1:] if args is None else args)
+            return super().parse_known_args(args, namespace)
+
         def error(self, message):
             import re
             hint = ""
             flag = re.match(r"argument (-\S+?)(?:/\S+)?: expected one argument", message)
-            if flag:
-                hint = f" (a value that starts with '-' is written {flag.group(1)}=VALUE)"
+            given = getattr(self, "_given", [])
+            if flag and flag.group(1) in given:
+                after = given[given.index(flag.group(1)) + 1:]
+                if after and after[0].startswith("-"):  # a value argparse took for a flag
+                    hint = f" (a value that starts with '-' is written {flag.group(1)}=VALUE)"
             self.exit(2, f"{self.prog}: error: {message}{hint}; see '{self.prog} --help'\n")
     return Parser
 

@@ -222,11 +222,16 @@ def _argv(args):
         return None
     try:
         value = json.loads(args)
-    except ValueError:
+    except (ValueError, RecursionError):  # (nested past Python's stack)
         return None
-    if isinstance(value, list) and all(isinstance(a, str) for a in value):
-        return value
-    return None
+    if not isinstance(value, list) or not all(isinstance(a, str) for a in value):
+        return None
+    try:  # an escaped lone surrogate decodes to text no UTF-8 encoder takes
+        for a in value:
+            a.encode("utf-8")
+    except UnicodeEncodeError:
+        return None
+    return value
 
 
 class TaskNotFound(RunNotFound):

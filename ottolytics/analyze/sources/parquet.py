@@ -262,8 +262,14 @@ def _open_snapshot(directory):
     if manifest is None:
         if os.path.isdir(os.path.join(directory, "_signatures")):
             why = "written by an older ottolytics (no manifest.json)"
-        elif os.path.isdir(os.path.join(directory, SNAPSHOTS)):
+        elif os.path.isdir(os.path.join(directory, SNAPSHOTS)) or (
+                os.path.isdir(directory) and os.listdir(directory) and all(
+                    n == LOCK or n.startswith(".spill-") for n in os.listdir(directory))):
             why = "no complete export yet (the first one was interrupted)"
+        elif os.path.isdir(directory) and not os.listdir(directory):
+            raise duck.ReadError(f"{directory}: an empty directory, neither a store nor a "
+                                 f"dataset; pass the store file, or export a dataset into it "
+                                 f"with 'ottolytics export parquet {directory}'")
         else:  # a directory of anything else: most likely the store's (OTTO_HOME)
             store = os.path.join(directory, "ottolytics.db")
             raise duck.ReadError(
