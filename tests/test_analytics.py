@@ -385,3 +385,20 @@ def test_task_success_rate_equals_counting_the_task_frame(db, freq):
     rate = want["successes"] / (want["successes"] + want["failures"]).replace(0, float("nan"))
     pd.testing.assert_series_equal(got["rate"].astype(float), rate.astype(float),
                                    check_names=False)
+
+
+@pytest.mark.parametrize("filters", [{}, {"project": "web"}, {"task": "test"},
+                                     {"since": T0 + 3 * 3600}])
+def test_failure_groups_frames_are_equal_through_the_mirror_and_a_direct_read(
+        db, monkeypatch, filters):
+    """Over the mirror the groups are made from lean rows and their last runs
+    named after (run keys); the frame equals the direct read's, every column."""
+    _tailless(db)
+    record(db, range(12))
+    frames = {}
+    for mode in ("on", "off"):
+        monkeypatch.setenv("OTTOLYTICS_MIRROR", mode)
+        with ottolytics.open(db, **filters) as h:
+            frames[mode] = h.failure_groups()
+    assert len(frames["on"]) > 0
+    pd.testing.assert_frame_equal(frames["on"], frames["off"])
