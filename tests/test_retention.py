@@ -53,3 +53,31 @@ def test_bad_values_name_their_source(key, value):
     with pytest.raises(retention.PolicyError, match=key) as err:
         retention.resolve("web", config={key: value}, config_path="ottolytics.toml")
     assert "ottolytics.toml [retention]" in str(err.value)
+
+
+@pytest.mark.parametrize("key,value", [("keep_days", float("nan")), ("keep_failed", float("nan")),
+                                       ("keep_last", float("nan")), ("keep_last", float("inf"))])
+def test_nan_is_not_a_number_of_days(key, value):
+    """A new user's report: keep_days = nan was taken (and planned more deletions,
+    a NaN age comparing false)."""
+    with pytest.raises(retention.PolicyError, match=key):
+        retention.resolve("web", config={key: value}, config_path="ottolytics.toml")
+
+
+def test_an_unknown_key_in_the_retention_table_is_an_error(home):
+    """A new user's report: a misspelt key (keep_dayz) was ignored silently, and
+    clean planned by the defaults: a typo deleted more than meant."""
+    (home / "ottolytics.toml").write_text("[retention]\nkeep_dayz = 5\n")
+    with pytest.raises(retention.PolicyError, match="keep_dayz") as err:
+        retention.read_config(home)
+    assert "keep_days" in str(err.value) and "\n" not in str(err.value)
+    (home / "ottolytics.toml").write_text(
+        "[retention]\nkeep_days = 5\n[retention.projects.web]\nkeep_lastt = 1\n")
+    with pytest.raises(retention.PolicyError, match="keep_lastt"):
+        retention.read_config(home)
+
+
+@pytest.mark.parametrize("flag", ["--keep", "--keep-failed"])
+def test_clean_refuses_a_nan_flag(flag, db, cli):
+    out = cli("clean", "--dry-run", flag, "nan")
+    assert out.returncode == 2 and len(out.stderr.decode().strip().splitlines()) == 1, out

@@ -555,8 +555,8 @@ def cmd_clean(args):
     from ottolytics.cli.terminal import confirm, progress
     for flag, value in (("--keep", args.keep), ("--keep-last", args.keep_last),
                         ("--keep-failed", args.keep_failed)):
-        if value is not None and value < 0:
-            return _fail(f"{flag} {value}: must be 0 or more", 2)
+        if value is not None and (value != value or value < 0):  # (nan: not a number)
+            return _fail(f"{flag} {value}: must be a number, 0 or more", 2)
     finished = _finish_interrupted_clean(args)
     with progress("measuring OTTO_HOME") as advance:
         p = plan(args.db, args.otto_home, keep_days=args.keep, keep_last=args.keep_last,

@@ -43,8 +43,8 @@ class Policy:
 
 def _checked(value, key, where):
     integer = key == "keep_last"
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0 or (
-            integer and int(value) != value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value \
+            or value < 0 or (integer and (value == float("inf") or int(value) != value)):
         kind = "a whole number" if integer else "a number of days"
         raise PolicyError(f"{where}: {key} = {value!r}: expected {kind}, 0 or more")
     return int(value) if integer else float(value)
@@ -63,6 +63,18 @@ def read_config(home=None):
     retention = data.get("retention", {})
     if not isinstance(retention, dict):
         raise PolicyError(f"{path}: [retention] must be a table")
+    # a misspelt key would leave the default in force: clean deleting more than meant
+    known = ", ".join(SETTINGS)
+    for key in retention:
+        if key not in SETTINGS and key != "projects":
+            raise PolicyError(f"{path}: [retention] {key}: unknown key; the keys are {known} "
+                              f"and [retention.projects.NAME] tables")
+    projects = retention.get("projects", {})
+    for name, table in (projects.items() if isinstance(projects, dict) else ()):
+        for key in (table if isinstance(table, dict) else ()):
+            if key not in SETTINGS:
+                raise PolicyError(f"{path}: [retention.projects.{name}] {key}: unknown key; "
+                                  f"the keys are {known}")
     return path, retention
 
 
