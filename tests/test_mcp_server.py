@@ -255,3 +255,21 @@ def test_tools_read_a_store_whose_path_has_uri_characters(home, tmp_path):
             conn.close()
         assert not inprocess.is_open(weird)
     assert sorted(os.listdir(weird.parent)) == ["ottolytics.db"]
+
+
+def test_a_nul_in_any_argument_is_a_one_line_refusal(known):
+    """A new user's report: a NUL in a run id, task or project crashed the tools
+    (a bare 'Error executing tool', a traceback in the server's log), and
+    open(project='a\\0b') raised DuckDB's parser error."""
+    from ottolytics.mcp.server import HistoryTools, Refused
+    t = HistoryTools(known)
+    for call in (lambda: t.get_run("x\x00y"), lambda: t.get_task_logs("run\x00", "lint"),
+                 lambda: t.task_stats("bu\x00ild", since=""),
+                 lambda: t.task_stats("test", project="a\x00", since=""),
+                 lambda: t.failure_groups(project="a\x00", since="")):
+        with pytest.raises(Refused) as exc:
+            call()
+        assert "\n" not in str(exc.value)
+    import ottolytics
+    with pytest.raises(ValueError, match="NUL"):
+        ottolytics.open(known, project="a\x00b")

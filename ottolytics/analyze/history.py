@@ -92,10 +92,14 @@ def to_unix(value, now=None):
     return timeutil.to_unix(value, now)
 
 
-def _listify(value):
+def _listify(value, name=None):
     if value is None:
         return None
-    return [value] if isinstance(value, str) else list(value)
+    values = [value] if isinstance(value, str) else list(value)
+    for v in values:  # (a NUL would end the literal the filter becomes in SQL)
+        if name and isinstance(v, str) and "\x00" in v:
+            raise ValueError(f"{name}={v!r}: a name holds no NUL character; remove it")
+    return values
 
 
 # The views ``h.sql`` offers, each a relation of the History's source.
@@ -233,8 +237,9 @@ class History:
     def __init__(self, source, *, since=None, until=None, project=None, task=None,
                  status=None, home=None, run=None, _share=None):
         self.filters = {"since": to_unix(since), "until": to_unix(until),
-                        "project": _listify(project), "task": _listify(task),
-                        "status": _listify(status), "run": _listify(run)}
+                        "project": _listify(project, "project"),
+                        "task": _listify(task, "task"),
+                        "status": _listify(status), "run": _listify(run, "run")}
         if _share is not None:  # a with_filters view: same source, same connection
             self._source, self._con, self._shared = _share._source, _share._con, True
             self._answers = _share._answers

@@ -50,6 +50,8 @@ def candidates(conn, ref, where=()):
     """(uid, started_at, source) rows of the runs *ref* could name in the store at
     *conn* (sqlite3), newest first for 'latest'; *where* adds SQLite clauses over
     runs (filters)."""
+    if "\x00" in str(ref):
+        return []  # no run id holds a NUL (and SQLite's text would end at it)
     clause = ref_clause(ref)
     clauses = list(where) + ([clause] if clause else [])
     sql = "SELECT uid, started_at, source FROM runs" + (

@@ -191,6 +191,7 @@ class HistoryTools:
 
     def task_stats(self, task, since="30d", project=None):
         from ottolytics.analyze.stats import task_summary
+        _no_nul(task=task, project=project)
         after = _since(since)
         summary = task_summary(self._h().with_filters(
             since=after, project=[project] if project else None), task)
@@ -206,6 +207,7 @@ class HistoryTools:
     def failure_groups(self, since="7d", limit=10, offset=0, project=None):
         limit = _bounded(limit, "limit", 1, MAX_LIMIT)
         offset = _bounded(offset, "offset", 0, 10**9)
+        _no_nul(project=project)
         after = _since(since)
         h = self._h().with_filters(since=after, project=[project] if project else None)
         groups = h.failure_groups()
@@ -219,6 +221,13 @@ class HistoryTools:
         more = offset + len(items) < len(groups)
         return {"since": since, "total": len(groups), "offset": offset, "limit": limit,
                 "groups": items, "next_offset": offset + len(items) if more else None}
+
+
+def _no_nul(**names):
+    """Refuse a name with a NUL character: no task, project or run id holds one."""
+    for arg, value in names.items():
+        if isinstance(value, str) and "\x00" in value:
+            raise Refused(f"{arg}={value!r}: a name holds no NUL character; remove it")
 
 
 def _time(value):
