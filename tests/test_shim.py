@@ -317,11 +317,13 @@ def tiny_disk(tmp_path):
 
 
 def test_a_full_disk_keeps_what_fits_of_the_logs_and_says_so(tmp_path, tiny_disk):
+    # the store on a disk with room, its runs' logs (beside it) on the full one
     db = tmp_path / "elsewhere.db"
+    (tiny_disk / "ottolytics").mkdir()
+    (tmp_path / "ottolytics").symlink_to(tiny_disk / "ottolytics")
     code = ("import sys; sys.stdout.write('o' * 200000); sys.stdout.flush(); "
             "sys.stderr.write('e' * 200000); sys.exit(4)")
-    proc = run_cli("--db", db, "exec", "--task", "big", "--", PY, "-c", code,
-                   env={"OTTO_HOME": str(tiny_disk)})
+    proc = run_cli("--db", db, "exec", "--task", "big", "--", PY, "-c", code)
     assert proc.returncode == 4
     assert proc.stdout == b"o" * 200000, "the terminal gets everything"
     assert proc.stderr.startswith(b"e" * 200000)
@@ -411,3 +413,34 @@ def test_a_lock_released_while_the_command_runs_leaves_no_trace(db):
     assert q(db, "SELECT name, status FROM tasks") == [("brief", "success")]
     assert q(db, "SELECT status FROM runs") == [("success",)]
     assert not spool.pending_files(db)
+
+
+@pytest.mark.parametrize("how", ["flag", "env"])
+def test_a_store_outside_otto_home_keeps_its_runs_logs_beside_it(home, tmp_path, how):
+    """A new user's report: with the store elsewhere (--db or OTTOLYTICS_DB), the
+    shim wrote the logs under OTTO_HOME but stored a path relative to it, and
+    readers resolve against the store's directory: logs, grep and info found
+    nothing. The logs now go beside the store, where the read rule says."""
+    import json as _json
+    store = tmp_path / "elsewhere" / "x.db"
+    store.parent.mkdir()
+    env = {"OTTOLYTICS_DB": str(store)} if how == "env" else {}
+    db = [] if how == "env" else ["--db", store]
+    run = run_cli(*db, "run", "start", "--project", "p", env=env)
+    uid = run.stdout.decode().strip()
+    assert run.returncode == 0 and uid
+    done = run_cli(*db, "exec", "--task", "a", "--", "sh", "-c", "echo viaflag; echo oops >&2",
+                   env=dict(env, OTTOLYTICS_RUN_ID=uid))
+    assert done.returncode == 0 and b"viaflag" in done.stdout
+    assert run_cli(*db, "run", "end", uid, env=env).returncode == 0
+    alone = run_cli(*db, "exec", "--task", "b", "--", "echo", "alone", env=env)
+    assert alone.returncode == 0
+    assert (store.parent / "ottolytics" / "runs" / uid).is_dir()
+    assert not (home / "ottolytics" / "runs").exists()
+    out = run_cli(*db, "logs", uid, "a", "--stream", "stdout", env=env)
+    assert out.returncode == 0 and b"viaflag" in out.stdout, out
+    assert b"alone" in run_cli(*db, "logs", "latest", "--stream", "stdout", env=env).stdout
+    assert run_cli(*db, "grep", "oops", env=env).returncode == 0
+    info = _json.loads(run_cli(*db, "info", uid, "--json", env=env).stdout)
+    assert os.path.isfile(info["tasks"][0]["stdout_path"])
+    assert info["size_bytes"] and info["size_bytes"] > 0

@@ -10,14 +10,15 @@ import os
 
 from ottolytics.record.recorder import Recorder
 from ottolytics.core.paths import dir_size, to_stored
-from ottolytics.record.shim import run_dir_for
+from ottolytics.record.shim import run_dir_for, store_home
 
 
 def start_run(db=None, project=None, params=None):
     """Start a run and return its id (recorded, or spooled if the store is down)."""
     rec = Recorder(db)
     run = rec.run(project, params, args=None)
-    run.run_dir = to_stored(run_dir_for(run.uid))
+    home = store_home(db)  # the store's directory: where exec keeps the run's logs
+    run.run_dir = to_stored(run_dir_for(run.uid, home), home)
     run.live = False
     run.start()
     rec.close()
@@ -35,7 +36,7 @@ def end_run(uid, db=None, status=None):
         if exists is False:
             return None
         run = rec.attach(uid)
-        run_dir = run_dir_for(uid)
+        run_dir = run_dir_for(uid, store_home(db))
         size = dir_size(run_dir) if os.path.exists(run_dir) else None
         run.finish(status, size_bytes=size)
         if exists is None:

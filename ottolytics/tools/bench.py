@@ -185,7 +185,7 @@ def bench_size(work, quick):
     """Store bytes per recorded task (no log fragments), against a bare one-row-per-task table."""
     from ottolytics.core.paths import task_path_to_stored
     from ottolytics.record.recorder import Recorder
-    from ottolytics.record.shim import run_dir_for
+    from ottolytics.record.shim import run_dir_for, store_home
     runs = 500 if quick else 2000
     per_run = 10
     rows = []
@@ -197,9 +197,11 @@ def bench_size(work, quick):
                 for i in range(per_run):
                     extra = {}
                     if shaped:  # the paths exec stores, made by the same functions
-                        run_dir = run_dir_for(run.uid)
+                        home = store_home(db)
+                        run_dir = run_dir_for(run.uid, home)
                         base = os.path.join(run_dir, "tasks", f"t{i}")
-                        extra = {f"{k}_path": task_path_to_stored(os.path.join(base, f), run_dir)
+                        extra = {f"{k}_path": task_path_to_stored(os.path.join(base, f), run_dir,
+                                                                  home)
                                  for k, f in (("stdout", "stdout.log"), ("stderr", "stderr.log"),
                                               ("script", "command.sh"))}
                         extra["script_hash"] = "1a2b3c4d"
