@@ -444,3 +444,29 @@ def test_a_store_outside_otto_home_keeps_its_runs_logs_beside_it(home, tmp_path,
     info = _json.loads(run_cli(*db, "info", uid, "--json", env=env).stdout)
     assert os.path.isfile(info["tasks"][0]["stdout_path"])
     assert info["size_bytes"] and info["size_bytes"] > 0
+
+
+def test_run_start_and_end_on_a_locked_store_do_not_hold_the_script_up(db, cli):
+    """A new user's report: `run start` blocked the script 8-20 s on a locked
+    store (the Recorder's default wait), and `run end` 8 s, where exec spools at
+    once. They now wait as exec does, and what they spooled lands later."""
+    cli("exec", "--", "true")  # the store exists
+    holder = _hold_exclusive(db)
+    try:
+        t0 = time.monotonic()
+        start = cli("run", "start", "--project", "script")
+        took_start = time.monotonic() - t0
+        uid = start.stdout.decode().strip()
+        t0 = time.monotonic()
+        end = cli("run", "end", uid)
+        took_end = time.monotonic() - t0
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert start.returncode == 0 and uid, start
+    assert end.returncode == 0, end
+    assert took_start < 4.0 and took_end < 4.0, (took_start, took_end)
+    assert cli("doctor").returncode == 0  # replays the spool
+    [(status, duration)] = q(db, "SELECT status, finished_at - started_at FROM runs "
+                                 "WHERE uid = ?", uid)
+    assert status == "success" and duration < 4.0, (status, duration)

@@ -10,12 +10,14 @@ import os
 
 from ottolytics.record.recorder import Recorder
 from ottolytics.core.paths import dir_size, to_stored
-from ottolytics.record.shim import run_dir_for, store_home
+from ottolytics.record.shim import store_waits, run_dir_for, store_home
 
 
 def start_run(db=None, project=None, params=None):
-    """Start a run and return its id (recorded, or spooled if the store is down)."""
-    rec = Recorder(db)
+    """Start a run and return its id (recorded, or spooled if the store is down).
+    A locked store is waited for as exec waits before its command (shim.store_waits:
+    0.25 s by default), then the start is spooled: a script is not held up."""
+    rec = Recorder(db, wait=store_waits()[0])
     run = rec.run(project, params, args=None)
     home = store_home(db)  # the store's directory: where exec keeps the run's logs
     run.run_dir = to_stored(run_dir_for(run.uid, home), home)
@@ -29,8 +31,10 @@ def end_run(uid, db=None, status=None):
     """End run *uid*, with *status* or one derived from its tasks.
 
     Returns the status recorded, or None when the store does not know the run.
+    A locked store is waited for as exec waits after its command (up to 1 s),
+    then the end is spooled.
     """
-    rec = Recorder(db)
+    rec = Recorder(db, wait=store_waits()[1])
     try:
         exists = rec.run_exists(uid)
         if exists is False:

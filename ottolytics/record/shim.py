@@ -200,7 +200,7 @@ def _pump(proc, outputs):
     return result
 
 
-def _waits():
+def store_waits():
     """(before, after): how long exec waits for a locked store before it spools.
 
     Before the command: ``$OTTOLYTICS_EXEC_WAIT`` (default 0.25 s), so a locked
@@ -378,7 +378,7 @@ def exec_command(argv, *, db=None, project=None, task=None, run=None, home=None)
 
     saved = {s: signal.signal(s, on_signal) for s in FORWARDED}
     try:
-        wait_before, wait_after = _waits()
+        wait_before, wait_after = store_waits()
         began = time.time()
         try:
             rec = Recorder(db, wait=wait_before, quiet_spool=True)
