@@ -383,8 +383,11 @@ def test_task_success_rate_equals_counting_the_task_frame(db, freq):
     for col in ("runs", "total", "successes", "failures", "skips", "interrupted"):
         assert got[col].astype("int64").tolist() == want[col].astype("int64").tolist(), col
     rate = want["successes"] / (want["successes"] + want["failures"]).replace(0, float("nan"))
+    # (the keys compared as text: pandas 2 makes the pandas side's periods ns, 3 us)
+    assert [tuple(map(str, k)) if isinstance(k, tuple) else str(k) for k in got.index] == \
+        [tuple(map(str, k)) if isinstance(k, tuple) else str(k) for k in want.index]
     pd.testing.assert_series_equal(got["rate"].astype(float), rate.astype(float),
-                                   check_names=False)
+                                   check_names=False, check_index=False)
 
 
 @pytest.mark.parametrize("filters", [{}, {"project": "web"}, {"task": "test"},
