@@ -161,3 +161,21 @@ def test_argv_of_a_hostile_args_row_is_null_not_a_crash(db, stored):
     assert info["argv"] is None and info["args"] == stored
     doc = HistoryTools(db).get_run("hostile")
     json.dumps(doc).encode("utf-8")  # what a client is sent can be sent
+
+
+def test_an_empty_run_reference_says_it_is_empty(db, cli):
+    """A new user's report: get_run with run_id '' answered 'ambiguous, matches
+    over 100 runs'."""
+    record(db)
+    with pytest.raises(RunNotFound, match="RUN is empty"):
+        run_info(db, "  ")
+    out = cli("info", "")
+    assert out.returncode == 1 and b"RUN is empty" in out.stderr
+
+
+def test_info_shows_the_signal_that_killed_a_task(db, cli):
+    """A new user's report: a task killed by a signal had an empty EXIT column."""
+    out = cli("exec", "--task", "killed", "--", "sh", "-c", "kill -TERM $$")
+    assert out.returncode == 143
+    text = cli("info", "latest", "--plain").stdout.decode()
+    assert "signal 15" in text, text

@@ -359,6 +359,7 @@ def cmd_info(args):
     print()
     print_table(["TASK", "ATTEMPT", "STATUS", "DURATION", "EXIT", "DEPENDS ON"],
                 [[t["task"], t["attempt"], _status_cell(t["status"]), duration(t["duration_s"]),
+                  f"signal {t['signal']}" if t["signal"] is not None else
                   "" if t["exit_code"] is None else t["exit_code"], ", ".join(t["depends_on"])]
                  for t in info["tasks"]], right=("DURATION", "EXIT"), plain=args.plain)
     print(f"\ndependency order: {printable(' -> '.join(info['order'])) or '-'}")

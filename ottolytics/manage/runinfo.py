@@ -71,6 +71,9 @@ def choose(ref, rows, where="the store"):
     second when *ref* is a unix timestamp (an otto run first: the run directory's
     name), then a prefix of at least MIN_PREFIX characters that matches one run."""
     ref = str(ref).strip()
+    if not ref:
+        raise RunNotFound("RUN is empty: give a run id, a unique prefix of at least "
+                          f"{MIN_PREFIX} characters, otto's unix timestamp, or 'latest'")
     rows = list(dict.fromkeys((r[0], r[1], r[2]) for r in rows))
     if ref == "latest":
         if not rows:
