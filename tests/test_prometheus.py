@@ -1,4 +1,6 @@
+import os
 import shutil
+import stat
 import subprocess
 
 import pytest
@@ -232,3 +234,51 @@ def test_a_directory_or_a_missing_one_is_one_line_and_nothing_is_created(db, tmp
     err = proc.stderr.decode()
     assert proc.returncode == 1 and "create it first" in err, err
     assert not (tmp_path / "typo").exists()
+
+
+@pytest.mark.parametrize("kind", ["symlink", "fifo", "dangling"])
+@pytest.mark.parametrize("command", ["prometheus", "report"])
+def test_a_link_or_a_fifo_target_is_refused_and_left_as_it_was(db, tmp_path, kind, command):
+    """A new user's report: `export prometheus /dev/stdout` (and `report weekly
+    --out` a FIFO) renamed a regular file over the link or FIFO, breaking
+    /dev/stdout for the whole machine. An export replaces a regular file or
+    makes a new one; anything else is refused in one line, untouched."""
+    record(db)
+    target = tmp_path / "out"
+    if kind == "fifo":
+        os.mkfifo(target)
+    else:
+        real = tmp_path / "real.prom"
+        if kind == "symlink":
+            real.write_text("mine\n")
+        target.symlink_to(real)
+    args = (["export", "prometheus", target] if command == "prometheus" else
+            ["report", "weekly", "--week", "2026-W39", "--out", target])
+    proc = run_cli("--db", db, *args)
+    err = proc.stderr.decode()
+    assert proc.returncode == 1 and len(err.strip().splitlines()) == 1, err
+    assert "not a regular file" in err and "Errno" not in err, err
+    assert target.is_symlink() if kind != "fifo" else stat.S_ISFIFO(os.lstat(target).st_mode)
+    if kind == "symlink":
+        assert (tmp_path / "real.prom").read_text() == "mine\n"
+
+
+@pytest.mark.parametrize("command", ["prometheus", "report", "parquet"])
+def test_a_directory_that_cannot_be_written_is_one_line_without_a_temp_name(
+        db, tmp_path, command, make_readonly):
+    """A new user's report: `export prometheus /ro/x.prom` printed "[Errno 30]
+    Read-only file system: '/ro/.x.prom.10651.6174ba399ff2.tmp'": a raw errno
+    naming a file the user never gave, and no word of what to do."""
+    record(db)
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    undo = make_readonly(folder)
+    args = {"prometheus": ["export", "prometheus", folder / "x.prom"],
+            "report": ["report", "weekly", "--week", "2026-W39", "--out", folder / "w.csv"],
+            "parquet": ["export", "parquet", folder / "pq"]}[command]
+    proc = run_cli("--db", db, *args)
+    undo()
+    err = proc.stderr.decode()
+    assert proc.returncode == 1 and len(err.strip().splitlines()) == 1, err
+    assert "cannot write" in err and ".tmp" not in err and "Errno" not in err, err
+    assert list(folder.iterdir()) == []

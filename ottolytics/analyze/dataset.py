@@ -67,7 +67,8 @@ from ottolytics.analyze.sources.parquet import (
     _partition_path, file_entries, read_manifest)
 from ottolytics.analyze.sources.sqlite import SqliteSource
 from ottolytics.core.errors import Refused
-from ottolytics.core.files import FileLock, atomic_write, fsync_dir, fsync_file
+from ottolytics.core.files import (FileLock, atomic_write, fsync_dir, fsync_file,
+                                   writable)
 from ottolytics.store import inprocess
 from ottolytics.store.statuses import UNFINISHED, sql_in
 
@@ -244,6 +245,10 @@ def export(h, directory):
         raise ValueError("export a store, not a Parquet dataset")
     directory = os.path.abspath(str(directory))
     _check_target(directory)
+    existing = directory  # where its directories are to be made
+    while not os.path.isdir(existing) and os.path.dirname(existing) != existing:
+        existing = os.path.dirname(existing)
+    writable(existing)
     os.makedirs(directory, exist_ok=True)
     # exports into one shared directory take turns
     with FileLock(os.path.join(directory, LOCK), what=f"export into {directory}"), \

@@ -3,6 +3,7 @@ one definition, used by the weekly report's CSV, the Prometheus textfile,
 clean's journal and the Parquet dataset's manifest. Standard library only."""
 
 import os
+import stat
 
 
 def fsync_file(path):
@@ -74,7 +75,27 @@ def output_path(path, example):
     if not os.path.isdir(folder):
         raise FileNotFoundError(f"{folder}: directory does not exist; create it first "
                                 f"(mkdir -p {folder})")
+    try:
+        mode = os.lstat(full).st_mode
+    except FileNotFoundError:
+        mode = None
+    if mode is not None and not stat.S_ISREG(mode):
+        # the file is replaced by a rename: a link, a FIFO or a device would be
+        # replaced by a regular file (`/dev/stdout` broken for the machine)
+        what = "a symbolic link" if stat.S_ISLNK(mode) else "a special file"
+        raise FileExistsError(f"{text}: is {what}, not a regular file; give a regular "
+                              f"file or a new name (an export replaces the file whole)")
+    writable(folder)
     return full
+
+
+def writable(folder):
+    """Raise PermissionError, in one line that says what to do, unless new files
+    can be made in the directory *folder* (read-only file system, no permission,
+    immutable)."""
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise PermissionError(f"{folder}: cannot write there (read-only or not "
+                              f"permitted); choose a directory you can write to")
 
 
 LOCK_WAIT_S = 600.0  # how long a lock is waited for, unless OTTOLYTICS_LOCK_WAIT says
