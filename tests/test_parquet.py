@@ -532,3 +532,45 @@ def test_an_empty_directory_or_a_killed_first_export_says_what_it_is(tmp_path):
     (killed / ".spill-x.tmp").mkdir()
     with pytest.raises(Exception, match="no complete export yet"):
         ottolytics.open(killed)
+
+
+def test_each_file_is_in_time_order_nulls_last(db, tmp_path):
+    """Rows within a file are sorted by time (a run's start, then the task's),
+    ties broken by the store's keys, unknown times last: the order readers
+    prune row groups by. A run recorded last but started first comes first."""
+    import sqlite3
+
+    import pyarrow.parquet as pq
+    from known_history import T0
+    record(db)
+    conn = sqlite3.connect(db)
+    last = conn.execute("SELECT id FROM runs WHERE uid = 'run039'").fetchone()[0]
+    shift = 39 * 3600 + 100  # run039 now starts 100 s before run000
+    conn.execute("UPDATE runs SET started_at = started_at - ?, finished_at = finished_at - ? "
+                 "WHERE id = ?", (shift, shift, last))
+    conn.execute("UPDATE tasks SET started_at = started_at - ?, finished_at = finished_at - ? "
+                 "WHERE run_id = ?", (shift, shift, last))
+    conn.execute("UPDATE tasks SET started_at = NULL WHERE name = 'docs' AND run_id = "
+                 "(SELECT id FROM runs WHERE uid = 'run010')")
+    conn.commit()
+    conn.close()
+    out = tmp_path / "dataset"
+    ottolytics.open(db).to_parquet(out)
+    files = {t: sorted((out / "current" / t).rglob("*.parquet"))
+             for t in ("runs", "tasks", "transitions")}
+    assert all(len(f) == 1 for f in files.values())  # one month, one host: one file each
+
+    def key(v):  # ascending, nulls last
+        return (v is None, v if v is not None else 0)
+
+    runs = pq.read_table(files["runs"][0]).to_pylist()
+    assert runs[0]["run_id"] == "run039" and runs[0]["started_at"].timestamp() == T0 - 100
+    assert [key(r["started_at"]) for r in runs] == sorted(key(r["started_at"]) for r in runs)
+    tasks = pq.read_table(files["tasks"][0]).to_pylist()
+    assert tasks[0]["run_id"] == "run039"
+    pairs = [(key(t["run_started_at"]), key(t["started_at"])) for t in tasks]
+    assert pairs == sorted(pairs)
+    run10 = [t for t in tasks if t["run_id"] == "run010"]
+    assert run10[-1]["task"] == "docs" and run10[-1]["started_at"] is None
+    at = [key(r["at"]) for r in pq.read_table(files["transitions"][0]).to_pylist()]
+    assert at == sorted(at)
