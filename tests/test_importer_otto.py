@@ -650,3 +650,28 @@ def test_otto_home_at_home_dot_otto_reads_otto_db_once(tmp_path, db, monkeypatch
     assert report.added == {"otto": 1} and not report.skipped
     assert task_rows(db) == [("lint", "success", "script_hash")]
     assert sync(db, otto_home_dir=str(home)).unchanged == {"otto": 1}
+
+
+@pytest.mark.parametrize("where", ["outside", "another run"])
+def test_a_stderr_log_linked_out_of_its_run_is_not_copied(home, db, tmp_path, where):
+    """A new user's report: a task's stderr.log that is a symlink to a file outside
+    OTTO_HOME (a secret) was read by sync and its tail stored: grep, failures and
+    the MCP then showed it, although `logs` refuses to read that path. sync reads
+    a tail by the readers' rule (core.paths.open_log): inside the run's own
+    directory, never through a link leaving it."""
+    run = make_run(home, "/src/web", T0, [
+        Task("build", duration=3, status="failed", stderr="real failure\n")])
+    other = make_run(home, "/src/web", T0 + 600, [
+        Task("lint", duration=3, status="failed", stderr="the other run's\n")])
+    secret = tmp_path / "secret.txt"
+    secret.write_text("SECRET token\n")
+    log = run / "tasks" / "build" / "stderr.log"
+    log.unlink()
+    log.symlink_to(secret if where == "outside" else other / "tasks" / "lint" / "stderr.log")
+    sync(db, otto_home_dir=str(home), source="otto", progress=False)
+    tails = [t for (t,) in q(db, "SELECT s.tail FROM task_stderr s JOIN tasks t "
+                                 "ON t.id = s.task_id WHERE t.name = 'build'")]
+    assert not any("SECRET" in (t or "") or "other run" in (t or "") for t in tails), tails
+    assert q(db, "SELECT status FROM tasks WHERE name = 'build'") == [("failed",)]
+    proc = run_cli("--db", db, "grep", "SECRET")
+    assert b"SECRET" not in proc.stdout

@@ -22,7 +22,7 @@ import time
 from os.path import join
 
 from ottolytics.store.liveness import hostname, pids
-from ottolytics.core.paths import dir_size
+from ottolytics.core.paths import LogRefused, dir_size, open_log
 from ottolytics.sources.common import (NotRegular, check_regular, known, needs_writing, open_regular, read_utf8,
                save_runs)
 
@@ -211,15 +211,19 @@ def _mtime(path):
         return None
 
 
-def _tail(path, report):
+def _tail(path, report, run_dir, home):
+    """The last TAIL_BYTES of the stderr log at *path*, read by the readers' rule
+    (core.paths.open_log): a regular file inside its run's directory *run_dir*,
+    never through a link leaving it (its tail is copied into the store, where
+    grep, failures and the MCP show it)."""
     try:
-        with open_regular(path) as f:
+        with open_log(path, run_dir, home) as f:
             f.seek(0, os.SEEK_END)
             size = f.tell()
             f.seek(max(0, size - TAIL_BYTES))
             data = f.read()
-    except NotRegular:
-        report.skip(SOURCE, path, "stderr log " + NotRegular(path).strerror)
+    except LogRefused as exc:
+        report.skip(SOURCE, path, f"stderr log not read: {exc.reason}")
         return None
     except OSError:
         return None
@@ -495,7 +499,8 @@ def read_run(home, project_dir, ts, db, live_cwds, newest, now, report, caches=N
         if f["script_hash"]:
             derived.add("script_hash")
         if status == "failed":
-            task["stderr_tail"] = _tail(join(tasks_dir, name, "stderr.log"), report)
+            task["stderr_tail"] = _tail(join(tasks_dir, name, "stderr.log"), report,
+                                        run_dir, home)
         if status == "interrupted":
             task["changes"] = [(None, "running", task["started_at"], None),
                                ("running", "interrupted", task["finished_at"],
