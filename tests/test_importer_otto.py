@@ -675,3 +675,21 @@ def test_a_stderr_log_linked_out_of_its_run_is_not_copied(home, db, tmp_path, wh
     assert q(db, "SELECT status FROM tasks WHERE name = 'build'") == [("failed",)]
     proc = run_cli("--db", db, "grep", "SECRET")
     assert b"SECRET" not in proc.stdout
+
+
+@pytest.mark.parametrize("name", ["99999999999999999999", "253402300800", "\u0661\u0662\u0663"])
+def test_a_run_directory_named_past_any_date_is_skipped(home, db, name):
+    """A new user's report: a run directory named 99999999999999999999 was
+    imported with started_at 1e20, after which history, list, info and usage
+    crashed (timestamp out of range) and stats failed in DuckDB. A name is a
+    unix timestamp when it is ASCII digits of a second up to 9999-12-31."""
+    good = make_run(home, "/src/web", T0, [Task("build", duration=3)])
+    odd = good.parent / name
+    (odd / "tasks").mkdir(parents=True)
+    (odd / "run.yaml").write_bytes((good / "run.yaml").read_bytes())
+    report = sync(db, otto_home_dir=str(home), source="otto", progress=False)
+    assert q(db, "SELECT started_at FROM runs") == [(T0,)]
+    assert any(name in s["path"] and "not a unix timestamp" in s["reason"]
+               for s in report.as_dict()["skipped"]), report.as_dict()
+    proc = run_cli("--db", db, "history")
+    assert proc.returncode == 0, proc.stderr

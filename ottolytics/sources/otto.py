@@ -653,11 +653,20 @@ def scan(home, report):
         for run in runs:
             if run.name.startswith(".") or not run.is_dir(follow_symlinks=False):
                 continue  # .cache
-            if not run.name.isdigit():
+            if not _unix_seconds(run.name):
                 report.skip(SOURCE, run.path, "run directory name is not a unix timestamp")
                 continue
             found.append((entry.name, int(run.name), run.path))
     return found
+
+
+LAST_SECOND = 253_402_300_799  # 9999-12-31T23:59:59Z: the last second any reader can show
+
+
+def _unix_seconds(name):
+    """Whether *name* (a run directory's) is a unix timestamp: ASCII digits of a
+    second no later than LAST_SECOND (a later one breaks every reader's dates)."""
+    return name.isascii() and name.isdigit() and int(name) <= LAST_SECOND
 
 
 def sync(store, home, report, progress=None):
