@@ -511,3 +511,23 @@ def test_a_locked_store_is_the_one_line_error_through_the_mirror(tmp_path, monke
             plain.rollback()
         assert len(h.flaky()) > 0  # once released, answered again
     plain.close()
+
+
+def test_the_largest_integer_beside_text_reads_as_itself(db):
+    """A new user's report: exit_code 9223372036854775807 (the largest INTEGER)
+    in one row and 'oops' in another made stats, failures and h.tasks() fail with
+    "Could not convert 9.223372036854776e+18 with type float": the text made the
+    column be coerced, and the coercion went through a float, which rounds
+    2**63 - 1 up to 2**63. Integers are kept exact."""
+    record(db, range(0, 2))
+    conn = sqlite3.connect(db)
+    conn.execute("UPDATE tasks SET exit_code = 'oops' WHERE name = 'lint'")
+    conn.execute("UPDATE tasks SET exit_code = 9223372036854775807 WHERE name = 'docs'")
+    conn.execute("UPDATE tasks SET peak_rss_bytes = '-9223372036854775808' WHERE name = 'docs'")
+    conn.commit()
+    conn.close()
+    tasks = ottolytics.open(db).tasks()
+    docs = tasks[tasks["task"] == "docs"]
+    assert docs["exit_code"].tolist() == [2 ** 63 - 1] * 2
+    assert docs["peak_rss_bytes"].tolist() == [-2 ** 63] * 2
+    assert tasks[tasks["task"] == "lint"]["exit_code"].isna().all()
