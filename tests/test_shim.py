@@ -470,3 +470,34 @@ def test_run_start_and_end_on_a_locked_store_do_not_hold_the_script_up(db, cli):
     [(status, duration)] = q(db, "SELECT status, finished_at - started_at FROM runs "
                                  "WHERE uid = ?", uid)
     assert status == "success" and duration < 4.0, (status, duration)
+
+
+@pytest.mark.parametrize("kind", ["fifo", "directory"])
+def test_a_store_path_that_is_no_file_is_refused_and_nothing_made_beside_it(tmp_path, kind):
+    """A new user's report: OTTOLYTICS_DB=/dev/null made exec write
+    /dev/null-journal, /dev/null.spool/ and /dev/ottolytics/runs/... A store path
+    naming something that is not a regular file is refused in one line; the
+    command still runs and keeps its exit code; nothing is created beside it;
+    the Recorder API refuses it too."""
+    folder = tmp_path / "place"
+    folder.mkdir()
+    target = folder / "store"
+    os.mkfifo(target) if kind == "fifo" else target.mkdir()
+    before = sorted(os.listdir(folder))
+    proc = run_cli("exec", "--", sys.executable, "-c", "raise SystemExit(3)",
+                   env={"OTTOLYTICS_DB": str(target)}, timeout=30)
+    err = proc.stderr.decode()
+    assert proc.returncode == 3, err
+    assert len(err.strip().splitlines()) == 1 and "not a regular file" in err, err
+    assert sorted(os.listdir(folder)) == before
+    if kind == "directory":
+        assert os.listdir(target) == []
+    proc = run_cli("run", "start", "--project", "p", env={"OTTOLYTICS_DB": str(target)},
+                   timeout=30)
+    err = proc.stderr.decode()
+    assert proc.returncode == 1 and len(err.strip().splitlines()) == 1, err
+    assert "not a regular file" in err and sorted(os.listdir(folder)) == before
+    from ottolytics.core.errors import StoreError
+    from ottolytics.record.recorder import Recorder
+    with pytest.raises(StoreError, match="not a regular file"):
+        Recorder(target)

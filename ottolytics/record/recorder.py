@@ -26,7 +26,7 @@ from ottolytics.store import liveness
 from ottolytics.store import spool
 from ottolytics.record.ids import new_run_id, new_token
 from ottolytics.core.paths import db_path
-from ottolytics.store.connection import Store, UnknownRun
+from ottolytics.store.connection import Store, UnknownRun, check_store_path
 
 STDERR_TAIL_BYTES = 4096
 LOG_BATCH_BYTES = 64 * 1024
@@ -130,6 +130,7 @@ class Recorder:
                  warn: "Callable[[str], Any] | None" = None, wait: "float | None" = None,
                  quiet_spool: bool = False) -> None:
         self.db = db_path(db)
+        check_store_path(self.db)  # no journal, spool or logs made beside /dev/null
         # None: wait for a lock up to the busy timeout, a few times; else wait
         # at most this many seconds, once, and spool (the shim's choice).
         self.wait = wait

@@ -134,6 +134,22 @@ def writable_dir(folder):
     return True
 
 
+def check_store_path(path):
+    """Raise StoreError, one line, when *path* exists and is not a regular file (a
+    directory, a device such as /dev/null, a FIFO, a socket): recording there
+    would make SQLite's journal, the spool and the runs' logs beside it (in /dev).
+    A missing path is fine: recording makes the store (or spools, where it cannot)."""
+    import stat
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return  # missing, or not to be seen: opening it says what is wrong, or spools
+    if not stat.S_ISREG(mode):
+        what = "a directory" if stat.S_ISDIR(mode) else "a device, FIFO or socket"
+        raise StoreError(f"{path}: not a regular file ({what}); pass --db or OTTOLYTICS_DB "
+                         f"the path of a store file (a new name makes a new store)")
+
+
 def open_readonly(path, timeout=None):
     """A read-only connection to the existing store at *path*, for commands that
     only read: nothing of the store's bytes changes, and no file is left beside it.
