@@ -102,3 +102,21 @@ def test_synth_removes_its_temporary_file_when_it_fails(tmp_path, monkeypatch):
     with pytest.raises(RuntimeError):
         synth.synthesize(tmp_path / "s.db", runs=3, tasks_per_run=2)
     assert not list(tmp_path.glob("s.db*"))
+
+
+@pytest.mark.parametrize("args", [["--runs", "10000000000", "--tasks-per-run", "5"],
+                                  ["--runs", "1000000", "--tasks-per-run", "1000"]])
+def test_synth_past_its_bound_is_refused_before_anything_is_made(tmp_path, cli, args):
+    """A new user's report: `synth --runs 10000000000` used 24 GB of memory until
+    the kernel killed it, leaving its temporary file. Past MAX_TASKS tasks it is
+    refused at once, in one line, with exit 2."""
+    folder = tmp_path / "out"
+    folder.mkdir()
+    out = folder / "s.db"
+    proc = cli("synth", out, *args, timeout=30)
+    err = proc.stderr.decode()
+    assert proc.returncode == 2 and len(err.strip().splitlines()) == 1, err
+    assert "at most" in err and list(folder.iterdir()) == []
+    from ottolytics.tools.synth import MAX_TASKS, synthesize
+    with pytest.raises(ValueError, match="at most"):
+        synthesize(out, runs=MAX_TASKS + 1, tasks_per_run=1)

@@ -771,7 +771,7 @@ def cmd_synth(args):
     try:
         summary = synthesize(args.out, runs=args.runs, tasks_per_run=args.tasks_per_run,
                              seed=args.seed, days=args.days, end=end, force=args.force)
-    except FileExistsError as exc:
+    except (FileExistsError, ValueError) as exc:
         return _fail(str(exc), 2)
     except (OSError, sqlite3.Error) as exc:
         return _fail(f"{args.out}: cannot write it ({exc})")

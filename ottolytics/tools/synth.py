@@ -71,9 +71,16 @@ def _hash8(*parts):
     return hashlib.sha256("/".join(map(str, parts)).encode()).hexdigest()[:8]
 
 
+MAX_TASKS = 100_000_000  # ten times the benchmark's biggest store (17 GB of SQLite)
+
+
 def synthesize(out, runs, tasks_per_run, seed=0, days=90.0, end=None, force=False):
-    """Write a synthetic store to *out*; returns a summary dict (runs, tasks, seconds)."""
+    """Write a synthetic store to *out*; returns a summary dict (runs, tasks, seconds).
+    At most MAX_TASKS tasks (runs * tasks_per_run), else ValueError."""
     t0 = time.perf_counter()
+    if runs * tasks_per_run > MAX_TASKS:
+        raise ValueError(f"{runs:,} runs of {tasks_per_run:,} tasks: at most {MAX_TASKS:,} "
+                         f"tasks are synthesized; give fewer --runs or --tasks-per-run")
     out = Path(out)
     if out.is_dir():
         raise FileExistsError(f"{out}: is a directory; name the store file to write, "
