@@ -240,3 +240,50 @@ def test_mcp_analysis_tools_say_where_the_bad_text_is(db, cli):
     from ottolytics.mcp.server import HistoryTools
     with pytest.raises(NotUtf8, match=r"projects\.name.*ottolytics doctor"):
         HistoryTools(db).failure_groups()
+
+
+ODD_ROWS = {  # a new user's report: each crashed history, list or info with a traceback
+    "text start": "UPDATE runs SET started_at = 'yesterday' WHERE uid = 'r2'",
+    "text size": "UPDATE runs SET size_bytes = 'big' WHERE uid = 'r2'",
+    "no such project": "UPDATE runs SET project_id = 999 WHERE uid = 'r2'",
+    "end past any date": "UPDATE runs SET finished_at = 1e308 WHERE uid = 'r2'",
+    "start past any date": "UPDATE runs SET started_at = 1e20 WHERE uid = 'r2'",
+    "text task start": "UPDATE tasks SET started_at = 'x' WHERE run_id = "
+                       "(SELECT id FROM runs WHERE uid = 'r2')",
+    "text exit code": "UPDATE tasks SET exit_code = 'x' WHERE run_id = "
+                      "(SELECT id FROM runs WHERE uid = 'r2')",
+}
+
+
+@pytest.mark.parametrize("odd", sorted(ODD_ROWS))
+def test_quick_reads_show_a_row_of_odd_values_without_a_traceback(db, cli, odd):
+    """Rows another program wrote (text in a number column, a time past any date,
+    a run whose project row is gone) are shown, with '-' (null in JSON) for what
+    is no number or no date: history, list, info and their --json never fail."""
+    from ottolytics.record.recorder import Recorder
+    rec = Recorder(db)
+    for uid in ("r1", "r2", "r3"):
+        with rec.run(project="web", uid=uid) as run:
+            with run.task("build"):
+                pass
+    rec.close()
+    conn = sqlite3.connect(db)
+    conn.execute(ODD_ROWS[odd])
+    conn.commit()
+    conn.close()
+    for args in (("history",), ("history", "--json"), ("list",), ("info", "r2"),
+                 ("info", "r2", "--json"), ("history", "build"), ("history", "build", "--json")):
+        proc = cli(*args)
+        text = _one_line(proc)
+        assert proc.returncode == 0, (args, text)
+        if args[0] == "history" and "build" not in args:
+            assert "r2" in text, (args, text)
+    doc = json.loads(cli("info", "r2", "--json").stdout)
+    if "start" in odd and "task" not in odd:
+        assert doc["started_at"] is None and doc["duration_s"] is None
+    if odd == "text size":
+        assert doc["size_bytes"] is None
+    if odd == "text exit code":
+        assert doc["tasks"][0]["exit_code"] is None
+    if odd == "no such project":
+        assert doc["project"] is None

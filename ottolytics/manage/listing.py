@@ -4,6 +4,7 @@ import time
 
 from ottolytics.store.migrations import TASK_STATUSES
 from ottolytics.core.paths import db_path
+from ottolytics.core.values import number, seconds
 from ottolytics.store.connection import open_readonly
 from ottolytics.store.statuses import success_rate
 
@@ -133,7 +134,7 @@ def recent_runs(db=None, limit=20, conn=None, status=None, project=None, offset=
     try:
         rows = conn.execute(
             "SELECT r.id, r.uid, p.name, r.status, r.started_at, r.finished_at, r.size_bytes, "
-            "r.user, r.host FROM runs r JOIN projects p ON p.id = r.project_id"
+            "r.user, r.host FROM runs r LEFT JOIN projects p ON p.id = r.project_id"
             + (" WHERE " + " AND ".join(where) if where else "")
             + " ORDER BY r.started_at DESC LIMIT ? OFFSET ?",
             (*args, limit, offset)).fetchall()
@@ -150,6 +151,7 @@ def recent_runs(db=None, limit=20, conn=None, status=None, project=None, offset=
     now = time.time()
     result = []
     for rid, uid, pname, st, started, finished, size, user, host in rows:
+        started, finished, size = seconds(started), seconds(finished), number(size, True)
         c = counts.get(rid, {})
         item = {"run_id": uid, "project": pname, "status": st,
                 "started_at": started, "finished_at": finished,
@@ -183,7 +185,7 @@ def _where(status_column, status, project, since=None, task=None):
 def count_runs(conn, status=None, project=None, since=None, task=None):
     """How many runs recent_runs could page through with these filters."""
     where, args = _where("r.status", status, project, since, task)
-    return conn.execute("SELECT count(*) FROM runs r JOIN projects p ON p.id = r.project_id"
+    return conn.execute("SELECT count(*) FROM runs r LEFT JOIN projects p ON p.id = r.project_id"
                         + (" WHERE " + " AND ".join(where) if where else ""), args).fetchone()[0]
 
 
@@ -227,7 +229,7 @@ def task_history(db=None, task=None, limit=20, conn=None, status=None, project=N
         rows = conn.execute(
             "SELECT r.uid, p.name, t.status, t.started_at, t.finished_at, t.exit_code, "
             "t.attempt, r.size_bytes, r.user FROM runs r "
-            "JOIN projects p ON p.id = r.project_id "
+            "LEFT JOIN projects p ON p.id = r.project_id "
             "JOIN tasks t ON t.run_id = r.id AND t.attempt = (SELECT max(attempt) FROM tasks "
             "WHERE run_id = r.id AND name = t.name) "
             "WHERE " + " AND ".join(where) + " ORDER BY r.started_at DESC LIMIT ?",
@@ -238,8 +240,10 @@ def task_history(db=None, task=None, limit=20, conn=None, status=None, project=N
     now = time.time()
     runs = [{"run_id": uid, "project": pname, "status": st, "started_at": started,
              "finished_at": finished, "duration_s": _duration(st, started, finished, now),
-             "exit_code": code, "attempts": attempt, "size_bytes": size, "user": user}
-            for uid, pname, st, started, finished, code, attempt, size, user in rows]
+             "exit_code": number(code, True), "attempts": attempt,
+             "size_bytes": number(size, True), "user": user}
+            for uid, pname, st, started, finished, code, attempt, size, user in
+            ((u, p, st, seconds(a), seconds(b), c, n, z, us) for u, p, st, a, b, c, n, z, us in rows)]
     ok = sum(r["status"] == "success" for r in runs)
     failed = sum(r["status"] == "failed" for r in runs)
     return {"task": task, "runs": runs,

@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from ottolytics.manage.listing import _duration, open_for_reading
 from ottolytics.core.errors import RunNotFound  # noqa: F401 (its old home; core.errors)
 from ottolytics.core.paths import check_task_log, db_path, from_stored, task_path_from_stored
+from ottolytics.core.values import number, seconds
 
 RUN_COLUMNS = ("id", "uid", "status", "started_at", "finished_at", "args", "ottofile", "user",
                "host", "cwd", "run_dir", "size_bytes", "source", "source_ref", "derived")
@@ -178,7 +179,10 @@ def run_info(db=None, ref="latest", conn=None, home=None):
     with _reading(db, conn, ref) as (conn, rid):
         run = dict(zip(RUN_COLUMNS + ("project",), conn.execute(
             f"SELECT {', '.join('r.' + c for c in RUN_COLUMNS)}, p.name FROM runs r "
-            "JOIN projects p ON p.id = r.project_id WHERE r.id = ?", (rid,)).fetchone()))
+            "LEFT JOIN projects p ON p.id = r.project_id WHERE r.id = ?", (rid,)).fetchone()))
+        run["started_at"], run["finished_at"] = seconds(run["started_at"]), seconds(
+            run["finished_at"])
+        run["size_bytes"] = number(run["size_bytes"], True)
         params = dict(conn.execute("SELECT key, value FROM run_params WHERE run_id = ? "
                                    "ORDER BY key", (rid,)).fetchall())
         rows = conn.execute(
@@ -197,6 +201,9 @@ def run_info(db=None, ref="latest", conn=None, home=None):
     tasks = []
     for (tid, name, attempt, status, started, finished, code, sig, cpu_u, cpu_s, rss, sh,
          script, out, err, derived, tail) in rows:
+        started, finished = seconds(started), seconds(finished)
+        code, sig, rss = number(code, True), number(sig, True), number(rss, True)
+        cpu_u, cpu_s = number(cpu_u), number(cpu_s)
         tasks.append({
             "task": name, "attempt": attempt, "status": status, "started_at": started,
             "finished_at": finished, "duration_s": _duration(status, started, finished, now),

@@ -23,6 +23,7 @@ from os.path import join
 
 from ottolytics.store.liveness import hostname, pids
 from ottolytics.core.paths import LogRefused, dir_size, open_log
+from ottolytics.core.values import LAST_SECOND
 from ottolytics.sources.common import (NotRegular, check_regular, known, needs_writing, open_regular, read_utf8,
                save_runs)
 
@@ -658,9 +659,6 @@ def scan(home, report):
                 continue
             found.append((entry.name, int(run.name), run.path))
     return found
-
-
-LAST_SECOND = 253_402_300_799  # 9999-12-31T23:59:59Z: the last second any reader can show
 
 
 def _unix_seconds(name):

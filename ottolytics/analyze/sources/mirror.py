@@ -65,6 +65,7 @@ from ottolytics.analyze.sources.sqlite import SqliteSource
 from ottolytics.analyze.sources.types import SOURCE_TYPES
 from ottolytics.core.errors import Busy, ReadError
 from ottolytics.core.files import FileLock, atomic_write, fsync_file, lock_wait
+from ottolytics.core.values import number
 from ottolytics.store import inprocess
 from ottolytics.store.statuses import UNFINISHED
 
@@ -195,28 +196,9 @@ def _coerce(values, kind):
             out.append(v.decode("utf-8", "backslashreplace") if isinstance(v, bytes)
                        else str(v))
         else:
-            out.append(_number(v.decode("utf-8", "replace") if isinstance(v, bytes) else v,
-                               kind == pa.int64()))
+            out.append(number(v, kind == pa.int64()))
     return pa.array(out, kind)
 
-
-def _number(v, integer):
-    """*v* (an int, a float or text) as an integer (when *integer*: exact, not
-    through a float; None out of int64's range) or a float; None when it is none."""
-    if integer:
-        if isinstance(v, int):
-            return v if -2 ** 63 <= v < 2 ** 63 else None
-        try:
-            return _number(int(v.strip()) if isinstance(v, str) else v, True)
-        except ValueError:
-            pass
-    try:
-        number = float(v)
-    except (TypeError, ValueError, OverflowError):
-        return None
-    if not integer:
-        return number
-    return int(number) if number == number and -2.0 ** 63 <= number < 2.0 ** 63 else None
 
 
 def _to_arrow(table, rows):
