@@ -287,3 +287,56 @@ def test_quick_reads_show_a_row_of_odd_values_without_a_traceback(db, cli, odd):
         assert doc["tasks"][0]["exit_code"] is None
     if odd == "no such project":
         assert doc["project"] is None
+
+
+@pytest.mark.parametrize("cmd", [("stats",), ("report", "weekly", "--week", "2026-W39"),
+                                 ("export", "prometheus", "OUT"), ("failures",), ("flaky",)])
+def test_analysis_reads_a_time_past_any_date_as_unknown(db, cli, cmd, tmp_path):
+    """A new user's report: a run started at 1e20 (synced from a directory named
+    so, or written by hand) made stats and export prometheus fail in DuckDB,
+    "Epoch seconds out of range". The read engine's one conversion of unix
+    seconds (sources/base.ts) reads a time outside 0001-9999 as unknown."""
+    from ottolytics.record.recorder import Recorder
+    rec = Recorder(db)
+    for uid in ("r1", "r2"):
+        with rec.run(project="web", uid=uid) as run:
+            with run.task("build"):
+                pass
+    rec.close()
+    conn = sqlite3.connect(db)
+    conn.execute("UPDATE runs SET started_at = 1e20 WHERE uid = 'r2'")
+    conn.execute("UPDATE tasks SET started_at = -1e300 WHERE run_id = "
+                 "(SELECT id FROM runs WHERE uid = 'r2')")
+    conn.commit()
+    conn.close()
+    args = [str(tmp_path / "m.prom") if a == "OUT" else a for a in cmd]
+    proc = cli(*args)
+    text = _one_line(proc)
+    assert proc.returncode == 0, text
+    import ottolytics
+    tasks = ottolytics.open(db).tasks()
+    assert len(tasks) == 2 and tasks["started_at"].isna().sum() == 1
+
+
+def test_weekly_report_counts_a_task_of_unknown_start_in_its_runs_week(db, cli):
+    """A new user's report: a task whose started_at is text (read as unknown) made
+    `report weekly` fail with pandas' "Cannot mask with non-boolean array
+    containing NA / NaN values", as exit 2 (bad arguments). Such a task counts in
+    its run's week."""
+    from ottolytics.record.recorder import Recorder
+    from known_history import T0
+    rec = Recorder(db)
+    for i, uid in enumerate(("r1", "r2")):
+        run = rec.run(project="web", uid=uid).start(at=T0 + i * 3600)
+        run.task("build").start(at=T0 + i * 3600).finish(0, at=T0 + i * 3600 + 5)
+        run.finish(at=T0 + i * 3600 + 6)
+    rec.close()
+    conn = sqlite3.connect(db)
+    conn.execute("UPDATE tasks SET started_at = 'x' WHERE run_id = "
+                 "(SELECT id FROM runs WHERE uid = 'r2')")
+    conn.commit()
+    conn.close()
+    proc = cli("report", "weekly", "--week", "2026-W39", "--json")
+    assert proc.returncode == 0, _one_line(proc)
+    rows = json.loads(proc.stdout)
+    assert [(r["task"], r["runs"]) for r in rows] == [("build", 2)]

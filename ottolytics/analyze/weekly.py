@@ -71,7 +71,10 @@ def weekly_report(h, week=None):
     try:
         fin = f"status IN {sql_in(OUTCOMES)}"
         stats = h._local(f"""
-            SELECT project, task, started_s >= {start.timestamp()} AS this_week,
+            SELECT project, task,
+                   -- a task of unknown start (rows are untrusted) counts in its run's week
+                   coalesce(started_s >= {start.timestamp()},
+                            epoch(run_started_at) >= {start.timestamp()}, false) AS this_week,
                    count(*) FILTER (WHERE attempt = 1) AS runs,
                    count(*) FILTER (WHERE status = 'success') AS successes,
                    count(*) FILTER (WHERE status = 'failed') AS failures,

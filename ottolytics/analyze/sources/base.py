@@ -24,6 +24,7 @@ from ottolytics.analyze import duck
 from ottolytics.analyze.sources.types import (
     COLUMN_TYPES, RELATION_TYPES, DEP_COLUMNS, DISK_SAMPLE_COLUMNS, LOG_COLUMNS, LOG_PATH_COLUMNS, PARAM_COLUMNS, RUN_COLUMNS,
     TASK_COLUMNS, TRANSITION_COLUMNS)
+from ottolytics.core.values import FIRST_SECOND, LAST_SECOND
 
 __all__ = ["Source", "Relations", "Filters", "literal", "empty", "ts", "NO_FILTERS"]
 
@@ -40,8 +41,11 @@ def literal(value):
 
 def ts(expr):
     """Unix seconds -> TIMESTAMPTZ; exported to Arrow as timestamp[us, UTC] (the
-    session's TimeZone is UTC), so pandas gets tz-aware columns without a copy."""
-    return f"to_timestamp({expr})"
+    session's TimeZone is UTC), so pandas gets tz-aware columns without a copy.
+    A time outside 0001-9999 (rows are untrusted: 1e20) is null, by the rule of
+    core/values.py, instead of failing the whole query."""
+    return (f"CASE WHEN ({expr}) BETWEEN {FIRST_SECOND} AND {LAST_SECOND} "
+            f"THEN to_timestamp({expr}) END")
 
 
 def _ident(name):

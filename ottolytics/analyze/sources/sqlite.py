@@ -328,8 +328,9 @@ class SqliteSource(Source):
         where += [f"\"at\" < {float(f['until'])}"] if f["until"] is not None else []
         if f["project"]:
             where.append("project IN (" + ", ".join(map(literal, f["project"])) + ")")
+        at = _ts('"at"')
         return " UNION ALL ".join(
-            f"SELECT to_timestamp(\"at\") AS measured_at, project, runs, run_bytes, "
+            f"SELECT {at} AS measured_at, project, runs, run_bytes, "
             f"cache_bytes, orphan_cache_bytes, other_bytes, "
             f"run_bytes + cache_bytes + other_bytes AS total_bytes "
             f"FROM {self._rel(alias, 'disk_samples')}"
