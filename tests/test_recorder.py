@@ -206,3 +206,39 @@ def test_the_recorder_api_refuses_an_importers_source(db, source):
         rec.run(project="evil", source=source, run_dir="p-12345678/1795000000")
     rec.close()
     assert not os.path.exists(db) or not q(db, "SELECT uid FROM runs")
+
+
+@pytest.mark.parametrize("call", [
+    lambda run: run.task("a").start().finish("x"),
+    lambda run: run.task("a").start().finish(1.5),
+    lambda run: run.task("a").start().finish(True),
+    lambda run: run.task("a").start().finish(2 ** 63),
+    lambda run: run.task("a").start().finish(0, status="bogus"),
+    lambda run: run.task("a").start().finish(1, signal="KILL"),
+    lambda run: run.task("a").start().finish(0, at=float("nan")),
+    lambda run: run.task("a").start().finish(0, at=1e20),
+    lambda run: run.task("a").start(at="yesterday"),
+    lambda run: run.task("a").start(status="bogus"),
+    lambda run: run.finish("bogus"),
+    lambda run: run.finish(at=float("inf")),
+    lambda run: run.finish(size_bytes="big"),
+])
+def test_bad_arguments_are_refused_at_the_call_and_nothing_is_stored(tmp_path, call):
+    """A new user's report: finish(exit_code="x") or 1.5 were stored as text and a
+    real; status="bogus" or exit_code=2**63 sent the recorder to the spool for the
+    rest of the process, and doctor quarantined the events. Bad arguments raise
+    ValueError at the call, and the recorder goes on recording into the store."""
+    db = tmp_path / "s.db"
+    rec = Recorder(db)
+    run = rec.run(project="api").start()
+    with pytest.raises(ValueError):
+        call(run)
+    with run.task("b"):
+        pass
+    run.finish()
+    rec.close()
+    assert not list(tmp_path.glob("*.spool/*"))
+    assert q(db, "SELECT typeof(exit_code) FROM tasks "
+                 "WHERE typeof(exit_code) NOT IN ('integer', 'null')") == []
+    assert ("b", "success") in q(db, "SELECT name, status FROM tasks")
+    assert q(db, "SELECT status FROM runs") in ([("success",)], [("failed",)], [("interrupted",)])

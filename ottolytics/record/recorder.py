@@ -26,6 +26,8 @@ from ottolytics.store import liveness
 from ottolytics.store import spool
 from ottolytics.record.ids import new_run_id, new_token
 from ottolytics.core.paths import db_path
+from ottolytics.core.values import FIRST_SECOND, LAST_SECOND
+from ottolytics.store.statuses import RUN_STATUSES, TASK_STATUSES
 from ottolytics.store.connection import Store, UnknownRun, check_store_path
 
 STDERR_TAIL_BYTES = 4096
@@ -75,6 +77,30 @@ class Terminated(SystemExit):
 
     def __init__(self):
         super().__init__(128 + signal.SIGTERM)
+
+
+def _check_at(at):
+    """*at* must be None or unix seconds a reader can show (rows written from bad
+    arguments are bad rows for every reader): else ValueError, at the call."""
+    if at is None:
+        return
+    if isinstance(at, bool) or not isinstance(at, (int, float)) \
+            or not FIRST_SECOND <= at <= LAST_SECOND:
+        raise ValueError(f"at={at!r}: give unix seconds (a number within years 1-9999) "
+                         f"or None for now")
+
+
+def _check_int(name, value, least=-2 ** 63):
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or not least <= value < 2 ** 63:
+        raise ValueError(f"{name}={value!r}: give an integer"
+                         + (" of at least 0" if least == 0 else "") + " or None")
+
+
+def _check_status(value, allowed):
+    if value is not None and value not in allowed:
+        raise ValueError(f"status={value!r}: give one of {', '.join(allowed)}")
 
 
 def _interruption(exc_type):
@@ -542,6 +568,7 @@ class Run:
         >>> run = rec.run(project="etl").start()
         >>> run.finish("success")
         """
+        _check_at(at)
         if self._started:
             return self
         self._started = True
@@ -580,6 +607,9 @@ class Run:
         >>> run = rec.run(project="etl").start()
         >>> run.finish("failed", reason="the source was empty")
         """
+        _check_status(status or None, RUN_STATUSES)
+        _check_int("size_bytes", size_bytes, least=0)
+        _check_at(at)
         if self._finished:
             return
         self._finished = True
@@ -753,6 +783,8 @@ class Task:
         >>> with rec.run(project="web") as run:
         ...     run.task("build").start().finish(0)
         """
+        _check_status(status, TASK_STATUSES)
+        _check_at(at)
         if self._started:
             return self
         self._started = True
@@ -810,6 +842,10 @@ class Task:
         >>> with rec.run(project="web") as run:
         ...     run.task("test").start().finish(1, stderr_tail="ImportError: no module x")
         """
+        _check_int("exit_code", exit_code)
+        _check_int("signal", signal)
+        _check_status(status, TASK_STATUSES)
+        _check_at(at)
         if self._finished:
             return
         if not self._started:
