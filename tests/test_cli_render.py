@@ -1,5 +1,6 @@
 """cli/render.py: --json, --jsonl and --plain on every command that prints rows."""
 
+import re
 import json
 import math
 from datetime import datetime, timezone
@@ -136,3 +137,23 @@ def test_stats_jsonl_has_every_record_of_its_json(capsys, store):
     assert [r for r in lines if r["kind"] == "top"] == [{"kind": "top", **r} for r in doc["top"]]
     assert [r for r in lines if r["kind"] == "trend"] == [{"kind": "trend", **r}
                                                           for r in doc["trend"]]
+
+
+@pytest.mark.parametrize("columns", ["80", "60"])
+def test_run_ids_and_times_are_never_cut_on_a_narrow_terminal(db, monkeypatch, columns):
+    """A new user's report: `history` on an 80-column terminal showed run ids as
+    `06h3f2y…` and times as `2026-12…`, the id you need to copy for `info`.
+    Ids and times keep their width; the other columns give way."""
+    from conftest import run_cli, run_cli_on_a_tty
+    for i in range(3):
+        assert run_cli("--db", db, "exec", "--project", "a-project-with-a-long-name",
+                       "--task", f"task-{i}", "--", "true").returncode == 0
+    monkeypatch.setenv("COLUMNS", columns)
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    import json
+    ids = [r["run_id"] for r in json.loads(run_cli("--db", db, "history", "--json").stdout)]
+    proc, screen = run_cli_on_a_tty("--db", db, "history")
+    assert proc.returncode == 0
+    assert "│" in screen  # rich's table, as a terminal gets it
+    assert all(i in screen for i in ids), screen
+    assert re.search(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", screen), screen

@@ -13,16 +13,26 @@ from ottolytics.core.formatting import fancy, printable  # noqa: F401  (fancy: f
 from ottolytics.core.formatting import table as plain_table
 
 
+# Columns a narrow terminal never cuts or wraps (the run id is what one copies
+# into `info`; a time cut after its date says nothing): the others give way.
+WHOLE = ("RUN", "TIMESTAMP", "STARTED", "LAST SEEN", "WEEK", "DURATION")
+
+
 def print_table(headers, rows, title=None, right=()):
     """Print a table; *right* names the columns to right-align (numbers)."""
     if fancy():
         from rich.console import Console
         from rich.table import Table
         t = Table(title=printable(title), title_justify="left", header_style="bold")
-        for h in headers:
-            t.add_column(printable(h), justify="right" if h in right else "left")
-        for r in rows:
-            t.add_row(*["" if c is None else printable(str(c)) for c in r])
+        cells = [["" if c is None else printable(str(c)) for c in r] for r in rows]
+        for i, h in enumerate(headers):
+            whole = {}
+            if h in WHOLE:
+                width = max([len(h)] + [len(r[i]) for r in cells])
+                whole = {"no_wrap": True, "min_width": width}
+            t.add_column(printable(h), justify="right" if h in right else "left", **whole)
+        for r in cells:
+            t.add_row(*r)
         # No markup, emoji or highlighting: cells are data, and parsing them costs.
         Console(markup=False, emoji=False, highlight=False).print(t)
         return
