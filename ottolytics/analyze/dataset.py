@@ -66,6 +66,7 @@ from ottolytics.analyze.sources.parquet import (
     CURRENT, FORMAT_VERSION, INDEX, LEGACY, LOCK, MANIFEST, SNAPSHOTS, TABLES,
     _partition_path, file_entries, read_manifest)
 from ottolytics.analyze.sources.sqlite import SqliteSource
+from ottolytics.analyze.sources.base import ts
 from ottolytics.core.errors import Refused
 from ottolytics.core.files import (FileLock, atomic_write, fsync_dir, fsync_file,
                                    writable)
@@ -306,7 +307,9 @@ def _runs_of(h, wanted=None):
                          f"(SELECT r FROM _ottolytics_wanted WHERE s = {i})")
             parts.append(
                 f"SELECT {i}::INTEGER AS _store, x.id AS _rid, "
-                f"strftime(to_timestamp(x.started_at), '%Y-%m') AS date, "
+                # (a run of unknown start, rows being untrusted: partition 'unknown',
+                # which sorts after every month, so a since filter keeps it)
+                f"coalesce(strftime({ts('x.started_at')}, '%Y-%m'), 'unknown') AS date, "
                 f"coalesce(x.host, 'unknown') AS host, "
                 f"coalesce(x.status IN {sql_in(UNFINISHED)}, false) AS open FROM {runs} x{where}")
         return " UNION ALL ".join(parts)
@@ -652,16 +655,17 @@ class _Batch:
                 f"SELECT u.uid AS run_id, t.name AS task, t.attempt, "
                 f"CASE WHEN n = 2 THEN 'running' END AS from_status, "
                 f"CASE WHEN n = 1 THEN 'running' ELSE t.status END AS to_status, "
-                f"to_timestamp(CASE WHEN n = 1 THEN t.started_at ELSE t.finished_at END) "
+                f"{ts('CASE WHEN n = 1 THEN t.started_at ELSE t.finished_at END')} "
                 f"AS \"at\", CAST(NULL AS VARCHAR) AS reason, w.chunk, "
                 f"{i} * 1099511627776 + t.run_id AS _r, t.id AS _t "
                 f"FROM {tasks} t JOIN {WANT} w ON w._store = {i} AND w._rid = t.run_id "
                 f"JOIN {uids} u ON u.id = t.run_id CROSS JOIN (VALUES (1), (2)) k(n) "
                 f"WHERE t.status_logged = 0 AND {self.within(i, 't.run_id')} "
                 f"AND (n = 1 OR t.status NOT IN {sql_in(UNFINISHED)})")
+            logged_at = ts('x."at"')
             parts.append(
                 f"SELECT u.uid, t.name, t.attempt, x.from_status, x.to_status, "
-                f"to_timestamp(x.\"at\"), x.reason, w.chunk, {i} * 1099511627776 + x.run_id, "
+                f"{logged_at}, x.reason, w.chunk, {i} * 1099511627776 + x.run_id, "
                 f"x.task_id "
                 f"FROM {src._rel(alias, 'status_log')} x "
                 f"JOIN {WANT} w ON w._store = {i} AND w._rid = x.run_id "
@@ -678,7 +682,7 @@ class _Batch:
             src = r.source
             parts.append(
                 f"SELECT u.uid AS run_id, x.key, x.value, w.chunk, "
-                f"to_timestamp(u.started_at) AS _at, {i} * 1099511627776 + x.run_id AS _r "
+                f"{ts('u.started_at')} AS _at, {i} * 1099511627776 + x.run_id AS _r "
                 f"FROM {src._rel(alias, 'run_params')} x "
                 f"JOIN {WANT} w ON w._store = {i} AND w._rid = x.run_id "
                 f"JOIN {src._rel(alias, 'runs', columns=['id', 'uid', 'started_at'])} u "

@@ -26,7 +26,7 @@ from ottolytics.analyze.sources.types import (
     TASK_COLUMNS, TRANSITION_COLUMNS)
 from ottolytics.core.values import FIRST_SECOND, LAST_SECOND
 
-__all__ = ["Source", "Relations", "Filters", "literal", "empty", "ts", "NO_FILTERS"]
+__all__ = ["Source", "Relations", "Filters", "literal", "empty", "ts", "secs", "NO_FILTERS"]
 
 Filters = Dict[str, Any]   # since, until, project, task, status, run (see above)
 
@@ -39,13 +39,22 @@ def literal(value):
     return duck.sqlite_literal(value)
 
 
+def secs(expr):
+    """Unix seconds *expr* as a number readers can show as a time, else NULL: a
+    time outside 0001-9999 (rows are untrusted: 1e20) is unknown, by the rule of
+    core/values.py, instead of failing the whole query or making a duration of
+    -1e20. The one guard of stored seconds in the read engine."""
+    return f"(CASE WHEN ({expr}) BETWEEN {FIRST_SECOND} AND {LAST_SECOND} THEN ({expr}) END)"
+
+
 def ts(expr):
     """Unix seconds -> TIMESTAMPTZ; exported to Arrow as timestamp[us, UTC] (the
     session's TimeZone is UTC), so pandas gets tz-aware columns without a copy.
-    A time outside 0001-9999 (rows are untrusted: 1e20) is null, by the rule of
-    core/values.py, instead of failing the whole query."""
-    return (f"CASE WHEN ({expr}) BETWEEN {FIRST_SECOND} AND {LAST_SECOND} "
-            f"THEN to_timestamp({expr}) END")
+    Out of range is NULL (secs). The conversion itself only ever sees a value in
+    range (clamped): DuckDB converts a dictionary-encoded column's whole
+    dictionary, whatever a CASE around or inside the conversion says."""
+    return (f"CASE WHEN {secs(expr)} IS NOT NULL THEN to_timestamp(least(greatest(({expr}), "
+            f"{FIRST_SECOND}), {LAST_SECOND})) END")
 
 
 def _ident(name):

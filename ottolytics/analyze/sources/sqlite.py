@@ -11,7 +11,7 @@ __all__ = ["SqliteSource"]
 import os
 
 from ottolytics.analyze import duck
-from ottolytics.analyze.sources.base import Source, literal, ts as _ts
+from ottolytics.analyze.sources.base import Source, literal, secs, ts as _ts
 from ottolytics.analyze.sources.types import SOURCE_TYPES
 from ottolytics.core.paths import run_dir_sql, stored_path_sql
 from ottolytics.store.statuses import UNFINISHED, sql_in
@@ -141,7 +141,8 @@ class SqliteSource(Source):
                 f"SELECT r.uid AS run_id, p.name AS project, "
                 f"CAST(r.status AS run_status) AS status, {_ts('r.started_at')} AS started_at, "
                 f"{_ts('r.finished_at')} AS finished_at, "
-                f"r.finished_at - r.started_at AS duration_s, r.host, r.user, r.cwd, r.ottofile, "
+                f"{secs('r.finished_at')} - {secs('r.started_at')} AS duration_s, r.host, r.user, "
+                f"r.cwd, r.ottofile, "
                 f"r.args, {_run_dir_expr('r.run_dir', home)} AS run_dir, r.size_bytes, r.source, "
                 f"r.source_ref, r.derived{keys} "
                 f"FROM {self._rel(alias, 'runs', self._runs_where(f, status))} r "
@@ -182,7 +183,8 @@ class SqliteSource(Source):
                 f"SELECT r.uid AS run_id, p.name AS project, r.host, t.name AS task, t.attempt, "
                 f"CAST(t.status AS task_status) AS status, {_ts('t.started_at')} AS started_at, "
                 f"{_ts('t.finished_at')} AS finished_at, "
-                f"t.finished_at - t.started_at AS duration_s, t.exit_code, t.signal, "
+                f"{secs('t.finished_at')} - {secs('t.started_at')} AS duration_s, t.exit_code, "
+                f"t.signal, "
                 f"t.cpu_user_s, t.cpu_system_s, t.peak_rss_bytes, t.script_hash, "
                 f"{_path_expr('t.script_path', rd, home)} AS script_path, "
                 f"{_path_expr('t.stdout_path', rd, home)} AS stdout_path, "
@@ -226,8 +228,8 @@ class SqliteSource(Source):
     @staticmethod
     def _facts_columns(i):
         return (f"t.name AS task, t.status, t.attempt, {_ts('t.started_at')} AS started_at, "
-                f"t.started_at AS started_s, "
-                f"t.finished_at - t.started_at AS duration_s, t.script_hash, "
+                f"{secs('t.started_at')} AS started_s, "
+                f"{secs('t.finished_at')} - {secs('t.started_at')} AS duration_s, t.script_hash, "
                 f"{i} * {RUN_KEY_STRIDE} + t.run_id AS run_key")
 
     def run_keys(self, aliases, f):
