@@ -222,6 +222,13 @@ def test_the_recorder_api_refuses_an_importers_source(db, source):
     lambda run: run.finish("bogus"),
     lambda run: run.finish(at=float("inf")),
     lambda run: run.finish(size_bytes="big"),
+    lambda run: run.finish("running"),
+    lambda run: run.task("a").start().finish(0, status="pending"),
+    lambda run: run.task("a").start().finish(0, status="running"),
+    lambda run: run.task("a").start().finish(0, peak_rss_bytes=2 ** 64),
+    lambda run: run.task("a").start().finish(0, peak_rss_bytes="x"),
+    lambda run: run.task("a").start().finish(0, cpu_user_s="x"),
+    lambda run: run.task("a").start().finish(0, cpu_system_s=float("nan")),
 ])
 def test_bad_arguments_are_refused_at_the_call_and_nothing_is_stored(tmp_path, call):
     """A new user's report: finish(exit_code="x") or 1.5 were stored as text and a
@@ -242,3 +249,23 @@ def test_bad_arguments_are_refused_at_the_call_and_nothing_is_stored(tmp_path, c
                  "WHERE typeof(exit_code) NOT IN ('integer', 'null')") == []
     assert ("b", "success") in q(db, "SELECT name, status FROM tasks")
     assert q(db, "SELECT status FROM runs") in ([("success",)], [("failed",)], [("interrupted",)])
+
+
+def test_numpy_numbers_are_taken_as_the_numbers_they_are(tmp_path):
+    """A review's finding: the argument checks refused numpy integers (an exit
+    code from a numpy array, a time from pandas), which before them were stored
+    as 8-byte blobs. Any integral number is an integer, any real a float."""
+    np = pytest.importorskip("numpy")
+    db = tmp_path / "s.db"
+    rec = Recorder(db)
+    run = rec.run(project="api").start(at=np.int64(1_790_000_000))
+    run.task("a").start(at=np.float64(1_790_000_001.5)).finish(
+        np.int64(3), signal=np.int32(9), at=np.int64(1_790_000_003),
+        peak_rss_bytes=np.uint64(1024), cpu_user_s=np.float32(0.5), cpu_system_s=np.int8(1))
+    run.finish(size_bytes=np.int64(10), at=1_790_000_004)
+    rec.close()
+    assert q(db, "SELECT typeof(started_at), started_at FROM runs") == [("real", 1_790_000_000.0)]
+    assert q(db, "SELECT exit_code, signal, typeof(exit_code), started_at, finished_at, "
+                 "peak_rss_bytes, cpu_user_s, cpu_system_s FROM tasks") == [
+        (3, 9, "integer", 1_790_000_001.5, 1_790_000_003.0, 1024, 0.5, 1.0)]
+    assert q(db, "SELECT size_bytes FROM runs") == [(10,)]

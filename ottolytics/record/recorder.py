@@ -15,6 +15,7 @@ spool, one warning line goes to stderr, and the events are replayed at the
 next successful open. Standard library only: see the README's "write path".
 """
 
+import numbers
 import os
 import signal
 import sys
@@ -27,7 +28,7 @@ from ottolytics.store import spool
 from ottolytics.record.ids import new_run_id, new_token
 from ottolytics.core.paths import db_path
 from ottolytics.core.values import FIRST_SECOND, LAST_SECOND
-from ottolytics.store.statuses import RUN_STATUSES, TASK_STATUSES
+from ottolytics.store.statuses import RUN_END_STATUSES, TASK_STATUSES, TERMINAL_TASK
 from ottolytics.store.connection import Store, UnknownRun, check_store_path
 
 STDERR_TAIL_BYTES = 4096
@@ -80,27 +81,47 @@ class Terminated(SystemExit):
 
 
 def _check_at(at):
-    """*at* must be None or unix seconds a reader can show (rows written from bad
-    arguments are bad rows for every reader): else ValueError, at the call."""
+    """*at* as unix seconds (a float), None for now; ValueError, at the call, for
+    anything else or a time readers cannot show (rows written from bad arguments
+    are bad rows for every reader). Any real number is taken (numpy's too)."""
     if at is None:
-        return
-    if isinstance(at, bool) or not isinstance(at, (int, float)) \
-            or not FIRST_SECOND <= at <= LAST_SECOND:
+        return None
+    if isinstance(at, bool) or not isinstance(at, numbers.Real) \
+            or not FIRST_SECOND <= float(at) <= LAST_SECOND:
         raise ValueError(f"at={at!r}: give unix seconds (a number within years 1-9999) "
                          f"or None for now")
+    return float(at)
 
 
 def _check_int(name, value, least=-2 ** 63):
+    """*value* as an int (any integral number: numpy's too), or None; else
+    ValueError naming *name*."""
     if value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, int) or not least <= value < 2 ** 63:
-        raise ValueError(f"{name}={value!r}: give an integer"
-                         + (" of at least 0" if least == 0 else "") + " or None")
+        return None
+    if not isinstance(value, bool) and isinstance(value, numbers.Integral) \
+            and least <= int(value) < 2 ** 63:
+        return int(value)
+    raise ValueError(f"{name}={value!r}: give an integer"
+                     + (" of at least 0" if least == 0 else "") + " or None")
+
+
+def _check_seconds(name, value):
+    """A CPU time: a finite real number of at least 0, as a float, or None."""
+    if value is None:
+        return None
+    if not isinstance(value, bool) and isinstance(value, numbers.Real) \
+            and 0 <= float(value) < float("inf"):
+        return float(value)
+    raise ValueError(f"{name}={value!r}: give a number of seconds (at least 0) or None")
 
 
 def _check_status(value, allowed):
     if value is not None and value not in allowed:
         raise ValueError(f"status={value!r}: give one of {', '.join(allowed)}")
+
+
+# the statuses an attempt ends in (finish); pending and running are not ends
+_TASK_ENDS = TERMINAL_TASK + ("interrupted",)
 
 
 def _interruption(exc_type):
@@ -568,7 +589,7 @@ class Run:
         >>> run = rec.run(project="etl").start()
         >>> run.finish("success")
         """
-        _check_at(at)
+        at = _check_at(at)
         if self._started:
             return self
         self._started = True
@@ -607,9 +628,9 @@ class Run:
         >>> run = rec.run(project="etl").start()
         >>> run.finish("failed", reason="the source was empty")
         """
-        _check_status(status or None, RUN_STATUSES)
-        _check_int("size_bytes", size_bytes, least=0)
-        _check_at(at)
+        _check_status(status or None, RUN_END_STATUSES)
+        size_bytes = _check_int("size_bytes", size_bytes, least=0)
+        at = _check_at(at)
         if self._finished:
             return
         self._finished = True
@@ -784,7 +805,7 @@ class Task:
         ...     run.task("build").start().finish(0)
         """
         _check_status(status, TASK_STATUSES)
-        _check_at(at)
+        at = _check_at(at)
         if self._started:
             return self
         self._started = True
@@ -842,10 +863,16 @@ class Task:
         >>> with rec.run(project="web") as run:
         ...     run.task("test").start().finish(1, stderr_tail="ImportError: no module x")
         """
-        _check_int("exit_code", exit_code)
-        _check_int("signal", signal)
-        _check_status(status, TASK_STATUSES)
-        _check_at(at)
+        exit_code = _check_int("exit_code", exit_code)
+        signal = _check_int("signal", signal)
+        _check_status(status, _TASK_ENDS)
+        at = _check_at(at)
+        for key in ("cpu_user_s", "cpu_system_s"):
+            if key in resources:
+                resources[key] = _check_seconds(key, resources[key])
+        if "peak_rss_bytes" in resources:
+            resources["peak_rss_bytes"] = _check_int("peak_rss_bytes",
+                                                     resources["peak_rss_bytes"], least=0)
         if self._finished:
             return
         if not self._started:
