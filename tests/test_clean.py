@@ -564,3 +564,31 @@ def test_the_cli_syncs_through_the_library_unless_no_sync(home, db, cli):
     out = cli("clean", "--keep", "30", "--keep-last", "0", "--yes")
     assert out.returncode == 0, out.stderr
     assert b"deleted 2 runs" in out.stdout
+
+
+def test_clean_and_usage_keep_a_run_of_unknown_start(tmp_path, cli):
+    """A review's finding: a run whose started_at is text (rows are untrusted) made
+    `usage` and `clean --dry-run` fail with a traceback (float - str), while
+    history showed it. Its age is unknown, so clean never deletes it by age: it
+    is kept, with the reason."""
+    import json
+    import sqlite3
+    from ottolytics.tools.synth import synthesize
+    db = tmp_path / "s.db"
+    home = tmp_path / "otto-home-empty"
+    home.mkdir()
+    synthesize(db, runs=50, tasks_per_run=2, seed=1, days=400)
+    conn = sqlite3.connect(db)
+    conn.execute("UPDATE runs SET started_at = 'x' WHERE id = 10")
+    conn.execute("UPDATE runs SET size_bytes = 'big' WHERE id = 11")
+    conn.commit()
+    uid = conn.execute("SELECT uid FROM runs WHERE id = 10").fetchone()[0]
+    conn.close()
+    for args in (["usage", "--otto-home", home, "--plain"],
+                 ["clean", "--dry-run", "--no-sync", "--keep", "1", "--keep-last", "1", "--keep-failed", "1",
+                  "--otto-home", home, "--json"]):
+        proc = cli("--db", db, *args)
+        text = (proc.stdout + proc.stderr).decode()
+        assert proc.returncode == 0 and "Traceback" not in text, text
+    plan = json.loads(proc.stdout)
+    assert uid not in json.dumps(plan.get("runs", plan)), plan

@@ -48,6 +48,7 @@ from ottolytics.manage import retention
 from ottolytics.manage.listing import open_for_reading
 from ottolytics.core.files import atomic_write
 from ottolytics.core.paths import db_path, dir_size, from_stored, is_inside, otto_home
+from ottolytics.core.values import number, seconds
 
 RECENT_S = 3600  # a run younger than this is never deleted, whatever the policy
 PROTECTED = ("otto.db", "ottolytics.db")
@@ -139,7 +140,15 @@ def store_runs(conn, project=None):
         rows = conn.execute(sql + " WHERE p.name = ? ORDER BY r.started_at DESC", (project,))
     else:
         rows = conn.execute(sql + " ORDER BY r.started_at DESC")
-    return [StoreRun(*row) for row in rows]
+    return [_store_run(row) for row in rows]
+
+
+def _store_run(row):
+    """A StoreRun of a runs row, its numbers read by core/values.py (rows are
+    untrusted): a start that is no time is None (unknown), never deleted by age."""
+    run = StoreRun(*row)
+    return run._replace(started_at=seconds(run.started_at),
+                        size_bytes=number(run.size_bytes, True))
 
 
 def _decide(runs, policy, now):
@@ -149,8 +158,13 @@ def _decide(runs, policy, now):
     day = 86400.0
     for rank, run in enumerate(runs):
         uid, status = run.uid, run.status
+        if rank < policy.keep_last:
+            continue
+        if run.started_at is None:
+            protected.append((uid, "its start time is unknown"))
+            continue
         age = now - run.started_at
-        if rank < policy.keep_last or age < policy.keep_days * day or (
+        if age < policy.keep_days * day or (
                 status == "failed" and age < policy.keep_failed * day):
             continue
         if status == "running":
@@ -584,7 +598,7 @@ def _rows(conn, ids):
     for i in range(0, len(ids), 500):
         chunk = ids[i:i + 500]
         for row in conn.execute(sql.format(",".join("?" * len(chunk))), chunk):
-            found[row[0]] = StoreRun(*row)
+            found[row[0]] = _store_run(row)
     return found
 
 
@@ -614,6 +628,7 @@ def execute(p, db=None, progress=None):
             row = rows[c.db_id]
             path = _run_path(row, p.home)
             why = ("still running" if row.status == "running" else
+                   "its start time is unknown" if row.started_at is None else
                    "started within the last hour" if now - row.started_at < RECENT_S else
                    refused.get(c.db_id) or (path and _not_a_run_dir(path, p.home, store_file)))
             if why:
