@@ -31,6 +31,7 @@ from ottolytics.analyze import duck
 from ottolytics.store.migrations import RUN_STATUSES, TASK_STATUSES
 from ottolytics.core.paths import db_path
 from ottolytics.core import timeutil
+from ottolytics.core.values import no_nul
 from ottolytics.analyze.sources.base import Relations, Source
 from ottolytics.analyze.sources.mirror import stores_source
 from ottolytics.analyze.sources.types import (  # noqa: F401  (the frames' column contract)
@@ -96,9 +97,9 @@ def _listify(value, name=None):
     if value is None:
         return None
     values = [value] if isinstance(value, str) else list(value)
-    for v in values:  # (a NUL would end the literal the filter becomes in SQL)
-        if name and isinstance(v, str) and "\x00" in v:
-            raise ValueError(f"{name}={v!r}: a name holds no NUL character; remove it")
+    for v in values:
+        if name:
+            no_nul(name, v)
     return values
 
 

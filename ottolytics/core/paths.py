@@ -36,6 +36,16 @@ def db_path(db=None, home=None) -> str:
     return join(otto_home(home), DB_FILENAME)
 
 
+def store_home(db=None, home=None) -> str:
+    """The directory a store's runs keep their logs under (``ottolytics/runs``),
+    and that the relative paths it stores resolve against: *home* when given,
+    else the store's own directory (the one rule of the shim, which writes the
+    logs there, and of the readers). For the default store,
+    ``$OTTO_HOME/ottolytics.db``, that is OTTO_HOME; a store kept elsewhere
+    (``--db``, ``$OTTOLYTICS_DB``) keeps its runs' logs beside it."""
+    return home if home is not None else os.path.dirname(os.path.abspath(db_path(db)))
+
+
 def to_stored(path, home=None):
     """Store *path* relative to OTTO_HOME when it lies below it, else absolute."""
     if path is None:

@@ -4,7 +4,7 @@ number column may hold text, and a time may lie past any date a reader can
 show. The one rule for numbers and times, used by the quick commands (history,
 list, info) and the columnar mirror. Standard library only."""
 
-__all__ = ["number", "seconds", "FIRST_SECOND", "LAST_SECOND"]
+__all__ = ["number", "seconds", "no_nul", "FIRST_SECOND", "LAST_SECOND"]
 
 FIRST_SECOND = -62_135_596_800  # 0001-01-01T00:00:00Z
 LAST_SECOND = 253_402_300_799   # 9999-12-31T23:59:59Z: the last second any reader can show
@@ -40,3 +40,11 @@ def seconds(v):
     None: text that is no number, NaN, 1e20."""
     value = number(v)
     return value if value is not None and FIRST_SECOND <= value <= LAST_SECOND else None
+
+
+def no_nul(arg, value):
+    """Raise ValueError, one line naming *arg*, when the name *value* holds a NUL
+    character: no project, task or run id holds one (and a NUL would end the SQL
+    literal a filter becomes)."""
+    if isinstance(value, str) and "\x00" in value:
+        raise ValueError(f"{arg}={value!r}: a name holds no NUL character; remove it")

@@ -11,7 +11,8 @@ from contextlib import contextmanager
 
 from ottolytics.manage.listing import _duration, open_for_reading
 from ottolytics.core.errors import RunNotFound  # noqa: F401 (its old home; core.errors)
-from ottolytics.core.paths import check_task_log, db_path, from_stored, task_path_from_stored
+from ottolytics.core.paths import (check_task_log, db_path, from_stored, store_home,
+                                   task_path_from_stored)
 from ottolytics.core.values import number, seconds
 
 RUN_COLUMNS = ("id", "uid", "status", "started_at", "finished_at", "args", "ottofile", "user",
@@ -149,12 +150,6 @@ def _refused(out, err, run_dir, source, home, uid=None):
     return problems
 
 
-def _home(db, home):
-    """*home*, by default the directory of the store at *db*: where stored relative
-    paths resolve, as History resolves them."""
-    return os.path.dirname(os.path.abspath(db_path(db))) if home is None else home
-
-
 @contextmanager
 def _reading(db, conn, ref):
     """(connection, row id of the run *ref*): on *conn*, or on a read-only
@@ -175,7 +170,7 @@ def run_info(db=None, ref="latest", conn=None, home=None):
     last; paths absolute; ``refused`` names the log paths the read rule refuses,
     with why) and ``order``. Raises RunNotFound. Stored relative paths
     resolve against *home*, by default the store's directory, as History does."""
-    home = _home(db, home)
+    home = store_home(db, home)
     with _reading(db, conn, ref) as (conn, rid):
         run = dict(zip(RUN_COLUMNS + ("project",), conn.execute(
             f"SELECT {', '.join('r.' + c for c in RUN_COLUMNS)}, p.name FROM runs r "
@@ -270,7 +265,7 @@ def task_output(db=None, ref="latest", task=None, stream="stderr", attempt=None,
     from ottolytics.core.paths import open_task_log
     if stream not in ("stdout", "stderr"):
         raise ValueError(f"stream={stream!r}: use 'stdout' or 'stderr'")
-    home = _home(db, home)
+    home = store_home(db, home)
     with _reading(db, conn, ref) as (conn, rid):
         uid, run_dir, run_source = conn.execute(
             "SELECT uid, run_dir, source FROM runs WHERE id = ?", (rid,)).fetchone()
@@ -347,7 +342,7 @@ def follow_output(db=None, ref="latest", task=None, stream=None, home=None,
     path = os.path.abspath(db_path(db))
     if not os.path.isfile(path):
         raise StoreError(f"{path}: no store here; record a run first or pass --db")
-    home = _home(db, home)
+    home = store_home(db, home)
     streams = [stream] if stream else ["stdout", "stderr"]
     conn = connect(path, readonly=True)
     files, seq, attempt = {}, {s: 0 for s in streams}, None

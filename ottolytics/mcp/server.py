@@ -225,9 +225,12 @@ class HistoryTools:
 
 def _no_nul(**names):
     """Refuse a name with a NUL character: no task, project or run id holds one."""
+    from ottolytics.core.values import no_nul
     for arg, value in names.items():
-        if isinstance(value, str) and "\x00" in value:
-            raise Refused(f"{arg}={value!r}: a name holds no NUL character; remove it")
+        try:
+            no_nul(arg, value)
+        except ValueError as exc:
+            raise Refused(str(exc)) from None
 
 
 def _time(value):

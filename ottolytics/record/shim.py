@@ -18,8 +18,8 @@ import sys
 import time
 from os.path import basename, exists, join
 
-from ottolytics.core.paths import (db_path, dir_size, runs_root, safe_component, sha256_hex,
-                                   spool_dirs, task_path_to_stored, to_stored)
+from ottolytics.core.paths import (dir_size, runs_root, safe_component, sha256_hex,
+                                   spool_dirs, store_home, task_path_to_stored, to_stored)
 from ottolytics.record.recorder import STDERR_TAIL_BYTES, Recorder, tail_text
 
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
@@ -34,15 +34,6 @@ RUN_ID_ENV = "OTTOLYTICS_RUN_ID"
 def run_dir_for(uid, home=None) -> str:
     """Where a run's logs go; derived from the id alone so any process can find it."""
     return join(runs_root(home), uid)
-
-
-def store_home(db=None, home=None):
-    """The directory a store's runs keep their logs under (``ottolytics/runs``):
-    *home* when given, else the store's own directory, where readers resolve
-    the paths it stores (the read rule, core/paths.py). For the default store,
-    ``$OTTO_HOME/ottolytics.db``, that is OTTO_HOME, as before; a store kept
-    elsewhere (``--db``, ``$OTTOLYTICS_DB``) keeps its runs' logs beside it."""
-    return home if home is not None else os.path.dirname(os.path.abspath(db_path(db)))
 
 
 def _make_task_dir(run_dir: str, task: str, db) -> str | None:
