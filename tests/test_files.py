@@ -80,3 +80,27 @@ def test_report_csv_prometheus_textfile_and_clean_journal_sync_file_and_director
         assert any(s.startswith(str(out / f".{name}.")) for s in synced), (name, synced)
         assert synced[-1] == str(out), (name, synced)
     assert sorted(os.listdir(out)) == ["j", "m.prom", "r.csv"]
+
+
+def test_atomic_write_does_not_replace_a_link_or_a_fifo(tmp_path):
+    """A review's finding: the export's check of its target ran before its query,
+    so a link made meanwhile was replaced by a regular file. atomic_write itself
+    refuses, just before its rename, to replace anything but a regular file."""
+    import pytest
+    from ottolytics.core.files import atomic_write
+    tmp_path = tmp_path / "here"
+    tmp_path.mkdir()
+    real = tmp_path / "real"
+    real.write_text("mine")
+    link = tmp_path / "link"
+    link.symlink_to(real)
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    for target in (link, fifo):
+        with pytest.raises(FileExistsError, match="not a regular file"):
+            atomic_write(target, "new")
+    assert link.is_symlink() and real.read_text() == "mine"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fifo", "link", "real"]
+    atomic_write(tmp_path / "new", "x")
+    atomic_write(real, "y")
+    assert real.read_text() == "y"

@@ -49,6 +49,7 @@ def atomic_write(path, data, encoding="utf-8"):
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        _refuse_special(os.path.join(folder, name), text)  # (again: it may have changed)
         os.replace(tmp, os.path.join(folder, name))
     except BaseException:
         try:
@@ -75,18 +76,23 @@ def output_path(path, example):
     if not os.path.isdir(folder):
         raise FileNotFoundError(f"{folder}: directory does not exist; create it first "
                                 f"(mkdir -p {folder})")
+    _refuse_special(full, text)
+    writable(folder)
+    return full
+
+
+def _refuse_special(full, text):
+    """FileExistsError, one line, when *full* is there and not a regular file: the
+    file is replaced by a rename, so a link, a FIFO or a device would become a
+    regular file (`/dev/stdout` broken for the machine)."""
     try:
         mode = os.lstat(full).st_mode
     except FileNotFoundError:
-        mode = None
-    if mode is not None and not stat.S_ISREG(mode):
-        # the file is replaced by a rename: a link, a FIFO or a device would be
-        # replaced by a regular file (`/dev/stdout` broken for the machine)
+        return
+    if not stat.S_ISREG(mode):
         what = "a symbolic link" if stat.S_ISLNK(mode) else "a special file"
         raise FileExistsError(f"{text}: is {what}, not a regular file; give a regular "
                               f"file or a new name (an export replaces the file whole)")
-    writable(folder)
-    return full
 
 
 def writable(folder):
