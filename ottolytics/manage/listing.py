@@ -238,12 +238,13 @@ def task_history(db=None, task=None, limit=20, conn=None, status=None, project=N
         if own:
             conn.close()
     now = time.time()
-    runs = [{"run_id": uid, "project": pname, "status": st, "started_at": started,
-             "finished_at": finished, "duration_s": _duration(st, started, finished, now),
-             "exit_code": number(code, True), "attempts": attempt,
-             "size_bytes": number(size, True), "user": user}
-            for uid, pname, st, started, finished, code, attempt, size, user in
-            ((u, p, st, seconds(a), seconds(b), c, n, z, us) for u, p, st, a, b, c, n, z, us in rows)]
+    runs = []
+    for uid, pname, st, started, finished, code, attempt, size, user in rows:
+        started, finished = seconds(started), seconds(finished)
+        runs.append({"run_id": uid, "project": pname, "status": st, "started_at": started,
+                     "finished_at": finished, "duration_s": _duration(st, started, finished, now),
+                     "exit_code": number(code, True), "attempts": attempt,
+                     "size_bytes": number(size, True), "user": user})
     ok = sum(r["status"] == "success" for r in runs)
     failed = sum(r["status"] == "failed" for r in runs)
     return {"task": task, "runs": runs,
