@@ -292,6 +292,39 @@ def test_a_killed_export_leaves_the_previous_dataset_or_the_new_one(tmp_path):
     assert len(os.listdir(out / "snapshots")) <= 2   # the new one and the one before
 
 
+def test_a_link_left_behind_by_a_kill_is_brought_up_to_date_by_the_next_export(
+        tmp_path, monkeypatch):
+    """An export killed between its manifest and its link leaves ``current`` on the
+    snapshot before: the next export points it at the manifest's snapshot before it
+    writes anything, so a Hive reader of DIR/current sees what was committed or what
+    is being written, never an older export (CI saw {1} after exports 2-4)."""
+    from ottolytics.analyze import dataset
+    store = _synth_store(tmp_path / "store.db", runs=60)
+    out = tmp_path / "dataset"
+    for k in (1, 2):
+        _mark(store, k)
+        ottolytics.open(store).to_parquet(out)
+    first = sorted(os.listdir(out / "snapshots"))[0]
+    committed = json.loads((out / "manifest.json").read_text())["snapshot"]
+    assert first != committed
+    os.unlink(out / "current")   # export 2 killed after its manifest, before its link
+    os.symlink(os.path.join("snapshots", first), out / "current")
+    assert _state(str(out / "current"))[0] == {1}
+
+    def killed(*_a, **_k):
+        raise KeyboardInterrupt   # export 3 killed before its manifest
+    monkeypatch.setattr(dataset, "_write_json_atomic", killed)
+    _mark(store, 3)
+    with pytest.raises(KeyboardInterrupt):
+        ottolytics.open(store).to_parquet(out)
+    assert os.readlink(out / "current") == os.path.join("snapshots", committed)
+    assert _state(str(out / "current"))[0] == {2}
+    monkeypatch.undo()
+    ottolytics.open(store).to_parquet(out)
+    assert _state(str(out / "current"))[0] == {3}
+    assert _state(ottolytics.open(out))[0] == {3}
+
+
 def test_an_export_sweeps_the_temporary_files_a_killed_one_left(db, tmp_path):
     """A kill during the manifest's write leaves core.files.atomic_write's hidden
     temporary file (.NAME.PID.RANDOM.tmp; older versions' manifest.json.RANDOM.tmp,

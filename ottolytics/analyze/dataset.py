@@ -38,7 +38,9 @@ do, so every Hive reader decodes them back to the original.
   ``*.tmp`` until it is whole and fsynced), renames it, then replaces
   ``manifest.json`` (temporary file, fsync, rename) and the ``current`` link. A
   reader sees the previous snapshot or the new one, never a mix; a killed export
-  leaves the previous one, and the next export removes what it left.
+  leaves the previous one, and the next export removes what it left (and, if
+  the kill came between the manifest and the link, first points the link at the
+  manifest's snapshot).
 * Many hosts can export into one shared directory: an export replaces only its
   own store's chunks, and on a whole export the chunks of its hosts that another
   store or an older format wrote (a host is exported by one store); a lock file
@@ -395,6 +397,12 @@ def _export_locked(h, directory, spill):
     manifest, old_root, chunks, index = _previous(directory)
     old_snapshot = manifest["snapshot"] if manifest else None
     _sweep(directory, {old_snapshot, spill})
+    if old_snapshot and _current_target(directory) not in (None, old_snapshot) and \
+            os.path.isdir(os.path.join(directory, SNAPSHOTS, old_snapshot)):
+        # an export killed between its manifest and its link left the link on the
+        # snapshot before: finish its job first, so a reader of the link sees what
+        # was committed or what this export commits, never an older export
+        _point_current(directory, old_snapshot)
     previous = dict(manifest.get("stores", {})) \
         if manifest and manifest["format"] == FORMAT_VERSION else {}
     seqs = {k: v.get("seq") for k, v in previous.items() if isinstance(v, dict)}
